@@ -1,0 +1,72 @@
+"""The concept data set every loader returns, and one cross-validation fold of it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Re-fits the preprocessing on the given training rows and returns the concept matrix of *all* rows.
+Refit = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class ConceptDataset:
+    """Boolean concepts x (float32 [n, k], a concept is true where x > 0.5), labels y (int64 [n]).
+
+    ``refit`` is set by loaders whose preprocessing is learnt from data (MIMIC-II's imputer, scaler and binner):
+    given the training row indices of a fold it returns x recomputed with preprocessing fitted on those rows only
+    (``data.fit_scope=train``). ``None`` means x does not depend on which rows are used for fitting.
+    """
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+    concept_names: list[str]
+    label: str = "y"
+    ground_truth: str | None = None
+    checksum: str | None = None
+    refit: Refit | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.x.ndim != 2 or self.x.shape[0] != self.y.shape[0]:
+            raise ValueError(f"x {self.x.shape} and y {self.y.shape} do not describe the same rows")
+        if self.x.shape[1] != len(self.concept_names):
+            raise ValueError(f"x has {self.x.shape[1]} columns but {len(self.concept_names)} concept names")
+
+    @property
+    def n_concepts(self) -> int:
+        return self.x.shape[1]
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.y.max()) + 1 if self.y.size else 0
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One outer fold: train+validation rows fit the model, validation rows build explanations, test rows score.
+
+    Index arrays are positions in the full data set, so results can always be traced back to patients.
+    """
+
+    index: int
+    concept_names: list[str]
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    train_index: np.ndarray
+    val_index: np.ndarray
+    test_index: np.ndarray
+
+    @property
+    def x_trainval(self) -> np.ndarray:
+        return np.concatenate([self.x_train, self.x_val])
+
+    @property
+    def y_trainval(self) -> np.ndarray:
+        return np.concatenate([self.y_train, self.y_val])

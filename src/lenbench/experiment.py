@@ -1,0 +1,260 @@
+"""Cross-validation loop of one job: the same steps for every method, whatever it is.
+
+For each fold: fit the explainer on train+validation rows, predict the test rows, explain the target class (timed
+apart from training), score model and formula on the test rows. Across folds: consistency of the formulas, mean and
+standard error of every metric. Side effects (files, MLflow) go through ``tracking``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lenbench.data.base import ConceptDataset
+from lenbench.data.datamodule import ConceptDataModule
+from lenbench.explainers.base import Explainer
+from lenbench.logic.formula import Formula
+from lenbench.logic.metrics import (
+    consistency,
+    explanation_accuracy,
+    explanation_fidelity,
+    majority_accuracy,
+    mean_and_sem,
+    model_accuracy,
+)
+from lenbench.tracking.local import write_results
+from lenbench.tracking.mlflow import NullTracker, Tracker
+
+log = logging.getLogger(__name__)
+
+# Per-fold figures, in the notebook's column order, then lenbench's additions.
+FOLD_METRICS = (
+    "model_accuracy",
+    "explanation_accuracy",
+    "explanation_fidelity",
+    "explanation_complexity",
+    "elapsed_time",
+    "training_time",
+    "majority_accuracy",
+)
+
+
+@dataclass(frozen=True)
+class CVConfig:
+    """Which folds a job runs; ``split_seed`` stays fixed across model seeds so every seed sees the same folds."""
+
+    n_splits: int = 10
+    split_seed: int = 42
+    folds: Sequence[int] | None = None
+    val_size: float = 0.3
+    inner_split_seed: int = 42
+
+    def fold_indices(self) -> list[int]:
+        if self.folds is None:
+            return list(range(self.n_splits))
+        bad = [f for f in self.folds if not 0 <= int(f) < self.n_splits]
+        if bad:
+            raise ValueError(f"cv.folds={list(self.folds)}: folds must lie in 0..{self.n_splits - 1} (cv.n_splits)")
+        return [int(f) for f in self.folds]
+
+
+@dataclass
+class FoldResult:
+    fold: int
+    formula: Formula
+    metrics: dict[str, float]
+    loss_curve: list[tuple[int, float]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def run_fold(
+    dataset: ConceptDataset,
+    fold_index: int,
+    cv: CVConfig,
+    make_explainer: Callable[[], Explainer],
+    target_class: int = 1,
+) -> FoldResult:
+    """Fit, predict, explain and score one fold. Pure of side effects but for the explainer's own training."""
+    datamodule = ConceptDataModule(
+        dataset,
+        fold=fold_index,
+        n_splits=cv.n_splits,
+        split_seed=cv.split_seed,
+        val_size=cv.val_size,
+        inner_split_seed=cv.inner_split_seed,
+    )
+    datamodule.setup()
+    fold = datamodule.fold
+    explainer = make_explainer()
+
+    start = time.perf_counter()
+    explainer.fit(fold)
+    training_time = time.perf_counter() - start
+    y_pred = explainer.predict(fold.x_test)
+
+    start = time.perf_counter()
+    formula = explainer.explain(fold, target_class)
+    elapsed_time = time.perf_counter() - start
+
+    info = dict(explainer.info())
+    loss_curve = [(int(e), float(v)) for e, v in info.pop("loss_curve", [])]
+    metrics = {
+        "model_accuracy": model_accuracy(fold.y_test, y_pred),
+        "explanation_accuracy": explanation_accuracy(formula, fold.x_test, fold.y_test, fold.concept_names, target_class),
+        "explanation_fidelity": explanation_fidelity(formula, fold.x_test, y_pred, fold.concept_names, target_class),
+        "explanation_complexity": float(formula.complexity),
+        "elapsed_time": elapsed_time,
+        "training_time": float(info.pop("training_time", training_time)),
+        "majority_accuracy": majority_accuracy(fold.y_test),
+    }
+    return FoldResult(fold=fold_index, formula=formula, metrics=metrics, loss_curve=loss_curve, info=info)
+
+
+def results_table(method: str, results: Sequence[FoldResult], fold_consistency: float) -> pd.DataFrame:
+    """One row per fold with the notebook's columns (``split`` is the fold index) plus lenbench's."""
+    rows = [
+        {
+            "method": method,
+            "split": r.fold,
+            "explanation": str(r.formula),
+            **{k: r.metrics[k] for k in FOLD_METRICS[:4]},
+            "explanation_consistency": fold_consistency,
+            **{k: r.metrics[k] for k in FOLD_METRICS[4:]},
+        }
+        for r in results
+    ]
+    return pd.DataFrame(rows)
+
+
+def summarize(results: Sequence[FoldResult]) -> dict[str, float]:
+    """``<metric>_mean`` and ``<metric>_sem`` (ddof=1, as pandas) over folds, and ``explanation_consistency``."""
+    summary: dict[str, float] = {}
+    for name in FOLD_METRICS:
+        mean, sem = mean_and_sem([r.metrics[name] for r in results])
+        summary[f"{name}_mean"] = mean
+        summary[f"{name}_sem"] = sem
+    summary["explanation_consistency"] = consistency([r.formula for r in results])
+    summary["n_folds"] = float(len(results))
+    return summary
+
+
+@dataclass
+class ExperimentResult:
+    results: pd.DataFrame
+    summary: dict[str, float]
+    folds: list[FoldResult]
+    files: dict[str, Path]
+
+
+def run_experiment(
+    dataset: ConceptDataset,
+    method: str,
+    make_explainer: Callable[[], Explainer],
+    cv: CVConfig,
+    out_dir: Path,
+    *,
+    target_class: int = 1,
+    tracker: Tracker | None = None,
+    run_name: str = "job",
+    tags: dict[str, str] | None = None,
+    params: dict[str, Any] | None = None,
+    texts: dict[str, str] | None = None,
+    summary_extra: dict[str, Any] | None = None,
+) -> ExperimentResult:
+    """Run every requested fold, then write and track the results. A failure marks the runs FAILED (KILLED on
+    Ctrl-C) and keeps the folds already done in ``results.csv`` before re-raising."""
+    tracker = tracker or NullTracker()
+    fold_indices = cv.fold_indices()
+    tracker.start_job(run_name, tags or {}, params or {})
+    done: list[FoldResult] = []
+    current = None
+    try:
+        for position, fold_index in enumerate(fold_indices, start=1):
+            current = fold_index
+            result = run_fold(dataset, fold_index, cv, make_explainer, target_class)
+            done.append(result)
+            m = result.metrics
+            log.info(
+                "%s fold %d/%d: model %.4f | explanation %.4f | fidelity %.4f | complexity %d | %s",
+                method,
+                position,
+                len(fold_indices),
+                m["model_accuracy"],
+                m["explanation_accuracy"],
+                m["explanation_fidelity"],
+                int(m["explanation_complexity"]),
+                _short(str(result.formula)),
+            )
+            tracker.log_fold(fold_index, {**m, **_numeric(result.info)}, str(result.formula), result.loss_curve)
+        current = None
+    except BaseException as exc:
+        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        error = f"{type(exc).__name__}: {exc}"
+        if current is not None:
+            tracker.fail_fold(current, error)
+        if done:
+            _write(method, done, dataset, out_dir, summary_extra, partial=True)
+            log.error("%s after %d fold(s); results of those folds are in %s", status, len(done), out_dir)
+        tracker.fail_job(error, status=status)
+        raise
+
+    files, results, summary, explanations = _write(method, done, dataset, out_dir, summary_extra, partial=False)
+    fold_metrics = {name: [(r.fold, r.metrics[name]) for r in done] for name in FOLD_METRICS}
+    figures = _figures(results)
+    try:
+        tracker.finish_job(fold_metrics, summary, list(files.values()), texts or {}, figures)
+    finally:
+        _close(figures)
+    return ExperimentResult(results=results, summary=summary, folds=done, files=files)
+
+
+def _write(method, done, dataset, out_dir, summary_extra, partial):  # noqa: ANN001, ANN202
+    summary = summarize(done)
+    results = results_table(method, done, summary["explanation_consistency"])
+    full_summary = {
+        "method": method,
+        "data": dataset.name,
+        "label": dataset.label,
+        "complete": not partial,
+        "folds": [r.fold for r in done],
+        **(summary_extra or {}),
+        **summary,
+    }
+    explanations = {
+        "target_formula": dataset.ground_truth,
+        "folds": [{"fold": r.fold, "formula": str(r.formula), "info": _jsonable(r.info)} for r in done],
+    }
+    files = write_results(out_dir, results, full_summary, explanations)
+    return files, results, summary, explanations
+
+
+def _figures(results: pd.DataFrame) -> dict[str, Any]:
+    from lenbench.tracking.plots import fold_metrics_figure
+
+    return {"fold_metrics.png": fold_metrics_figure(results)}
+
+
+def _close(figures: dict[str, Any]) -> None:
+    import matplotlib.pyplot as plt
+
+    for figure in figures.values():
+        plt.close(figure)
+
+
+def _numeric(info: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in info.items() if isinstance(v, (int, float, bool, np.number))}
+
+
+def _jsonable(info: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in info.items() if not callable(v)}
+
+
+def _short(text: str, width: int = 80) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."

@@ -1,0 +1,32 @@
+"""The one interface every explainer keeps, network or not, so the cross-validation loop never branches."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+from lenbench.data.base import Fold
+from lenbench.logic.formula import Formula
+
+
+class Explainer(ABC):
+    """fit on a fold's train+validation rows, predict labels, explain a class as a formula over concept names.
+
+    ``info()`` returns extra per-fold figures worth tracking (training time, simplification fall-backs, ...).
+    """
+
+    name: str = "explainer"
+
+    @abstractmethod
+    def fit(self, fold: Fold) -> Explainer: ...
+
+    @abstractmethod
+    def predict(self, x: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def explain(self, fold: Fold, target_class: int = 1) -> Formula: ...
+
+    def info(self) -> dict[str, Any]:
+        return {}

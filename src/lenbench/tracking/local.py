@@ -1,0 +1,45 @@
+"""Result files of one job (results.csv, summary.json, explanations.json), written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write to a temporary file beside ``path`` and rename it, so no reader ever sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, payload: Any) -> Path:
+    _atomic_write(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+    return path
+
+
+def write_results(
+    out_dir: Path, results: pd.DataFrame, summary: dict[str, Any], explanations: dict[str, Any]
+) -> dict[str, Path]:
+    """Write the job's three result files into ``out_dir``; returns their paths by name."""
+    out_dir = Path(out_dir)
+    paths = {
+        "results.csv": out_dir / "results.csv",
+        "summary.json": out_dir / "summary.json",
+        "explanations.json": out_dir / "explanations.json",
+    }
+    _atomic_write(paths["results.csv"], results.to_csv(index=False))
+    write_json(paths["summary.json"], summary)
+    write_json(paths["explanations.json"], explanations)
+    return paths

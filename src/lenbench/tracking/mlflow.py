@@ -1,0 +1,238 @@
+"""The MLflow edge: one parent run per job, one child run per fold (DESIGN.md, "MLflow layout").
+
+Only this module talks to MLflow. It uses ``MlflowClient`` with explicit run ids rather than the fluent
+``mlflow.start_run`` API, so no global "active run" state leaks between jobs in one process.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+from lenbench.tracking.errors import TrackingError
+
+log = logging.getLogger(__name__)
+
+PARENT_RUN_ID_TAG = "mlflow.parentRunId"
+
+
+def default_tracking_uri(project_dir: str | Path) -> str:
+    """``sqlite:///<project>/mlruns/mlflow.db`` (absolute): MLflow 3.13+ refuses a plain file store."""
+    return f"sqlite:///{Path(project_dir).resolve() / 'mlruns' / 'mlflow.db'}"
+
+
+def default_artifact_location(project_dir: str | Path) -> str:
+    return (Path(project_dir).resolve() / "mlruns" / "artifacts").as_uri()
+
+
+def check_store(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast, before any training, when the store cannot be used; raises TrackingError with the fix."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":
+        db = Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
+        if db is None or not db.is_absolute():
+            raise TrackingError(f"tracking.uri={uri!r}: use an absolute SQLite path, sqlite:////abs/path/mlflow.db")
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TrackingError(f"cannot create the MLflow store folder {db.parent}: {exc}") from None
+        if db.exists():
+            try:
+                with sqlite3.connect(db, timeout=timeout) as conn:
+                    conn.execute("BEGIN IMMEDIATE")  # takes the write lock: a locked store fails here, now
+                    conn.execute("ROLLBACK")
+                    result = conn.execute("PRAGMA quick_check").fetchone()
+                if result is None or result[0] != "ok":
+                    raise sqlite3.DatabaseError(str(result))
+            except sqlite3.OperationalError as exc:
+                raise TrackingError(
+                    f"the MLflow store {db} is locked or unreadable ({exc}); stop the other process using it, "
+                    "or point MLFLOW_TRACKING_URI at another store"
+                ) from None
+            except sqlite3.DatabaseError as exc:
+                raise TrackingError(
+                    f"the MLflow store {db} is corrupt ({exc}); move it aside (results are also in each job's "
+                    "output folder) or point MLFLOW_TRACKING_URI at another store"
+                ) from None
+    elif parsed.scheme in ("http", "https"):
+        url = uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (user-given server)
+                response.read(64)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise TrackingError(
+                f"the MLflow tracking server {uri} is unreachable ({reason}); start it (make server) or unset "
+                "MLFLOW_TRACKING_URI to use the local SQLite store"
+            ) from None
+    elif parsed.scheme in ("", "file"):
+        raise TrackingError(
+            f"tracking.uri={uri!r} is a file store, which MLflow 3.13+ refuses; use sqlite:////abs/path/mlflow.db"
+        )
+
+
+class Tracker(Protocol):
+    """What the experiment loop needs from tracking; MlflowTracker and NullTracker keep it."""
+
+    def start_job(self, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any]) -> None: ...
+
+    def log_fold(
+        self, fold: int, metrics: Mapping[str, float], formula: str, loss_curve: Sequence[tuple[int, float]]
+    ) -> None: ...
+
+    def fail_fold(self, fold: int, error: str) -> None: ...
+
+    def finish_job(
+        self,
+        fold_metrics: Mapping[str, Sequence[tuple[int, float]]],
+        summary: Mapping[str, float],
+        artifacts: Sequence[Path],
+        texts: Mapping[str, str],
+        figures: Mapping[str, Any],
+    ) -> None: ...
+
+    def fail_job(self, error: str, status: str = "FAILED") -> None: ...
+
+
+class NullTracker:
+    """Tracking switched off (``tracking.enabled=false``): results still land in the job folder."""
+
+    run_id: str | None = None
+
+    def start_job(self, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any]) -> None:
+        return None
+
+    def log_fold(self, fold, metrics, formula, loss_curve) -> None:  # noqa: ANN001
+        return None
+
+    def fail_fold(self, fold: int, error: str) -> None:
+        return None
+
+    def finish_job(self, fold_metrics, summary, artifacts, texts, figures) -> None:  # noqa: ANN001
+        return None
+
+    def fail_job(self, error: str, status: str = "FAILED") -> None:
+        return None
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _finite(metrics: Mapping[str, float]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if v is not None and v == v}  # drops NaN
+
+
+class MlflowTracker:
+    """Parent run per job (method x seed x data), child run per fold, all through one MlflowClient."""
+
+    def __init__(self, uri: str, experiment: str, artifact_location: str | None = None) -> None:
+        from mlflow import MlflowClient  # imported here: mlflow is slow to import and only needed at the edge
+
+        check_store(uri)
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+        self.experiment_id = self._experiment_id(experiment, artifact_location)
+        self.run_id: str | None = None
+        self._tags: dict[str, str] = {}
+        self._child_runs: dict[int, str] = {}
+
+    def _experiment_id(self, name: str, artifact_location: str | None) -> str:
+        """Get or create the experiment; a parallel job creating it first is not an error."""
+        try:
+            found = self.client.get_experiment_by_name(name)
+            if found is not None:
+                return found.experiment_id
+            try:
+                return self.client.create_experiment(name, artifact_location=artifact_location)
+            except Exception:  # noqa: BLE001 - created meanwhile by a parallel job
+                found = self.client.get_experiment_by_name(name)
+                if found is None:
+                    raise
+                return found.experiment_id
+        except TrackingError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any store failure becomes one clear message
+            raise TrackingError(f"cannot open MLflow experiment {name!r} at {self.uri}: {exc}") from None
+
+    def start_job(self, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        self._tags = {k: str(v) for k, v in tags.items()}
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=self._tags)
+        self.run_id = run.info.run_id
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for start in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
+            self.client.log_batch(self.run_id, params=items[start : start + 100])
+        log.info("MLflow run %s (%s) in experiment %s at %s", run_name, self.run_id, self.experiment_id, self.uri)
+
+    def _child(self, fold: int) -> str:
+        if fold not in self._child_runs:
+            tags = {**self._tags, PARENT_RUN_ID_TAG: self.run_id, "fold": str(fold)}
+            run_name = f"{self._tags.get('mlflow.runName', 'job')}-fold{fold}"
+            self._child_runs[fold] = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags).info.run_id
+        return self._child_runs[fold]
+
+    def log_fold(
+        self, fold: int, metrics: Mapping[str, float], formula: str, loss_curve: Sequence[tuple[int, float]]
+    ) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        child = self._child(fold)
+        now = _now_ms()
+        entries = [Metric(k, v, now, 0) for k, v in _finite(metrics).items()]
+        entries += [Metric("train_loss", float(loss), now, int(epoch)) for epoch, loss in loss_curve]
+        for start in range(0, len(entries), 1000):
+            self.client.log_batch(child, metrics=entries[start : start + 1000], tags=[RunTag("formula", formula[:5000])])
+        self.client.log_text(child, formula + "\n", "formula.txt")
+        self.client.set_terminated(child, "FINISHED")
+
+    def fail_fold(self, fold: int, error: str) -> None:
+        child = self._child(fold)
+        self.client.set_tag(child, "error", error[:5000])
+        self.client.set_terminated(child, "FAILED")
+
+    def finish_job(
+        self,
+        fold_metrics: Mapping[str, Sequence[tuple[int, float]]],
+        summary: Mapping[str, float],
+        artifacts: Sequence[Path],
+        texts: Mapping[str, str],
+        figures: Mapping[str, Any],
+    ) -> None:
+        from mlflow.entities import Metric
+
+        now = _now_ms()
+        entries = [
+            Metric(name, float(value), now, int(fold))
+            for name, values in fold_metrics.items()
+            for fold, value in values
+            if value == value
+        ]
+        entries += [Metric(k, v, now, 0) for k, v in _finite(summary).items()]
+        for start in range(0, len(entries), 1000):
+            self.client.log_batch(self.run_id, metrics=entries[start : start + 1000])
+        for path in artifacts:
+            self.client.log_artifact(self.run_id, str(path))
+        for name, text in texts.items():
+            self.client.log_text(self.run_id, text, name)
+        for name, figure in figures.items():
+            self.client.log_figure(self.run_id, figure, name)
+        self.client.set_terminated(self.run_id, "FINISHED")
+
+    def fail_job(self, error: str, status: str = "FAILED") -> None:
+        if self.run_id is None:
+            return
+        self.client.set_tag(self.run_id, "error", error[:5000])
+        for child in self._child_runs.values():
+            run = self.client.get_run(child)
+            if run.info.status == "RUNNING":
+                self.client.set_terminated(child, status)
+        self.client.set_terminated(self.run_id, status)
