@@ -9,8 +9,12 @@ TORCH_SPEC ?= torch==2.13.0
 LENBENCH_DATA_DIR ?= $(if $(wildcard ../shared/data/mimic-ii/full_cohort_data.csv),$(abspath ../shared/data),$(CURDIR)/data)
 export LENBENCH_DATA_DIR
 ARGS ?=
+HOST ?= 127.0.0.1
+PORT ?= 5000
+STORE := sqlite:///$(CURDIR)/mlruns/mlflow.db
+ARTIFACTS := $(CURDIR)/mlruns/artifacts
 
-.PHONY: install train test test-fast lint format clean
+.PHONY: install train sweep paper report ui server test test-fast lint format bench clean
 
 install: $(STAMP)
 
@@ -22,6 +26,23 @@ $(STAMP): pyproject.toml
 
 train: install  ## the main job: 10-fold MIMIC-II study of the default method (ARGS="method=psi" to change)
 	$(PY) -m train $(ARGS)
+
+sweep: install  ## a Hydra multirun, e.g. make sweep ARGS="method=psi seed=0,1,2"
+	$(PY) -m train -m $(ARGS)
+
+paper: install  ## the notebook's whole study (4 methods), jobs in parallel on this machine's cores
+	$(PY) -m train -m experiment=mimic_paper hydra/launcher=joblib $(ARGS)
+
+report: install  ## tables and figures from MLflow (ARGS="--experiment mimic --sweep-id ...")
+	$(PY) -m lenbench.report $(ARGS)
+
+ui: install  ## the MLflow UI over the project's store, on http://$(HOST):$(PORT)
+	mkdir -p $(ARTIFACTS)
+	$(VENV)/bin/mlflow ui --backend-store-uri $(STORE) --default-artifact-root $(ARTIFACTS) --host $(HOST) --port $(PORT)
+
+server: install  ## a local tracking server for parallel jobs: export MLFLOW_TRACKING_URI=http://$(HOST):$(PORT)
+	mkdir -p $(ARTIFACTS)
+	$(VENV)/bin/mlflow server --backend-store-uri $(STORE) --default-artifact-root $(ARTIFACTS) --host $(HOST) --port $(PORT)
 
 test: install  ## every test, the slow real-protocol ones included
 	$(PY) -m pytest -q $(ARGS)
@@ -36,6 +57,9 @@ lint: install
 format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+bench: install  ## speed benchmarks: prints figures, writes benchmarks/results/latest.json
+	$(PY) benchmarks/bench_lightning_overhead.py $(ARGS)
 
 clean:
 	rm -rf outputs multirun .pytest_cache .ruff_cache build src/*.egg-info

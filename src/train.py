@@ -15,6 +15,7 @@ from typing import Any
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.experimental.callback import Callback
 from hydra.utils import get_original_cwd, instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -42,10 +43,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
     from lenbench.experiment import CVConfig, run_experiment
     from lenbench.tracking.environment import environment
-    from lenbench.tracking.mlflow import MlflowTracker, NullTracker, default_artifact_location, default_tracking_uri
+    from lenbench.tracking.mlflow import MlflowTracker, NullTracker, default_artifact_location
 
     if int(cfg.torch_threads) < 1:
-        raise ValueError(f"torch_threads={cfg.torch_threads}: must be a positive integer (1 is reproducible and fastest)")
+        raise ValueError(
+            f"torch_threads={cfg.torch_threads}: must be a positive integer (1 is reproducible and fastest)"
+        )
     torch.set_num_threads(int(cfg.torch_threads))
 
     project_dir = Path(get_original_cwd())
@@ -59,6 +62,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     make_explainer()  # validates the method's hyper-parameters before any training
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    digest = config_hash(resolved)
     env = environment(project_dir, torch.get_num_threads())
     run_name = f"{method}-s{cfg.seed}"
     tags = {
@@ -72,15 +76,34 @@ def run(cfg: DictConfig) -> dict[str, float]:
         "git_dirty": str(env["git_dirty"]),
         "torch_threads": str(env["torch_threads"]),
         "data_checksum": dataset.checksum or "",
+        "config_hash": digest,
+        "sweep_id": _sweep_id(),
     }
     tracker = NullTracker()
     if cfg.tracking.enabled:
-        uri = cfg.tracking.uri or default_tracking_uri(project_dir)
-        experiment = cfg.tracking.experiment or dataset.name
-        tracker = MlflowTracker(uri, experiment, artifact_location=default_artifact_location(project_dir))
+        tracker = MlflowTracker(
+            tracking_uri(cfg, project_dir),
+            cfg.tracking.experiment or dataset.name,
+            artifact_location=default_artifact_location(project_dir),
+        )
+        previous = tracker.find_finished(digest) if cfg.resume else None
+        if previous is not None:
+            log.info(
+                "%s: skipped, run %s already FINISHED this configuration (resume=false reruns it)",
+                run_name,
+                previous,
+            )
+            return {}
 
-    log.info("%s on %s (%d rows, %d concepts), %d fold(s) -> %s", run_name, dataset.name, len(dataset.y),
-             dataset.n_concepts, len(cv.fold_indices()), out_dir)
+    log.info(
+        "%s on %s (%d rows, %d concepts), %d fold(s) -> %s",
+        run_name,
+        dataset.name,
+        len(dataset.y),
+        dataset.n_concepts,
+        len(cv.fold_indices()),
+        out_dir,
+    )
     outcome = run_experiment(
         dataset,
         method,
@@ -97,6 +120,56 @@ def run(cfg: DictConfig) -> dict[str, float]:
     )
     _print_summary(method, outcome.summary, out_dir)
     return outcome.summary
+
+
+# Keys that do not change what a job computes: two runs differing only there are the same experiment.
+_NOT_HASHED = ("tracking", "hydra", "resume", "trainer.log_every_n_epochs")
+
+
+def config_hash(resolved: dict[str, Any]) -> str:
+    """Hash of the resolved config minus tracking/launcher keys: the identity of a job for resuming sweeps."""
+    import hashlib
+    import json
+
+    flat = _flatten("", resolved, {})
+    kept = {k: v for k, v in flat.items() if not any(k == n or k.startswith(n + ".") for n in _NOT_HASHED)}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def tracking_uri(cfg: DictConfig, project_dir: Path) -> str:
+    from lenbench.tracking.mlflow import default_tracking_uri
+
+    return cfg.tracking.uri or default_tracking_uri(project_dir)
+
+
+def _sweep_id() -> str:
+    """The sweep folder of a multirun (unique per sweep), or "" for a single run."""
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    return str(hydra_cfg.sweep.dir) if hydra_cfg.mode == RunMode.MULTIRUN else ""
+
+
+class PrepareTrackingStore(Callback):
+    """Hydra callback: before a sweep's jobs start, create the SQLite schema and the experiment once, so parallel
+    jobs never race on them."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not config.tracking.enabled:
+            return
+        from lenbench.tracking.mlflow import MlflowTracker, default_artifact_location
+
+        project_dir = Path.cwd()
+        experiment = config.tracking.experiment or _data_name(config)
+        MlflowTracker(tracking_uri(config, project_dir), experiment, default_artifact_location(project_dir))
+
+
+def _data_name(config: DictConfig) -> str:
+    """The data set's name without loading it: the loader's module name (mimic, synthetic xor/dnf)."""
+    target = str(config.data.get("_target_", ""))
+    return {"make_xor": "xor", "make_dnf": "dnf", "load_mimic": "mimic"}.get(
+        target.rsplit(".", 1)[-1], "default"
+    )
 
 
 def _json(payload: Any) -> str:
@@ -116,7 +189,9 @@ def _print_summary(method: str, summary: dict[str, float], out_dir: Path) -> Non
         ("majority-class accuracy", "majority_accuracy"),
     ]
     lines = [f"{method}: mean +- sem over {int(summary['n_folds'])} fold(s)"]
-    lines += [f"  {label:<24} {summary[f'{k}_mean']:>10.4f} +- {summary[f'{k}_sem']:.4f}" for label, k in rows]
+    lines += [
+        f"  {label:<24} {summary[f'{k}_mean']:>10.4f} +- {summary[f'{k}_sem']:.4f}" for label, k in rows
+    ]
     lines.append(f"  {'consistency':<24} {summary['explanation_consistency']:>10.4f}")
     lines.append(f"  results: {out_dir / 'results.csv'}")
     print("\n".join(lines))  # the CLI's own output, not library logging
@@ -135,7 +210,7 @@ def main(cfg: DictConfig) -> float:
     except InstantiationException as exc:
         log.error("%s", _cause(exc))
         sys.exit(2)
-    return float(summary["explanation_accuracy_mean"])
+    return float(summary.get("explanation_accuracy_mean", float("nan")))
 
 
 if __name__ == "__main__":

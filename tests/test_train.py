@@ -14,7 +14,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_train(tmp_path: Path, *overrides: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_train(
+    tmp_path: Path, *overrides: str, env_extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", **(env_extra or {})}
     cmd = [sys.executable, "-m", "train", f"hydra.run.dir={tmp_path / 'job'}", *overrides]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
@@ -34,8 +36,16 @@ def test_tree_on_xor_end_to_end(tmp_path: Path) -> None:
 
     results = pd.read_csv(tmp_path / "job" / "results.csv")
     assert list(results["split"]) == [0, 1, 2]
-    assert {"method", "explanation", "model_accuracy", "explanation_accuracy", "explanation_fidelity",
-            "explanation_complexity", "explanation_consistency", "elapsed_time"} <= set(results.columns)
+    assert {
+        "method",
+        "explanation",
+        "model_accuracy",
+        "explanation_accuracy",
+        "explanation_fidelity",
+        "explanation_complexity",
+        "explanation_consistency",
+        "elapsed_time",
+    } <= set(results.columns)
     # The tree's formula is the tree: fidelity is measured, and must be exactly 1.
     assert (results["explanation_fidelity"] == 1.0).all()
     assert (results["explanation_accuracy"] == results["model_accuracy"]).all()
@@ -68,14 +78,22 @@ def test_tree_on_xor_end_to_end(tmp_path: Path) -> None:
     history = client.get_metric_history(parent["run_id"], "model_accuracy")
     assert sorted(m.step for m in history) == [0, 1, 2]
     artifacts = {a.path for a in client.list_artifacts(parent["run_id"])}
-    assert {"results.csv", "summary.json", "explanations.json", "config.yaml", "environment.json",
-            "fold_metrics.png"} <= artifacts
+    assert {
+        "results.csv",
+        "summary.json",
+        "explanations.json",
+        "config.yaml",
+        "environment.json",
+        "fold_metrics.png",
+    } <= artifacts
     child_artifacts = {a.path for a in client.list_artifacts(children.iloc[0]["run_id"])}
     assert "formula.txt" in child_artifacts
 
 
 def test_selected_folds_only(tmp_path: Path) -> None:
-    proc = run_train(tmp_path, "data=dnf", "method=tree", "cv.n_splits=4", "cv.folds=[1,3]", "tracking.enabled=false")
+    proc = run_train(
+        tmp_path, "data=dnf", "method=tree", "cv.n_splits=4", "cv.folds=[1,3]", "tracking.enabled=false"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = pd.read_csv(tmp_path / "job" / "results.csv")
     assert list(results["split"]) == [1, 3]
@@ -98,15 +116,22 @@ def test_bad_config_is_one_clear_line(tmp_path: Path, override: str, needle: str
 
 
 def test_missing_data_offline_is_one_clear_line(tmp_path: Path) -> None:
-    proc = run_train(tmp_path, "data=mimic", f"data.root={tmp_path / 'nowhere'}", "data.download=false",
-                     "tracking.enabled=false")
+    proc = run_train(
+        tmp_path,
+        "data=mimic",
+        f"data.root={tmp_path / 'nowhere'}",
+        "data.download=false",
+        "tracking.enabled=false",
+    )
     assert proc.returncode == 2
     assert "LENBENCH_DATA_DIR" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
 def test_unreachable_tracking_server_fails_before_training(tmp_path: Path) -> None:
-    proc = run_train(tmp_path, "data=xor", "method=tree", env_extra={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"})
+    proc = run_train(
+        tmp_path, "data=xor", "method=tree", env_extra={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}
+    )
     assert proc.returncode == 2
     assert "unreachable" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -61,7 +61,9 @@ class CVConfig:
             return list(range(self.n_splits))
         bad = [f for f in self.folds if not 0 <= int(f) < self.n_splits]
         if bad:
-            raise ValueError(f"cv.folds={list(self.folds)}: folds must lie in 0..{self.n_splits - 1} (cv.n_splits)")
+            raise ValueError(
+                f"cv.folds={list(self.folds)}: folds must lie in 0..{self.n_splits - 1} (cv.n_splits)"
+            )
         return [int(f) for f in self.folds]
 
 
@@ -107,8 +109,12 @@ def run_fold(
     loss_curve = [(int(e), float(v)) for e, v in info.pop("loss_curve", [])]
     metrics = {
         "model_accuracy": model_accuracy(fold.y_test, y_pred),
-        "explanation_accuracy": explanation_accuracy(formula, fold.x_test, fold.y_test, fold.concept_names, target_class),
-        "explanation_fidelity": explanation_fidelity(formula, fold.x_test, y_pred, fold.concept_names, target_class),
+        "explanation_accuracy": explanation_accuracy(
+            formula, fold.x_test, fold.y_test, fold.concept_names, target_class
+        ),
+        "explanation_fidelity": explanation_fidelity(
+            formula, fold.x_test, y_pred, fold.concept_names, target_class
+        ),
         "explanation_complexity": float(formula.complexity),
         "elapsed_time": elapsed_time,
         "training_time": float(info.pop("training_time", training_time)),
@@ -192,7 +198,9 @@ def run_experiment(
                 int(m["explanation_complexity"]),
                 _short(str(result.formula)),
             )
-            tracker.log_fold(fold_index, {**m, **_numeric(result.info)}, str(result.formula), result.loss_curve)
+            tracker.log_fold(
+                fold_index, {**m, **_numeric(result.info)}, str(result.formula), result.loss_curve
+            )
         current = None
     except BaseException as exc:
         status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
@@ -205,7 +213,9 @@ def run_experiment(
         tracker.fail_job(error, status=status)
         raise
 
-    files, results, summary, explanations = _write(method, done, dataset, out_dir, summary_extra, partial=False)
+    files, results, summary, explanations = _write(
+        method, done, dataset, out_dir, summary_extra, partial=False
+    )
     fold_metrics = {name: [(r.fold, r.metrics[name]) for r in done] for name in FOLD_METRICS}
     figures = _figures(results)
     try:

@@ -49,10 +49,15 @@ class Fold:
     """One outer fold: train+validation rows fit the model, validation rows build explanations, test rows score.
 
     Index arrays are positions in the full data set, so results can always be traced back to patients.
+    ``x_trainval`` keeps the notebook's row order (``x[trainval_index]``), which full-batch training depends on in
+    the last bits of the loss; it is not train followed by validation.
     """
 
     index: int
     concept_names: list[str]
+    x_trainval: np.ndarray
+    y_trainval: np.ndarray
+    trainval_index: np.ndarray
     x_train: np.ndarray
     y_train: np.ndarray
     x_val: np.ndarray
@@ -62,11 +67,3 @@ class Fold:
     train_index: np.ndarray
     val_index: np.ndarray
     test_index: np.ndarray
-
-    @property
-    def x_trainval(self) -> np.ndarray:
-        return np.concatenate([self.x_train, self.x_val])
-
-    @property
-    def y_trainval(self) -> np.ndarray:
-        return np.concatenate([self.y_train, self.y_val])

@@ -9,14 +9,29 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-_PACKAGES = ("torch", "pytorch-lightning", "hydra-core", "omegaconf", "mlflow", "scikit-learn", "sympy", "numpy", "pandas")
+_PACKAGES = (
+    "torch",
+    "pytorch-lightning",
+    "hydra-core",
+    "omegaconf",
+    "mlflow",
+    "scikit-learn",
+    "sympy",
+    "numpy",
+    "pandas",
+)
 
 
 def git_commit(project_dir: str | Path) -> tuple[str, bool]:
     """(commit sha or "unknown", dirty) of the project checkout; never raises."""
     try:
         sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=project_dir, capture_output=True, text=True, timeout=5, check=True
+            ["git", "rev-parse", "HEAD"],
+            cwd=project_dir,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
         status = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],

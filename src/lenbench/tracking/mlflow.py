@@ -38,7 +38,9 @@ def check_store(uri: str, timeout: float = 5.0) -> None:
     if parsed.scheme == "sqlite":
         db = Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
         if db is None or not db.is_absolute():
-            raise TrackingError(f"tracking.uri={uri!r}: use an absolute SQLite path, sqlite:////abs/path/mlflow.db")
+            raise TrackingError(
+                f"tracking.uri={uri!r}: use an absolute SQLite path, sqlite:////abs/path/mlflow.db"
+            )
         try:
             db.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -162,6 +164,16 @@ class MlflowTracker:
         except Exception as exc:  # noqa: BLE001 - any store failure becomes one clear message
             raise TrackingError(f"cannot open MLflow experiment {name!r} at {self.uri}: {exc}") from None
 
+    def find_finished(self, config_hash: str) -> str | None:
+        """The id of a FINISHED parent run of the same configuration, if any: a rerun sweep skips that job."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.config_hash = '{config_hash}' and attributes.status = 'FINISHED'",
+            max_results=10,
+        )
+        parents = [r for r in runs if PARENT_RUN_ID_TAG not in r.data.tags]
+        return parents[0].info.run_id if parents else None
+
     def start_job(self, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
 
@@ -171,13 +183,17 @@ class MlflowTracker:
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for start in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
             self.client.log_batch(self.run_id, params=items[start : start + 100])
-        log.info("MLflow run %s (%s) in experiment %s at %s", run_name, self.run_id, self.experiment_id, self.uri)
+        log.info(
+            "MLflow run %s (%s) in experiment %s at %s", run_name, self.run_id, self.experiment_id, self.uri
+        )
 
     def _child(self, fold: int) -> str:
         if fold not in self._child_runs:
             tags = {**self._tags, PARENT_RUN_ID_TAG: self.run_id, "fold": str(fold)}
             run_name = f"{self._tags.get('mlflow.runName', 'job')}-fold{fold}"
-            self._child_runs[fold] = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags).info.run_id
+            self._child_runs[fold] = self.client.create_run(
+                self.experiment_id, run_name=run_name, tags=tags
+            ).info.run_id
         return self._child_runs[fold]
 
     def log_fold(
@@ -190,7 +206,9 @@ class MlflowTracker:
         entries = [Metric(k, v, now, 0) for k, v in _finite(metrics).items()]
         entries += [Metric("train_loss", float(loss), now, int(epoch)) for epoch, loss in loss_curve]
         for start in range(0, len(entries), 1000):
-            self.client.log_batch(child, metrics=entries[start : start + 1000], tags=[RunTag("formula", formula[:5000])])
+            self.client.log_batch(
+                child, metrics=entries[start : start + 1000], tags=[RunTag("formula", formula[:5000])]
+            )
         self.client.log_text(child, formula + "\n", "formula.txt")
         self.client.set_terminated(child, "FINISHED")
 

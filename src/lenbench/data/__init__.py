@@ -1,0 +1,56 @@
+"""Concept data sets (MIMIC-II, synthetic) and the cross-validation fold that feeds every explainer.
+
+The Lightning data module is imported on first use, so loading or validating data (and the CLI's error path) does
+not pay for importing PyTorch Lightning.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from lenbench.data.base import ConceptDataset, Fold, Refit
+from lenbench.data.errors import DataError
+from lenbench.data.mimic import (
+    FIT_SCOPES,
+    FLAG_COLUMNS,
+    LABELS,
+    MIMIC_SHA256,
+    MIMIC_URL,
+    download_mimic,
+    load_mimic,
+    mimic_path,
+)
+from lenbench.data.synthetic import make_dnf, make_xor
+
+if TYPE_CHECKING:
+    from lenbench.data.datamodule import ConceptDataModule, FullBatch, fold_indices
+
+__all__ = [
+    "FIT_SCOPES",
+    "FLAG_COLUMNS",
+    "LABELS",
+    "MIMIC_SHA256",
+    "MIMIC_URL",
+    "ConceptDataModule",
+    "ConceptDataset",
+    "DataError",
+    "Fold",
+    "FullBatch",
+    "Refit",
+    "download_mimic",
+    "fold_indices",
+    "load_mimic",
+    "make_dnf",
+    "make_xor",
+    "mimic_path",
+]
+
+_LAZY = {"ConceptDataModule", "FullBatch", "fold_indices"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from lenbench.data import datamodule
+
+        return getattr(datamodule, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,46 @@
+"""``python -m lenbench.report``: tables and figures comparing the jobs of an experiment, from MLflow."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from lenbench.tracking.errors import TrackingError
+from lenbench.tracking.mlflow import default_tracking_uri
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lenbench.report", description=__doc__)
+    parser.add_argument(
+        "--experiment", default="mimic", help="MLflow experiment (default: mimic, the data set name)"
+    )
+    parser.add_argument("--sweep-id", default=None, help="only the jobs of this sweep (the tag sweep_id)")
+    parser.add_argument("--filter", default="", help="extra MLflow filter, e.g. \"tags.method = 'psi'\"")
+    parser.add_argument(
+        "--uri", default=os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(Path.cwd())
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default outputs/report/<time>)"
+    )
+    parser.add_argument("--no-mlflow", action="store_true", help="do not log the report as an MLflow run")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(message)s")
+    out = args.out or Path("outputs") / "report" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    from lenbench.tracking.report import build_report
+
+    try:
+        files = build_report(args.uri, args.experiment, out, args.sweep_id, args.filter, not args.no_mlflow)
+    except TrackingError as exc:
+        logging.getLogger("lenbench").error("%s", exc)
+        return 2
+    print((out / "summary_by_method.md").read_text())
+    print(f"report: {len(files)} files in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
