@@ -178,7 +178,8 @@ class MlflowTracker:
         from mlflow.entities import Param
 
         self._tags = {k: str(v) for k, v in tags.items()}
-        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=self._tags)
+        self._tags["mlflow.runName"] = run_name
+        run = self.client.create_run(self.experiment_id, tags=self._tags)
         self.run_id = run.info.run_id
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for start in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
@@ -189,11 +190,9 @@ class MlflowTracker:
 
     def _child(self, fold: int) -> str:
         if fold not in self._child_runs:
-            tags = {**self._tags, PARENT_RUN_ID_TAG: self.run_id, "fold": str(fold)}
             run_name = f"{self._tags.get('mlflow.runName', 'job')}-fold{fold}"
-            self._child_runs[fold] = self.client.create_run(
-                self.experiment_id, run_name=run_name, tags=tags
-            ).info.run_id
+            tags = {**self._tags, "mlflow.runName": run_name, PARENT_RUN_ID_TAG: self.run_id, "fold": str(fold)}
+            self._child_runs[fold] = self.client.create_run(self.experiment_id, tags=tags).info.run_id
         return self._child_runs[fold]
 
     def log_fold(
