@@ -7,6 +7,7 @@ Thin on purpose: compose and validate the config, build data set and explainer f
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from functools import partial
 from pathlib import Path
@@ -197,11 +198,16 @@ def _print_summary(method: str, summary: dict[str, float], out_dir: Path) -> Non
     print("\n".join(lines))  # the CLI's own output, not library logging
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     from lenbench.data.errors import DataError
     from lenbench.tracking.errors import TrackingError
 
+    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM closes the runs as KILLED, like Ctrl-C
     try:
         summary = run(cfg)
     except (DataError, TrackingError, ValueError) as exc:
