@@ -55,7 +55,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     project_dir = Path(get_original_cwd())
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     method = str(cfg.method.name)
-    cv = CVConfig(**OmegaConf.to_container(cfg.cv, resolve=True))
+    cv_settings = OmegaConf.to_container(cfg.cv, resolve=True)
+    cv_settings["n_jobs"] = resolve_n_jobs(cv_settings.get("n_jobs", 1))
+    cv = CVConfig(**cv_settings)
     cv.fold_indices()  # validates cv.folds before any work
 
     dataset = instantiate(cfg.data)
@@ -137,6 +139,21 @@ def config_hash(resolved: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def resolve_n_jobs(value: Any) -> int:
+    """``auto``: every core this process may use, but 1 inside a sweep whose launcher already runs jobs in parallel."""
+    import os
+
+    if value == "auto":
+        hydra_cfg = HydraConfig.get()
+        launcher = str(hydra_cfg.launcher.get("_target_", "")) if hydra_cfg.launcher else ""
+        if "joblib" in launcher or "submitit" in launcher:
+            return 1
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"cv.n_jobs={value!r}: must be a positive integer or auto")
+    return value
+
+
 def tracking_uri(cfg: DictConfig, project_dir: Path) -> str:
     from lenbench.tracking.mlflow import default_tracking_uri
 
@@ -205,6 +222,7 @@ def _interrupt(signum: int, frame: Any) -> None:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     from lenbench.data.errors import DataError
+    from lenbench.experiment import FoldFailed
     from lenbench.tracking.errors import TrackingError
 
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM closes the runs as KILLED, like Ctrl-C
@@ -216,6 +234,10 @@ def main(cfg: DictConfig) -> float:
     except InstantiationException as exc:
         log.error("%s", _cause(exc))
         sys.exit(2)
+    except FoldFailed as exc:
+        log.error("%s (method %s; the folds done before are in results.csv)", exc, cfg.method.name)
+        log.debug("cause", exc_info=exc.__cause__)
+        sys.exit(1)
     return float(summary.get("explanation_accuracy_mean", float("nan")))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,10 +55,13 @@ class CVConfig:
     folds: Sequence[int] | None = None
     val_size: float = 0.3
     inner_split_seed: int = 42
+    n_jobs: int = 1
 
     def fold_indices(self) -> list[int]:
         if self.folds is None:
             return list(range(self.n_splits))
+        if isinstance(self.folds, (str, bytes)) or not hasattr(self.folds, "__iter__"):
+            raise ValueError(f"cv.folds={self.folds!r}: must be null or a list of fold numbers such as [0,1]")
         bad = [f for f in self.folds if not 0 <= int(f) < self.n_splits]
         if bad:
             raise ValueError(
@@ -123,6 +126,74 @@ def run_fold(
     return FoldResult(fold=fold_index, formula=formula, metrics=metrics, loss_curve=loss_curve, info=info)
 
 
+class FoldFailed(RuntimeError):
+    """A fold raised: names the fold so the user knows where, keeps the original as ``__cause__``."""
+
+    def __init__(self, fold: int, error: BaseException) -> None:
+        super().__init__(f"fold {fold} failed: {type(error).__name__}: {error}")
+        self.fold = fold
+
+
+# Per-process state of a fold worker, set once by its initializer (each worker is its own process).
+_worker_state: dict[str, Any] = {}
+
+
+def _init_worker(dataset, cv, make_explainer, target_class, torch_threads) -> None:  # noqa: ANN001
+    import torch
+
+    torch.set_num_threads(torch_threads)
+    _worker_state.update(dataset=dataset, cv=cv, make_explainer=make_explainer, target_class=target_class)
+
+
+def _run_in_worker(fold_index: int) -> FoldResult:
+    s = _worker_state
+    return run_fold(s["dataset"], fold_index, s["cv"], s["make_explainer"], s["target_class"])
+
+
+def iter_folds(
+    dataset: ConceptDataset,
+    fold_indices: Sequence[int],
+    cv: CVConfig,
+    make_explainer: Callable[[], Explainer],
+    target_class: int = 1,
+) -> Iterator[FoldResult]:
+    """Yield fold results, in fold order when sequential, as they complete with ``cv.n_jobs`` > 1 processes.
+
+    Each fold seeds its own model and each worker uses the parent's torch thread count, so the results are
+    identical to the sequential run. Workers are forked: the data set and the explainer factory are inherited,
+    never pickled.
+    """
+    n_jobs = min(max(int(cv.n_jobs), 1), len(fold_indices))
+    if n_jobs <= 1:
+        for fold_index in fold_indices:
+            try:
+                yield run_fold(dataset, fold_index, cv, make_explainer, target_class)
+            except Exception as exc:
+                raise FoldFailed(fold_index, exc) from exc
+        return
+
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    import torch
+
+    pool = ProcessPoolExecutor(
+        n_jobs,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_init_worker,
+        initargs=(dataset, cv, make_explainer, target_class, torch.get_num_threads()),
+    )
+    try:
+        futures = {pool.submit(_run_in_worker, f): f for f in fold_indices}
+        for future in as_completed(futures):
+            try:
+                yield future.result()
+            except Exception as exc:
+                raise FoldFailed(futures[future], exc) from exc
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 def results_table(method: str, results: Sequence[FoldResult], fold_consistency: float) -> pd.DataFrame:
     """One row per fold with the notebook's columns (``split`` is the fold index) plus lenbench's."""
     rows = [
@@ -180,16 +251,16 @@ def run_experiment(
     fold_indices = cv.fold_indices()
     tracker.start_job(run_name, tags or {}, params or {})
     done: list[FoldResult] = []
-    current = None
     try:
-        for position, fold_index in enumerate(fold_indices, start=1):
-            current = fold_index
-            result = run_fold(dataset, fold_index, cv, make_explainer, target_class)
+        for position, result in enumerate(
+            iter_folds(dataset, fold_indices, cv, make_explainer, target_class), 1
+        ):
             done.append(result)
             m = result.metrics
             log.info(
-                "%s fold %d/%d: model %.4f | explanation %.4f | fidelity %.4f | complexity %d | %s",
+                "%s fold %d (%d/%d): model %.4f | explanation %.4f | fidelity %.4f | complexity %d | %s",
                 method,
+                result.fold,
                 position,
                 len(fold_indices),
                 m["model_accuracy"],
@@ -199,20 +270,20 @@ def run_experiment(
                 _short(str(result.formula)),
             )
             tracker.log_fold(
-                fold_index, {**m, **_numeric(result.info)}, str(result.formula), result.loss_curve
+                result.fold, {**m, **_numeric(result.info)}, str(result.formula), result.loss_curve
             )
-        current = None
     except BaseException as exc:
         status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
-        error = f"{type(exc).__name__}: {exc}"
-        if current is not None:
-            tracker.fail_fold(current, error)
+        error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, FoldFailed) else str(exc)
+        if isinstance(exc, FoldFailed):
+            tracker.fail_fold(exc.fold, error)
         if done:
             _write(method, done, dataset, out_dir, summary_extra, partial=True)
             log.error("%s after %d fold(s); results of those folds are in %s", status, len(done), out_dir)
         tracker.fail_job(error, status=status)
         raise
 
+    done.sort(key=lambda r: r.fold)
     files, results, summary, explanations = _write(
         method, done, dataset, out_dir, summary_extra, partial=False
     )
@@ -226,6 +297,7 @@ def run_experiment(
 
 
 def _write(method, done, dataset, out_dir, summary_extra, partial):  # noqa: ANN001, ANN202
+    done = sorted(done, key=lambda r: r.fold)
     summary = summarize(done)
     results = results_table(method, done, summary["explanation_consistency"])
     full_summary = {

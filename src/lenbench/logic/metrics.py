@@ -1,0 +1,156 @@
+"""The study's metrics, each defined once so every method is scored the same way.
+
+Definitions follow ``PROTOCOL.md``; where the reference was ambiguous or quirky the choice is written next to the
+function. All functions take numpy arrays (or anything ``np.asarray`` accepts) and return plain Python numbers.
+Formulas may be given as :class:`Formula` or as text (parsed with ``Formula.parse``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from lenbench.logic.formula import Formula
+
+
+def _as_formula(formula: Formula | str) -> Formula:
+    if isinstance(formula, Formula):
+        return formula
+    if isinstance(formula, str):
+        return Formula.parse(formula)
+    raise TypeError(f"expected a Formula or its text, got {type(formula).__name__}")
+
+
+def _vector(values: np.ndarray, what: str) -> np.ndarray:
+    array = np.asarray(values)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise ValueError(f"{what} must be one-dimensional, got shape {array.shape}")
+    return array
+
+
+def _labels(y_pred: np.ndarray) -> np.ndarray:
+    """Predicted labels from labels [n], a score matrix [n, C >= 2] (argmax) or one probability column [n, 1]."""
+    array = np.asarray(y_pred)
+    if array.ndim == 2 and array.shape[1] >= 2:
+        return array.argmax(axis=1)
+    if array.ndim == 2 and array.shape[1] == 1:
+        return (array[:, 0] > 0.5).astype(np.int64)
+    return _vector(array, "y_pred")
+
+
+def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Fraction of positions where ``y_true == y_pred`` (labels or booleans, same length, at least one).
+
+    An empty input raises ``ValueError`` instead of returning NaN: a fold with no test rows is a bug upstream.
+    """
+    a, b = _vector(y_true, "y_true"), _vector(y_pred, "y_pred")
+    if a.shape != b.shape:
+        raise ValueError(f"y_true and y_pred differ in length: {a.shape[0]} vs {b.shape[0]}")
+    if a.size == 0:
+        raise ValueError("accuracy of zero samples is undefined")
+    return float(np.mean(a == b))
+
+
+def model_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Accuracy of the model's predictions on the test fold.
+
+    ``y_pred`` may be labels [n], a score matrix [n, C] with C >= 2 (the label is the argmax, as the reference's
+    softmax networks were read) or a single sigmoid column [n, 1] (label = output > 0.5, as for the psi network).
+    A one-dimensional ``y_pred`` is always taken as labels, never thresholded.
+    """
+    return accuracy(y_true, _labels(y_pred))
+
+
+def majority_accuracy(y: np.ndarray) -> float:
+    """Accuracy of always predicting the most frequent class of ``y`` (the baseline every accuracy needs beside it).
+
+    On MIMIC-II this is 0.8407, which is also the psi network's model accuracy: it predicts no positives.
+    """
+    labels = _vector(y, "y")
+    if labels.size == 0:
+        raise ValueError("majority accuracy of zero samples is undefined")
+    _, counts = np.unique(labels, return_counts=True)
+    return float(counts.max() / labels.size)
+
+
+def explanation_accuracy(
+    formula: Formula | str,
+    x: np.ndarray,
+    y: np.ndarray,
+    concept_names: Sequence[str],
+    target_class: int = 1,
+) -> float:
+    """Accuracy of the formula's truth values against ``y == target_class`` (the reference's ``test_explanation``).
+
+    An empty explanation is the constant False (see ``Formula.parse``), so it scores the share of rows not in the
+    target class; the reference scored it 0.
+    """
+    truth = _as_formula(formula).evaluate(x, concept_names)
+    return accuracy(_vector(y, "y") == target_class, truth)
+
+
+def explanation_fidelity(
+    formula: Formula | str,
+    x: np.ndarray,
+    y_pred: np.ndarray,
+    concept_names: Sequence[str],
+    target_class: int = 1,
+) -> float:
+    """Accuracy of the formula's truth values against the model's predictions ``y_pred == target_class``.
+
+    ``y_pred`` is read as in :func:`model_accuracy`. The reference carried the previous fold's fidelity when a fold
+    had no explanation; lenbench always measures it (an empty explanation is False).
+    """
+    truth = _as_formula(formula).evaluate(x, concept_names)
+    return accuracy(_labels(y_pred) == target_class, truth)
+
+
+def complexity(formula: Formula | str) -> int:
+    """Number of literal occurrences in the DNF (``(a & b) | ~a`` has 3); 0 for True/False and the empty formula.
+
+    Equals the reference's count (split on `` | `` then on `` & ``) for every non-empty formula; the reference
+    counted the empty string as 1.
+    """
+    return _as_formula(formula).complexity
+
+
+def consistency(formulas: Sequence[Formula | str]) -> float:
+    """How often the folds' formulas reuse the same concepts.
+
+    For every concept mentioned by at least one formula, the fraction of the formulas that mention it (negated or
+    not, counted once per formula); consistency is the mean of those fractions. Formulas that mention nothing
+    (True, False, empty) still count in the denominator. 0.0 when no formula mentions any concept, and for an empty
+    sequence.
+
+    Differences from the reference's ``formula_consistency``, which worked on strings: it counted the empty string
+    as a concept named ``''`` (raising the score of methods with empty folds), and it read the tree's
+    ``c <= 0.50`` / ``c > 0.50`` literals as two different concepts. Here a concept is a concept name.
+    """
+    if len(formulas) == 0:
+        return 0.0
+    mentioned = [_as_formula(f).concepts for f in formulas]
+    counts: dict[str, int] = {}
+    for concepts in mentioned:
+        for name in concepts:
+            counts[name] = counts.get(name, 0) + 1
+    if not counts:
+        return 0.0
+    return float(np.mean([c / len(formulas) for c in counts.values()]))
+
+
+def mean_and_sem(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean over folds, with ``ddof=1`` as pandas' ``.sem()`` computes it.
+
+    One value gives a standard error of 0.0 (pandas gives NaN); no value raises ``ValueError``.
+    """
+    array = np.asarray(values, dtype=float).reshape(-1)
+    if array.size == 0:
+        raise ValueError("mean_and_sem needs at least one value")
+    mean = float(array.mean())
+    if array.size == 1:
+        return mean, 0.0
+    return mean, float(array.std(ddof=1) / math.sqrt(array.size))

@@ -1,0 +1,202 @@
+"""End to end: `make ui` serves the project's MLflow store, and a browser sees the parent runs and their metrics.
+
+The test builds a small store shaped like lenbench's (parent runs `{method}-s{seed}` with summary metrics, two
+fold child runs each), starts `mlflow ui` exactly as the Makefile's `ui` target does but on a free loopback
+port, and opens it in headless Chromium.
+
+The view is the experiment's runs table (`#/experiments/<id>/runs`), the page a user of `make ui` works in.
+By default that table shows no metric columns ("Show more columns"), so the test stores a shared view the way
+the UI's own "Share" button does: an experiment tag `mlflow.sharedViewState.<key>` holding the UI state
+(selected columns: the two summary metrics and the method/seed/data tags), opened with
+`?viewStateShareKey=<key>`. The table then renders one row per parent run (children folded under it) whose
+cells hold the run's name and metric values; the test reads them from the rendered DOM (`--dump-dom`) by
+ag-grid's row id (the run id) and column id, and saves a screenshot of that same page.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from ui_helpers import (
+    PNG_SIGNATURE,
+    MlflowUI,
+    RenderedPage,
+    find_chromium,
+    kill_group,
+    parse_page,
+    png_size,
+    render,
+    start_mlflow_ui,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ARTIFACT_DIR = REPO_ROOT / "outputs" / "test-artifacts"
+SCREENSHOT = ARTIFACT_DIR / "mlflow_ui.png"
+DOM_DUMP = ARTIFACT_DIR / "mlflow_ui.html"
+
+EXPERIMENT = "ui-test"
+SHARE_KEY = "lenbench-ui-test"
+SUMMARY_METRICS = ("model_accuracy_mean", "explanation_accuracy_mean")
+# Distinctive 4-decimal values: the runs table prints them as they are (0.8123 -> "0.8123").
+PARENTS = {
+    "psi-s0": {"model_accuracy_mean": 0.8123, "explanation_accuracy_mean": 0.7911},
+    "psi-s1": {"model_accuracy_mean": 0.8347, "explanation_accuracy_mean": 0.7652},
+    "tree-s0": {"model_accuracy_mean": 0.7789, "explanation_accuracy_mean": 0.6934},
+}
+FOLDS = 2
+
+NAME_COLUMN = "attributes.`Run Name`"
+UI_START_TIMEOUT_S = 60.0
+BROWSER_DEADLINE_S = 90.0
+BUDGETS_MS = (5_000, 15_000, 40_000)  # virtual time for the single-page app; raised when it was not enough
+
+
+def metric_column(key: str) -> str:
+    return f"metrics.`{key}`"
+
+
+def displayed(value: float) -> str:
+    return str(value)
+
+
+@dataclass
+class Store:
+    uri: str
+    artifact_root: Path
+    experiment_id: str
+    parent_ids: dict[str, str]  # run name -> run id
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Headless Chromium; skipped when absent outside CI, a failure when absent in CI (.ci/run installs it)."""
+    binary = find_chromium()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but no chromium binary is on PATH (.ci/run installs Debian's chromium)")
+        pytest.skip("no chromium binary on PATH (apt-get install chromium); set CI=1 to make this a failure")
+    return binary
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    """A small lenbench-shaped store in SQLite, plus the shared runs-table view that shows its metrics."""
+    from mlflow.tracking import MlflowClient
+
+    root = tmp_path / "mlruns"
+    artifact_root = root / "artifacts"
+    artifact_root.mkdir(parents=True)
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    experiment_id = client.create_experiment(EXPERIMENT, artifact_location=(tmp_path / "artifacts").as_uri())
+
+    parent_ids = {}
+    for name, metrics in PARENTS.items():
+        method, seed = name.rsplit("-s", 1)
+        tags = {"method": method, "seed": seed, "data": "mimic"}
+        parent = client.create_run(experiment_id, run_name=name, tags=tags)
+        run_id = parent.info.run_id
+        parent_ids[name] = run_id
+        for fold in range(FOLDS):
+            child = client.create_run(
+                experiment_id,
+                run_name=f"{name}-fold{fold}",
+                tags={**tags, "mlflow.parentRunId": run_id, "fold": str(fold)},  # as lenbench tags folds
+            )
+            client.log_metric(
+                child.info.run_id, "model_accuracy", metrics["model_accuracy_mean"] + 0.01 * fold
+            )
+            client.set_terminated(child.info.run_id, "FINISHED")
+        for key, value in metrics.items():
+            client.log_metric(run_id, key, value)
+        client.set_terminated(run_id, "FINISHED")
+
+    # What the UI's "Share" button stores (it also accepts the state as plain JSON): the columns to show.
+    view_state = {
+        "selectedColumns": [metric_column(k) for k in SUMMARY_METRICS]
+        + ["tags.`method`", "tags.`seed`", "tags.`data`"],
+        "orderByKey": "attributes.start_time",
+        "orderByAsc": False,
+    }
+    client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{SHARE_KEY}", json.dumps(view_state))
+    return Store(uri=uri, artifact_root=artifact_root, experiment_id=experiment_id, parent_ids=parent_ids)
+
+
+@pytest.fixture
+def mlflow_ui(store: Store, tmp_path: Path, request: pytest.FixtureRequest) -> MlflowUI:
+    """`mlflow ui` from this venv, with the Makefile's arguments, on a free loopback port; always stopped."""
+    bin_dir = Path(sys.executable).parent
+    assert (bin_dir / "mlflow").is_file(), f"no mlflow entry point beside {sys.executable}"
+    ui = start_mlflow_ui(
+        store.uri, store.artifact_root, bin_dir, tmp_path / "mlflow-ui.log", timeout_s=UI_START_TIMEOUT_S
+    )
+    request.addfinalizer(lambda: kill_group(ui.proc))
+    return ui
+
+
+def missing_from_table(page: RenderedPage, store: Store) -> list[str]:
+    """What the rendered runs table lacks: each parent's row with its name and summary metric values."""
+    missing = []
+    for name, run_id in store.parent_ids.items():
+        if name not in (page.cell(run_id, NAME_COLUMN) or ""):
+            missing.append(f"row of {name} ({run_id}) with its name")
+        for key, value in PARENTS[name].items():
+            if page.cell(run_id, metric_column(key)) != displayed(value):
+                shown = page.cell(run_id, metric_column(key))
+                missing.append(f"{name}: {key} = {displayed(value)} (shown: {shown!r})")
+    return missing
+
+
+def test_make_ui_shows_parent_runs_with_summary_metrics(
+    chromium: str, mlflow_ui: MlflowUI, store: Store
+) -> None:
+    ui = mlflow_ui
+    # The Makefile's command line shape, on the loopback interface.
+    assert ui.command[1:3] == ["ui", "--backend-store-uri"]
+    assert ui.command[3] == store.uri and ui.command[4] == "--default-artifact-root"
+    assert ui.command[6:9] == ["--host", "127.0.0.1", "--port"]
+
+    url = f"{ui.base_url}/#/experiments/{store.experiment_id}/runs?viewStateShareKey={SHARE_KEY}"
+    ARTIFACT_DIR.mkdir(parents=True, exist_ok=True)
+
+    # The single-page app renders after its API calls; retry with more virtual time until the table is there.
+    # Each try prints the DOM and saves the screenshot of the same page.
+    deadline = time.monotonic() + BROWSER_DEADLINE_S
+    page, missing, result = RenderedPage(), ["(no try)"], None
+    for budget in BUDGETS_MS:
+        remaining = deadline - time.monotonic()
+        if remaining < 5:
+            break
+        SCREENSHOT.unlink(missing_ok=True)
+        result = render(chromium, url, SCREENSHOT, budget, timeout_s=min(remaining, 45.0))
+        page = parse_page(result.stdout)
+        missing = missing_from_table(page, store)
+        if not missing:
+            break
+    assert result is not None
+    DOM_DUMP.write_text(result.stdout)
+
+    stderr = "\n".join(line for line in result.stderr.splitlines() if "dbus" not in line)  # no bus here
+    context = (
+        f"\nURL: {url}\nchromium exit code {result.returncode}, stderr tail:\n{stderr[-1500:]}"
+        f"\npage text: {page.text[:2000]}\nmlflow ui log tail:\n{ui.log_tail()}"
+    )
+    assert "Error loading shared view state" not in page.text, f"MLflow did not load the shared view{context}"
+    for name in PARENTS:
+        assert name in page.texts, f"parent run {name} not shown{context}"
+    for key in SUMMARY_METRICS:
+        assert key in page.texts, f"no {key} column{context}"
+    assert displayed(PARENTS["psi-s0"]["model_accuracy_mean"]) in page.texts, context
+    assert not missing, f"the runs table lacks: {missing}{context}"
+
+    # The picture, as a test artifact.
+    assert SCREENSHOT.is_file(), f"no screenshot written{context}"
+    assert SCREENSHOT.read_bytes()[:8] == PNG_SIGNATURE
+    assert SCREENSHOT.stat().st_size > 10_000, f"screenshot only {SCREENSHOT.stat().st_size} bytes"
+    assert png_size(SCREENSHOT) == (1600, 1000)
