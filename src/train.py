@@ -9,18 +9,57 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, List, Optional  # noqa: UP035 - OmegaConf schemas need typing forms
 
 import hydra
+from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.experimental.callback import Callback
 from hydra.utils import get_original_cwd, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 log = logging.getLogger("lenbench")
+
+
+# The typed schema of conf/train.yaml: a wrong type (seed=abc, cv.n_splits=1.5) or an unknown key (cv.nfolds=3)
+# ends at composition with Hydra's message naming the key, before anything runs. Groups whose keys depend on the
+# choice (data, method, trainer) are validated by the constructors they instantiate.
+@dataclass
+class CVSchema:
+    n_splits: int = 10
+    split_seed: int = 42
+    folds: Optional[List[int]] = None  # noqa: UP006, UP045 - OmegaConf needs typing's forms
+    val_size: float = 0.3
+    inner_split_seed: int = 42
+    n_jobs: Any = "auto"
+
+
+@dataclass
+class TrackingSchema:
+    uri: Optional[str] = None  # noqa: UP045
+    experiment: Optional[str] = None  # noqa: UP045
+    enabled: bool = True
+
+
+@dataclass
+class TrainSchema:
+    data: Any = MISSING
+    method: Any = MISSING
+    trainer: Any = MISSING
+    tracking: TrackingSchema = field(default_factory=TrackingSchema)
+    experiment: Any = None
+    seed: int = 42
+    torch_threads: int = 1
+    target_class: int = 1
+    resume: bool = True
+    cv: CVSchema = field(default_factory=CVSchema)
+
+
+ConfigStore.instance().store(name="train_schema", node=TrainSchema)
 
 
 def _flatten(prefix: str, node: Any, out: dict[str, Any]) -> dict[str, Any]:
@@ -42,9 +81,16 @@ def _cause(exc: BaseException) -> str:
 def run(cfg: DictConfig) -> dict[str, float]:
     import torch
 
-    from lenbench.experiment import CVConfig, run_experiment
+    from lenbench.experiment import CVConfig, check_cv, run_experiment
     from lenbench.tracking.environment import environment
-    from lenbench.tracking.mlflow import MlflowTracker, NullTracker, default_artifact_location
+    from lenbench.tracking.errors import TrackingError
+    from lenbench.tracking.local import write_json
+    from lenbench.tracking.mlflow import (
+        MlflowTracker,
+        NullTracker,
+        ResilientTracker,
+        default_artifact_location,
+    )
 
     if int(cfg.torch_threads) < 1:
         raise ValueError(
@@ -61,6 +107,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     cv.fold_indices()  # validates cv.folds before any work
 
     dataset = instantiate(cfg.data)
+    check_cv(dataset, cv)
     make_explainer = partial(instantiate, cfg.method.explainer)
     make_explainer()  # validates the method's hyper-parameters before any training
 
@@ -83,11 +130,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
         "sweep_id": _sweep_id(),
     }
     tracker = NullTracker()
+    experiment_name = cfg.tracking.experiment or dataset.name
     if cfg.tracking.enabled:
-        tracker = MlflowTracker(
+        tracker = ResilientTracker(
+            MlflowTracker(
+                tracking_uri(cfg, project_dir),
+                experiment_name,
+                artifact_location=default_artifact_location(project_dir),
+            ),
             tracking_uri(cfg, project_dir),
-            cfg.tracking.experiment or dataset.name,
-            artifact_location=default_artifact_location(project_dir),
         )
         previous = tracker.find_finished(digest) if cfg.resume else None
         if previous is not None:
@@ -107,6 +158,19 @@ def run(cfg: DictConfig) -> dict[str, float]:
         len(cv.fold_indices()),
         out_dir,
     )
+    params = _flatten("", {k: v for k, v in resolved.items() if k != "hydra"}, {})
+    texts = {"config.yaml": OmegaConf.to_yaml(cfg, resolve=True), "environment.json": _json(env)}
+    write_json(
+        out_dir / "job.json",
+        {
+            "run_name": run_name,
+            "experiment": experiment_name,
+            "tags": tags,
+            "params": params,
+            "texts": texts,
+            "artifact_location": default_artifact_location(project_dir),
+        },
+    )
     outcome = run_experiment(
         dataset,
         method,
@@ -117,11 +181,16 @@ def run(cfg: DictConfig) -> dict[str, float]:
         tracker=tracker,
         run_name=run_name,
         tags=tags,
-        params=_flatten("", {k: v for k, v in resolved.items() if k != "hydra"}, {}),
-        texts={"config.yaml": OmegaConf.to_yaml(cfg, resolve=True), "environment.json": _json(env)},
+        params=params,
+        texts=texts,
         summary_extra={"seed": int(cfg.seed), "environment": env},
     )
     _print_summary(method, outcome.summary, out_dir)
+    if getattr(tracker, "error", None):
+        raise TrackingError(
+            f"the MLflow store failed during the job ({tracker.error}); its results are complete in {out_dir}: "
+            f"import them once the store works with `python -m lenbench.tracking.import_results {out_dir}`"
+        )
     return outcome.summary
 
 

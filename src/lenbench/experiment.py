@@ -29,21 +29,10 @@ from lenbench.logic.metrics import (
     mean_and_sem,
     model_accuracy,
 )
-from lenbench.tracking.local import write_results
+from lenbench.tracking.local import FOLD_METRICS, write_results
 from lenbench.tracking.mlflow import NullTracker, Tracker
 
 log = logging.getLogger(__name__)
-
-# Per-fold figures, in the notebook's column order, then lenbench's additions.
-FOLD_METRICS = (
-    "model_accuracy",
-    "explanation_accuracy",
-    "explanation_fidelity",
-    "explanation_complexity",
-    "elapsed_time",
-    "training_time",
-    "majority_accuracy",
-)
 
 
 @dataclass(frozen=True)
@@ -68,6 +57,22 @@ class CVConfig:
                 f"cv.folds={list(self.folds)}: folds must lie in 0..{self.n_splits - 1} (cv.n_splits)"
             )
         return [int(f) for f in self.folds]
+
+
+def check_cv(dataset: ConceptDataset, cv: CVConfig) -> None:
+    """Validate the CV settings against the data before any training; messages name the ``cv.*`` key."""
+    for fold_index in cv.fold_indices():
+        try:
+            ConceptDataModule(
+                dataset,
+                fold=fold_index,
+                n_splits=cv.n_splits,
+                split_seed=cv.split_seed,
+                val_size=cv.val_size,
+                inner_split_seed=cv.inner_split_seed,
+            )
+        except ValueError as exc:
+            raise ValueError(f"cv.{exc}") from None
 
 
 @dataclass

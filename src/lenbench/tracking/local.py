@@ -10,6 +10,17 @@ from typing import Any
 
 import pandas as pd
 
+# Per-fold figures of results.csv, in the notebook's column order, then lenbench's additions.
+FOLD_METRICS = (
+    "model_accuracy",
+    "explanation_accuracy",
+    "explanation_fidelity",
+    "explanation_complexity",
+    "elapsed_time",
+    "training_time",
+    "majority_accuracy",
+)
+
 
 def _atomic_write(path: Path, text: str) -> None:
     """Write to a temporary file beside ``path`` and rename it, so no reader ever sees half a file."""

@@ -191,7 +191,12 @@ class MlflowTracker:
     def _child(self, fold: int) -> str:
         if fold not in self._child_runs:
             run_name = f"{self._tags.get('mlflow.runName', 'job')}-fold{fold}"
-            tags = {**self._tags, "mlflow.runName": run_name, PARENT_RUN_ID_TAG: self.run_id, "fold": str(fold)}
+            tags = {
+                **self._tags,
+                "mlflow.runName": run_name,
+                PARENT_RUN_ID_TAG: self.run_id,
+                "fold": str(fold),
+            }
             self._child_runs[fold] = self.client.create_run(self.experiment_id, tags=tags).info.run_id
         return self._child_runs[fold]
 
@@ -253,3 +258,48 @@ class MlflowTracker:
             if run.info.status == "RUNNING":
                 self.client.set_terminated(child, status)
         self.client.set_terminated(self.run_id, status)
+
+
+class ResilientTracker:
+    """Keeps a job going when the store fails mid-run: the first error is logged and remembered, later calls are
+    skipped, and the job's local result files stay the record (``python -m lenbench.tracking.import_results``)."""
+
+    def __init__(self, tracker: Tracker, store: str) -> None:
+        self.tracker = tracker
+        self.store = store
+        self.error: str | None = None
+
+    @property
+    def run_id(self) -> str | None:
+        return getattr(self.tracker, "run_id", None)
+
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> None:
+        if self.error is not None:
+            return
+        try:
+            getattr(self.tracker, name)(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - any store failure: keep training, keep local results
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "MLflow store %s failed (%s); the job goes on and writes its results locally",
+                self.store,
+                self.error,
+            )
+
+    def find_finished(self, config_hash: str) -> str | None:
+        return self.tracker.find_finished(config_hash)  # type: ignore[attr-defined]
+
+    def start_job(self, *args: Any, **kwargs: Any) -> None:
+        self._call("start_job", *args, **kwargs)
+
+    def log_fold(self, *args: Any, **kwargs: Any) -> None:
+        self._call("log_fold", *args, **kwargs)
+
+    def fail_fold(self, *args: Any, **kwargs: Any) -> None:
+        self._call("fail_fold", *args, **kwargs)
+
+    def finish_job(self, *args: Any, **kwargs: Any) -> None:
+        self._call("finish_job", *args, **kwargs)
+
+    def fail_job(self, *args: Any, **kwargs: Any) -> None:
+        self._call("fail_job", *args, **kwargs)

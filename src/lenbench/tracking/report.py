@@ -18,20 +18,11 @@ import pandas as pd
 from lenbench.logic.formula import Formula
 from lenbench.logic.metrics import consistency, mean_and_sem
 from lenbench.tracking.errors import TrackingError
+from lenbench.tracking.local import FOLD_METRICS as METRICS
 from lenbench.tracking.local import write_json
 from lenbench.tracking.mlflow import PARENT_RUN_ID_TAG, check_store
 
 log = logging.getLogger(__name__)
-
-METRICS = (
-    "model_accuracy",
-    "explanation_accuracy",
-    "explanation_fidelity",
-    "explanation_complexity",
-    "elapsed_time",
-    "training_time",
-    "majority_accuracy",
-)
 
 
 @dataclass

@@ -1,0 +1,316 @@
+"""Reliability: every listed fault ends with one clear message, leaves no half-written result, loses nothing.
+
+Each test provokes one fault and asserts on the message and on what is left on disk and in MLflow.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lenbench.data.base import Fold
+from lenbench.data.errors import DataError
+from lenbench.data.mimic import RELATIVE_PATH, load_mimic
+from lenbench.data.synthetic import make_dnf
+from lenbench.experiment import CVConfig, FoldFailed, run_experiment
+from lenbench.explainers.tree import TreeExplainer
+from lenbench.tracking.errors import TrackingError
+from lenbench.tracking.import_results import import_job
+from lenbench.tracking.mlflow import MlflowTracker, ResilientTracker, check_store
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def train(tmp_path: Path, *overrides: str, uri: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri or f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    cmd = [sys.executable, "-m", "train", f"hydra.run.dir={tmp_path / 'job'}", *overrides]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def assert_clean_failure(proc: subprocess.CompletedProcess, tmp_path: Path, *needles: str) -> None:
+    """Non-zero exit, the message on stderr, no traceback, no results, no run in the store."""
+    assert proc.returncode != 0
+    for needle in needles:
+        assert needle in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "job" / "results.csv").exists()
+    db = tmp_path / "mlflow.db"
+    if db.exists():
+        with sqlite3.connect(db) as conn:
+            tables = {r[0] for r in conn.execute("select name from sqlite_master where type='table'")}
+            if "runs" in tables:
+                assert conn.execute("select count(*) from runs").fetchone()[0] == 0
+
+
+# ---- 1. configuration ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needles"),
+    [
+        (("seed=abc",), ("seed", "abc")),
+        (("cv.nfolds=3",), ("cv.nfolds",)),
+        (("cv.n_splits=1000",), ("cv.n_splits", "smallest class")),
+        (("cv.folds=[10]",), ("cv.folds", "0..9")),
+        (("cv.n_jobs=0",), ("cv.n_jobs",)),
+        (("method=nonsense",), ("method/nonsense", "Available options")),
+        (("data=mimic", "data.label=alive"), ("label", "day_28_flg")),
+        (("method.explainer.max_depth=0",), ("max_depth",)),
+    ],
+)
+def test_config_errors_end_before_training(
+    tmp_path: Path, overrides: tuple[str, ...], needles: tuple[str, ...]
+) -> None:
+    defaults = ["data=dnf", "method=tree"]
+    proc = train(tmp_path, *defaults, *overrides)
+    assert_clean_failure(proc, tmp_path, *needles)
+
+
+# ---- 2. data --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def data_copy(tmp_path: Path, mimic_csv: Path) -> Path:
+    root = tmp_path / "data"
+    (root / RELATIVE_PATH).parent.mkdir(parents=True)
+    shutil.copy(mimic_csv, root / RELATIVE_PATH)
+    return root
+
+
+def test_missing_file_offline(tmp_path: Path) -> None:
+    proc = train(tmp_path, "data=mimic", f"data.root={tmp_path / 'empty'}", "data.download=false")
+    assert_clean_failure(proc, tmp_path, "LENBENCH_DATA_DIR", str(tmp_path / "empty"))
+    assert not (tmp_path / "empty" / RELATIVE_PATH).exists()
+
+
+def test_wrong_checksum(tmp_path: Path, data_copy: Path) -> None:
+    path = data_copy / RELATIVE_PATH
+    raw = path.read_bytes()
+    path.write_bytes(raw.replace(b"\r1,", b"\r0,", 1))
+    proc = train(tmp_path, "data=mimic", f"data.root={data_copy}")
+    assert_clean_failure(proc, tmp_path, "SHA-256")
+    assert path.read_bytes() != raw  # a wrong local file is reported, never silently replaced
+
+
+def test_missing_column(tmp_path: Path, data_copy: Path) -> None:
+    path = data_copy / RELATIVE_PATH
+    frame = pd.read_csv(path).drop(columns=["stroke_flg"])
+    frame.to_csv(path, index=False)
+    proc = train(tmp_path, "data=mimic", f"data.root={data_copy}", "data.sha256=null")
+    assert_clean_failure(proc, tmp_path, "stroke_flg")
+
+
+FAULTS = [
+    "truncate",
+    "drop_column",
+    "rename_column",
+    "text_in_number",
+    "label_2",
+    "all_nan",
+    "empty",
+    "garbage",
+]
+
+
+def _corrupt(raw: bytes, fault: str, position: float) -> bytes:
+    text = raw.decode()
+    lines = text.split("\r")
+    header = lines[0].split(",")
+    column = int(position * (len(header) - 1))
+    if fault == "truncate":
+        return raw[: int(position * len(raw))]
+    if fault == "empty":
+        return b""
+    if fault == "garbage":
+        return bytes((i * 37 + int(position * 255)) % 256 for i in range(2000))
+    frame = pd.read_csv(__import__("io").StringIO(text.replace("\r", "\n")))
+    name = frame.columns[column]
+    if fault == "drop_column":
+        frame = frame.drop(columns=[name])
+    elif fault == "rename_column":
+        frame = frame.rename(columns={name: name + "_x"})
+    elif fault == "text_in_number":
+        frame[name] = frame[name].astype(object)
+        frame.loc[int(position * (len(frame) - 1)), name] = "n/a?"
+    elif fault == "label_2":
+        frame.loc[int(position * (len(frame) - 1)), "day_28_flg"] = 2
+    elif fault == "all_nan":
+        frame[name] = np.nan
+    return frame.to_csv(index=False).encode()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fault=st.sampled_from(FAULTS), position=st.floats(0, 1))
+def test_fuzzed_csv_gives_a_clear_error_or_a_correct_data_set(
+    tmp_path: Path, mimic_csv: Path, fault: str, position: float
+) -> None:
+    root = tmp_path / f"fuzz-{fault}-{position}"
+    (root / RELATIVE_PATH).parent.mkdir(parents=True, exist_ok=True)
+    (root / RELATIVE_PATH).write_bytes(_corrupt(mimic_csv.read_bytes(), fault, position))
+    try:
+        data = load_mimic(root, download=False, sha256=None)
+    except DataError as exc:
+        message = str(exc)
+        assert str(root / RELATIVE_PATH) in message or "LENBENCH_DATA_DIR" in message, message
+        assert "\n" not in message.strip() or len(message) < 2000
+        return
+    # No error: the corruption did not touch what lenbench reads, and the data set is well formed.
+    assert data.x.dtype == np.float32 and data.x.shape[1] == 90 and len(data.concept_names) == 90
+    assert np.isfinite(data.x).all() and ((data.x >= 0) & (data.x <= 1)).all()
+    assert set(np.unique(data.y)) <= {0, 1}
+
+
+# ---- 3. training ----------------------------------------------------------------------------------------------
+
+
+class FailsOnFold(TreeExplainer):
+    """A tree that raises while fitting fold ``bad_fold``: a stand-in for any training crash."""
+
+    bad_fold = 2
+
+    def fit(self, fold: Fold) -> TreeExplainer:
+        if fold.index == self.bad_fold:
+            raise RuntimeError("simulated crash")
+        return super().fit(fold)
+
+
+def _runs(uri: str, experiment: str) -> pd.DataFrame:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    return pd.DataFrame(
+        [
+            {
+                "status": r.info.status,
+                "parent": r.data.tags.get("mlflow.parentRunId"),
+                "fold": r.data.tags.get("fold"),
+                "error": r.data.tags.get("error"),
+                "run_id": r.info.run_id,
+            }
+            for r in client.search_runs([exp.experiment_id], max_results=100)
+        ]
+    )
+
+
+def test_crashing_fold_marks_runs_failed_and_keeps_done_folds(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    data = make_dnf(n_samples=400, seed=1)
+    cv = CVConfig(n_splits=4)
+    with pytest.raises(FoldFailed, match="fold 2 failed: RuntimeError: simulated crash"):
+        run_experiment(
+            data,
+            "tree",
+            lambda: FailsOnFold(seed=0),
+            cv,
+            tmp_path / "job",
+            tracker=MlflowTracker(uri, "faults"),
+            run_name="tree-s0",
+        )
+    results = pd.read_csv(tmp_path / "job" / "results.csv")
+    assert list(results["split"]) == [0, 1]
+    assert '"complete": false' in (tmp_path / "job" / "summary.json").read_text()
+    runs = _runs(uri, "faults")
+    parent = runs[runs["parent"].isna()].iloc[0]
+    assert parent["status"] == "FAILED" and "simulated crash" in parent["error"]
+    children = runs[runs["parent"].notna()].set_index("fold")
+    assert children.loc["0", "status"] == "FINISHED" and children.loc["1", "status"] == "FINISHED"
+    assert children.loc["2", "status"] == "FAILED"
+
+
+# ---- 4. tracking ----------------------------------------------------------------------------------------------
+
+
+def test_locked_store_is_detected_before_training(tmp_path: Path) -> None:
+    db = tmp_path / "mlflow.db"
+    MlflowTracker(f"sqlite:///{db}", "faults")  # a real store
+    holder = sqlite3.connect(db, timeout=0.1)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(TrackingError, match="locked"):
+            check_store(f"sqlite:///{db}", timeout=0.5)
+    finally:
+        holder.rollback()
+        holder.close()
+
+
+def test_corrupt_store_is_detected_before_training(tmp_path: Path) -> None:
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(b"this is not a database" * 100)
+    proc = train(tmp_path, "data=dnf", "method=tree", uri=f"sqlite:///{db}")
+    assert proc.returncode == 2
+    assert "corrupt" in proc.stderr and str(db) in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "job" / "results.csv").exists()
+
+
+class BreaksAfter:
+    """An MlflowTracker whose store goes away after the first fold."""
+
+    def __init__(self, tracker: MlflowTracker) -> None:
+        self.tracker, self.calls = tracker, 0
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        def call(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            if name == "log_fold":
+                self.calls += 1
+                if self.calls > 1:
+                    raise ConnectionError("store went away")
+            return getattr(self.tracker, name)(*args, **kwargs)
+
+        return call
+
+
+def test_store_failing_mid_run_keeps_local_results_that_import_later(tmp_path: Path) -> None:
+    import json
+
+    uri = f"sqlite:///{tmp_path / 'broken.db'}"
+    tracker = ResilientTracker(BreaksAfter(MlflowTracker(uri, "faults")), uri)
+    job = tmp_path / "job"
+    data = make_dnf(n_samples=400, seed=1)
+    tags = {"method": "tree", "seed": "0", "data": "dnf", "config_hash": "abc123"}
+    job.mkdir()
+    (job / "job.json").write_text(
+        json.dumps(
+            {
+                "run_name": "tree-s0",
+                "experiment": "faults",
+                "tags": tags,
+                "params": {"seed": 0},
+                "texts": {"config.yaml": "seed: 0\n"},
+            }
+        )
+    )
+    outcome = run_experiment(
+        data,
+        "tree",
+        lambda: TreeExplainer(seed=0),
+        CVConfig(n_splits=3),
+        job,
+        tracker=tracker,
+        run_name="tree-s0",
+        tags=tags,
+    )
+    assert tracker.error and "store went away" in tracker.error
+    assert len(pd.read_csv(job / "results.csv")) == 3
+
+    fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
+    run_id = import_job(job, fresh)
+    runs = _runs(fresh, "faults")
+    assert len(runs) == 4
+    parent = runs[runs["run_id"] == run_id].iloc[0]
+    assert parent["status"] == "FINISHED"
+    from mlflow import MlflowClient
+
+    metrics = MlflowClient(fresh).get_run(run_id).data.metrics
+    assert metrics["model_accuracy_mean"] == pytest.approx(outcome.summary["model_accuracy_mean"])
+    assert import_job(job, fresh) == run_id  # importing twice does not duplicate
