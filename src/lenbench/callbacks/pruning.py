@@ -1,0 +1,264 @@
+"""Pruning schedules as Lightning callbacks, and the helpers that keep pruned networks pruned across checkpoints.
+
+Both schedules act *after the optimiser step* of a given epoch, as the reference does. An "epoch" is one pass over
+the (full-batch) training data. The network explainers run several such epochs inside one Lightning training step
+(see :mod:`lenbench.explainers.network`) and call :meth:`EpochEndCallback.on_protocol_epoch_end` after every
+optimiser step; they say so with ``dispatches_protocol_epochs = True``. With any other LightningModule the callbacks
+act in ``on_train_epoch_end`` with ``trainer.current_epoch``, i.e. after the last step of each Lightning epoch, which
+is the same thing for full-batch training. Either way the schedule is keyed on the true epoch number.
+
+Masks use :mod:`torch.nn.utils.prune` (``weight_orig`` is the Parameter, ``weight_mask`` a buffer, ``weight`` their
+product recomputed before each forward), so a pruned entry stays exactly 0 whatever the optimiser does to
+``weight_orig`` (Adam momentum, AdamW weight decay). A state dict of a pruned network holds ``weight_orig`` and
+``weight_mask`` instead of ``weight``; :func:`load_pruned_state_dict` re-creates that reparametrisation before loading.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from lenbench.callbacks.l1 import effective_weight, linear_layers
+
+logger = logging.getLogger(__name__)
+
+
+def _check_int(owner: str, key: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{owner} {key}={value!r}: must be an integer >= {minimum}")
+    return value
+
+
+class EpochEndCallback(pl.Callback):
+    """A callback that acts after the optimiser step of given epochs (see the module docstring)."""
+
+    def on_protocol_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int) -> None:
+        """Called after the optimiser step of ``epoch`` (0-based)."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not getattr(pl_module, "dispatches_protocol_epochs", False):
+            self.on_protocol_epoch_end(trainer, pl_module, trainer.current_epoch)
+
+
+# -- feature pruning (method `pruning`) --------------------------------------------------------------------------
+
+
+def feature_mask(weight: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Mask [out, in] keeping the input columns whose L2 norm divided by the largest column norm is >= threshold."""
+    norms = torch.linalg.vector_norm(weight.detach(), dim=0)
+    ratio = norms / norms.max()
+    mask = torch.ones_like(weight)
+    mask[:, ratio < threshold] = 0
+    return mask
+
+
+def prune_features(layer: nn.Linear, threshold: float = 0.5) -> int:
+    """Mask every input column of ``layer`` whose relative L2 norm is below ``threshold``; returns columns kept.
+
+    Like the reference, the norms are those of ``layer.weight``: for a layer pruned before, that is the product
+    computed by the last forward pass (before this epoch's optimiser step). Masks accumulate over calls.
+    """
+    with torch.no_grad():
+        mask = feature_mask(layer.weight, threshold)
+    prune.custom_from_mask(layer, name="weight", mask=mask)
+    kept = int((effective_weight(layer).detach() != 0).any(dim=0).sum())
+    return kept
+
+
+class FeaturePruning(EpochEndCallback):
+    """Prunes the input features of one Linear layer after epoch ``e`` when ``e > start_epoch and e % period == offset``.
+
+    The defaults are the reference's (``epoch > 2001 and epoch % 1000 == 1``): with 5001 epochs it fires after
+    epochs 3001 and 4001, not 2001. ``layer`` indexes the network's Linear layers (0 = the first, whose columns are
+    the input concepts). ``history`` lists ``(epoch, features kept)`` of every pruning of the current fit.
+    """
+
+    def __init__(
+        self,
+        start_epoch: int = 2001,
+        period: int = 1000,
+        threshold: float = 0.5,
+        layer: int = 0,
+        offset: int = 1,
+    ) -> None:
+        self.start_epoch = _check_int("FeaturePruning", "start_epoch", start_epoch, -1)
+        self.period = _check_int("FeaturePruning", "period", period, 1)
+        self.offset = _check_int("FeaturePruning", "offset", offset, 0)
+        if self.offset >= self.period:
+            raise ValueError(f"FeaturePruning offset={offset!r}: must be smaller than period={period!r}")
+        if (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, (int, float))
+            or not 0.0 < threshold <= 1.0
+        ):
+            raise ValueError(
+                f"FeaturePruning threshold={threshold!r}: must be in (0, 1] (a fraction of the largest column norm)"
+            )
+        self.threshold = float(threshold)
+        self.layer = _check_int("FeaturePruning", "layer", layer, 0)
+        self.history: list[tuple[int, int]] = []
+
+    def __repr__(self) -> str:
+        return (
+            f"FeaturePruning(start_epoch={self.start_epoch}, period={self.period}, threshold={self.threshold}, "
+            f"layer={self.layer}, offset={self.offset})"
+        )
+
+    def fires_at(self, epoch: int) -> bool:
+        """Whether the schedule prunes after the optimiser step of ``epoch``."""
+        return epoch > self.start_epoch and epoch % self.period == self.offset
+
+    def target(self, module: nn.Module) -> nn.Linear:
+        linears = linear_layers(module)
+        if self.layer >= len(linears):
+            raise ValueError(
+                f"FeaturePruning layer={self.layer}: the network has {len(linears)} Linear layers"
+            )
+        return linears[self.layer]
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.target(pl_module)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.history = []
+
+    def on_protocol_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int) -> None:
+        if not self.fires_at(epoch) or any(e == epoch for e, _ in self.history):
+            return
+        kept = prune_features(self.target(pl_module), self.threshold)
+        self.history.append((epoch, kept))
+        logger.debug("epoch %d: feature pruning keeps %d input features", epoch, kept)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": list(self.history)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = [tuple(h) for h in state_dict.get("history", [])]
+
+
+# -- equal fan-in pruning (method `psi`) -------------------------------------------------------------------------
+
+
+def fan_in_mask(weight: torch.Tensor, fan_in: int) -> torch.Tensor:
+    """Mask [out, in] keeping the ``fan_in`` largest |w| of each row (the reference's ``topk`` of the smallest)."""
+    n_in = weight.shape[1]
+    mask = torch.ones_like(weight)
+    if fan_in < n_in:
+        smallest = torch.topk(-weight.detach().abs(), k=n_in - fan_in, dim=1).indices
+        mask.scatter_(1, smallest, 0.0)
+    return mask
+
+
+def check_fan_in(module: nn.Module, fan_in: int) -> None:
+    """Raise ValueError when some Linear layer has fewer than ``fan_in`` inputs."""
+    for i, layer in enumerate(linear_layers(module)):
+        if fan_in > layer.in_features:
+            raise ValueError(
+                f"FanInPruning fan_in={fan_in}: Linear layer {i} has only {layer.in_features} inputs; "
+                f"fan_in must be at most the smallest layer width ({min(m.in_features for m in linear_layers(module))})"
+            )
+
+
+def prune_fan_in(module: nn.Module, fan_in: int, validate: bool = True) -> None:
+    """Keep the ``fan_in`` largest |w| of every row of every Linear layer of ``module``; mask the rest."""
+    check_fan_in(module, fan_in)
+    for layer in linear_layers(module):
+        with torch.no_grad():
+            mask = fan_in_mask(layer.weight, fan_in)
+        prune.custom_from_mask(layer, name="weight", mask=mask)
+    if validate:
+        validate_fan_in(module, fan_in)
+
+
+def validate_fan_in(module: nn.Module, fan_in: int) -> None:
+    """Check every row of every Linear layer keeps exactly ``fan_in`` inputs (mask) and no masked weight is non-zero."""
+    for i, layer in enumerate(linear_layers(module)):
+        mask = getattr(layer, "weight_mask", None)
+        if mask is None:
+            raise RuntimeError(f"Linear layer {i} is not pruned")
+        per_row = mask.sum(dim=1)
+        if not bool((per_row == fan_in).all()):
+            raise RuntimeError(
+                f"Linear layer {i} keeps {per_row.tolist()} inputs per neuron, expected {fan_in}"
+            )
+        nonzero = (effective_weight(layer).detach() != 0).sum(dim=1)
+        if bool((nonzero > fan_in).any()):
+            raise RuntimeError(
+                f"Linear layer {i} has {nonzero.tolist()} non-zero weights per neuron, expected {fan_in}"
+            )
+
+
+class FanInPruning(EpochEndCallback):
+    """Once, after the optimiser step of the first epoch > ``epoch``, prunes every Linear layer to fan-in ``fan_in``.
+
+    The reference (``epoch > 2001 and need_pruning``) prunes after epoch 2002. Each row keeps its ``fan_in``
+    largest |w|; the result is validated (exactly ``fan_in`` kept inputs per neuron).
+    """
+
+    def __init__(self, fan_in: int = 2, epoch: int = 2001, validate: bool = True) -> None:
+        self.fan_in = _check_int("FanInPruning", "fan_in", fan_in, 1)
+        self.epoch = _check_int("FanInPruning", "epoch", epoch, -1)
+        self.validate = bool(validate)
+        self.pruned_at: int | None = None
+
+    def __repr__(self) -> str:
+        return f"FanInPruning(fan_in={self.fan_in}, epoch={self.epoch})"
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        check_fan_in(pl_module, self.fan_in)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.pruned_at = None
+
+    def on_protocol_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int) -> None:
+        if self.pruned_at is not None or epoch <= self.epoch:
+            return
+        prune_fan_in(pl_module, self.fan_in, validate=self.validate)
+        self.pruned_at = epoch
+        logger.debug("epoch %d: pruned every Linear layer to fan-in %d", epoch, self.fan_in)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"pruned_at": self.pruned_at}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.pruned_at = state_dict.get("pruned_at")
+
+
+# -- checkpoints -------------------------------------------------------------------------------------------------
+
+
+def restore_pruning(module: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> list[str]:
+    """Re-create the pruning reparametrisation that ``state_dict`` was saved with; returns the parameters pruned.
+
+    For every ``<prefix><name>_mask`` key whose sub-module is not pruned yet, apply ``custom_from_mask`` with that
+    mask, so that ``weight_orig``/``weight_mask`` exist and ``module.load_state_dict(state_dict)`` then succeeds.
+    """
+    restored = []
+    submodules = dict(module.named_modules())
+    for key, mask in state_dict.items():
+        if not key.endswith("_mask"):
+            continue
+        path, _, attr = key.rpartition(".")
+        name = attr[: -len("_mask")]
+        owner = submodules.get(path)
+        if owner is None or f"{path + '.' if path else ''}{name}_orig" not in state_dict:
+            continue
+        if hasattr(owner, f"{name}_orig"):
+            continue  # already pruned: load_state_dict overwrites the mask
+        prune.custom_from_mask(owner, name=name, mask=mask.detach().clone())
+        restored.append(key[: -len("_mask")])
+    return restored
+
+
+def load_pruned_state_dict(
+    module: nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool = True
+) -> Any:
+    """``module.load_state_dict(state_dict)`` that also works when ``state_dict`` comes from a pruned network."""
+    restore_pruning(module, state_dict)
+    return nn.Module.load_state_dict(module, state_dict, strict=strict)

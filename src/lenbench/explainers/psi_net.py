@@ -1,0 +1,136 @@
+"""Psi-network explainer (method ``psi``): a small sigmoid MLP pruned to fan-in 2 and read as a boolean formula.
+
+The network (k-10-4-1, sigmoid everywhere) is trained with BCE on ``y == target_class``, an L1 penalty on every
+weight and, once, equal fan-in pruning (callbacks in ``conf/method/psi.yaml``). Its formula is read from the
+weights alone by :func:`lenbench.logic.extract.psi.read_out` (truth table of every neuron, substituted layer by
+layer, minimal DNF). The network explains one class, the one it was trained for; ``explain`` for another class
+raises. On MIMIC-II the reference's psi network predicts no positive (``PROTOCOL.md``): its model accuracy is the
+majority rate.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from lenbench.callbacks.pruning import FanInPruning
+from lenbench.data.base import Fold
+from lenbench.explainers.network import NetworkExplainer, check_positive
+from lenbench.explainers.relu_net import check_hidden
+from lenbench.logic.extract.psi import MAX_FAN_IN, read_out
+from lenbench.logic.formula import Formula
+
+logger = logging.getLogger(__name__)
+
+
+class PsiNetExplainer(NetworkExplainer):
+    """Sigmoid MLP ``k-hidden...-1`` for ``target_class`` (0 or 1), explained by reading its pruned weights.
+
+    ``predict`` returns ``target_class`` where the output is > 0.5 and the other class elsewhere.
+    """
+
+    name = "psi"
+
+    def __init__(
+        self,
+        *,
+        seed: int,
+        trainer: Mapping[str, Any] | None = None,
+        target_class: int = 1,
+        hidden: Sequence[int] = (10, 4),
+        epochs: int = 5001,
+        lr: float = 1e-3,
+        optimizer: str = "adam",
+        weight_decay: float = 0.0,
+        callbacks: Sequence[pl.Callback] = (),
+        max_fan_in: int = MAX_FAN_IN,
+        max_simplify_variables: int = 10,
+        max_simplify_terms: int = 64,
+    ) -> None:
+        owner = type(self).__name__
+        if target_class not in (0, 1) or isinstance(target_class, bool):
+            raise ValueError(f"{owner} target_class={target_class!r}: must be 0 or 1 (binary tasks)")
+        check_positive(owner, "max_fan_in", max_fan_in, integer=True)
+        check_positive(owner, "max_simplify_variables", max_simplify_variables, integer=True, allow_zero=True)
+        check_positive(owner, "max_simplify_terms", max_simplify_terms, integer=True, allow_zero=True)
+        super().__init__(
+            seed=seed,
+            trainer=trainer,
+            epochs=epochs,
+            lr=lr,
+            optimizer=optimizer,
+            weight_decay=weight_decay,
+            callbacks=callbacks,
+        )
+        self.target_class = target_class
+        self.hidden = check_hidden(owner, hidden)
+        self.max_fan_in = max_fan_in
+        self.max_simplify_variables = max_simplify_variables
+        self.max_simplify_terms = max_simplify_terms
+        if not any(isinstance(cb, FanInPruning) for cb in self.callbacks):
+            logger.warning(
+                "PsiNetExplainer without a FanInPruning callback: the read-out enumerates every neuron's inputs "
+                "and refuses neurons with more than %d",
+                max_fan_in,
+            )
+
+    def build_network(self, n_inputs: int) -> nn.Module:
+        layers: list[nn.Module] = []
+        width = n_inputs
+        for h in [*self.hidden, 1]:
+            layers.append(nn.Linear(width, h))
+            layers.append(nn.Sigmoid())
+            width = h
+        return nn.Sequential(*layers)
+
+    def criterion(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        bce = nn.BCELoss()
+
+        def loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            return bce(output.squeeze(1), target)
+
+        return loss
+
+    def targets(self, y: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy((np.asarray(y) == self.target_class).astype(np.float32))
+
+    def labels_from_output(self, output: torch.Tensor) -> np.ndarray:
+        positive = output.squeeze(1).numpy() > 0.5
+        return np.where(positive, self.target_class, 1 - self.target_class)
+
+    def scores_from_output(self, output: torch.Tensor) -> np.ndarray:
+        p = output.squeeze(1).numpy()
+        return p if self.target_class == 1 else 1.0 - p
+
+    def explain(self, fold: Fold, target_class: int = 1) -> Formula:
+        if target_class != self.target_class:
+            raise ValueError(
+                f"PsiNetExplainer was trained for target_class={self.target_class} and cannot explain class "
+                f"{target_class}; set method.explainer.target_class={target_class} to train one for it"
+            )
+        start = time.perf_counter()
+        readout = read_out(
+            self.layer_arrays(),
+            fold.concept_names,
+            max_fan_in=self.max_fan_in,
+            max_variables=self.max_simplify_variables,
+            max_terms=self.max_simplify_terms,
+        )
+        elapsed = time.perf_counter() - start
+        self._info.update(
+            {
+                "extraction_time": elapsed,
+                "empty_explanation": False,
+                "simplify_exact": readout.exact,
+                "simplify_method": readout.results[0].method,
+                "neuron_formulas": [[str(f) for f in layer] for layer in readout.neurons],
+            }
+        )
+        return readout.formula
