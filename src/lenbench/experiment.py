@@ -278,7 +278,8 @@ def run_experiment(
                 result.fold, {**m, **_numeric(result.info)}, str(result.formula), result.loss_curve
             )
     except BaseException as exc:
-        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        # Lightning turns a KeyboardInterrupt inside fit into SystemExit: both mean the user stopped the job.
+        status = "KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "FAILED"
         error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, FoldFailed) else str(exc)
         if isinstance(exc, FoldFailed):
             tracker.fail_fold(exc.fold, error)
