@@ -152,7 +152,7 @@ class ConceptDataModule(pl.LightningDataModule):
         self._trainval = _tensors(self.fold.x_trainval, self.fold.y_trainval)
         self._val = _tensors(self.fold.x_val, self.fold.y_val)
         self._test = _tensors(self.fold.x_test, self.fold.y_test)
-        logger.info(
+        logger.debug(
             "%s fold %d/%d: %d train + %d validation rows, %d test rows; preprocessing fitted on %s",
             self.dataset.name,
             self.fold_number,
