@@ -22,9 +22,15 @@ from lenbench.data.datamodule import ConceptDataModule
 from lenbench.explainers.base import Explainer
 from lenbench.logic.formula import Formula
 from lenbench.logic.metrics import (
+    auroc,
+    balanced_accuracy,
     consistency,
     explanation_accuracy,
+    explanation_auroc,
+    explanation_balanced_accuracy,
+    explanation_f1,
     explanation_fidelity,
+    f1,
     majority_accuracy,
     mean_and_sem,
     model_accuracy,
@@ -115,18 +121,26 @@ def run_fold(
 
     info = dict(explainer.info())
     loss_curve = [(int(e), float(v)) for e, v in info.pop("loss_curve", [])]
+    scores = explainer.scores(fold.x_test)
+    args = (formula, fold.x_test, fold.y_test, fold.concept_names, target_class)
+    fidelity_args = (formula, fold.x_test, y_pred, fold.concept_names, target_class)
+    explains = explainer.provides_explanations  # False: an accuracy reference, its formula metrics are NaN
+    nan = float("nan")
     metrics = {
         "model_accuracy": model_accuracy(fold.y_test, y_pred),
-        "explanation_accuracy": explanation_accuracy(
-            formula, fold.x_test, fold.y_test, fold.concept_names, target_class
-        ),
-        "explanation_fidelity": explanation_fidelity(
-            formula, fold.x_test, y_pred, fold.concept_names, target_class
-        ),
-        "explanation_complexity": float(formula.complexity),
+        "explanation_accuracy": explanation_accuracy(*args) if explains else nan,
+        "explanation_fidelity": explanation_fidelity(*fidelity_args) if explains else nan,
+        "explanation_complexity": float(formula.complexity) if explains else nan,
         "elapsed_time": elapsed_time,
         "training_time": float(info.pop("training_time", training_time)),
         "majority_accuracy": majority_accuracy(fold.y_test),
+        "model_balanced_accuracy": balanced_accuracy(fold.y_test, y_pred),
+        "model_f1": f1(fold.y_test, y_pred, positive=target_class),
+        # AUROC of the class-1 score against class 1 (the same number as for class 0 with 1 - score).
+        "model_auroc": auroc(fold.y_test, scores, positive=1),
+        "explanation_balanced_accuracy": explanation_balanced_accuracy(*args) if explains else nan,
+        "explanation_f1": explanation_f1(*args) if explains else nan,
+        "explanation_auroc": explanation_auroc(*args) if explains else nan,
     }
     return FoldResult(fold=fold_index, formula=formula, metrics=metrics, loss_curve=loss_curve, info=info)
 
@@ -222,7 +236,13 @@ def summarize(results: Sequence[FoldResult]) -> dict[str, float]:
         mean, sem = mean_and_sem([r.metrics[name] for r in results])
         summary[f"{name}_mean"] = mean
         summary[f"{name}_sem"] = sem
-    summary["explanation_consistency"] = consistency([r.formula for r in results])
+    explained = [
+        r.formula
+        for r in results
+        if r.metrics["explanation_complexity"] == r.metrics["explanation_complexity"]
+    ]
+    # A method without explanations (rf) has no consistency either, rather than a misleading 0.
+    summary["explanation_consistency"] = consistency(explained) if explained else float("nan")
     summary["n_folds"] = float(len(results))
     return summary
 
@@ -263,15 +283,16 @@ def run_experiment(
             done.append(result)
             m = result.metrics
             log.info(
-                "%s fold %d (%d/%d): model %.4f | explanation %.4f | fidelity %.4f | complexity %d | %s",
+                "%s fold %d (%d/%d)%s: model %.4f | explanation %.4f | fidelity %.4f | complexity %.0f | %s",
                 method,
                 result.fold,
                 position,
                 len(fold_indices),
+                _training_note(result),
                 m["model_accuracy"],
                 m["explanation_accuracy"],
                 m["explanation_fidelity"],
-                int(m["explanation_complexity"]),
+                m["explanation_complexity"],
                 _short(str(result.formula)),
             )
             tracker.log_fold(
@@ -342,6 +363,14 @@ def _numeric(info: dict[str, Any]) -> dict[str, float]:
 
 def _jsonable(info: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in info.items() if not callable(v)}
+
+
+def _training_note(result: FoldResult) -> str:
+    """`` epoch 5000 loss 0.3123`` for networks (last recorded point of the loss curve), empty otherwise."""
+    if not result.loss_curve:
+        return ""
+    epoch, loss = result.loss_curve[-1]
+    return f" epoch {epoch} loss {loss:.4f}"
 
 
 def _short(text: str, width: int = 80) -> str:

@@ -310,7 +310,12 @@ def _validate(
     numeric_names = [str(c) for c in frame.columns.difference(list(FLAG_COLUMNS) + list(EXCLUDED_COLUMNS))]
     extra = [c for c in numeric_names if c not in BINNED_COLUMNS]
     if extra:
-        logger.warning("MIMIC-II file %s has extra columns, binned as the notebook would: %s", path, extra)
+        # The notebook bins "every other column", so an unknown or renamed column would silently become 3 more
+        # concepts and change the study: refuse it instead.
+        raise DataError(
+            f"MIMIC-II data file {path} has {len(extra)} unexpected column(s): {', '.join(extra)}; the notebook's "
+            f"preprocessing would turn them into extra concepts (a renamed column?). {fix}"
+        )
 
     values = {name: _numeric_column(frame, name, path, fix) for name in (*FLAG_COLUMNS, *numeric_names)}
     for name, column in values.items():

@@ -18,6 +18,8 @@ class Explainer(ABC):
     """
 
     name: str = "explainer"
+    # False for accuracy-only references (e.g. a random forest): their explanation metrics are recorded as NaN.
+    provides_explanations: bool = True
 
     @abstractmethod
     def fit(self, fold: Fold) -> Explainer: ...
@@ -27,6 +29,13 @@ class Explainer(ABC):
 
     @abstractmethod
     def explain(self, fold: Fold, target_class: int = 1) -> Formula: ...
+
+    def scores(self, x: np.ndarray) -> np.ndarray | None:
+        """Score (probability) of class 1 per row, for the model's AUROC; None when the method has none (NaN).
+
+        Not abstract so that methods without scores keep working; ``predict`` stays the source of labels.
+        """
+        return None
 
     def info(self) -> dict[str, Any]:
         return {}

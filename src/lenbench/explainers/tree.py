@@ -48,6 +48,13 @@ class TreeExplainer(Explainer):
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.tree.predict(self._inputs(x)).astype(np.int64)
 
+    def scores(self, x: np.ndarray) -> np.ndarray | None:
+        """Leaf frequency of class 1 (``predict_proba``); all 0 when the tree never saw class 1."""
+        classes = list(self.tree.classes_)
+        if 1 not in classes:
+            return np.zeros(len(x))
+        return self.tree.predict_proba(self._inputs(x))[:, classes.index(1)]
+
     def explain(self, fold: Fold, target_class: int = 1) -> Formula:
         return tree_to_formula(self.tree, fold.concept_names, target_class)
 

@@ -109,6 +109,106 @@ def explanation_fidelity(
     return accuracy(_labels(y_pred) == target_class, truth)
 
 
+def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean recall over the classes present in ``y_true`` (scikit-learn's ``balanced_accuracy_score``).
+
+    Beside plain accuracy because on MIMIC-II always predicting "survived" already scores 0.84: a model that
+    never predicts the minority class scores 0.5 here, whatever the class balance.
+    """
+    a, b = _vector(y_true, "y_true"), _labels(y_pred)
+    if a.shape != b.shape:
+        raise ValueError(f"y_true and y_pred differ in length: {a.shape[0]} vs {b.shape[0]}")
+    if a.size == 0:
+        raise ValueError("balanced accuracy of zero samples is undefined")
+    return float(np.mean([np.mean(b[a == c] == c) for c in np.unique(a)]))
+
+
+def f1(y_true: np.ndarray, y_pred: np.ndarray, positive: int | bool = 1) -> float:
+    """F1 score of the class ``positive`` (harmonic mean of its precision and recall).
+
+    0.0 when there is no true positive (including when neither labels nor predictions hold the class), as
+    scikit-learn's ``f1_score(zero_division=0)``: a method that never finds the rare class gets no credit for it.
+    """
+    a, b = _vector(y_true, "y_true"), _labels(y_pred)
+    if a.shape != b.shape:
+        raise ValueError(f"y_true and y_pred differ in length: {a.shape[0]} vs {b.shape[0]}")
+    if a.size == 0:
+        raise ValueError("F1 of zero samples is undefined")
+    true, pred = a == positive, b == positive
+    tp = int(np.sum(true & pred))
+    if tp == 0:
+        return 0.0
+    return float(2 * tp / (int(true.sum()) + int(pred.sum())))
+
+
+def auroc(y_true: np.ndarray, scores: np.ndarray | None, positive: int | bool = 1) -> float:
+    """Area under the ROC curve of ``scores`` for the class ``positive`` (ties count one half).
+
+    The Mann-Whitney statistic with average ranks, equal to scikit-learn's ``roc_auc_score``. NaN (not an error)
+    when ``scores`` is None (a method without scores) or ``y_true`` holds a single class (a test fold without
+    positives): the summaries skip NaN. For boolean scores it equals the balanced accuracy.
+    """
+    if scores is None:
+        return float("nan")
+    a = _vector(y_true, "y_true") == positive
+    s = _vector(scores, "scores").astype(float)
+    if a.shape != s.shape:
+        raise ValueError(f"y_true and scores differ in length: {a.shape[0]} vs {s.shape[0]}")
+    n_pos, n_neg = int(a.sum()), int((~a).sum())
+    if n_pos == 0 or n_neg == 0 or np.isnan(s).any():
+        return float("nan")
+    order = np.argsort(s, kind="mergesort")
+    sorted_scores = s[order]
+    ranks = np.empty(s.size, dtype=float)
+    # Average rank of each group of tied scores (1-based).
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+    ends = np.r_[starts[1:], s.size]
+    for start, end in zip(starts, ends, strict=True):
+        ranks[order[start:end]] = (start + end + 1) / 2.0
+    u = ranks[a].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def explanation_balanced_accuracy(
+    formula: Formula | str,
+    x: np.ndarray,
+    y: np.ndarray,
+    concept_names: Sequence[str],
+    target_class: int = 1,
+) -> float:
+    """Balanced accuracy of the formula's truth values against ``y == target_class``."""
+    truth = _as_formula(formula).evaluate(x, concept_names)
+    return balanced_accuracy(_vector(y, "y") == target_class, truth)
+
+
+def explanation_f1(
+    formula: Formula | str,
+    x: np.ndarray,
+    y: np.ndarray,
+    concept_names: Sequence[str],
+    target_class: int = 1,
+) -> float:
+    """F1 of the formula as a detector of ``target_class``: precision and recall of its true rows."""
+    truth = _as_formula(formula).evaluate(x, concept_names)
+    return f1(_vector(y, "y") == target_class, truth, positive=True)
+
+
+def explanation_auroc(
+    formula: Formula | str,
+    x: np.ndarray,
+    y: np.ndarray,
+    concept_names: Sequence[str],
+    target_class: int = 1,
+) -> float:
+    """AUROC of the formula's truth values (0/1 scores) for ``target_class``.
+
+    A formula is a hard classifier, so this is its single ROC point joined to the corners, i.e. exactly its
+    balanced accuracy; kept as its own column so model and formula columns line up. NaN on a one-class fold.
+    """
+    truth = _as_formula(formula).evaluate(x, concept_names)
+    return auroc(_vector(y, "y") == target_class, truth.astype(float), positive=True)
+
+
 def complexity(formula: Formula | str) -> int:
     """Number of literal occurrences in the DNF (``(a & b) | ~a`` has 3); 0 for True/False and the empty formula.
 
@@ -145,11 +245,16 @@ def consistency(formulas: Sequence[Formula | str]) -> float:
 def mean_and_sem(values: Sequence[float]) -> tuple[float, float]:
     """Mean and standard error of the mean over folds, with ``ddof=1`` as pandas' ``.sem()`` computes it.
 
-    One value gives a standard error of 0.0 (pandas gives NaN); no value raises ``ValueError``.
+    One value gives a standard error of 0.0 (pandas gives NaN); no value raises ``ValueError``. NaN values (a
+    metric undefined on some fold, e.g. AUROC without positives) are skipped, as pandas does; all NaN gives
+    ``(nan, nan)``.
     """
     array = np.asarray(values, dtype=float).reshape(-1)
     if array.size == 0:
         raise ValueError("mean_and_sem needs at least one value")
+    array = array[~np.isnan(array)]
+    if array.size == 0:
+        return float("nan"), float("nan")
     mean = float(array.mean())
     if array.size == 1:
         return mean, 0.0

@@ -19,6 +19,12 @@ FOLD_METRICS = (
     "elapsed_time",
     "training_time",
     "majority_accuracy",
+    "model_balanced_accuracy",
+    "model_f1",
+    "model_auroc",
+    "explanation_balanced_accuracy",
+    "explanation_f1",
+    "explanation_auroc",
 )
 
 

@@ -7,8 +7,10 @@ Reads the FINISHED parent runs of an experiment (optionally one sweep, or an MLf
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,12 @@ from lenbench.tracking.local import write_json
 from lenbench.tracking.mlflow import PARENT_RUN_ID_TAG, check_store
 
 log = logging.getLogger(__name__)
+
+# Metrics where a smaller value is better (the "best" method of a column is its minimum).
+LOWER_IS_BETTER = frozenset({"explanation_complexity", "elapsed_time", "training_time"})
+# Metrics compared between methods by paired tests: every per-fold metric except the majority-class rate, which is a
+# property of the test fold, the same for every method.
+TESTED_METRICS = tuple(m for m in METRICS if m != "majority_accuracy")
 
 
 @dataclass
@@ -94,6 +102,19 @@ def _formula(text: str) -> Formula:
         return Formula.false()
 
 
+def blank_missing_explanations(folds: pd.DataFrame) -> pd.DataFrame:
+    """Folds without an explanation (explanation accuracy NaN: an accuracy reference such as ``rf``) get NaN
+    complexity and extraction time too, so that "no formula" never reads as "the simplest formula"."""
+    if "explanation_accuracy" not in folds:
+        return folds
+    folds = folds.copy()
+    missing = folds["explanation_accuracy"].isna()
+    for column in ("explanation_complexity", "elapsed_time"):
+        if column in folds:
+            folds.loc[missing, column] = float("nan")
+    return folds
+
+
 def summary_table(folds: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     """``<metric>_mean`` / ``<metric>_sem`` over the fold rows of each group, and the folds' formula consistency."""
     records = []
@@ -102,17 +123,26 @@ def summary_table(folds: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
         record: dict[str, Any] = dict(zip(by, key, strict=True))
         for metric in METRICS:
             if metric in group:
-                mean, sem = mean_and_sem(group[metric].dropna().tolist())
+                values = group[metric].dropna().tolist()  # NaN: undefined on that fold (e.g. rf's formula)
+                mean, sem = mean_and_sem(values) if values else (float("nan"), float("nan"))
                 record[f"{metric}_mean"], record[f"{metric}_sem"] = mean, sem
-        record["explanation_consistency"] = consistency([_formula(f) for f in group["formula"]])
+        explained = group["explanation_accuracy"].notna().any() if "explanation_accuracy" in group else True
+        record["explanation_consistency"] = (
+            consistency([_formula(f) for f in group["formula"]]) if explained else float("nan")
+        )
         record["n_runs"] = group["run_id"].nunique()
         record["n_folds"] = len(group)
         records.append(record)
     return pd.DataFrame(records)
 
 
+SEED_SPREAD_METRICS = ("model_accuracy", "explanation_accuracy", "explanation_complexity")
+
+
 def seed_consistency(folds: pd.DataFrame) -> pd.DataFrame:
-    """Per method: for each fold, consistency of that fold's formulas across seeds; mean over folds."""
+    """Per method: for each fold, consistency of that fold's formulas across seeds; mean over folds. Also the
+    spread of the results across seeds: ``<metric>_seed_sd``, the standard deviation (ddof=1) over seeds of each
+    seed's mean over folds (NaN with a single seed)."""
     records = []
     for method, group in folds.groupby("method"):
         per_fold = [
@@ -120,28 +150,172 @@ def seed_consistency(folds: pd.DataFrame) -> pd.DataFrame:
             for _, g in group.groupby("fold")
             if g["seed"].nunique() > 1
         ]
-        records.append(
-            {
-                "method": method,
-                "seed_consistency": float(np.mean(per_fold)) if per_fold else float("nan"),
-                "n_seeds": group["seed"].nunique(),
-            }
-        )
+        record: dict[str, Any] = {
+            "method": method,
+            "seed_consistency": float(np.mean(per_fold)) if per_fold else float("nan"),
+            "n_seeds": group["seed"].nunique(),
+        }
+        for metric in SEED_SPREAD_METRICS:
+            if metric in group:
+                per_seed = group.groupby("seed")[metric].mean().dropna()
+                record[f"{metric}_seed_sd"] = (
+                    float(per_seed.std(ddof=1)) if len(per_seed) > 1 else float("nan")
+                )
+        records.append(record)
     return pd.DataFrame(records)
 
 
+def _paired_p(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Two-sided p-values of the Wilcoxon signed-rank test and the paired t-test of ``a`` against ``b``.
+
+    NaN with fewer than two pairs; 1.0 for both when every difference is 0 (identical results are no evidence of a
+    difference; both tests are undefined there). Wilcoxon drops zero differences (scipy's default).
+    """
+    from scipy import stats
+
+    if len(a) < 2:
+        return float("nan"), float("nan")
+    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if np.all(diff == 0):
+        return 1.0, 1.0
+    with warnings.catch_warnings():
+        # Small samples, ties, zero variance: scipy warns; the p-value (or NaN) already says it.
+        warnings.simplefilter("ignore")
+        try:
+            p_wilcoxon = float(stats.wilcoxon(a, b).pvalue)
+        except ValueError:
+            p_wilcoxon = float("nan")
+        p_ttest = float(stats.ttest_rel(a, b).pvalue)
+    return p_wilcoxon, p_ttest
+
+
+def _per_fold(folds: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """One value per (method, seed, fold): runs that repeat a configuration are averaged, not double counted."""
+    present = [m for m in metrics if m in folds]
+    return folds.groupby(["method", "seed", "fold"])[present].mean()
+
+
+def _pair(per_fold: pd.DataFrame, a: str, b: str, metric: str) -> pd.DataFrame:
+    """The folds both methods ran (same seed and fold) with the metric defined for both."""
+    left = per_fold.loc[a, metric].rename("a")
+    right = per_fold.loc[b, metric].rename("b")
+    return pd.concat([left, right], axis=1, join="inner").dropna()
+
+
+def paired_tests(folds: pd.DataFrame, metrics: Sequence[str] = TESTED_METRICS) -> pd.DataFrame:
+    """Every pair of methods on every metric: folds paired by (seed, fold), Wilcoxon and paired t p-values.
+
+    ``mean_diff`` is the mean of ``method_a - method_b`` over the pairs. With 5 folds the exact Wilcoxon test
+    cannot go below p = 0.0625 (two-sided), with 10 folds below 0.002: read its p-values with the pair count.
+    """
+    columns = [
+        "metric",
+        "method_a",
+        "method_b",
+        "n_pairs",
+        "mean_a",
+        "mean_b",
+        "mean_diff",
+        "p_wilcoxon",
+        "p_ttest",
+    ]
+    if folds.empty:
+        return pd.DataFrame(columns=columns)
+    per_fold = _per_fold(folds, metrics)
+    methods = sorted(per_fold.index.get_level_values("method").unique())
+    rows = []
+    for metric in per_fold.columns:
+        for a, b in combinations(methods, 2):
+            pairs = _pair(per_fold, a, b, metric)
+            p_wilcoxon, p_ttest = _paired_p(pairs["a"].to_numpy(), pairs["b"].to_numpy())
+            n = len(pairs)
+            rows.append(
+                {
+                    "metric": metric,
+                    "method_a": a,
+                    "method_b": b,
+                    "n_pairs": n,
+                    "mean_a": float(pairs["a"].mean()) if n else float("nan"),
+                    "mean_b": float(pairs["b"].mean()) if n else float("nan"),
+                    "mean_diff": float((pairs["a"] - pairs["b"]).mean()) if n else float("nan"),
+                    "p_wilcoxon": p_wilcoxon,
+                    "p_ttest": p_ttest,
+                }
+            )
+    return pd.DataFrame(rows, columns=columns)
+
+
+def compare_with_best(folds: pd.DataFrame, by_method: pd.DataFrame) -> pd.DataFrame:
+    """Per method and metric: the best method on that metric (highest mean; lowest for complexity and times) and
+    the paired p-values of this method against it, as ``<metric>_best``, ``<metric>_p_wilcoxon``,
+    ``<metric>_p_ttest`` (NaN for the best method itself and where no pair exists)."""
+    out = pd.DataFrame({"method": by_method["method"]})
+    if folds.empty:
+        return out
+    per_fold = _per_fold(folds, TESTED_METRICS)
+    for metric in per_fold.columns:
+        means = by_method.set_index("method")[f"{metric}_mean"].dropna()
+        if means.empty:
+            continue
+        best = str(means.idxmin() if metric in LOWER_IS_BETTER else means.idxmax())
+        p_w, p_t = [], []
+        for method in out["method"]:
+            if method == best or method not in means.index:
+                p_w.append(float("nan"))
+                p_t.append(float("nan"))
+                continue
+            pairs = _pair(per_fold, method, best, metric)
+            w, t = _paired_p(pairs["a"].to_numpy(), pairs["b"].to_numpy())
+            p_w.append(w)
+            p_t.append(t)
+        out[f"{metric}_best"] = best
+        out[f"{metric}_p_wilcoxon"] = p_w
+        out[f"{metric}_p_ttest"] = p_t
+    return out
+
+
+def _p(value: float) -> str:
+    return "nan" if value != value else ("<0.001" if value < 0.001 else f"{value:.3f}")
+
+
 def _pm_table(table: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
-    """Human table: ``mean ± sem`` cells in the notebook's column order."""
+    """Human table: ``mean ± sem`` cells in the notebook's column order.
+
+    Where the table holds paired tests against the best method (``<metric>_p_wilcoxon``), each cell ends with
+    ``(best)`` or ``(p_wilcoxon/p_ttest)`` against the best method of that column.
+    """
     out = table[list(keys)].copy()
     for metric in METRICS:
         if f"{metric}_mean" in table:
             digits = 1 if metric == "explanation_complexity" else 3
-            out[metric] = [
-                f"{m:.{digits}f} ± {s:.{digits}f}"
+            cells = [
+                f"{m:.{digits}f} ± {s:.{digits}f}" if m == m else "n/a"
                 for m, s in zip(table[f"{metric}_mean"], table[f"{metric}_sem"], strict=True)
             ]
-    out["explanation_consistency"] = table["explanation_consistency"].map(lambda v: f"{v:.3f}")
+            if f"{metric}_p_wilcoxon" in table:
+                means, best = table[f"{metric}_mean"], table[f"{metric}_best"]
+                p_w, p_t = table[f"{metric}_p_wilcoxon"], table[f"{metric}_p_ttest"]
+                for i in range(len(table)):
+                    if means.iloc[i] != means.iloc[i]:  # NaN: the metric is undefined for this method
+                        continue
+                    is_best = table["method"].iloc[i] == best.iloc[i]
+                    cells[i] += " (best)" if is_best else f" ({_p(p_w.iloc[i])}/{_p(p_t.iloc[i])})"
+            out[metric] = cells
+    out["explanation_consistency"] = table["explanation_consistency"].map(_3)
+    if "seed_consistency" in table:
+        out["seed_consistency"] = table["seed_consistency"].map(_3)
     return out
+
+
+def _3(value: float) -> str:
+    return f"{value:.3f}" if value == value else "n/a"
+
+
+P_VALUE_NOTE = (
+    "Cells: mean ± standard error over folds (pooled over seeds); (p_wilcoxon/p_ttest): two-sided p-values of "
+    "the Wilcoxon signed-rank and paired t-tests against the column's best method, folds paired by (seed, fold); "
+    "all pairs in paired_tests.csv. majority_accuracy: always predicting the test fold's majority class."
+)
 
 
 def figures(folds: pd.DataFrame, by_method: pd.DataFrame) -> dict[str, Any]:
@@ -206,9 +380,12 @@ def build_report(
     import matplotlib.pyplot as plt
 
     data = load_report_data(uri, experiment, sweep_id, filter_string)
+    data = ReportData(folds=blank_missing_explanations(data.folds), runs=data.runs)
     by_method = summary_table(data.folds, ["method"])
     by_method = by_method.merge(seed_consistency(data.folds), on="method", how="left")
+    by_method = by_method.merge(compare_with_best(data.folds, by_method), on="method", how="left")
     by_method_seed = summary_table(data.folds, ["method", "seed"])
+    pairs = paired_tests(data.folds)
     out_dir.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
     for name, table, keys in (
@@ -218,12 +395,22 @@ def build_report(
         files[f"{name}.csv"] = out_dir / f"{name}.csv"
         table.to_csv(files[f"{name}.csv"], index=False)
         pretty = _pm_table(table, keys)
+        note = f"\n{P_VALUE_NOTE}\n" if name == "summary_by_method" else ""
         files[f"{name}.md"] = out_dir / f"{name}.md"
-        files[f"{name}.md"].write_text(
-            pretty.to_markdown(index=False) + "\n" if _has_tabulate() else _markdown(pretty)
-        )
+        files[f"{name}.md"].write_text(_to_markdown(pretty) + note)
         files[f"{name}.tex"] = out_dir / f"{name}.tex"
         files[f"{name}.tex"].write_text(pretty.to_latex(index=False))
+    files["paired_tests.csv"] = out_dir / "paired_tests.csv"
+    pairs.to_csv(files["paired_tests.csv"], index=False)
+    pretty_pairs = pairs.copy()
+    for column in ("mean_a", "mean_b", "mean_diff"):
+        pretty_pairs[column] = pretty_pairs[column].map(lambda v: f"{v:.4f}")
+    for column in ("p_wilcoxon", "p_ttest"):
+        pretty_pairs[column] = pretty_pairs[column].map(_p)
+    files["paired_tests.md"] = out_dir / "paired_tests.md"
+    files["paired_tests.md"].write_text(_to_markdown(pretty_pairs))
+    files["paired_tests.tex"] = out_dir / "paired_tests.tex"
+    files["paired_tests.tex"].write_text(pretty_pairs.to_latex(index=False))
     files["folds.csv"] = out_dir / "folds.csv"
     data.folds.to_csv(files["folds.csv"], index=False)
     provenance = {
@@ -260,6 +447,10 @@ def build_report(
             client.log_artifact(run.info.run_id, str(path))
         client.set_terminated(run.info.run_id, "FINISHED")
     return files
+
+
+def _to_markdown(table: pd.DataFrame) -> str:
+    return table.to_markdown(index=False) + "\n" if _has_tabulate() else _markdown(table)
 
 
 def _has_tabulate() -> bool:
