@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -91,6 +92,11 @@ def test_seed_sweep_resume_and_report(tmp_path: Path) -> None:
     assert by_method.loc[0, "n_runs"] == 4 and by_method.loc[0, "n_folds"] == 8
     by_seed = pd.read_csv(out / "summary_by_method_seed.csv")
     assert sorted(by_seed["seed"]) == [0, 1, 2]
+    # Consistency is computed from the full formulas (explanations.json), not from truncated tags.
+    seed0 = parents[parents["name"] == "tree-s0"].iloc[0]
+    assert by_seed.set_index("seed").loc[0, "explanation_consistency"] == pytest.approx(
+        seed0["metrics"]["explanation_consistency"]
+    )
     for name in (
         "summary_by_method.md",
         "summary_by_method.tex",

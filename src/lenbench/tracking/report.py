@@ -88,11 +88,25 @@ def load_report_data(
             "data_checksum": tags.get("data_checksum", ""),
         }
         run_rows.append({**base, "run_name": tags.get("mlflow.runName", ""), **run.data.metrics})
+        full = _job_formulas(client, run.info.run_id)  # tags are truncated: a tree's formula is longer
         for fold, values in sorted(per_fold.items()):
-            rows.append(
-                {**base, "fold": fold, **values, "formula": formulas.get((run.info.run_id, fold), "")}
-            )
+            formula = full.get(fold, formulas.get((run.info.run_id, fold), ""))
+            rows.append({**base, "fold": fold, **values, "formula": formula})
     return ReportData(folds=pd.DataFrame(rows), runs=pd.DataFrame(run_rows))
+
+
+def _job_formulas(client: Any, run_id: str) -> dict[int, str]:
+    """Every fold's full formula from the job's ``explanations.json`` artifact ({} when it is missing)."""
+    import json
+    import tempfile
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = client.download_artifacts(run_id, "explanations.json", tmp)
+            payload = json.loads(Path(path).read_text())
+    except Exception:  # noqa: BLE001 - an imported or partial run may lack it; the tags are the fallback
+        return {}
+    return {int(entry["fold"]): str(entry["formula"]) for entry in payload.get("folds", [])}
 
 
 def _formula(text: str) -> Formula:
