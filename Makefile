@@ -30,8 +30,8 @@ train: install  ## the main job: 10-fold MIMIC-II study of the default method (A
 sweep: install  ## a Hydra multirun, e.g. make sweep ARGS="method=psi seed=0,1,2"
 	$(PY) -m train -m $(ARGS)
 
-paper: install  ## the notebook's whole study (4 methods), jobs in parallel on this machine's cores
-	$(PY) -m train -m experiment=mimic_paper hydra/launcher=joblib $(ARGS)
+paper: install  ## the notebook's whole study (4 methods), each job's folds in parallel on this machine's cores
+	$(PY) -m train -m experiment=mimic_paper $(ARGS)
 
 report: install  ## tables and figures from MLflow (ARGS="--experiment mimic --sweep-id ...")
 	$(PY) -m lenbench.report $(ARGS)
@@ -58,8 +58,8 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: install  ## speed benchmarks: prints figures, writes benchmarks/results/latest.json
-	$(PY) benchmarks/bench_lightning_overhead.py $(ARGS)
+bench: install  ## speed benchmarks (~10 min; ARGS=--quick ~3 min): prints figures, writes benchmarks/results/latest.json
+	$(PY) benchmarks/bench.py $(ARGS)
 
 clean:
 	rm -rf outputs multirun .pytest_cache .ruff_cache build src/*.egg-info

@@ -102,7 +102,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     method = str(cfg.method.name)
     cv_settings = OmegaConf.to_container(cfg.cv, resolve=True)
-    cv_settings["n_jobs"] = resolve_n_jobs(cv_settings.get("n_jobs", 1))
+    cv_settings["n_jobs"] = resolve_n_jobs(cv_settings.get("n_jobs", 1), _fold_slots(cfg.trainer))
     cv = CVConfig(**cv_settings)
     cv.fold_indices()  # validates cv.folds before any work
 
@@ -208,19 +208,32 @@ def config_hash(resolved: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def resolve_n_jobs(value: Any) -> int:
-    """``auto``: every core this process may use, but 1 inside a sweep whose launcher already runs jobs in parallel."""
+def resolve_n_jobs(value: Any, processes_per_fold: int = 1) -> int:
+    """``auto``: every core this process may use divided by the processes one fold occupies (``trainer=ddp``), but
+    1 inside a sweep whose launcher already runs jobs in parallel, or when the fold trains on a GPU."""
     import os
 
     if value == "auto":
         hydra_cfg = HydraConfig.get()
         launcher = str(hydra_cfg.launcher.get("_target_", "")) if hydra_cfg.launcher else ""
-        if "joblib" in launcher or "submitit" in launcher:
+        if "joblib" in launcher or "submitit" in launcher or processes_per_fold < 1:
             return 1
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(1, cores // processes_per_fold)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"cv.n_jobs={value!r}: must be a positive integer or auto")
     return value
+
+
+def _fold_slots(trainer: DictConfig) -> int:
+    """Processes one fold trains with: ``devices`` under a DDP strategy on CPU, 1 otherwise; 0 for an accelerator
+    (fold workers are forked, and CUDA does not survive a fork once initialised)."""
+    if str(trainer.get("accelerator", "cpu")) not in ("cpu", "auto"):
+        return 0
+    devices = trainer.get("devices", 1)
+    if str(trainer.get("strategy", "auto")).startswith("ddp") and isinstance(devices, int):
+        return max(1, devices)
+    return 1
 
 
 def tracking_uri(cfg: DictConfig, project_dir: Path) -> str:

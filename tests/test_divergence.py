@@ -1,0 +1,124 @@
+"""A NaN/inf loss stops the fold with an error naming the method, the first non-finite epoch and the loss, never a
+formula read from garbage weights; the experiment loop names the fold (issue 7)."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from lenbench.callbacks import FanInPruning, FeaturePruning, L1Regularization
+from lenbench.callbacks.l1 import linear_layers
+from lenbench.data.synthetic import make_dnf
+from lenbench.experiment import CVConfig, FoldFailed, iter_folds
+from lenbench.explainers.network import TrainingDiverged
+from lenbench.explainers.psi_net import PsiNetExplainer
+from lenbench.explainers.relu_net import ReluNetExplainer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _rows(n: int = 200, k: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = (rng.random((n, k)) > 0.5).astype(np.float32)
+    return x, ((x[:, 0] > 0.5) & (x[:, 1] > 0.5)).astype(np.int64)
+
+
+def _pruning(lr: float = 1e-2, epochs_per_batch: int = 100, extra: list | None = None) -> ReluNetExplainer:
+    callbacks = [*(extra or []), L1Regularization(1e-3, include_bias=True), FeaturePruning(50, 50)]
+    trainer = {"epochs_per_batch": epochs_per_batch}
+    return ReluNetExplainer(seed=42, trainer=trainer, epochs=200, lr=lr, callbacks=callbacks)
+
+
+def _psi(epochs_per_batch: int = 100, extra: list | None = None) -> PsiNetExplainer:
+    callbacks = [*(extra or []), L1Regularization(1e-5, "all"), FanInPruning(2, 50)]
+    trainer = {"epochs_per_batch": epochs_per_batch}
+    return PsiNetExplainer(seed=42, trainer=trainer, epochs=200, lr=1e-2, callbacks=callbacks)
+
+
+class _Poison(pl.Callback):
+    """Puts ``value`` into a first-layer bias after the optimiser step of ``epoch``."""
+
+    def __init__(self, epoch: int, value: float = float("nan")) -> None:
+        self.epoch, self.value = epoch, value
+
+    def on_protocol_epoch_end(self, trainer, module, epoch: int) -> None:  # noqa: ANN001
+        if epoch == self.epoch:
+            with torch.no_grad():
+                linear_layers(module)[0].bias[0] = self.value
+
+
+def test_a_huge_learning_rate_stops_training_with_a_clear_error() -> None:
+    x, y = _rows()
+    with pytest.raises(TrainingDiverged) as caught:
+        _pruning(lr=1e30).train(x, y)
+    error = caught.value
+    assert error.method == "pruning" and error.epoch == 1 and not np.isfinite(error.loss)
+    assert str(error).startswith("pruning: training diverged at epoch 1: the loss is nan")
+
+
+@pytest.mark.parametrize("epochs_per_batch", [1, 7, 100])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_the_first_non_finite_epoch_is_reported_whatever_the_chunk_size(
+    epochs_per_batch: int, value: float
+) -> None:
+    x, y = _rows()
+    # poisoned after the step of epoch 77: the forward of epoch 78 is the first to see it
+    with pytest.raises(TrainingDiverged, match="pruning: training diverged at epoch 78") as caught:
+        _pruning(epochs_per_batch=epochs_per_batch, extra=[_Poison(77, value)]).train(x, y)
+    assert caught.value.epoch == 78
+
+
+def test_a_loss_that_refuses_nan_inputs_is_reported_as_divergence() -> None:
+    # BCELoss raises on NaN probabilities instead of returning NaN: still a divergence, at the epoch it happened.
+    x, y = _rows()
+    with pytest.raises(TrainingDiverged, match="psi: training diverged at epoch 31") as caught:
+        _psi(epochs_per_batch=100, extra=[_Poison(30)]).train(x, y)
+    assert isinstance(caught.value.__cause__, RuntimeError)
+
+
+def test_non_finite_data_is_caught_at_the_first_epoch() -> None:
+    x, y = _rows()
+    x[3, 2] = np.inf
+    with pytest.raises(TrainingDiverged, match="epoch 0"):
+        _pruning().train(x, y)
+
+
+def test_the_error_survives_pickling() -> None:
+    error = pickle.loads(pickle.dumps(TrainingDiverged("psi", 12, float("inf"))))
+    assert (error.method, error.epoch, error.loss) == ("psi", 12, float("inf"))
+    assert "epoch 12" in str(error)
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_the_fold_loop_names_the_fold(n_jobs: int) -> None:
+    data = make_dnf(n_samples=300, seed=0)
+    cv = CVConfig(n_splits=3, n_jobs=n_jobs)
+    with pytest.raises(
+        FoldFailed, match=r"fold \d failed: TrainingDiverged: pruning: training diverged at epoch 1"
+    ):
+        list(iter_folds(data, [0, 1], cv, lambda: _pruning(lr=1e30)))
+
+
+def test_the_command_line_reports_the_diverged_fold(tmp_path: Path) -> None:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    cmd = [sys.executable, "-m", "train", f"hydra.run.dir={tmp_path / 'job'}", "data=dnf", "method=pruning"]
+    cmd += ["cv.n_splits=3", "cv.folds=[0]", "method.explainer.lr=1e30", "method.explainer.epochs=50"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "fold 0 failed: TrainingDiverged: pruning: training diverged at epoch 1" in proc.stderr
