@@ -73,7 +73,7 @@ def sequential_commands(methods: Sequence[str], cost: dict[str, float]) -> list[
         i = load.index(min(load))
         groups[i].append(m)
         load[i] += cost.get(m, 0.0)
-    return [(*SEQUENTIAL_ARGS, f"hydra.sweeper.params.method={','.join(g)}") for g in groups if g]
+    return [(*SEQUENTIAL_ARGS, f"method={','.join(g)}") for g in groups if g]
 
 
 TIMING_COLUMNS = ("elapsed_time", "training_time")
@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     extra = [f"cv.folds=[{','.join(map(str, study_folds))}]"] if args.quick else []
     study_args = tuple(args.study_args.split()) if args.study_args else PAPER_ARGS
     if set(args.methods) != set(METHODS):
-        study_args += (f"hydra.sweeper.params.method={','.join(args.methods)}",)
+        study_args += (f"method={','.join(args.methods)}",)
     sequential = sequential_commands([*args.methods, "tree"], {m: folds[m]["plain_s"] for m in args.methods})
     details: dict[str, Any] = {"folds": folds}
     if not args.skip_study:
@@ -468,7 +468,9 @@ def checks(report: dict[str, Any], methods: Sequence[str]) -> dict[str, bool | N
         out[f"extraction_{m}"] = row["extraction_s"] <= NOTEBOOK_EXTRACTION_S[m]
         out[f"identical_weights_{m}"] = report["details"]["folds"][m]["identical_weights"]
     ratio = report["study_ratio"]
-    out["study_ratio"] = None if ratio is None else ratio <= TARGETS["study_ratio"]
+    # --quick studies two folds per job: fixed costs (interpreter start, MLflow store) dominate, no verdict
+    quick = report["details"].get("study", {}).get("folds_per_method", 10) < 10
+    out["study_ratio"] = None if ratio is None or quick else ratio <= TARGETS["study_ratio"]
     seq = report["details"].get("sequential")
     out["study_equals_sequential"] = None if seq is None else seq["identical_metrics"]
     study = report["details"].get("study")

@@ -1,4 +1,7 @@
-"""How much Lightning costs on top of a plain PyTorch loop for one fold of a network method.
+"""How much Lightning costs on top of a plain PyTorch loop for one fold of a network method (training only).
+
+A focused tool for tuning ``trainer.epochs_per_batch``; ``make bench`` (``benchmarks/bench.py``) is the full
+benchmark and reuses :func:`plain_loop` from here.
 
 Trains the method of ``conf/method/<method>.yaml`` on fold 0 of MIMIC-II (or random 0/1 data of the same shape
 with ``--random`` or when the CSV is missing) twice per repetition: through the explainer (Lightning Trainer,

@@ -239,7 +239,8 @@ def consistency(formulas: Sequence[Formula | str]) -> float:
             counts[name] = counts.get(name, 0) + 1
     if not counts:
         return 0.0
-    return float(np.mean([c / len(formulas) for c in counts.values()]))
+    # One exact integer sum and one division: independent of set order (and so of PYTHONHASHSEED).
+    return float(sum(counts.values()) / (len(counts) * len(formulas)))
 
 
 def mean_and_sem(values: Sequence[float]) -> tuple[float, float]:
