@@ -141,6 +141,11 @@ def test_interrupted_sweep_completes_on_rerun(tmp_path: Path) -> None:
         "seed=0,1,2,3",
     )
     cmd = [sys.executable, "-m", "train", "-m", f"hydra.sweep.dir={tmp_path / 'sweep'}", *overrides]
+    # Create the store first: a reader opening a brand-new SQLite store would run MLflow's schema migration
+    # concurrently with the sweep's own.
+    from lenbench.tracking.mlflow import MlflowTracker
+
+    MlflowTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "dnf")
     proc = subprocess.Popen(
         cmd, cwd=REPO, env=_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
