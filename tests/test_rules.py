@@ -176,7 +176,9 @@ def test_random_forest_is_an_accuracy_reference_without_explanation_metrics() ->
         "explanation_auroc",
     ):
         assert math.isnan(m[name]), name
-    assert math.isnan(m["explanation_complexity"]) and result.formula.is_false  # no explanation, no complexity
+    assert (
+        math.isnan(m["explanation_complexity"]) and result.formula.is_false
+    )  # no explanation, no complexity
 
 
 def test_rule_list_run_fold_has_the_new_metrics() -> None:

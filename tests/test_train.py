@@ -222,7 +222,9 @@ def test_sigterm_mid_job_closes_runs_killed_and_keeps_done_folds(tmp_path: Path)
     ]
     from lenbench.tracking.mlflow import MlflowTracker
 
-    MlflowTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "dnf")  # schema first: polling must not migrate it too
+    MlflowTracker(
+        f"sqlite:///{tmp_path / 'mlflow.db'}", "dnf"
+    )  # schema first: polling must not migrate it too
     proc = subprocess.Popen(
         cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
