@@ -157,16 +157,7 @@ def bench_folds(
 
 
 def _fold(dataset: Any, fold_index: int, cv: Any) -> Any:
-    from lenbench.data.datamodule import ConceptDataModule
-
-    module = ConceptDataModule(
-        dataset,
-        fold=fold_index,
-        n_splits=cv.n_splits,
-        split_seed=cv.split_seed,
-        val_size=cv.val_size,
-        inner_split_seed=cv.inner_split_seed,
-    )
+    module = cv.datamodule(dataset, fold_index)
     module.setup()
     return module.fold
 

@@ -52,6 +52,17 @@ class CVConfig:
     inner_split_seed: int = 42
     n_jobs: int = 1
 
+    def datamodule(self, dataset: ConceptDataset, fold_index: int) -> ConceptDataModule:
+        """The (not yet set up) data module of fold ``fold_index`` under these settings; validates them."""
+        return ConceptDataModule(
+            dataset,
+            fold=fold_index,
+            n_splits=self.n_splits,
+            split_seed=self.split_seed,
+            val_size=self.val_size,
+            inner_split_seed=self.inner_split_seed,
+        )
+
     def fold_indices(self) -> list[int]:
         if self.folds is None:
             return list(range(self.n_splits))
@@ -69,14 +80,7 @@ def check_cv(dataset: ConceptDataset, cv: CVConfig) -> None:
     """Validate the CV settings against the data before any training; messages name the ``cv.*`` key."""
     for fold_index in cv.fold_indices():
         try:
-            ConceptDataModule(
-                dataset,
-                fold=fold_index,
-                n_splits=cv.n_splits,
-                split_seed=cv.split_seed,
-                val_size=cv.val_size,
-                inner_split_seed=cv.inner_split_seed,
-            )
+            cv.datamodule(dataset, fold_index)
         except ValueError as exc:
             raise ValueError(f"cv.{exc}") from None
 
@@ -98,14 +102,7 @@ def run_fold(
     target_class: int = 1,
 ) -> FoldResult:
     """Fit, predict, explain and score one fold. Pure of side effects but for the explainer's own training."""
-    datamodule = ConceptDataModule(
-        dataset,
-        fold=fold_index,
-        n_splits=cv.n_splits,
-        split_seed=cv.split_seed,
-        val_size=cv.val_size,
-        inner_split_seed=cv.inner_split_seed,
-    )
+    datamodule = cv.datamodule(dataset, fold_index)
     datamodule.setup()
     fold = datamodule.fold
     explainer = make_explainer()
