@@ -19,23 +19,12 @@ import pandas as pd
 
 from lenbench.data.base import ConceptDataset
 from lenbench.data.datamodule import ConceptDataModule
+from lenbench.errors import ConfigError
 from lenbench.explainers.base import Explainer
 from lenbench.logic.formula import Formula
-from lenbench.logic.metrics import (
-    auroc,
-    balanced_accuracy,
-    consistency,
-    explanation_accuracy,
-    explanation_auroc,
-    explanation_balanced_accuracy,
-    explanation_f1,
-    explanation_fidelity,
-    f1,
-    majority_accuracy,
-    mean_and_sem,
-    model_accuracy,
-)
-from lenbench.tracking.local import FOLD_METRICS, write_results
+from lenbench.logic.metrics import mean_and_sem
+from lenbench.scoring import METRICS, FoldEvidence, JobEvidence, MetricSet
+from lenbench.tracking.local import write_results
 from lenbench.tracking.mlflow import NullTracker, Tracker
 
 log = logging.getLogger(__name__)
@@ -67,13 +56,15 @@ class CVConfig:
         if self.folds is None:
             return list(range(self.n_splits))
         if isinstance(self.folds, (str, bytes)) or not hasattr(self.folds, "__iter__"):
-            raise ValueError(f"cv.folds={self.folds!r}: must be null or a list of fold numbers such as [0,1]")
-        bad = [f for f in self.folds if not 0 <= int(f) < self.n_splits]
-        if bad:
-            raise ValueError(
-                f"cv.folds={list(self.folds)}: folds must lie in 0..{self.n_splits - 1} (cv.n_splits)"
+            raise ConfigError(f"cv.folds={self.folds!r}: must be null or a list of fold numbers such as [0,1]")
+        folds = [int(f) for f in self.folds]
+        if not folds or len(set(folds)) != len(folds):
+            raise ConfigError(
+                f"cv.folds={folds}: give each fold once, e.g. [0,1], or null for all {self.n_splits} folds"
             )
-        return [int(f) for f in self.folds]
+        if any(not 0 <= f < self.n_splits for f in folds):
+            raise ConfigError(f"cv.folds={folds}: folds must lie in 0..{self.n_splits - 1} (cv.n_splits)")
+        return folds
 
 
 def check_cv(dataset: ConceptDataset, cv: CVConfig) -> None:
@@ -82,7 +73,7 @@ def check_cv(dataset: ConceptDataset, cv: CVConfig) -> None:
         try:
             cv.datamodule(dataset, fold_index)
         except ValueError as exc:
-            raise ValueError(f"cv.{exc}") from None
+            raise ConfigError(f"cv.{exc}") from None
 
 
 @dataclass
@@ -92,6 +83,7 @@ class FoldResult:
     metrics: dict[str, float]
     loss_curve: list[tuple[int, float]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    explained: bool = True  # False: the method gives no explanation (rf), its formula metrics are NaN
 
 
 def run_fold(
@@ -100,6 +92,7 @@ def run_fold(
     cv: CVConfig,
     make_explainer: Callable[[], Explainer],
     target_class: int = 1,
+    metrics: MetricSet = METRICS,
 ) -> FoldResult:
     """Fit, predict, explain and score one fold. Pure of side effects but for the explainer's own training."""
     datamodule = cv.datamodule(dataset, fold_index)
@@ -114,32 +107,29 @@ def run_fold(
 
     start = time.perf_counter()
     formula = explainer.explain(fold, target_class)
-    elapsed_time = time.perf_counter() - start
+    extraction_time = time.perf_counter() - start
 
     info = dict(explainer.info())
     loss_curve = [(int(e), float(v)) for e, v in info.pop("loss_curve", [])]
-    scores = explainer.scores(fold.x_test)
-    args = (formula, fold.x_test, fold.y_test, fold.concept_names, target_class)
-    fidelity_args = (formula, fold.x_test, y_pred, fold.concept_names, target_class)
-    explains = explainer.provides_explanations  # False: an accuracy reference, its formula metrics are NaN
-    nan = float("nan")
-    metrics = {
-        "model_accuracy": model_accuracy(fold.y_test, y_pred),
-        "explanation_accuracy": explanation_accuracy(*args) if explains else nan,
-        "explanation_fidelity": explanation_fidelity(*fidelity_args) if explains else nan,
-        "explanation_complexity": float(formula.complexity) if explains else nan,
-        "elapsed_time": elapsed_time,
-        "training_time": float(info.pop("training_time", training_time)),
-        "majority_accuracy": majority_accuracy(fold.y_test),
-        "model_balanced_accuracy": balanced_accuracy(fold.y_test, y_pred),
-        "model_f1": f1(fold.y_test, y_pred, positive=target_class),
-        # AUROC of the class-1 score against class 1 (the same number as for class 0 with 1 - score).
-        "model_auroc": auroc(fold.y_test, scores, positive=1),
-        "explanation_balanced_accuracy": explanation_balanced_accuracy(*args) if explains else nan,
-        "explanation_f1": explanation_f1(*args) if explains else nan,
-        "explanation_auroc": explanation_auroc(*args) if explains else nan,
-    }
-    return FoldResult(fold=fold_index, formula=formula, metrics=metrics, loss_curve=loss_curve, info=info)
+    explained = explainer.provides_explanations
+    evidence = FoldEvidence(
+        y_true=fold.y_test,
+        y_pred=y_pred,
+        x=fold.x_test,
+        concept_names=fold.concept_names,
+        target_class=target_class,
+        formula=formula if explained else None,
+        scores=explainer.scores(fold.x_test),
+        timings={"training": float(info.pop("training_time", training_time)), "extraction": extraction_time},
+    )
+    return FoldResult(
+        fold=fold_index,
+        formula=formula,
+        metrics=metrics.score_fold(evidence),
+        loss_curve=loss_curve,
+        info=info,
+        explained=explained,
+    )
 
 
 class FoldFailed(RuntimeError):
@@ -154,16 +144,15 @@ class FoldFailed(RuntimeError):
 _worker_state: dict[str, Any] = {}
 
 
-def _init_worker(dataset, cv, make_explainer, target_class, torch_threads) -> None:  # noqa: ANN001
+def _init_worker(run: Callable[[int], FoldResult], torch_threads: int) -> None:
     import torch
 
     torch.set_num_threads(torch_threads)
-    _worker_state.update(dataset=dataset, cv=cv, make_explainer=make_explainer, target_class=target_class)
+    _worker_state["run"] = run
 
 
 def _run_in_worker(fold_index: int) -> FoldResult:
-    s = _worker_state
-    return run_fold(s["dataset"], fold_index, s["cv"], s["make_explainer"], s["target_class"])
+    return _worker_state["run"](fold_index)
 
 
 def iter_folds(
@@ -172,6 +161,7 @@ def iter_folds(
     cv: CVConfig,
     make_explainer: Callable[[], Explainer],
     target_class: int = 1,
+    metrics: MetricSet = METRICS,
 ) -> Iterator[FoldResult]:
     """Yield fold results, in fold order when sequential, as they complete with ``cv.n_jobs`` > 1 processes.
 
@@ -179,15 +169,24 @@ def iter_folds(
     identical to the sequential run. Workers are forked: the data set and the explainer factory are inherited,
     never pickled.
     """
+
+    def run(fold_index: int) -> FoldResult:
+        return run_fold(dataset, fold_index, cv, make_explainer, target_class, metrics)
+
     n_jobs = min(max(int(cv.n_jobs), 1), len(fold_indices))
     if n_jobs <= 1:
         for fold_index in fold_indices:
             try:
-                yield run_fold(dataset, fold_index, cv, make_explainer, target_class)
+                yield run(fold_index)
             except Exception as exc:
                 raise FoldFailed(fold_index, exc) from exc
         return
+    yield from _iter_parallel(run, fold_indices, n_jobs)
 
+
+def _iter_parallel(
+    run: Callable[[int], FoldResult], fold_indices: Sequence[int], n_jobs: int
+) -> Iterator[FoldResult]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -197,7 +196,7 @@ def iter_folds(
         n_jobs,
         mp_context=multiprocessing.get_context("fork"),
         initializer=_init_worker,
-        initargs=(dataset, cv, make_explainer, target_class, torch.get_num_threads()),
+        initargs=(run, torch.get_num_threads()),
     )
     try:
         futures = {pool.submit(_run_in_worker, f): f for f in fold_indices}
@@ -210,36 +209,32 @@ def iter_folds(
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def results_table(method: str, results: Sequence[FoldResult], fold_consistency: float) -> pd.DataFrame:
-    """One row per fold with the notebook's columns (``split`` is the fold index) plus lenbench's."""
+def results_table(
+    method: str, results: Sequence[FoldResult], job_values: dict[str, float], metrics: MetricSet = METRICS
+) -> pd.DataFrame:
+    """One row per fold with the notebook's columns (``split`` is the fold index), then lenbench's: every metric
+    of ``metrics`` in its order, a job-level one (consistency) repeated on each row as the notebook did."""
     rows = [
         {
             "method": method,
             "split": r.fold,
             "explanation": str(r.formula),
-            **{k: r.metrics[k] for k in FOLD_METRICS[:4]},
-            "explanation_consistency": fold_consistency,
-            **{k: r.metrics[k] for k in FOLD_METRICS[4:]},
+            **{x.name: r.metrics[x.name] if x.level == "fold" else job_values[x.name] for x in metrics},
         }
         for r in results
     ]
     return pd.DataFrame(rows)
 
 
-def summarize(results: Sequence[FoldResult]) -> dict[str, float]:
-    """``<metric>_mean`` and ``<metric>_sem`` (ddof=1, as pandas) over folds, and ``explanation_consistency``."""
+def summarize(results: Sequence[FoldResult], metrics: MetricSet = METRICS) -> dict[str, float]:
+    """``<metric>_mean`` and ``<metric>_sem`` (ddof=1, as pandas) over folds, the job-level metrics
+    (consistency, over the folds that explain: a method without explanations gets NaN, not a misleading 0)."""
     summary: dict[str, float] = {}
-    for name in FOLD_METRICS:
+    for name in metrics.fold_names:
         mean, sem = mean_and_sem([r.metrics[name] for r in results])
         summary[f"{name}_mean"] = mean
         summary[f"{name}_sem"] = sem
-    explained = [
-        r.formula
-        for r in results
-        if r.metrics["explanation_complexity"] == r.metrics["explanation_complexity"]
-    ]
-    # A method without explanations (rf) has no consistency either, rather than a misleading 0.
-    summary["explanation_consistency"] = consistency(explained) if explained else float("nan")
+    summary.update(metrics.score_job(JobEvidence([r.formula for r in results if r.explained])))
     summary["n_folds"] = float(len(results))
     return summary
 
@@ -252,6 +247,18 @@ class ExperimentResult:
     files: dict[str, Path]
 
 
+@dataclass(frozen=True)
+class JobRecord:
+    """What a job's record carries besides its results: run name, tags, params, texts (config, environment) and
+    extra ``summary.json`` entries."""
+
+    run_name: str = "job"
+    tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)
+    summary_extra: dict[str, Any] = field(default_factory=dict)
+
+
 def run_experiment(
     dataset: ConceptDataset,
     method: str,
@@ -261,97 +268,102 @@ def run_experiment(
     *,
     target_class: int = 1,
     tracker: Tracker | None = None,
-    run_name: str = "job",
-    tags: dict[str, str] | None = None,
-    params: dict[str, Any] | None = None,
-    texts: dict[str, str] | None = None,
-    summary_extra: dict[str, Any] | None = None,
+    record: JobRecord | None = None,
+    metrics: MetricSet = METRICS,
 ) -> ExperimentResult:
     """Run every requested fold, then write and track the results. A failure marks the runs FAILED (KILLED on
     Ctrl-C) and keeps the folds already done in ``results.csv`` before re-raising."""
     tracker = tracker or NullTracker()
-    fold_indices = cv.fold_indices()
-    tracker.start_job(run_name, tags or {}, params or {})
+    record = record or JobRecord()
+    writer = _ResultWriter(method, dataset, out_dir, record.summary_extra, metrics)
+    tracker.start_job(record.run_name, record.tags, record.params)
     done: list[FoldResult] = []
     try:
-        for position, result in enumerate(
-            iter_folds(dataset, fold_indices, cv, make_explainer, target_class), 1
-        ):
+        folds = iter_folds(dataset, cv.fold_indices(), cv, make_explainer, target_class, metrics)
+        for result in folds:
             done.append(result)
-            m = result.metrics
-            log.info(
-                "%s fold %d (%d/%d)%s: model %.4f | explanation %.4f | fidelity %.4f | complexity %.0f | %s",
-                method,
-                result.fold,
-                position,
-                len(fold_indices),
-                _training_note(result),
-                m["model_accuracy"],
-                m["explanation_accuracy"],
-                m["explanation_fidelity"],
-                m["explanation_complexity"],
-                _short(str(result.formula)),
-            )
+            _log_fold(method, result, len(done), len(cv.fold_indices()))
             tracker.log_fold(
-                result.fold, {**m, **_numeric(result.info)}, str(result.formula), result.loss_curve
+                result.fold,
+                {**result.metrics, **_numeric(result.info)},
+                str(result.formula),
+                result.loss_curve,
             )
     except BaseException as exc:
-        # Lightning turns a KeyboardInterrupt inside fit into SystemExit: both mean the user stopped the job.
-        status = "KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "FAILED"
-        error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, FoldFailed) else str(exc)
-        if isinstance(exc, FoldFailed):
-            tracker.fail_fold(exc.fold, error)
-        if done:
-            _write(method, done, dataset, out_dir, summary_extra, partial=True)
-            log.error("%s after %d fold(s); results of those folds are in %s", status, len(done), out_dir)
-        tracker.fail_job(error, status=status)
+        _fail(exc, tracker, writer, done)
         raise
-
-    done.sort(key=lambda r: r.fold)
-    files, results, summary, explanations = _write(
-        method, done, dataset, out_dir, summary_extra, partial=False
+    files, results, summary = writer.write(done, partial=False)
+    fold_metrics = {
+        name: [(r.fold, r.metrics[name]) for r in sorted(done, key=lambda r: r.fold)]
+        for name in metrics.fold_names
+    }
+    tracker.finish_job(fold_metrics, summary, list(files.values()), record.texts, results)
+    return ExperimentResult(
+        results=results, summary=summary, folds=sorted(done, key=lambda r: r.fold), files=files
     )
-    fold_metrics = {name: [(r.fold, r.metrics[name]) for r in done] for name in FOLD_METRICS}
-    figures = _figures(results)
-    try:
-        tracker.finish_job(fold_metrics, summary, list(files.values()), texts or {}, figures)
-    finally:
-        _close(figures)
-    return ExperimentResult(results=results, summary=summary, folds=done, files=files)
 
 
-def _write(method, done, dataset, out_dir, summary_extra, partial):  # noqa: ANN001, ANN202
-    done = sorted(done, key=lambda r: r.fold)
-    summary = summarize(done)
-    results = results_table(method, done, summary["explanation_consistency"])
-    full_summary = {
-        "method": method,
-        "data": dataset.name,
-        "label": dataset.label,
-        "complete": not partial,
-        "folds": [r.fold for r in done],
-        **(summary_extra or {}),
-        **summary,
-    }
-    explanations = {
-        "target_formula": dataset.ground_truth,
-        "folds": [{"fold": r.fold, "formula": str(r.formula), "info": _jsonable(r.info)} for r in done],
-    }
-    files = write_results(out_dir, results, full_summary, explanations)
-    return files, results, summary, explanations
+def _fail(exc: BaseException, tracker: Tracker, writer: _ResultWriter, done: list[FoldResult]) -> None:
+    """Close the runs (KILLED when the user stopped the job, FAILED otherwise) and keep the finished folds."""
+    # Lightning turns a KeyboardInterrupt inside fit into SystemExit: both mean the user stopped the job.
+    status = "KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "FAILED"
+    error = str(exc) if isinstance(exc, FoldFailed) else f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, FoldFailed):
+        tracker.fail_fold(exc.fold, error)
+    if done:
+        writer.write(done, partial=True)
+        log.error("%s after %d fold(s); results of those folds are in %s", status, len(done), writer.out_dir)
+    tracker.fail_job(error, status=status)
 
 
-def _figures(results: pd.DataFrame) -> dict[str, Any]:
-    from lenbench.tracking.plots import fold_metrics_figure
+@dataclass(frozen=True)
+class _ResultWriter:
+    """Writes ``results.csv``, ``summary.json`` and ``explanations.json`` of the folds done so far."""
 
-    return {"fold_metrics.png": fold_metrics_figure(results)}
+    method: str
+    dataset: ConceptDataset
+    out_dir: Path
+    summary_extra: dict[str, Any]
+    metrics: MetricSet
+
+    def write(
+        self, done: Sequence[FoldResult], partial: bool
+    ) -> tuple[dict[str, Path], pd.DataFrame, dict[str, float]]:
+        done = sorted(done, key=lambda r: r.fold)
+        summary = summarize(done, self.metrics)
+        job_values = {x.name: summary[x.name] for x in self.metrics.at("job")}
+        results = results_table(self.method, done, job_values, self.metrics)
+        full_summary = {
+            "method": self.method,
+            "data": self.dataset.name,
+            "label": self.dataset.label,
+            "complete": not partial,
+            "folds": [r.fold for r in done],
+            **self.summary_extra,
+            **summary,
+        }
+        explanations = {
+            "target_formula": self.dataset.ground_truth,
+            "folds": [{"fold": r.fold, "formula": str(r.formula), "info": _jsonable(r.info)} for r in done],
+        }
+        return write_results(self.out_dir, results, full_summary, explanations), results, summary
 
 
-def _close(figures: dict[str, Any]) -> None:
-    import matplotlib.pyplot as plt
-
-    for figure in figures.values():
-        plt.close(figure)
+def _log_fold(method: str, result: FoldResult, position: int, total: int) -> None:
+    m = result.metrics
+    log.info(
+        "%s fold %d (%d/%d)%s: model %.4f | explanation %.4f | fidelity %.4f | complexity %.0f | %s",
+        method,
+        result.fold,
+        position,
+        total,
+        _training_note(result),
+        m["model_accuracy"],
+        m["explanation_accuracy"],
+        m["explanation_fidelity"],
+        m["explanation_complexity"],
+        _short(str(result.formula)),
+    )
 
 
 def _numeric(info: dict[str, Any]) -> dict[str, float]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from lenbench.errors import UserError
 
-class DataError(Exception):
+
+class DataError(UserError):
     """A data file is missing, damaged or not what the loader expects.
 
     The message is complete on its own (what is wrong, which file, how to fix it): the command line prints only

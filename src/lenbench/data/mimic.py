@@ -129,6 +129,7 @@ def load_mimic(
     url: str = MIMIC_URL,
     sha256: str | None = MIMIC_SHA256,
     timeout: float = 30.0,
+    name: str = "mimic",
 ) -> ConceptDataset:
     """Load MIMIC-II as the notebook's 90 concepts: x float32 [1776, 90], y int64 (283 deaths within 28 days).
 
@@ -178,7 +179,7 @@ def load_mimic(
         "" if refit is None else " (each fold refits it on its own training rows)",
     )
     return ConceptDataset(
-        name="mimic",
+        name=name,
         x=x,
         y=y,
         concept_names=concept_names,

@@ -20,7 +20,7 @@ DNF_FORMULA = "(c0 & c1) | (c2 & ~c3)"
 _DNF_CONCEPTS = 4  # the DNF reads c0..c3
 
 
-def make_xor(n_samples: int = 1000, n_concepts: int = 10, seed: int = 0) -> ConceptDataset:
+def make_xor(n_samples: int = 1000, n_concepts: int = 10, seed: int = 0, name: str = "xor") -> ConceptDataset:
     """Concepts c0..c{k-1} iid fair coins; y = c0 XOR c1, a function no single concept (or linear model) captures."""
     _check_int("n_samples", n_samples, 10)
     _check_int("n_concepts", n_concepts, 2)
@@ -30,11 +30,11 @@ def make_xor(n_samples: int = 1000, n_concepts: int = 10, seed: int = 0) -> Conc
     logger.debug(
         "make_xor: %d rows, %d concepts, %d positives (seed %s)", n_samples, n_concepts, y.sum(), seed
     )
-    return ConceptDataset(name="xor", x=x, y=y, concept_names=_names(n_concepts), ground_truth=XOR_FORMULA)
+    return ConceptDataset(name=name, x=x, y=y, concept_names=_names(n_concepts), ground_truth=XOR_FORMULA)
 
 
 def make_dnf(
-    n_samples: int = 1000, n_concepts: int = 12, noise: float = 0.05, seed: int = 0
+    n_samples: int = 1000, n_concepts: int = 12, noise: float = 0.05, seed: int = 0, name: str = "dnf"
 ) -> ConceptDataset:
     """Concepts c0..c{k-1} iid fair coins; y = (c0 & c1) | (c2 & ~c3), each label flipped with probability noise.
 
@@ -56,7 +56,7 @@ def make_dnf(
     logger.debug(
         "make_dnf: %d rows, %d concepts, %d labels flipped (seed %s)", n_samples, n_concepts, flip.sum(), seed
     )
-    return ConceptDataset(name="dnf", x=x, y=y, concept_names=_names(n_concepts), ground_truth=DNF_FORMULA)
+    return ConceptDataset(name=name, x=x, y=y, concept_names=_names(n_concepts), ground_truth=DNF_FORMULA)
 
 
 def _coins(rng: np.random.Generator, n_samples: int, n_concepts: int) -> np.ndarray:

@@ -1,5 +1,7 @@
 """Errors at the tracking edge; the CLI prints their message alone."""
 
+from lenbench.errors import UserError
 
-class TrackingError(Exception):
+
+class TrackingError(UserError):
     """The MLflow store cannot be used; the message names the store and the fix."""

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from lenbench.scoring import METRICS, MetricSet
 from lenbench.tracking.errors import TrackingError
-from lenbench.tracking.local import FOLD_METRICS
 from lenbench.tracking.mlflow import MlflowTracker, default_tracking_uri
 
 log = logging.getLogger(__name__)
 
 
-def import_job(job_dir: Path, uri: str, experiment: str | None = None) -> str:
+def import_job(job_dir: Path, uri: str, experiment: str | None = None, metrics: MetricSet = METRICS) -> str:
     """Replay one job folder into the store at ``uri``; returns the new parent run id."""
     missing = [n for n in ("job.json", "results.csv", "summary.json") if not (job_dir / n).is_file()]
     if missing:
@@ -41,7 +41,7 @@ def import_job(job_dir: Path, uri: str, experiment: str | None = None) -> str:
         return previous
     tracker.start_job(job["run_name"], {**job["tags"], "imported_from": str(job_dir)}, job.get("params", {}))
     for row in results.to_dict("records"):
-        metrics = {k: float(row[k]) for k in FOLD_METRICS if k in row and pd.notna(row[k])}
+        metrics = {k: float(row[k]) for k in metrics.fold_names if k in row and pd.notna(row[k])}
         formula = "" if pd.isna(row.get("explanation")) else str(row["explanation"])
         tracker.log_fold(int(row["split"]), metrics, formula, [])
     files = [
@@ -50,13 +50,13 @@ def import_job(job_dir: Path, uri: str, experiment: str | None = None) -> str:
     if summary.get("complete", False):
         fold_metrics = {
             k: list(zip(results["split"].astype(int), results[k].astype(float), strict=True))
-            for k in FOLD_METRICS
+            for k in metrics.fold_names
             if k in results
         }
         numeric = {
             k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
         }
-        tracker.finish_job(fold_metrics, numeric, files, job.get("texts", {}), {})
+        tracker.finish_job(fold_metrics, numeric, files, job.get("texts", {}), results)
     else:
         tracker.fail_job("imported partial results: the job did not complete")
     return tracker.run_id or ""

@@ -10,23 +10,6 @@ from typing import Any
 
 import pandas as pd
 
-# Per-fold figures of results.csv, in the notebook's column order, then lenbench's additions.
-FOLD_METRICS = (
-    "model_accuracy",
-    "explanation_accuracy",
-    "explanation_fidelity",
-    "explanation_complexity",
-    "elapsed_time",
-    "training_time",
-    "majority_accuracy",
-    "model_balanced_accuracy",
-    "model_f1",
-    "model_auroc",
-    "explanation_balanced_accuracy",
-    "explanation_f1",
-    "explanation_auroc",
-)
-
 
 def _atomic_write(path: Path, text: str) -> None:
     """Write to a temporary file beside ``path`` and rename it, so no reader ever sees half a file."""

@@ -13,10 +13,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlparse
 
 from lenbench.tracking.errors import TrackingError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +100,7 @@ class Tracker(Protocol):
         summary: Mapping[str, float],
         artifacts: Sequence[Path],
         texts: Mapping[str, str],
-        figures: Mapping[str, Any],
+        results: pd.DataFrame | None,
     ) -> None: ...
 
     def fail_job(self, error: str, status: str = "FAILED") -> None: ...
@@ -117,7 +120,7 @@ class NullTracker:
     def fail_fold(self, fold: int, error: str) -> None:
         return None
 
-    def finish_job(self, fold_metrics, summary, artifacts, texts, figures) -> None:  # noqa: ANN001
+    def finish_job(self, fold_metrics, summary, artifacts, texts, results) -> None:  # noqa: ANN001
         return None
 
     def fail_job(self, error: str, status: str = "FAILED") -> None:
@@ -227,8 +230,9 @@ class MlflowTracker:
         summary: Mapping[str, float],
         artifacts: Sequence[Path],
         texts: Mapping[str, str],
-        figures: Mapping[str, Any],
+        results: pd.DataFrame | None,
     ) -> None:
+        """Log the job's summary, files and texts, and the per-fold figure drawn from ``results``."""
         from mlflow.entities import Metric
 
         now = _now_ms()
@@ -245,9 +249,20 @@ class MlflowTracker:
             self.client.log_artifact(self.run_id, str(path))
         for name, text in texts.items():
             self.client.log_text(self.run_id, text, name)
-        for name, figure in figures.items():
-            self.client.log_figure(self.run_id, figure, name)
+        if results is not None and len(results):
+            self._log_fold_figure(results)
         self.client.set_terminated(self.run_id, "FINISHED")
+
+    def _log_fold_figure(self, results: pd.DataFrame) -> None:
+        import matplotlib.pyplot as plt
+
+        from lenbench.tracking.plots import fold_metrics_figure
+
+        figure = fold_metrics_figure(results)
+        try:
+            self.client.log_figure(self.run_id, figure, "fold_metrics.png")
+        finally:
+            plt.close(figure)
 
     def fail_job(self, error: str, status: str = "FAILED") -> None:
         if self.run_id is None:

@@ -19,18 +19,19 @@ import pandas as pd
 
 from lenbench.logic.formula import Formula
 from lenbench.logic.metrics import consistency, mean_and_sem
+from lenbench.scoring import METRICS as REGISTRY
 from lenbench.tracking.errors import TrackingError
-from lenbench.tracking.local import FOLD_METRICS as METRICS
 from lenbench.tracking.local import write_json
 from lenbench.tracking.mlflow import PARENT_RUN_ID_TAG, check_store
 
 log = logging.getLogger(__name__)
 
+METRICS = REGISTRY.fold_names
 # Metrics where a smaller value is better (the "best" method of a column is its minimum).
-LOWER_IS_BETTER = frozenset({"explanation_complexity", "elapsed_time", "training_time"})
-# Metrics compared between methods by paired tests: every per-fold metric except the majority-class rate, which is a
-# property of the test fold, the same for every method.
-TESTED_METRICS = tuple(m for m in METRICS if m != "majority_accuracy")
+LOWER_IS_BETTER = REGISTRY.lower_is_better
+# Metrics compared between methods by paired tests: scores of the method, not the majority-class rate (a property
+# of the test fold) nor wall-clock times.
+TESTED_METRICS = REGISTRY.compared_names
 
 
 @dataclass
@@ -301,7 +302,7 @@ def _pm_table(table: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     out = table[list(keys)].copy()
     for metric in METRICS:
         if f"{metric}_mean" in table:
-            digits = 1 if metric == "explanation_complexity" else 3
+            digits = REGISTRY[metric].digits
             cells = [
                 f"{m:.{digits}f} ± {s:.{digits}f}" if m == m else "n/a"
                 for m, s in zip(table[f"{metric}_mean"], table[f"{metric}_sem"], strict=True)

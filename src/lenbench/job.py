@@ -1,0 +1,280 @@
+"""The job API: one method x one seed x one data set, cross-validated and tracked, from a composed config.
+
+``src/train.py`` composes the Hydra config and calls :func:`run_job` with a :class:`JobContext` (where the job runs
+and writes); everything else happens here, in plain Python, so a notebook or another launcher can run a job the same
+way. The steps, each before any training where it can be known before:
+
+1. settings: torch threads, the CV settings (``cv.n_jobs`` resolved), the seed and target class checked;
+2. objects from ``_target_``: the data set, then one explainer built once to validate its hyper-parameters;
+3. identity: the resolved config's hash (resume key), tags (method, data, seed, git commit, checksum, sweep);
+4. tracking: the MLflow store opened (or :class:`NullTracker`), a FINISHED run of the same config skips the job;
+5. ``experiment.run_experiment`` runs the folds; :func:`format_summary` renders the console table.
+
+Configuration problems raise :class:`~lenbench.errors.ConfigError` (a :class:`~lenbench.errors.UserError`, as are
+data and store problems): the entry point prints those as one line. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from lenbench.config import config_hash, flatten, fold_slots, resolve_n_jobs
+from lenbench.data.base import ConceptDataset
+from lenbench.errors import ConfigError, UserError
+from lenbench.experiment import CVConfig, JobRecord, check_cv, run_experiment
+from lenbench.scoring import METRICS, MetricSet
+from lenbench.tracking.environment import environment
+from lenbench.tracking.errors import TrackingError
+from lenbench.tracking.local import write_json
+from lenbench.tracking.mlflow import (
+    MlflowTracker,
+    NullTracker,
+    ResilientTracker,
+    Tracker,
+    default_artifact_location,
+    default_tracking_uri,
+)
+
+log = logging.getLogger("lenbench")
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """Where a job runs: the project folder (default store, git commit), its output folder, the sweep it belongs
+    to (``""`` for a single run) and whether a parallel launcher already runs jobs side by side."""
+
+    project_dir: Path
+    out_dir: Path
+    sweep_id: str = ""
+    parallel_launcher: bool = False
+
+
+@dataclass
+class JobOutcome:
+    """A job's summary (empty when resume skipped it: ``skipped_by`` is then the FINISHED run's id)."""
+
+    summary: dict[str, float]
+    out_dir: Path
+    skipped_by: str | None = None
+
+
+def run_job(cfg: DictConfig, context: JobContext, metrics: MetricSet = METRICS) -> JobOutcome:
+    """Run one job from its composed config; see the module docstring for the steps."""
+    import torch
+
+    _check_settings(cfg)
+    torch.set_num_threads(int(cfg.torch_threads))
+    cv = cv_config(cfg, context.parallel_launcher)
+    dataset = instantiate(cfg.data, "data")
+    _check_target(dataset, int(cfg.target_class))
+    check_cv(dataset, cv)
+    make_explainer = partial(instantiate, cfg.method.explainer, "method.explainer")
+    make_explainer()  # validates the method's hyper-parameters before any training
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    record = job_record(cfg, resolved, dataset, context)
+    experiment = experiment_name(cfg, dataset)
+    tracker = open_tracker(cfg, context.project_dir, experiment)
+    previous = _finished_run(tracker, record, cfg)
+    if previous is not None:
+        return JobOutcome(summary={}, out_dir=context.out_dir, skipped_by=previous)
+    _write_job_file(context, experiment, record)
+    log.info(
+        "%s on %s (%d rows, %d concepts), %d fold(s) -> %s",
+        record.run_name,
+        dataset.name,
+        len(dataset.y),
+        dataset.n_concepts,
+        len(cv.fold_indices()),
+        context.out_dir,
+    )
+    outcome = run_experiment(
+        dataset,
+        str(cfg.method.name),
+        make_explainer,
+        cv,
+        context.out_dir,
+        target_class=int(cfg.target_class),
+        tracker=tracker,
+        record=record,
+        metrics=metrics,
+    )
+    _raise_store_failure(tracker, context.out_dir)
+    return JobOutcome(summary=outcome.summary, out_dir=context.out_dir)
+
+
+def instantiate(node: DictConfig, key: str) -> Any:
+    """``hydra.utils.instantiate`` whose user errors (a bad value, an unknown or missing argument) come out as
+    one :class:`ConfigError` or :class:`UserError` naming ``key``; any other error keeps its traceback."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate as hydra_instantiate
+
+    try:
+        return hydra_instantiate(node)
+    except InstantiationException as exc:
+        cause = _root_cause(exc)
+        if isinstance(cause, UserError):
+            raise cause from None
+        if isinstance(cause, ValueError) or _is_signature_error(cause):
+            raise ConfigError(f"{key}: {cause}") from None
+        raise
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    from hydra.errors import InstantiationException
+
+    while isinstance(exc, InstantiationException) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
+
+
+def _is_signature_error(exc: BaseException) -> bool:
+    """A TypeError raised by the call itself (unknown or missing keyword), not from deep inside the constructor."""
+    text = str(exc)
+    return isinstance(exc, TypeError) and ("keyword argument" in text or "required positional" in text)
+
+
+def _check_settings(cfg: DictConfig) -> None:
+    if int(cfg.torch_threads) < 1:
+        raise ConfigError(
+            f"torch_threads={cfg.torch_threads}: must be a positive integer (1 is reproducible and fastest)"
+        )
+    if int(cfg.seed) < 0:
+        raise ConfigError(
+            f"seed={cfg.seed}: must be a non-negative integer (numpy and torch seeds are unsigned)"
+        )
+
+
+def _check_target(dataset: ConceptDataset, target_class: int) -> None:
+    classes = sorted(int(c) for c in np.unique(dataset.y))
+    if target_class not in classes:
+        raise ConfigError(
+            f"target_class={target_class}: not a class of {dataset.name} (its classes are {classes}); "
+            f"set target_class to one of them"
+        )
+
+
+def cv_config(cfg: DictConfig, parallel_launcher: bool = False) -> CVConfig:
+    """The validated CV settings of a config, ``cv.n_jobs: auto`` resolved for this machine and launcher."""
+    settings = OmegaConf.to_container(cfg.cv, resolve=True)
+    settings["n_jobs"] = resolve_n_jobs(settings.get("n_jobs", 1), fold_slots(cfg.trainer), parallel_launcher)
+    cv = CVConfig(**settings)
+    cv.fold_indices()  # validates cv.folds before any work
+    return cv
+
+
+def experiment_name(cfg: DictConfig, dataset: ConceptDataset | None = None) -> str:
+    """``tracking.experiment``, else the data set's name as its config declares it (``data.name``)."""
+    declared = cfg.data.get("name") if dataset is None else dataset.name
+    return str(cfg.tracking.experiment or declared or "default")
+
+
+def tracking_uri(cfg: DictConfig, project_dir: Path) -> str:
+    return cfg.tracking.uri or default_tracking_uri(project_dir)
+
+
+def open_tracker(cfg: DictConfig, project_dir: Path, experiment: str) -> Tracker:
+    """The job's tracker: MLflow behind :class:`ResilientTracker` (a store failing mid-job never stops the
+    training), or :class:`NullTracker` with ``tracking.enabled=false``."""
+    if not cfg.tracking.enabled:
+        return NullTracker()
+    uri = tracking_uri(cfg, project_dir)
+    store = MlflowTracker(uri, experiment, artifact_location=default_artifact_location(project_dir))
+    return ResilientTracker(store, uri)
+
+
+def job_record(
+    cfg: DictConfig, resolved: dict[str, Any], dataset: ConceptDataset, context: JobContext
+) -> JobRecord:
+    """Run name, tags, params and texts of a job: what makes its record reproducible and findable."""
+    import torch
+
+    env = environment(context.project_dir, torch.get_num_threads())
+    method = str(cfg.method.name)
+    run_name = f"{method}-s{cfg.seed}"
+    tags = {
+        "mlflow.runName": run_name,
+        "method": method,
+        "data": dataset.name,
+        "label": dataset.label,
+        "seed": str(cfg.seed),
+        "git_commit": env["git_commit"],
+        "mlflow.source.git.commit": env["git_commit"],
+        "git_dirty": str(env["git_dirty"]),
+        "torch_threads": str(env["torch_threads"]),
+        "data_checksum": dataset.checksum or "",
+        "config_hash": config_hash(resolved),
+        "sweep_id": context.sweep_id,
+    }
+    texts = {
+        "config.yaml": OmegaConf.to_yaml(cfg, resolve=True),
+        "environment.json": json.dumps(env, indent=2, default=str) + "\n",
+    }
+    params = flatten({k: v for k, v in resolved.items() if k != "hydra"})
+    return JobRecord(
+        run_name=run_name,
+        tags=tags,
+        params=params,
+        texts=texts,
+        summary_extra={"seed": int(cfg.seed), "environment": env},
+    )
+
+
+def _finished_run(tracker: Tracker, record: JobRecord, cfg: DictConfig) -> str | None:
+    find = getattr(tracker, "find_finished", None)
+    previous = find(record.tags["config_hash"]) if cfg.resume and find is not None else None
+    if previous is not None:
+        log.info(
+            "%s: skipped, run %s already FINISHED this configuration (resume=false reruns it)",
+            record.run_name,
+            previous,
+        )
+    return previous
+
+
+def _write_job_file(context: JobContext, experiment: str, record: JobRecord) -> None:
+    """``job.json``: what ``import_results`` needs to replay the job into a store that failed during it."""
+    write_json(
+        context.out_dir / "job.json",
+        {
+            "run_name": record.run_name,
+            "experiment": experiment,
+            "tags": record.tags,
+            "params": record.params,
+            "texts": record.texts,
+            "artifact_location": default_artifact_location(context.project_dir),
+        },
+    )
+
+
+def _raise_store_failure(tracker: Tracker, out_dir: Path) -> None:
+    error = getattr(tracker, "error", None)
+    if error:
+        raise TrackingError(
+            f"the MLflow store failed during the job ({error}); its results are complete in {out_dir}: "
+            f"import them once the store works with `python -m lenbench.tracking.import_results {out_dir}`"
+        )
+
+
+def format_summary(
+    method: str, summary: dict[str, float], out_dir: Path, metrics: MetricSet = METRICS
+) -> str:
+    """The console table of a finished job: every headline metric of the registry, mean +- sem over folds."""
+    lines = [f"{method}: mean +- sem over {int(summary['n_folds'])} fold(s)"]
+    for metric in metrics:
+        if not metric.headline:
+            continue
+        if metric.level == "job":
+            lines.append(f"  {metric.label:<24} {summary[metric.name]:>10.4f}")
+        else:
+            mean, sem = summary[f"{metric.name}_mean"], summary[f"{metric.name}_sem"]
+            lines.append(f"  {metric.label:<24} {mean:>10.4f} +- {sem:.4f}")
+    lines.append(f"  results: {out_dir / 'results.csv'}")
+    return "\n".join(lines)

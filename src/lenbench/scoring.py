@@ -1,0 +1,281 @@
+"""The metric registry: every metric lenbench reports is declared here once, and every output reads it.
+
+A :class:`Metric` says what a number is (name, human label, unit), how it is computed from what a fold offers
+(:class:`FoldEvidence`) or from the whole job (:class:`JobEvidence`), what it needs to exist (a formula, class-1
+scores), which direction is better and how many digits a table shows. The fold loop (``experiment.run_fold``),
+``results.csv``/``summary.json``, MLflow, ``import_results``, the report and the console summary all iterate a
+:class:`MetricSet` (by default :data:`METRICS`), so a metric added here reaches every output, and a metric left out
+reaches none: never only some.
+
+The functions themselves are pure and live in :mod:`lenbench.logic.metrics`; this module only wires them to names.
+Order matters where the notebook's ``results.csv`` columns do: the first five are the notebook's, in its order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from lenbench.logic import metrics as m
+from lenbench.logic.formula import Formula
+
+Need = Literal["formula", "scores"]
+Level = Literal["fold", "job"]
+NAN = float("nan")
+
+
+@dataclass(frozen=True)
+class FoldEvidence:
+    """What one scored fold offers to its metrics: test labels, the model's predictions and class-1 scores, the
+    explanation (None for a method that gives none, e.g. ``rf``), the test concepts and the timings."""
+
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    x: np.ndarray
+    concept_names: Sequence[str]
+    target_class: int
+    formula: Formula | None
+    scores: np.ndarray | None
+    timings: Mapping[str, float] = field(default_factory=dict)
+
+    def has(self, need: Need) -> bool:
+        return (self.formula if need == "formula" else self.scores) is not None
+
+
+@dataclass(frozen=True)
+class JobEvidence:
+    """What a finished job offers to its job-level metrics: the explained folds' formulas (folds of a method
+    without explanations are not in it)."""
+
+    formulas: Sequence[Formula]
+
+    def has(self, need: Need) -> bool:
+        return need != "formula" or len(self.formulas) > 0
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One reported number. ``compute`` takes :class:`FoldEvidence` (``level="fold"``) or :class:`JobEvidence`
+    (``level="job"``) and is only called when every item of ``needs`` is there; otherwise the value is NaN.
+
+    ``higher_is_better`` is None for numbers that are no score of the method (a baseline, a wall-clock time);
+    ``compared`` says whether methods are compared on it by paired tests; ``headline`` puts it in the console
+    summary."""
+
+    name: str
+    label: str
+    compute: Callable[..., float]
+    higher_is_better: bool | None = True
+    digits: int = 3
+    needs: frozenset[str] = frozenset()
+    level: Level = "fold"
+    compared: bool = True
+    headline: bool = False
+    unit: str = ""
+
+    def value(self, evidence: FoldEvidence | JobEvidence) -> float:
+        if not all(evidence.has(need) for need in self.needs):  # type: ignore[arg-type]
+            return NAN
+        return float(self.compute(evidence))
+
+    def format(self, value: float) -> str:
+        return "n/a" if value != value else f"{value:.{self.digits}f}"
+
+
+class MetricSet:
+    """An ordered, immutable collection of metrics; :meth:`with_metric` returns a new set with one more."""
+
+    def __init__(self, metrics: Sequence[Metric]) -> None:
+        names = [metric.name for metric in metrics]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"metric names must be unique: {', '.join(duplicates)} declared twice")
+        self._metrics = tuple(metrics)
+
+    def __iter__(self) -> Iterator[Metric]:
+        return iter(self._metrics)
+
+    def __len__(self) -> int:
+        return len(self._metrics)
+
+    def __getitem__(self, name: str) -> Metric:
+        for metric in self._metrics:
+            if metric.name == name:
+                return metric
+        raise KeyError(name)
+
+    def __contains__(self, name: object) -> bool:
+        return any(metric.name == name for metric in self._metrics)
+
+    def with_metric(self, metric: Metric, after: str | None = None) -> MetricSet:
+        """A new set with ``metric`` added after ``after`` (default: at the end)."""
+        items = list(self._metrics)
+        position = len(items) if after is None else [x.name for x in items].index(after) + 1
+        items.insert(position, metric)
+        return MetricSet(items)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(metric.name for metric in self._metrics)
+
+    def at(self, level: Level) -> tuple[Metric, ...]:
+        return tuple(metric for metric in self._metrics if metric.level == level)
+
+    @property
+    def fold_names(self) -> tuple[str, ...]:
+        return tuple(metric.name for metric in self.at("fold"))
+
+    @property
+    def compared_names(self) -> tuple[str, ...]:
+        return tuple(metric.name for metric in self.at("fold") if metric.compared)
+
+    @property
+    def lower_is_better(self) -> frozenset[str]:
+        return frozenset(metric.name for metric in self._metrics if metric.higher_is_better is False)
+
+    def score_fold(self, evidence: FoldEvidence) -> dict[str, float]:
+        """Every fold-level metric of one fold, NaN where its needs are not met."""
+        return {metric.name: metric.value(evidence) for metric in self.at("fold")}
+
+    def score_job(self, evidence: JobEvidence) -> dict[str, float]:
+        """Every job-level metric of a finished job."""
+        return {metric.name: metric.value(evidence) for metric in self.at("job")}
+
+
+def _formula_args(e: FoldEvidence, y: np.ndarray) -> tuple:
+    return (e.formula, e.x, y, e.concept_names, e.target_class)
+
+
+def _model_accuracy(e: FoldEvidence) -> float:
+    return m.model_accuracy(e.y_true, e.y_pred)
+
+
+def _explanation_accuracy(e: FoldEvidence) -> float:
+    return m.explanation_accuracy(*_formula_args(e, e.y_true))
+
+
+def _explanation_fidelity(e: FoldEvidence) -> float:
+    return m.explanation_fidelity(*_formula_args(e, e.y_pred))
+
+
+def _explanation_complexity(e: FoldEvidence) -> float:
+    return float(e.formula.complexity)  # type: ignore[union-attr] - needs formula
+
+
+def _consistency(e: JobEvidence) -> float:
+    return m.consistency(e.formulas)
+
+
+def _extraction_time(e: FoldEvidence) -> float:
+    return e.timings["extraction"]
+
+
+def _training_time(e: FoldEvidence) -> float:
+    return e.timings["training"]
+
+
+def _majority_accuracy(e: FoldEvidence) -> float:
+    return m.majority_accuracy(e.y_true)
+
+
+def _model_balanced_accuracy(e: FoldEvidence) -> float:
+    return m.balanced_accuracy(e.y_true, e.y_pred)
+
+
+def _model_f1(e: FoldEvidence) -> float:
+    return m.f1(e.y_true, e.y_pred, positive=e.target_class)
+
+
+def _model_auroc(e: FoldEvidence) -> float:
+    # AUROC of the class-1 score against class 1 (the same number as for class 0 with 1 - score).
+    return m.auroc(e.y_true, e.scores, positive=1)
+
+
+def _explanation_balanced_accuracy(e: FoldEvidence) -> float:
+    return m.explanation_balanced_accuracy(*_formula_args(e, e.y_true))
+
+
+def _explanation_f1(e: FoldEvidence) -> float:
+    return m.explanation_f1(*_formula_args(e, e.y_true))
+
+
+def _explanation_auroc(e: FoldEvidence) -> float:
+    return m.explanation_auroc(*_formula_args(e, e.y_true))
+
+
+FORMULA = frozenset({"formula"})
+
+#: The metrics of every job, in ``results.csv``'s column order (the notebook's first, then lenbench's).
+METRICS = MetricSet(
+    [
+        Metric("model_accuracy", "model accuracy", _model_accuracy, headline=True),
+        Metric(
+            "explanation_accuracy",
+            "explanation accuracy",
+            _explanation_accuracy,
+            needs=FORMULA,
+            headline=True,
+        ),
+        Metric("explanation_fidelity", "fidelity", _explanation_fidelity, needs=FORMULA, headline=True),
+        Metric(
+            "explanation_complexity",
+            "complexity",
+            _explanation_complexity,
+            higher_is_better=False,
+            digits=1,
+            needs=FORMULA,
+            headline=True,
+            unit="literals",
+        ),
+        Metric(
+            "explanation_consistency",
+            "consistency",
+            _consistency,
+            needs=FORMULA,
+            level="job",
+            compared=False,
+            headline=True,
+        ),
+        Metric(
+            "elapsed_time",
+            "extraction time (s)",
+            _extraction_time,
+            higher_is_better=False,
+            needs=FORMULA,
+            compared=False,
+            headline=True,
+            unit="s",
+        ),
+        Metric(
+            "training_time",
+            "training time (s)",
+            _training_time,
+            higher_is_better=False,
+            compared=False,
+            headline=True,
+            unit="s",
+        ),
+        Metric(
+            "majority_accuracy",
+            "majority-class accuracy",
+            _majority_accuracy,
+            higher_is_better=None,
+            compared=False,
+            headline=True,
+        ),
+        Metric("model_balanced_accuracy", "model balanced accuracy", _model_balanced_accuracy),
+        Metric("model_f1", "model F1", _model_f1),
+        Metric("model_auroc", "model AUROC", _model_auroc, needs=frozenset({"scores"})),
+        Metric(
+            "explanation_balanced_accuracy",
+            "explanation balanced accuracy",
+            _explanation_balanced_accuracy,
+            needs=FORMULA,
+        ),
+        Metric("explanation_f1", "explanation F1", _explanation_f1, needs=FORMULA),
+        Metric("explanation_auroc", "explanation AUROC", _explanation_auroc, needs=FORMULA),
+    ]
+)
