@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import io
 
-import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+from helpers import boolean_rows
 from torch import nn
 
 from lenbench.callbacks import FanInPruning, FeaturePruning, L1Regularization, load_pruned_state_dict
@@ -20,14 +20,7 @@ from lenbench.explainers.relu_net import ReluNetExplainer
 TRAINER = {"log_every_n_epochs": 5, "epochs_per_batch": 4}
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One thread, as the protocol runs (train.yaml torch_threads: 1): deterministic, and no OpenMP spinning
-    when other processes share the cores (two threads on a busy 2-core machine made these tests 30x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: one thread, as the protocol
 
 
 def _mlp(seed: int = 0, sizes: tuple[int, ...] = (6, 5, 4, 2)) -> nn.Sequential:
@@ -38,13 +31,6 @@ def _mlp(seed: int = 0, sizes: tuple[int, ...] = (6, 5, 4, 2)) -> nn.Sequential:
     return nn.Sequential(*layers[:-1])
 
 
-def _data(n: int = 64, k: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    x = (rng.random((n, k)) > 0.5).astype(np.float32)
-    y = ((x[:, 0] > 0.5) & (x[:, 1] > 0.5)).astype(np.int64)
-    return x, y
-
-
 def _grads(net: nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.grad.clone() for name, p in net.named_parameters()}
 
@@ -53,7 +39,7 @@ def _grads(net: nn.Module) -> dict[str, torch.Tensor]:
     ("layers", "include_bias"), [("first", True), ("first", False), ("all", False), ([1, 2], True)]
 )
 def test_l1_gradient_equals_autograd_of_the_explicit_penalty(layers, include_bias) -> None:
-    x, y = _data()
+    x, y = boolean_rows(64, 6)
     inputs, targets = torch.from_numpy(x), torch.from_numpy(y)
     strength = 1e-3
     net = _mlp()
@@ -90,7 +76,7 @@ def test_l1_gradient_equals_autograd_of_the_explicit_penalty(layers, include_bia
 
 
 def test_l1_gradient_on_a_pruned_layer_is_the_gradient_of_the_masked_weight() -> None:
-    x, y = _data()
+    x, y = boolean_rows(64, 6)
     net = _mlp()
     prune_features(net[0], threshold=0.99)
     callback = L1Regularization(0.01, layers="first")
@@ -140,7 +126,7 @@ def _relu(epochs: int, callbacks: list[pl.Callback], lr: float = 1e-3, **kwargs)
 
 
 def test_feature_pruning_fires_on_a_small_schedule_after_the_step_of_those_epochs() -> None:
-    x, y = _data()
+    x, y = boolean_rows(64, 6)
     explainer = _relu(15, [FeaturePruning(start_epoch=5, period=3, offset=1)]).train(x, y)
     assert [e for e, _ in explainer.info()["feature_pruning"]] == [7, 10, 13]
     assert explainer.callbacks[0].history == []  # the configured callback is copied for each fit
@@ -152,7 +138,7 @@ class _PlainModule(pl.LightningModule):
     def __init__(self) -> None:
         super().__init__()
         self.net = _mlp()
-        x, y = _data()
+        x, y = boolean_rows(64, 6)
         self.x, self.y = torch.from_numpy(x), torch.from_numpy(y)
 
     def training_step(self, batch, batch_idx):
@@ -187,7 +173,7 @@ def test_schedules_keyed_on_lightning_epochs_for_other_modules() -> None:
 
 
 def test_pruning_masks_hold_through_adamw_weight_decay() -> None:
-    x, y = _data()
+    x, y = boolean_rows(64, 6)
     explainer = _relu(
         60,
         [L1Regularization(1e-2, include_bias=True), FeaturePruning(start_epoch=10, period=20, threshold=0.9)],
@@ -233,7 +219,7 @@ def test_state_dict_round_trip_into_a_fresh_module_keeps_the_masks(kind: str) ->
 
     fresh = _mlp(seed=1)
     load_pruned_state_dict(fresh, state)
-    x = torch.from_numpy(_data()[0])
+    x = torch.from_numpy(boolean_rows(64, 6)[0])
     assert torch.equal(fresh(x), net(x))
     for a, b in zip(linear_layers(fresh), linear_layers(net), strict=True):
         assert torch.equal(effective_weight(a), effective_weight(b))
@@ -256,12 +242,12 @@ def test_lightning_module_loads_a_pruned_checkpoint_state_dict() -> None:
     state = trained.state_dict()
     fresh = FullBatchModule(_mlp(seed=3), nn.CrossEntropyLoss(), "adamw", 1e-3, 0.01, 10)
     fresh.load_state_dict(state)
-    x = torch.from_numpy(_data()[0])
+    x = torch.from_numpy(boolean_rows(64, 6)[0])
     assert torch.equal(fresh(x), trained(x))
 
 
 def test_fan_in_pruning_leaves_exactly_two_inputs_per_neuron() -> None:
-    x, y = _data()
+    x, y = boolean_rows(64, 6)
     explainer = PsiNetExplainer(
         seed=0,
         trainer=TRAINER,
@@ -279,7 +265,7 @@ def test_fan_in_pruning_leaves_exactly_two_inputs_per_neuron() -> None:
 def test_fan_in_larger_than_a_layer_is_refused() -> None:
     with pytest.raises(ValueError, match="fan_in=5.*only 4 inputs"):
         prune_fan_in(_mlp(), 5)
-    x, y = _data()
+    x, y = boolean_rows(64, 6)
     explainer = PsiNetExplainer(
         seed=0, trainer=TRAINER, epochs=5, callbacks=[FanInPruning(fan_in=5, epoch=1)]
     )

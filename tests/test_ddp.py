@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import pytorch_lightning as pl
 import torch
+from helpers import boolean_rows
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
@@ -44,20 +45,12 @@ PRUNING_JOB = (
 TIMING = ("elapsed_time", "training_time")
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: one thread, as the protocol
 
 
-def _rows(n: int = 301, k: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _rows() -> tuple[np.ndarray, np.ndarray]:
     """An odd number of rows, so the two ranks get unequal shards (151 and 150)."""
-    rng = np.random.default_rng(seed)
-    x = (rng.random((n, k)) > 0.5).astype(np.float32)
-    y = ((x[:, 0] > 0.5) & (x[:, 1] > 0.5) | (x[:, 2] > 0.5) & (x[:, 3] < 0.5)).astype(np.int64)
-    return x, y
+    return boolean_rows(301, 8, rule="dnf")
 
 
 def _psi(trainer: dict, callbacks: list | None = None) -> PsiNetExplainer:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+from helpers import boolean_rows
 
 from lenbench.callbacks import FanInPruning, FeaturePruning, L1Regularization
 from lenbench.callbacks.l1 import linear_layers
@@ -25,18 +26,7 @@ from lenbench.explainers.relu_net import ReluNetExplainer
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _rows(n: int = 200, k: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(0)
-    x = (rng.random((n, k)) > 0.5).astype(np.float32)
-    return x, ((x[:, 0] > 0.5) & (x[:, 1] > 0.5)).astype(np.int64)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: one thread, as the protocol
 
 
 def _pruning(lr: float = 1e-2, epochs_per_batch: int = 100, extra: list | None = None) -> ReluNetExplainer:
@@ -64,7 +54,7 @@ class _Poison(pl.Callback):
 
 
 def test_a_huge_learning_rate_stops_training_with_a_clear_error() -> None:
-    x, y = _rows()
+    x, y = boolean_rows(200, 8)
     with pytest.raises(TrainingDiverged) as caught:
         _pruning(lr=1e30).train(x, y)
     error = caught.value
@@ -77,7 +67,7 @@ def test_a_huge_learning_rate_stops_training_with_a_clear_error() -> None:
 def test_the_first_non_finite_epoch_is_reported_whatever_the_chunk_size(
     epochs_per_batch: int, value: float
 ) -> None:
-    x, y = _rows()
+    x, y = boolean_rows(200, 8)
     # poisoned after the step of epoch 77: the forward of epoch 78 is the first to see it
     with pytest.raises(TrainingDiverged, match="pruning: training diverged at epoch 78") as caught:
         _pruning(epochs_per_batch=epochs_per_batch, extra=[_Poison(77, value)]).train(x, y)
@@ -86,14 +76,14 @@ def test_the_first_non_finite_epoch_is_reported_whatever_the_chunk_size(
 
 def test_a_loss_that_refuses_nan_inputs_is_reported_as_divergence() -> None:
     # BCELoss raises on NaN probabilities instead of returning NaN: still a divergence, at the epoch it happened.
-    x, y = _rows()
+    x, y = boolean_rows(200, 8)
     with pytest.raises(TrainingDiverged, match="psi: training diverged at epoch 31") as caught:
         _psi(epochs_per_batch=100, extra=[_Poison(30)]).train(x, y)
     assert isinstance(caught.value.__cause__, RuntimeError)
 
 
 def test_non_finite_data_is_caught_at_the_first_epoch() -> None:
-    x, y = _rows()
+    x, y = boolean_rows(200, 8)
     x[3, 2] = np.inf
     with pytest.raises(TrainingDiverged, match="epoch 0"):
         _pruning().train(x, y)

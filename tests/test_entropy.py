@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import fold_of
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from lenbench.data.datamodule import ConceptDataModule
 from lenbench.data.synthetic import make_dnf, make_xor
 from lenbench.experiment import CVConfig, run_fold
 from lenbench.explainers.entropy_net import (
@@ -34,9 +34,7 @@ CONF = REPO / "conf"
 TRAINER = {"log_every_n_epochs": 100}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: one thread, as the protocol
 
 
 def hand_built_layer(temperature: float = 0.5) -> EntropyLinear:
@@ -139,19 +137,13 @@ def test_aggregation_ors_the_frequent_local_explanations() -> None:
     assert none["formula"].is_false
 
 
-def _fold(dataset, fold: int = 0):  # noqa: ANN001, ANN202
-    module = ConceptDataModule(dataset, fold=fold, n_splits=3, split_seed=42, val_size=0.3)
-    module.setup()
-    return module.fold
-
-
 @pytest.mark.parametrize(
     "dataset",
     [make_xor(n_samples=600, n_concepts=8, seed=0), make_dnf(n_samples=600, n_concepts=8, noise=0.0, seed=0)],
     ids=["xor", "dnf"],
 )
 def test_recovers_the_synthetic_formulas(dataset) -> None:  # noqa: ANN001
-    fold = _fold(dataset)
+    fold = fold_of(dataset, n_splits=3)
     explainer = EntropyNetExplainer(
         seed=0, epochs=500, callbacks=[EntropyPenalty(1e-3)], trainer=TRAINER
     ).fit(fold)
@@ -167,7 +159,7 @@ def test_recovers_the_synthetic_formulas(dataset) -> None:  # noqa: ANN001
 
 
 def test_same_seed_same_model_and_formula() -> None:
-    fold = _fold(make_dnf(n_samples=300, n_concepts=6, seed=2))
+    fold = fold_of(make_dnf(n_samples=300, n_concepts=6, seed=2), n_splits=3)
 
     def run() -> tuple[np.ndarray, str, np.ndarray]:
         e = EntropyNetExplainer(seed=5, epochs=100, callbacks=[EntropyPenalty(1e-3)], trainer=TRAINER).fit(
@@ -197,7 +189,7 @@ def test_run_fold_records_model_and_formula_metrics() -> None:
 
 
 def test_explains_either_class_and_refuses_unknown_ones() -> None:
-    fold = _fold(make_xor(n_samples=400, n_concepts=6, seed=1))
+    fold = fold_of(make_xor(n_samples=400, n_concepts=6, seed=1), n_splits=3)
     explainer = EntropyNetExplainer(
         seed=0, epochs=300, callbacks=[EntropyPenalty(1e-3)], trainer=TRAINER
     ).fit(fold)

@@ -36,14 +36,7 @@ B2 = np.zeros(2)
 LAYERS = [(W1, B1), (W2, B2)]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One thread, as the protocol runs (train.yaml torch_threads: 1): deterministic, and no OpenMP spinning
-    when other processes share the cores (two threads on a busy 2-core machine made these tests 30x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: one thread, as the protocol
 
 
 def test_reduced_model_of_a_hand_built_network() -> None:

@@ -8,13 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import boolean_rows, fold_of
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch.nn.utils import prune
 
 from lenbench.callbacks import FanInPruning, FeaturePruning, L1Regularization
-from lenbench.data.base import ConceptDataset, Fold
-from lenbench.data.datamodule import ConceptDataModule
 from lenbench.data.synthetic import make_dnf, make_xor
 from lenbench.explainers.psi_net import PsiNetExplainer
 from lenbench.explainers.relu_net import ReluNetExplainer
@@ -25,21 +24,7 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 TRAINER = {"log_every_n_epochs": 50, "epochs_per_batch": 100}
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One thread, as the protocol runs (train.yaml torch_threads: 1): deterministic, and no OpenMP spinning
-    when other processes share the cores (two threads on a busy 2-core machine made these tests 30x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _data(n: int = 200, k: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    x = (rng.random((n, k)) > 0.5).astype(np.float32)
-    y = ((x[:, 0] > 0.5) & (x[:, 1] > 0.5) | (x[:, 2] > 0.5) & (x[:, 3] < 0.5)).astype(np.int64)
-    return x, y
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: one thread, as the protocol
 
 
 def _seed(seed: int) -> None:
@@ -108,7 +93,7 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 @pytest.mark.parametrize("epochs_per_batch", [1, 7, 100])
 def test_pruning_network_trains_bit_for_bit_like_the_notebook_loop(epochs_per_batch: int) -> None:
-    x, y = _data()
+    x, y = boolean_rows(200, 8, rule="dnf")
     explainer = ReluNetExplainer(
         seed=42,
         trainer={"epochs_per_batch": epochs_per_batch},
@@ -126,7 +111,7 @@ def test_pruning_network_trains_bit_for_bit_like_the_notebook_loop(epochs_per_ba
 
 @pytest.mark.parametrize("epochs_per_batch", [1, 100])
 def test_psi_network_trains_bit_for_bit_like_the_notebook_loop(epochs_per_batch: int) -> None:
-    x, y = _data()
+    x, y = boolean_rows(200, 8, rule="dnf")
     explainer = PsiNetExplainer(
         seed=42,
         trainer={"epochs_per_batch": epochs_per_batch},
@@ -161,13 +146,6 @@ def _psi(epochs: int = 1000, **kwargs) -> PsiNetExplainer:
     return PsiNetExplainer(epochs=epochs, callbacks=callbacks, **settings)
 
 
-def _fold(data: ConceptDataset) -> Fold:
-    module = ConceptDataModule(data, fold=0)
-    module.setup()
-    assert module.fold is not None
-    return module.fold
-
-
 EXPLAINERS = {
     # XOR: the local explanations are the minterms c0 & ~c1 and ~c0 & c1, so the reference setting recovers it.
     ("xor", "pruning"): lambda: _pruning(),
@@ -184,7 +162,7 @@ EXPLAINERS = {
 def test_recovers_the_ground_truth_on_synthetic_data(data_name: str, method: str) -> None:
     make = make_xor if data_name == "xor" else make_dnf
     data = make(n_samples=1000, seed=0)
-    fold = _fold(data)
+    fold = fold_of(data)
     explainer = EXPLAINERS[(data_name, method)]().fit(fold)
     formula = explainer.explain(fold, target_class=1)
     assert data.ground_truth is not None
@@ -206,7 +184,7 @@ def test_recovers_the_ground_truth_on_synthetic_data(data_name: str, method: str
 @pytest.mark.parametrize("factory", [_pruning, _weights, _psi], ids=["pruning", "weights", "psi"])
 def test_same_seed_same_predictions_formula_and_loss(factory) -> None:
     data = make_dnf(n_samples=300, seed=2)
-    fold = _fold(data)
+    fold = fold_of(data)
     runs = []
     for _ in range(2):
         explainer = factory(epochs=200).fit(fold)
@@ -217,7 +195,7 @@ def test_same_seed_same_predictions_formula_and_loss(factory) -> None:
 
 
 def test_info_records_training() -> None:
-    x, y = _data()
+    x, y = boolean_rows(200, 8, rule="dnf")
     explainer = _pruning(epochs=120, trainer={"log_every_n_epochs": 40}).train(x, y)
     info = explainer.info()
     assert [e for e, _ in info["loss_curve"]] == [0, 40, 80, 119]
@@ -232,7 +210,7 @@ def test_info_records_training() -> None:
 
 def test_psi_explains_only_the_class_it_was_trained_for() -> None:
     data = make_xor(n_samples=300, seed=0)
-    fold = _fold(data)
+    fold = fold_of(data)
     explainer = _psi(epochs=50, target_class=0).fit(fold)
     with pytest.raises(ValueError, match="target_class=0.*class 1"):
         explainer.explain(fold, target_class=1)

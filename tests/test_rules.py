@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import fold_of
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lenbench.data.datamodule import ConceptDataModule
 from lenbench.data.synthetic import make_dnf, make_xor
 from lenbench.experiment import CVConfig, run_fold
 from lenbench.explainers.rules import (
@@ -38,12 +38,6 @@ def assert_formula_is_rule_list(rule_list: RuleList, names: list[str], x: np.nda
         result = rule_list_to_formula(rule_list, target, max_variables=len(names))
         np.testing.assert_array_equal(result.formula.evaluate(x, names), predictions == target)
         np.testing.assert_array_equal(result.dnf.evaluate(x, names), predictions == target)
-
-
-def _fold(dataset, fold: int = 0, n_splits: int = 3):  # noqa: ANN001, ANN202
-    module = ConceptDataModule(dataset, fold=fold, n_splits=n_splits, split_seed=42, val_size=0.3)
-    module.setup()
-    return module.fold
 
 
 # -- the pure conversion -----------------------------------------------------------------------------------------
@@ -130,7 +124,7 @@ def test_any_rule_list_converts_exactly(rules: list[Rule], default: int) -> None
 )
 def test_fitted_rule_lists_formula_equals_the_model_on_every_row(factory) -> None:  # noqa: ANN001
     dataset = make_dnf(n_samples=400, n_concepts=6, noise=0.1, seed=1)
-    fold = _fold(dataset)
+    fold = fold_of(dataset, n_splits=3)
     explainer = factory().fit(fold)
     names = fold.concept_names
     rows = np.vstack([truth_table(len(names)), dataset.x])
@@ -147,7 +141,7 @@ def test_fitted_rule_lists_formula_equals_the_model_on_every_row(factory) -> Non
 
 def test_brl_recovers_the_dnf_and_is_deterministic() -> None:
     dataset = make_dnf(n_samples=600, n_concepts=8, noise=0.0, seed=0)
-    fold = _fold(dataset)
+    fold = fold_of(dataset, n_splits=3)
     first = BayesianRuleListExplainer(seed=3, max_iter=1000).fit(fold)
     second = BayesianRuleListExplainer(seed=3, max_iter=1000).fit(fold)
     assert str(first.rule_list()) == str(second.rule_list())

@@ -1,0 +1,203 @@
+"""What many tests share: small synthetic data, folds, and `python -m train` / `lenbench.report` as subprocesses
+with a temporary MLflow store, plus event waits that hold on a busy machine.
+
+Timing rule for every test: wait for an event (a file appearing, a line in a log, a run's status), never for a
+fixed time. A timeout is only a hang guard, never shorter than ten minutes: a correct program on a machine loaded
+ten times over must not reach it. ``HANG_GUARD_S`` is that guard for the fast suite's jobs (each well under a
+minute on an idle core); ``SLOW_HANG_GUARD_S`` for the real MIMIC-II protocol (minutes on an idle core).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+
+HANG_GUARD_S = 1800.0
+SLOW_HANG_GUARD_S = 3600.0
+
+
+# -- data ----------------------------------------------------------------------------------------------------------
+
+
+def boolean_rows(n: int = 200, k: int = 8, seed: int = 0, rule: str = "and") -> tuple[np.ndarray, np.ndarray]:
+    """Rows of k fair 0/1 concepts (float32) and an int64 label: ``c0 & c1`` (rule="and") or
+    ``(c0 & c1) | (c2 & ~c3)`` (rule="dnf"), without noise."""
+    rng = np.random.default_rng(seed)
+    x = (rng.random((n, k)) > 0.5).astype(np.float32)
+    c = x > 0.5
+    if rule == "and":
+        y = c[:, 0] & c[:, 1]
+    elif rule == "dnf":
+        y = (c[:, 0] & c[:, 1]) | (c[:, 2] & ~c[:, 3])
+    else:
+        raise ValueError(f"rule must be 'and' or 'dnf', got {rule!r}")
+    return x, y.astype(np.int64)
+
+
+def fold_of(dataset, fold: int = 0, n_splits: int = 10):  # noqa: ANN001, ANN201
+    """Fold ``fold`` of ``dataset`` as the CV protocol builds it (split seed 42, 30 % validation), set up."""
+    from lenbench.data.datamodule import ConceptDataModule
+
+    module = ConceptDataModule(dataset, fold=fold, n_splits=n_splits)
+    module.setup()
+    assert module.fold is not None
+    return module.fold
+
+
+# -- jobs as subprocesses, each with its own SQLite MLflow store -----------------------------------------------------
+
+
+def store_uri(tmp_path: Path) -> str:
+    """The test's own MLflow store: ``tmp_path/mlflow.db``."""
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def job_env(tmp_path: Path, uri: str | None = None, **extra: str) -> dict[str, str]:
+    """This process's environment with MLFLOW_TRACKING_URI on the test's store (or ``uri``), plus ``extra``."""
+    return {**os.environ, "MLFLOW_TRACKING_URI": uri or store_uri(tmp_path), **extra}
+
+
+def train_command(tmp_path: Path, *overrides: str, multirun: bool = False) -> list[str]:
+    """``python -m train`` writing into ``tmp_path/job`` (a run) or ``tmp_path/sweep`` (a multirun)."""
+    if multirun:
+        return [sys.executable, "-m", "train", "-m", f"hydra.sweep.dir={tmp_path / 'sweep'}", *overrides]
+    return [sys.executable, "-m", "train", f"hydra.run.dir={tmp_path / 'job'}", *overrides]
+
+
+def run_command(
+    cmd: list[str], env: dict[str, str], timeout: float = HANG_GUARD_S
+) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in the repository root, capturing text output; ``timeout`` is a hang guard only."""
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_train(
+    tmp_path: Path,
+    *overrides: str,
+    multirun: bool = False,
+    uri: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = HANG_GUARD_S,
+) -> subprocess.CompletedProcess:
+    """``python -m train`` (``-m`` when ``multirun``) against the test's store; ``env`` replaces job_env."""
+    cmd = train_command(tmp_path, *overrides, multirun=multirun)
+    return run_command(cmd, env if env is not None else job_env(tmp_path, uri), timeout)
+
+
+def run_report(tmp_path: Path, experiment: str, out: Path, *args: str) -> subprocess.CompletedProcess:
+    """``python -m lenbench.report`` over the test's store, writing into ``out``."""
+    cmd = [sys.executable, "-m", "lenbench.report", "--experiment", experiment, "--out", str(out), *args]
+    return run_command(cmd, job_env(tmp_path))
+
+
+# -- waiting for events ----------------------------------------------------------------------------------------------
+
+
+def wait_until(
+    condition: Callable[[], object],
+    what: str,
+    proc: subprocess.Popen | None = None,
+    timeout: float = HANG_GUARD_S,
+    interval: float = 0.2,
+    details: Callable[[], str] | None = None,
+) -> object:
+    """Poll ``condition`` until it returns something true, and return that.
+
+    Raises AssertionError naming ``what`` when ``proc`` exits first (the event can no longer happen) or when the
+    hang guard ``timeout`` passes; ``details`` adds context (a log tail) to the message.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            value = condition()  # the event may have come just before the exit
+            if value:
+                return value
+            extra = f"\n{details()}" if details else ""
+            raise AssertionError(f"the process exited ({proc.returncode}) before {what}{extra}")
+        if time.monotonic() >= deadline:
+            extra = f"\n{details()}" if details else ""
+            raise AssertionError(f"no {what} within the {timeout:.0f} s hang guard{extra}")
+        time.sleep(interval)
+
+
+class Job:
+    """A ``python -m train`` process whose stderr (the job's log) is read line by line as it comes.
+
+    ``wait_for_line`` waits for a log line, the cheapest event there is: no polling of the store that would compete
+    with the job for the CPU.
+    """
+
+    def __init__(self, cmd: list[str], env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def stderr(self) -> str:
+        with self._changed:
+            return "".join(self.lines)
+
+    def wait_for_line(self, pattern: str, timeout: float = HANG_GUARD_S) -> str:
+        """The first log line matching the regex ``pattern``; AssertionError if the job ends first."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._changed:
+            while True:
+                for line in self.lines[seen:]:
+                    if regex.search(line):
+                        return line
+                seen = len(self.lines)
+                if not self._reader.is_alive():
+                    raise AssertionError(
+                        f"the job ended (exit {self.proc.poll()}) with no log line matching {pattern!r}:\n"
+                        f"{''.join(self.lines)[-3000:]}"
+                    )
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"no log line matching {pattern!r} within the {timeout:.0f} s hang guard"
+                    )
+                self._changed.wait(min(remaining, 1.0))
+
+    def __enter__(self) -> Job:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Never leave the job running behind a failed test."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def finish(self, timeout: float = HANG_GUARD_S) -> int:
+        """Wait for the exit (a hang guard only) and for the last log line; the exit code."""
+        self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=timeout)
+        return self.proc.returncode
