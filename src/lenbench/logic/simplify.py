@@ -190,47 +190,49 @@ def _covered_minterms(ones: int, dontcare: int) -> list[int]:
         sub = (sub - 1) & dontcare
 
 
-def _rem_redundancy(primes: list[tuple[int, int]], minterms: list[int]) -> list[tuple[int, int]]:
-    """The primes sympy's ``_rem_redundancy`` keeps: row/column dominance, then its greedy choice, repeated."""
-    if not minterms:
-        return []
-    row_of = {m: i for i, m in enumerate(minterms)}
-    rows: list[set[int]] = [set() for _ in minterms]  # term index -> primes covering it
-    cols: list[set[int]] = []  # prime index -> terms it covers
-    for p, (ones, dontcare) in enumerate(primes):
-        covered = {row_of[m] for m in _covered_minterms(ones, dontcare) if m in row_of}
-        cols.append(covered)
-        for t in covered:
-            rows[t].add(p)
-    n_rows, n_cols = len(rows), len(cols)
+class _CoverTable:
+    """The prime implicant chart of :func:`_rem_redundancy`: ``rows[t]`` the primes covering term ``t``,
+    ``cols[p]`` the terms prime ``p`` covers; both only ever shrink.
 
-    # Bookkeeping that only skips work, never changes the outcome: sets only ever shrink, so a row unchanged since
-    # it was last checked cannot newly be contained in another row, and a column unchanged since it was last
-    # checked can only newly contain columns that shrank in the meantime.
-    row_dirty = [True] * n_rows
-    clock = 0
-    col_checked = [-1] * n_cols  # clock value when the column was last checked (-1: never)
-    col_changed = [0] * n_cols  # clock value of the column's last change
-    change_log: list[tuple[int, int]] = []  # (clock, column), in clock order
+    Bookkeeping that only skips work, never changes the outcome: a row unchanged since it was last checked cannot
+    newly be contained in another row, and a column unchanged since it was last checked can only newly contain
+    columns that shrank in the meantime (``change_log``, in clock order).
+    """
 
-    def drop_column_entries(c: int, terms: Iterable[int]) -> None:
-        nonlocal clock
-        clock += 1
-        col_changed[c] = clock
-        change_log.append((clock, c))
+    def __init__(self, primes: list[tuple[int, int]], minterms: list[int]) -> None:
+        row_of = {m: i for i, m in enumerate(minterms)}
+        self.rows: list[set[int]] = [set() for _ in minterms]
+        self.cols: list[set[int]] = []
+        for p, (ones, dontcare) in enumerate(primes):
+            covered = {row_of[m] for m in _covered_minterms(ones, dontcare) if m in row_of}
+            self.cols.append(covered)
+            for t in covered:
+                self.rows[t].add(p)
+        self.row_dirty = [True] * len(self.rows)
+        self.clock = 0
+        self.col_checked = [-1] * len(self.cols)  # clock value when the column was last checked (-1: never)
+        self.col_changed = [0] * len(self.cols)  # clock value of the column's last change
+        self.change_log: list[tuple[int, int]] = []  # (clock, column)
+
+    def _touch_column(self, c: int) -> None:
+        self.clock += 1
+        self.col_changed[c] = self.clock
+        self.change_log.append((self.clock, c))
+
+    def _drop_column_entries(self, c: int, terms: Iterable[int]) -> None:
+        self._touch_column(c)
         for t in terms:
-            rows[t].discard(c)
-            row_dirty[t] = True
+            self.rows[t].discard(c)
+            self.row_dirty[t] = True
 
-    changed = True
-    while changed:
-        changed = False
-        # Rows: a row whose primes include all of another row's primes is redundant (the smaller one forces it).
-        for r in range(n_rows):
+    def drop_dominating_rows(self) -> bool:
+        """A row whose primes include all of another row's primes is redundant (the smaller one forces it)."""
+        rows, cols, changed = self.rows, self.cols, False
+        for r in range(len(rows)):
             row = rows[r]
-            if not row or not row_dirty[r]:
+            if not row or not self.row_dirty[r]:
                 continue
-            row_dirty[r] = False
+            self.row_dirty[r] = False
             size = len(row)
             pivot = min(row, key=lambda p: len(cols[p]))
             for r2 in list(cols[pivot]):
@@ -239,45 +241,66 @@ def _rem_redundancy(primes: list[tuple[int, int]], minterms: list[int]) -> list[
                     rows[r2] = set()
                     for p in other:
                         cols[p].discard(r2)
-                        clock += 1
-                        col_changed[p] = clock
-                        change_log.append((clock, p))
+                        self._touch_column(p)
                     changed = True
-        # Columns: a prime covering a subset of another prime's terms is dropped.
-        for c in range(n_cols):
+        return changed
+
+    def _candidates(self, c: int) -> set[int]:
+        since = self.col_checked[c]
+        if since >= 0 and self.col_changed[c] <= since:
+            start = bisect.bisect_right(self.change_log, (since, len(self.cols)))
+            return {c2 for _, c2 in self.change_log[start:]}
+        return set().union(*(self.rows[t] for t in self.cols[c]))
+
+    def drop_dominated_columns(self) -> bool:
+        """A prime covering a subset of another prime's terms is dropped."""
+        cols, changed = self.cols, False
+        for c in range(len(cols)):
             col = cols[c]
             if not col:
                 continue
             size = len(col)
-            since = col_checked[c]
-            if since >= 0 and col_changed[c] <= since:
-                start = bisect.bisect_right(change_log, (since, n_cols))
-                candidates = {c2 for _, c2 in change_log[start:]}
-            else:
-                candidates = set().union(*(rows[t] for t in col))
-            for c2 in candidates:
+            for c2 in self._candidates(c):
                 other = cols[c2]
                 if c2 != c and other and len(other) <= size and other <= col:
                     cols[c2] = set()
-                    drop_column_entries(c2, other)
+                    self._drop_column_entries(c2, other)
                     changed = True
-            col_checked[c] = clock
+            self.col_checked[c] = self.clock
+        return changed
+
+    def greedy_step(self) -> bool:
+        """sympy's heuristic: the first prime covering most terms takes those terms from every other prime."""
+        best, most = -1, 0
+        for c in range(len(self.cols)):
+            if len(self.cols[c]) > most:
+                best, most = c, len(self.cols[c])
+        if best == -1 or most <= 1:
+            return False
+        changed = False
+        for t in self.cols[best]:
+            for p in list(self.rows[t]):
+                if p != best:
+                    self.cols[p].discard(t)
+                    self._drop_column_entries(p, ())
+                    self.rows[t].discard(p)
+                    self.row_dirty[t] = True
+                    changed = True
+        return changed
+
+
+def _rem_redundancy(primes: list[tuple[int, int]], minterms: list[int]) -> list[tuple[int, int]]:
+    """The primes sympy's ``_rem_redundancy`` keeps: row/column dominance, then its greedy choice, repeated."""
+    if not minterms:
+        return []
+    table = _CoverTable(primes, minterms)
+    changed = True
+    while changed:
+        changed = table.drop_dominating_rows()
+        changed = table.drop_dominated_columns() or changed
         if not changed:
-            # sympy's heuristic: the first prime covering most terms takes those terms from every other prime.
-            best, most = -1, 0
-            for c in range(n_cols):
-                if len(cols[c]) > most:
-                    best, most = c, len(cols[c])
-            if best != -1 and most > 1:
-                for t in cols[best]:
-                    for p in list(rows[t]):
-                        if p != best:
-                            cols[p].discard(t)
-                            drop_column_entries(p, ())
-                            rows[t].discard(p)
-                            row_dirty[t] = True
-                            changed = True
-    return [primes[p] for p in range(n_cols) if cols[p]]
+            changed = table.greedy_step()
+    return [primes[p] for p in range(len(table.cols)) if table.cols[p]]
 
 
 # -- fall-back tautology check -----------------------------------------------------------------------------------
