@@ -17,6 +17,8 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from lenbench.validation import is_number, refuse
+
 logger = logging.getLogger(__name__)
 
 _LAYER_WORDS = ("first", "all")
@@ -56,10 +58,8 @@ class L1Regularization(pl.Callback):
     def __init__(
         self, strength: float, layers: Sequence[int] | str = "first", include_bias: bool = False
     ) -> None:
-        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not strength >= 0:
-            raise ValueError(
-                f"L1Regularization strength={strength!r}: must be a number >= 0 (0 turns it off)"
-            )
+        if not is_number(strength) or not strength >= 0:
+            refuse("L1Regularization", "strength", strength, "a number >= 0 (0 turns it off)")
         if isinstance(layers, str):
             if layers not in _LAYER_WORDS:
                 raise ValueError(

@@ -9,7 +9,6 @@ everything is scored on test.
 from __future__ import annotations
 
 import logging
-import numbers
 from collections.abc import Iterator
 
 import numpy as np
@@ -18,6 +17,7 @@ import torch
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from lenbench.data.base import ConceptDataset, Fold
+from lenbench.validation import is_int, is_number, refuse
 
 logger = logging.getLogger(__name__)
 
@@ -60,14 +60,13 @@ def _check_n_splits(y: np.ndarray, n_splits: object) -> None:
     # StratifiedKFold only warns when a class is smaller than n_splits, and then some test folds lack that class.
     counts = np.unique(y, return_counts=True)[1]
     smallest = int(counts.min()) if counts.size else 0
-    if (
-        isinstance(n_splits, bool)
-        or not isinstance(n_splits, numbers.Integral)
-        or not 2 <= n_splits <= smallest
-    ):
-        raise ValueError(
-            f"n_splits must be an integer in [2, {smallest}] (each fold needs a row of every class; the smallest "
-            f"class has {smallest} rows), got {n_splits!r}"
+    if not is_int(n_splits) or not 2 <= n_splits <= smallest:  # type: ignore[operator]
+        refuse(
+            None,
+            "n_splits",
+            n_splits,
+            f"an integer in [2, {smallest}] (each fold needs a row of every class; the smallest class has "
+            f"{smallest} rows)",
         )
 
 
@@ -97,14 +96,10 @@ class ConceptDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         _check_n_splits(dataset.y, n_splits)
-        if isinstance(fold, bool) or not isinstance(fold, numbers.Integral) or not 0 <= fold < n_splits:
-            raise ValueError(
-                f"fold must be an integer in [0, {n_splits - 1}] for n_splits={n_splits}, got {fold!r}"
-            )
-        if isinstance(val_size, bool) or not isinstance(val_size, numbers.Real) or not 0.0 < val_size < 1.0:
-            raise ValueError(
-                f"val_size must be a fraction in (0, 1) of the train+validation rows, got {val_size!r}"
-            )
+        if not is_int(fold) or not 0 <= fold < n_splits:
+            refuse(None, "fold", fold, f"an integer in [0, {n_splits - 1}] for n_splits={n_splits}")
+        if not is_number(val_size) or not 0.0 < val_size < 1.0:
+            refuse(None, "val_size", val_size, "a fraction in (0, 1) of the train+validation rows")
         self.dataset = dataset
         self.fold_number = int(fold)
         self.n_splits = int(n_splits)

@@ -7,11 +7,11 @@ labels were made from, so an explainer's output can be checked against the truth
 from __future__ import annotations
 
 import logging
-import numbers
 
 import numpy as np
 
 from lenbench.data.base import ConceptDataset
+from lenbench.validation import check_int, is_number, refuse
 
 logger = logging.getLogger(__name__)
 
@@ -22,8 +22,8 @@ _DNF_CONCEPTS = 4  # the DNF reads c0..c3
 
 def make_xor(n_samples: int = 1000, n_concepts: int = 10, seed: int = 0, name: str = "xor") -> ConceptDataset:
     """Concepts c0..c{k-1} iid fair coins; y = c0 XOR c1, a function no single concept (or linear model) captures."""
-    _check_int("n_samples", n_samples, 10)
-    _check_int("n_concepts", n_concepts, 2)
+    check_int(None, "n_samples", n_samples, 10)
+    check_int(None, "n_concepts", n_concepts, 2)
     rng = np.random.default_rng(seed)
     x = _coins(rng, n_samples, n_concepts)
     y = (x[:, 0] != x[:, 1]).astype(np.int64)
@@ -41,12 +41,10 @@ def make_dnf(
     The noise makes the best achievable accuracy ``1 - noise``, which tests use to tell an explainer that found the
     formula from one that over-fits the flipped rows.
     """
-    _check_int("n_samples", n_samples, 10)
-    _check_int("n_concepts", n_concepts, _DNF_CONCEPTS, why=f"the formula {DNF_FORMULA} uses c0..c3")
-    if not isinstance(noise, numbers.Real) or not 0.0 <= noise < 0.5:
-        raise ValueError(
-            f"noise must be a number in [0, 0.5) (a flip probability below chance), got {noise!r}"
-        )
+    check_int(None, "n_samples", n_samples, 10)
+    check_int(None, "n_concepts", n_concepts, _DNF_CONCEPTS, why=f"the formula {DNF_FORMULA} uses c0..c3")
+    if not is_number(noise) or not 0.0 <= noise < 0.5:
+        refuse(None, "noise", noise, "a number in [0, 0.5) (a flip probability below chance)")
     rng = np.random.default_rng(seed)
     x = _coins(rng, n_samples, n_concepts)
     c = x > 0.5
@@ -65,9 +63,3 @@ def _coins(rng: np.random.Generator, n_samples: int, n_concepts: int) -> np.ndar
 
 def _names(n_concepts: int) -> list[str]:
     return [f"c{i}" for i in range(n_concepts)]
-
-
-def _check_int(key: str, value: object, minimum: int, why: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        reason = f" ({why})" if why else ""
-        raise ValueError(f"{key} must be an integer >= {minimum}{reason}, got {value!r}")

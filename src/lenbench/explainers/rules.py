@@ -23,30 +23,17 @@ from lenbench.explainers.base import Explainer
 from lenbench.logic.extract.rules import Rule, RuleList, rule_list_to_formula
 from lenbench.logic.formula import Formula
 from lenbench.logic.simplify import MAX_EXACT_VARIABLES
+from lenbench.validation import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_positive,
+    check_seed,
+    check_unit,
+    refuse,
+)
 
 logger = logging.getLogger(__name__)
-
-
-def _check_int(owner: str, key: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{owner} {key}={value!r}: must be an integer >= {minimum}")
-    return int(value)
-
-
-def _check_seed(owner: str, seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"{owner} seed={seed!r}: must be an integer")
-    return int(seed)
-
-
-def _check_unit(owner: str, key: str, value: object, low_open: bool = True) -> float:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float))
-    if ok:
-        ok = (0.0 < value < 1.0) if low_open else (0.0 <= value < 1.0)  # type: ignore[operator]
-    if not ok:
-        interval = "(0, 1)" if low_open else "[0, 1)"
-        raise ValueError(f"{owner} {key}={value!r}: must be a number in {interval}")
-    return float(value)
 
 
 def _binary(x: np.ndarray) -> np.ndarray:
@@ -64,13 +51,11 @@ class RuleListExplainer(Explainer):
 
     def __init__(self, *, seed: int, max_simplify_variables: int = 10, max_simplify_terms: int = 64) -> None:
         owner = type(self).__name__
-        self.seed = _check_seed(owner, seed)
-        self.max_simplify_variables = _check_int(owner, "max_simplify_variables", max_simplify_variables, 0)
+        self.seed = check_seed(owner, seed)
+        self.max_simplify_variables = check_int(owner, "max_simplify_variables", max_simplify_variables, 0)
         if self.max_simplify_variables > MAX_EXACT_VARIABLES:
-            raise ValueError(
-                f"{owner} max_simplify_variables={max_simplify_variables}: must be <= {MAX_EXACT_VARIABLES}"
-            )
-        self.max_simplify_terms = _check_int(owner, "max_simplify_terms", max_simplify_terms, 0)
+            refuse(owner, "max_simplify_variables", max_simplify_variables, f"<= {MAX_EXACT_VARIABLES}")
+        self.max_simplify_terms = check_int(owner, "max_simplify_terms", max_simplify_terms, 0)
         self._model: Any = None
         self._rule_list: RuleList | None = None
         self._names: list[str] = []
@@ -176,11 +161,10 @@ class GreedyRuleListExplainer(RuleListExplainer):
         max_simplify_terms: int = 64,
     ) -> None:
         owner = type(self).__name__
-        self.max_depth = _check_int(owner, "max_depth", max_depth, 1)
-        if criterion not in ("gini", "entropy", "log_loss"):
-            raise ValueError(f"{owner} criterion={criterion!r}: must be one of 'gini', 'entropy', 'log_loss'")
+        self.max_depth = check_int(owner, "max_depth", max_depth, 1)
+        check_choice(owner, "criterion", criterion, ("gini", "entropy", "log_loss"))
         if class_weight not in (None, "balanced"):
-            raise ValueError(f"{owner} class_weight={class_weight!r}: must be null or 'balanced'")
+            refuse(owner, "class_weight", class_weight, "null or 'balanced'")
         self.criterion = criterion
         self.class_weight = class_weight
         super().__init__(
@@ -227,18 +211,15 @@ class BayesianRuleListExplainer(RuleListExplainer):
         max_simplify_terms: int = 64,
     ) -> None:
         owner = type(self).__name__
-        self.max_iter = _check_int(owner, "max_iter", max_iter, 1)
-        self.n_chains = _check_int(owner, "n_chains", n_chains, 1)
+        self.max_iter = check_int(owner, "max_iter", max_iter, 1)
+        self.n_chains = check_int(owner, "n_chains", n_chains, 1)
         for key, value in (("list_length_prior", list_length_prior), ("list_width_prior", list_width_prior)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError(f"{owner} {key}={value!r}: must be a number > 0")
+            check_positive(owner, key, value)
         self.list_length_prior = float(list_length_prior)
         self.list_width_prior = float(list_width_prior)
-        self.max_cardinality = _check_int(owner, "max_cardinality", max_cardinality, 1)
-        self.min_support = _check_unit(owner, "min_support", min_support)
-        if not isinstance(negations, bool):
-            raise ValueError(f"{owner} negations={negations!r}: must be true or false")
-        self.negations = negations
+        self.max_cardinality = check_int(owner, "max_cardinality", max_cardinality, 1)
+        self.min_support = check_unit(owner, "min_support", min_support)
+        self.negations = check_bool(owner, "negations", negations)
         super().__init__(
             seed=seed, max_simplify_variables=max_simplify_variables, max_simplify_terms=max_simplify_terms
         )
@@ -294,9 +275,9 @@ class RandomForestExplainer(Explainer):
         binarize_inputs: bool = False,
     ) -> None:
         owner = type(self).__name__
-        self.seed = _check_seed(owner, seed)
-        self.n_estimators = _check_int(owner, "n_estimators", n_estimators, 1)
-        self.max_depth = None if max_depth is None else _check_int(owner, "max_depth", max_depth, 1)
+        self.seed = check_seed(owner, seed)
+        self.n_estimators = check_int(owner, "n_estimators", n_estimators, 1)
+        self.max_depth = None if max_depth is None else check_int(owner, "max_depth", max_depth, 1)
         self.binarize_inputs = bool(binarize_inputs)
         self._forest: Any = None
         self._info: dict[str, Any] = {}
