@@ -33,7 +33,8 @@ from omegaconf import OmegaConf
 
 from lenbench.callbacks.l1 import L1Regularization
 from lenbench.callbacks.pruning import FanInPruning, FeaturePruning, prune_fan_in, prune_features
-from lenbench.explainers.network import NetworkExplainer, set_seed
+from lenbench.explainers.network import NetworkExplainer
+from lenbench.nn.trainer import set_seed
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("pruning", "weights", "psi")
@@ -77,17 +78,18 @@ def plain_loop(explainer: NetworkExplainer, x: np.ndarray, y: np.ndarray) -> tup
     start = time.perf_counter()
     if hasattr(explainer, "_n_classes"):
         explainer._n_classes = max(2, int(y.max()) + 1)
-    set_seed(explainer.seed)
+    training = explainer.training
+    set_seed(training.seed)
     net = explainer.build_network(x.shape[1])
-    cls = torch.optim.AdamW if explainer.optimizer == "adamw" else torch.optim.Adam
-    optimizer = cls(net.parameters(), lr=explainer.lr, weight_decay=explainer.weight_decay)
+    cls = torch.optim.AdamW if training.optimizer == "adamw" else torch.optim.Adam
+    optimizer = cls(net.parameters(), lr=training.lr, weight_decay=training.weight_decay)
     criterion = explainer.criterion()
     inputs, targets = torch.from_numpy(x), explainer.targets(y)
-    l1s = [cb for cb in explainer.callbacks if isinstance(cb, L1Regularization)]
-    features = [cb for cb in explainer.callbacks if isinstance(cb, FeaturePruning)]
-    fan_ins = [cb for cb in explainer.callbacks if isinstance(cb, FanInPruning)]
+    l1s = [cb for cb in training.callbacks if isinstance(cb, L1Regularization)]
+    features = [cb for cb in training.callbacks if isinstance(cb, FeaturePruning)]
+    fan_ins = [cb for cb in training.callbacks if isinstance(cb, FanInPruning)]
     fan_in_done = False
-    for epoch in range(explainer.epochs):
+    for epoch in range(training.epochs):
         optimizer.zero_grad()
         loss = criterion(net(inputs), targets)
         loss.backward()
@@ -147,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "data": source,
         "epochs": args.epochs,
         "repeats": args.repeats,
-        "epochs_per_batch": explainer.trainer_config["epochs_per_batch"],
+        "epochs_per_batch": explainer.training.trainer["epochs_per_batch"],
         "torch_threads": torch.get_num_threads(),
         "lightning_s": lightning,
         "plain_s": plain,

@@ -13,9 +13,9 @@ from torch import nn
 from lenbench.callbacks import FanInPruning, FeaturePruning, L1Regularization, load_pruned_state_dict
 from lenbench.callbacks.l1 import effective_weight, linear_layers
 from lenbench.callbacks.pruning import prune_fan_in, prune_features, validate_fan_in
-from lenbench.explainers.network import FullBatchModule
 from lenbench.explainers.psi_net import PsiNetExplainer
 from lenbench.explainers.relu_net import ReluNetExplainer
+from lenbench.nn.module import FullBatchModule
 
 TRAINER = {"log_every_n_epochs": 5, "epochs_per_batch": 4}
 
@@ -129,7 +129,7 @@ def test_feature_pruning_fires_on_a_small_schedule_after_the_step_of_those_epoch
     x, y = boolean_rows(64, 6)
     explainer = _relu(15, [FeaturePruning(start_epoch=5, period=3, offset=1)]).train(x, y)
     assert [e for e, _ in explainer.info()["feature_pruning"]] == [7, 10, 13]
-    assert explainer.callbacks[0].history == []  # the configured callback is copied for each fit
+    assert explainer.training.callbacks[0].history == []  # the configured callback is copied for each fit
 
 
 class _PlainModule(pl.LightningModule):

@@ -1,5 +1,5 @@
 """``trainer=ddp``: each fold trained by two CPU processes (gloo) gives the single-process result within float
-tolerance, inside a real ``python -m train`` job and inside this test process (ranks are forked, see network.py)."""
+tolerance, inside a real ``python -m train`` job and inside this test process (ranks are forked, see lenbench/nn/ddp.py)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from hydra.utils import instantiate
 from lenbench.callbacks import FanInPruning, FeaturePruning, L1Regularization
 from lenbench.callbacks.l1 import effective_weight, linear_layers
 from lenbench.experiment import CVConfig, run_fold
-from lenbench.explainers.network import TrainingDiverged
 from lenbench.explainers.psi_net import PsiNetExplainer
 from lenbench.explainers.relu_net import ReluNetExplainer
+from lenbench.nn.module import TrainingDiverged
 
 REPO = Path(__file__).resolve().parents[1]
 DDP = {

@@ -19,9 +19,9 @@ from lenbench.callbacks import FanInPruning, FeaturePruning, L1Regularization
 from lenbench.callbacks.l1 import linear_layers
 from lenbench.data.synthetic import make_dnf
 from lenbench.experiment import CVConfig, FoldFailed, iter_folds
-from lenbench.explainers.network import TrainingDiverged
 from lenbench.explainers.psi_net import PsiNetExplainer
 from lenbench.explainers.relu_net import ReluNetExplainer
+from lenbench.nn.module import TrainingDiverged
 
 REPO = Path(__file__).resolve().parents[1]
 

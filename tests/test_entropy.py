@@ -18,16 +18,13 @@ from helpers import fold_of
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from lenbench.callbacks.entropy import EntropyPenalty
 from lenbench.data.synthetic import make_dnf, make_xor
 from lenbench.experiment import CVConfig, run_fold
-from lenbench.explainers.entropy_net import (
-    EntropyLinear,
-    EntropyNetExplainer,
-    EntropyPenalty,
-    aggregate_local_explanations,
-    simplify_term,
-)
+from lenbench.explainers.entropy_net import EntropyNetExplainer
+from lenbench.logic.extract.entropy import aggregate_local_explanations, simplify_term
 from lenbench.logic.formula import Formula
+from lenbench.nn.layers import EntropyLinear
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -242,7 +239,13 @@ def test_method_config_and_paper_experiment_build_the_paper_settings() -> None:
     assert cfg.tracking.experiment == "mimic_entropy_paper"
     explainer = instantiate(cfg.method.explainer)
     assert isinstance(explainer, EntropyNetExplainer)
-    assert (explainer.hidden, explainer.temperature, explainer.epochs, explainer.lr, explainer.optimizer) == (
+    assert (
+        explainer.hidden,
+        explainer.temperature,
+        explainer.training.epochs,
+        explainer.training.lr,
+        explainer.training.optimizer,
+    ) == (
         [20],
         0.7,
         200,
@@ -250,7 +253,7 @@ def test_method_config_and_paper_experiment_build_the_paper_settings() -> None:
         "adamw",
     )
     assert explainer.topk == 10 and explainer.train_rows == "train"
-    (penalty,) = explainer.callbacks
+    (penalty,) = explainer.training.callbacks
     assert isinstance(penalty, EntropyPenalty) and penalty.strength == 1e-3
 
 

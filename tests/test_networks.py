@@ -260,33 +260,34 @@ def test_method_configs_build_the_notebook_settings(method: str) -> None:
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=[f"method={method}", "seed=7"])
     explainer = instantiate(cfg.method.explainer)
-    assert cfg.method.name == method and explainer.seed == 7 and explainer.epochs == 5001
-    assert explainer.trainer_config["accelerator"] == "cpu"
-    l1 = [cb for cb in explainer.callbacks if isinstance(cb, L1Regularization)]
+    assert cfg.method.name == method and explainer.training.seed == 7 and explainer.training.epochs == 5001
+    training = explainer.training
+    assert training.trainer["accelerator"] == "cpu"
+    l1 = [cb for cb in explainer.training.callbacks if isinstance(cb, L1Regularization)]
     assert len(l1) == 1
     if method == "psi":
         assert isinstance(explainer, PsiNetExplainer) and explainer.target_class == 1
-        assert (explainer.optimizer, explainer.lr, explainer.weight_decay, explainer.hidden) == (
+        assert (training.optimizer, training.lr, training.weight_decay, explainer.hidden) == (
             "adam",
             1e-3,
             0.0,
             [10, 4],
         )
         assert (l1[0].strength, l1[0].layers, l1[0].include_bias) == (1e-5, "all", False)
-        (fan_in,) = [cb for cb in explainer.callbacks if isinstance(cb, FanInPruning)]
+        (fan_in,) = [cb for cb in explainer.training.callbacks if isinstance(cb, FanInPruning)]
         assert (fan_in.fan_in, fan_in.epoch) == (2, 2001)
         return
     assert isinstance(explainer, ReluNetExplainer) and explainer.feature_selection == method
-    assert (explainer.optimizer, explainer.weight_decay, explainer.hidden, explainer.topk) == (
+    assert (training.optimizer, training.weight_decay, explainer.hidden, explainer.topk) == (
         "adamw",
         0.01,
         [100, 10],
         3,
     )
     assert explainer.output_kind == "softmax" and not explainer.simplify_local
-    pruning = [cb for cb in explainer.callbacks if isinstance(cb, FeaturePruning)]
+    pruning = [cb for cb in explainer.training.callbacks if isinstance(cb, FeaturePruning)]
     if method == "pruning":
-        assert (explainer.lr, explainer.activation, l1[0].strength, l1[0].include_bias) == (
+        assert (training.lr, explainer.activation, l1[0].strength, l1[0].include_bias) == (
             1e-3,
             "leaky_relu",
             1e-3,
@@ -294,7 +295,7 @@ def test_method_configs_build_the_notebook_settings(method: str) -> None:
         )
         assert [e for e in range(5001) if pruning[0].fires_at(e)] == [3001, 4001]
     else:
-        assert (explainer.lr, explainer.activation, l1[0].strength, l1[0].include_bias) == (
+        assert (training.lr, explainer.activation, l1[0].strength, l1[0].include_bias) == (
             5e-4,
             "relu",
             8e-3,

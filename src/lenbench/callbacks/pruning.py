@@ -1,11 +1,9 @@
 """Pruning schedules as Lightning callbacks, and the helpers that keep pruned networks pruned across checkpoints.
 
-Both schedules act *after the optimiser step* of a given epoch, as the reference does. An "epoch" is one pass over
-the (full-batch) training data. The network explainers run several such epochs inside one Lightning training step
-(see :mod:`lenbench.explainers.network`) and call :meth:`EpochEndCallback.on_protocol_epoch_end` after every
-optimiser step; they say so with ``dispatches_protocol_epochs = True``. With any other LightningModule the callbacks
-act in ``on_train_epoch_end`` with ``trainer.current_epoch``, i.e. after the last step of each Lightning epoch, which
-is the same thing for full-batch training. Either way the schedule is keyed on the true epoch number.
+Both schedules act *after the optimiser step* of a given epoch, as the reference does, keyed on the true epoch
+number also when the module runs several epochs inside one Lightning step (:class:`~lenbench.callbacks.base.
+EpochEndCallback`, :mod:`lenbench.nn.module`). Each reports its history (``report()``, merged into the fold's info)
+and hands it over between processes through ``state_dict``.
 
 Masks use :mod:`torch.nn.utils.prune` (``weight_orig`` is the Parameter, ``weight_mask`` a buffer, ``weight`` their
 product recomputed before each forward), so a pruned entry stays exactly 0 whatever the optimiser does to
@@ -24,26 +22,11 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from lenbench.callbacks.base import EpochEndCallback
 from lenbench.callbacks.l1 import effective_weight, linear_layers
+from lenbench.validation import check_int, is_number, refuse
 
 logger = logging.getLogger(__name__)
-
-
-def _check_int(owner: str, key: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{owner} {key}={value!r}: must be an integer >= {minimum}")
-    return value
-
-
-class EpochEndCallback(pl.Callback):
-    """A callback that acts after the optimiser step of given epochs (see the module docstring)."""
-
-    def on_protocol_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int) -> None:
-        """Called after the optimiser step of ``epoch`` (0-based)."""
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not getattr(pl_module, "dispatches_protocol_epochs", False):
-            self.on_protocol_epoch_end(trainer, pl_module, trainer.current_epoch)
 
 
 # -- feature pruning (method `pruning`) --------------------------------------------------------------------------
@@ -87,21 +70,17 @@ class FeaturePruning(EpochEndCallback):
         layer: int = 0,
         offset: int = 1,
     ) -> None:
-        self.start_epoch = _check_int("FeaturePruning", "start_epoch", start_epoch, -1)
-        self.period = _check_int("FeaturePruning", "period", period, 1)
-        self.offset = _check_int("FeaturePruning", "offset", offset, 0)
+        self.start_epoch = check_int("FeaturePruning", "start_epoch", start_epoch, -1)
+        self.period = check_int("FeaturePruning", "period", period, 1)
+        self.offset = check_int("FeaturePruning", "offset", offset, 0)
         if self.offset >= self.period:
             raise ValueError(f"FeaturePruning offset={offset!r}: must be smaller than period={period!r}")
-        if (
-            isinstance(threshold, bool)
-            or not isinstance(threshold, (int, float))
-            or not 0.0 < threshold <= 1.0
-        ):
-            raise ValueError(
-                f"FeaturePruning threshold={threshold!r}: must be in (0, 1] (a fraction of the largest column norm)"
+        if not is_number(threshold) or not 0.0 < threshold <= 1.0:
+            refuse(
+                "FeaturePruning", "threshold", threshold, "in (0, 1] (a fraction of the largest column norm)"
             )
         self.threshold = float(threshold)
-        self.layer = _check_int("FeaturePruning", "layer", layer, 0)
+        self.layer = check_int("FeaturePruning", "layer", layer, 0)
         self.history: list[tuple[int, int]] = []
 
     def __repr__(self) -> str:
@@ -134,6 +113,9 @@ class FeaturePruning(EpochEndCallback):
         kept = prune_features(self.target(pl_module), self.threshold)
         self.history.append((epoch, kept))
         logger.debug("epoch %d: feature pruning keeps %d input features", epoch, kept)
+
+    def report(self) -> dict[str, Any]:
+        return {"feature_pruning": [list(h) for h in self.history]}
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": list(self.history)}
@@ -202,8 +184,8 @@ class FanInPruning(EpochEndCallback):
     """
 
     def __init__(self, fan_in: int = 2, epoch: int = 2001, validate: bool = True) -> None:
-        self.fan_in = _check_int("FanInPruning", "fan_in", fan_in, 1)
-        self.epoch = _check_int("FanInPruning", "epoch", epoch, -1)
+        self.fan_in = check_int("FanInPruning", "fan_in", fan_in, 1)
+        self.epoch = check_int("FanInPruning", "epoch", epoch, -1)
         self.validate = bool(validate)
         self.pruned_at: int | None = None
 
@@ -222,6 +204,9 @@ class FanInPruning(EpochEndCallback):
         prune_fan_in(pl_module, self.fan_in, validate=self.validate)
         self.pruned_at = epoch
         logger.debug("epoch %d: pruned every Linear layer to fan-in %d", epoch, self.fan_in)
+
+    def report(self) -> dict[str, Any]:
+        return {"fan_in_pruned_at": self.pruned_at}
 
     def state_dict(self) -> dict[str, Any]:
         return {"pruned_at": self.pruned_at}

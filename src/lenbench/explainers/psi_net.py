@@ -12,20 +12,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch import nn
 
 from lenbench.callbacks.pruning import FanInPruning
 from lenbench.data.base import Fold
-from lenbench.explainers.network import NetworkExplainer, check_positive
-from lenbench.explainers.relu_net import check_hidden
+from lenbench.explainers.network import NetworkExplainer
 from lenbench.logic.extract.psi import MAX_FAN_IN, read_out
 from lenbench.logic.formula import Formula
+from lenbench.validation import check_positive, check_widths, refuse
 
 logger = logging.getLogger(__name__)
 
@@ -37,44 +36,36 @@ class PsiNetExplainer(NetworkExplainer):
     """
 
     name = "psi"
+    training_defaults: ClassVar[dict[str, Any]] = {
+        "epochs": 5001,
+        "lr": 1e-3,
+        "optimizer": "adam",
+        "weight_decay": 0.0,
+    }
 
     def __init__(
         self,
         *,
-        seed: int,
-        trainer: Mapping[str, Any] | None = None,
         target_class: int = 1,
         hidden: Sequence[int] = (10, 4),
-        epochs: int = 5001,
-        lr: float = 1e-3,
-        optimizer: str = "adam",
-        weight_decay: float = 0.0,
-        callbacks: Sequence[pl.Callback] = (),
         max_fan_in: int = MAX_FAN_IN,
         max_simplify_variables: int = 10,
         max_simplify_terms: int = 64,
+        **training: Any,
     ) -> None:
         owner = type(self).__name__
         if target_class not in (0, 1) or isinstance(target_class, bool):
-            raise ValueError(f"{owner} target_class={target_class!r}: must be 0 or 1 (binary tasks)")
+            refuse(owner, "target_class", target_class, "0 or 1 (binary tasks)")
         check_positive(owner, "max_fan_in", max_fan_in, integer=True)
         check_positive(owner, "max_simplify_variables", max_simplify_variables, integer=True, allow_zero=True)
         check_positive(owner, "max_simplify_terms", max_simplify_terms, integer=True, allow_zero=True)
-        super().__init__(
-            seed=seed,
-            trainer=trainer,
-            epochs=epochs,
-            lr=lr,
-            optimizer=optimizer,
-            weight_decay=weight_decay,
-            callbacks=callbacks,
-        )
+        super().__init__(**training)
         self.target_class = target_class
-        self.hidden = check_hidden(owner, hidden)
+        self.hidden = check_widths(owner, "hidden", hidden)
         self.max_fan_in = max_fan_in
         self.max_simplify_variables = max_simplify_variables
         self.max_simplify_terms = max_simplify_terms
-        if not any(isinstance(cb, FanInPruning) for cb in self.callbacks):
+        if not any(isinstance(cb, FanInPruning) for cb in self.training.callbacks):
             logger.warning(
                 "PsiNetExplainer without a FanInPruning callback: the read-out enumerates every neuron's inputs "
                 "and refuses neurons with more than %d",

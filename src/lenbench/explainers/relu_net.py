@@ -22,16 +22,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch import nn
 
 from lenbench.data.base import Fold
-from lenbench.explainers.network import NetworkExplainer, check_choice, check_positive
+from lenbench.explainers.network import NetworkExplainer
 from lenbench.logic.extract.relu import (
     FEATURE_SELECTIONS,
     explain_class,
@@ -39,19 +38,13 @@ from lenbench.logic.extract.relu import (
     select_by_weights,
 )
 from lenbench.logic.formula import Formula
+from lenbench.nn.layers import LEAKY_SLOPE
+from lenbench.validation import check_choice, check_positive, check_unit, check_widths
 
 logger = logging.getLogger(__name__)
 
 ACTIVATIONS = ("leaky_relu", "relu")
 OUTPUTS = ("softmax", "logits")
-LEAKY_SLOPE = 0.01  # torch.nn.LeakyReLU's default, as in the reference
-
-
-def check_hidden(owner: str, hidden: Sequence[int]) -> list[int]:
-    sizes = list(hidden)
-    if not sizes or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in sizes):
-        raise ValueError(f"{owner} hidden={hidden!r}: must be a non-empty list of layer widths >= 1")
-    return sizes
 
 
 class ReluNetExplainer(NetworkExplainer):
@@ -62,25 +55,26 @@ class ReluNetExplainer(NetworkExplainer):
     ``max_simplify_variables``/``max_simplify_terms`` bound the final simplification (fall-backs are recorded).
     """
 
+    training_defaults: ClassVar[dict[str, Any]] = {
+        "epochs": 5001,
+        "lr": 1e-3,
+        "optimizer": "adamw",
+        "weight_decay": 0.01,
+    }
+
     def __init__(
         self,
         *,
-        seed: int,
-        trainer: Mapping[str, Any] | None = None,
         feature_selection: str = "pruning",
         hidden: Sequence[int] = (100, 10),
         activation: str = "leaky_relu",
         output: str = "softmax",
-        epochs: int = 5001,
-        lr: float = 1e-3,
-        optimizer: str = "adamw",
-        weight_decay: float = 0.01,
-        callbacks: Sequence[pl.Callback] = (),
         topk: int = 3,
         simplify_local: bool = False,
         weights_threshold: float = 0.5,
         max_simplify_variables: int = 10,
         max_simplify_terms: int = 64,
+        **training: Any,
     ) -> None:
         owner = type(self).__name__
         check_choice(owner, "feature_selection", feature_selection, FEATURE_SELECTIONS)
@@ -89,27 +83,16 @@ class ReluNetExplainer(NetworkExplainer):
         check_positive(owner, "topk", topk, integer=True)
         check_positive(owner, "max_simplify_variables", max_simplify_variables, integer=True, allow_zero=True)
         check_positive(owner, "max_simplify_terms", max_simplify_terms, integer=True, allow_zero=True)
-        if isinstance(weights_threshold, bool) or not isinstance(weights_threshold, (int, float)):
-            raise ValueError(f"{owner} weights_threshold={weights_threshold!r}: must be a number in [0, 1)")
-        if not 0.0 <= weights_threshold < 1.0:
-            raise ValueError(f"{owner} weights_threshold={weights_threshold!r}: must be a number in [0, 1)")
-        super().__init__(
-            seed=seed,
-            trainer=trainer,
-            epochs=epochs,
-            lr=lr,
-            optimizer=optimizer,
-            weight_decay=weight_decay,
-            callbacks=callbacks,
-        )
+        weights_threshold = check_unit(owner, "weights_threshold", weights_threshold, low_open=False)
+        super().__init__(**training)
         self.name = feature_selection
         self.feature_selection = feature_selection
-        self.hidden = check_hidden(owner, hidden)
+        self.hidden = check_widths(owner, "hidden", hidden)
         self.activation = activation
         self.output_kind = output
         self.topk = topk
         self.simplify_local = bool(simplify_local)
-        self.weights_threshold = float(weights_threshold)
+        self.weights_threshold = weights_threshold
         self.max_simplify_variables = max_simplify_variables
         self.max_simplify_terms = max_simplify_terms
         self._n_classes = 2
