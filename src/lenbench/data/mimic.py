@@ -13,13 +13,8 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import http.client
 import io
 import logging
-import os
-import tempfile
-import urllib.error
-import urllib.request
 from functools import partial
 from pathlib import Path
 
@@ -29,6 +24,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.preprocessing import MinMaxScaler
 
 from lenbench.data.base import ConceptDataset
+from lenbench.data.download import download
 from lenbench.data.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -105,7 +101,6 @@ _LABEL_SOURCES = {
 # scikit-learn <= 1.0's KBinsDiscretizer tolerance (numpy.isclose's defaults), see the module docstring.
 _BIN_RTOL = 1.0e-5
 _BIN_ATOL = 1.0e-8
-_CHUNK = 1 << 16
 
 
 def mimic_path(root: str | Path) -> Path:
@@ -146,21 +141,7 @@ def load_mimic(
             f"Unknown MIMIC-II fit_scope {fit_scope!r}: choose one of {', '.join(FIT_SCOPES)} (data.fit_scope)."
         )
     path = mimic_path(root)
-    if not path.is_file():
-        if not download:
-            raise DataError(
-                f"MIMIC-II data file not found: {path} (downloading is off). To fix it, {_how_to_fix(path, url)}"
-            )
-        download_mimic(path, url=url, sha256=sha256, timeout=timeout)
-
-    raw = _read_bytes(path, url)
-    digest = hashlib.sha256(raw).hexdigest()
-    if sha256 is not None and digest != sha256.lower():
-        raise DataError(
-            f"MIMIC-II data file {path} is not the expected file: its SHA-256 is {digest}, expected {sha256.lower()}. "
-            f"It is damaged or a different version: delete it and run again to download it afresh "
-            f"(with downloading on), or {_how_to_fix(path, url)}"
-        )
+    raw, digest = _checked_bytes(path, url, sha256, download, timeout)
     frame = _parse(raw, path, url)
     flags, numeric, numeric_names, y = _validate(frame, path, url, label)
     x = _preprocess(flags, numeric, numeric_names)
@@ -189,73 +170,36 @@ def load_mimic(
     )
 
 
+def _checked_bytes(
+    path: Path, url: str, sha256: str | None, download: bool, timeout: float
+) -> tuple[bytes, str]:
+    """The file's bytes and SHA-256, downloaded first when missing (if allowed) and checked against ``sha256``."""
+    if not path.is_file():
+        if not download:
+            raise DataError(
+                f"MIMIC-II data file not found: {path} (downloading is off). To fix it, {_how_to_fix(path, url)}"
+            )
+        download_mimic(path, url=url, sha256=sha256, timeout=timeout)
+    raw = _read_bytes(path, url)
+    digest = hashlib.sha256(raw).hexdigest()
+    if sha256 is not None and digest != sha256.lower():
+        raise DataError(
+            f"MIMIC-II data file {path} is not the expected file: its SHA-256 is {digest}, expected {sha256.lower()}. "
+            f"It is damaged or a different version: delete it and run again to download it afresh "
+            f"(with downloading on), or {_how_to_fix(path, url)}"
+        )
+    return raw, digest
+
+
 def download_mimic(
     dest: str | Path,
     url: str = MIMIC_URL,
     sha256: str | None = MIMIC_SHA256,
     timeout: float = 30.0,
 ) -> Path:
-    """Download the CSV to ``dest`` atomically: a failed or wrong download never leaves a file behind.
-
-    The body is streamed into a temporary file beside ``dest`` (same file system, so the final ``os.replace`` is
-    atomic), hashed on the way, and only moved into place when its SHA-256 matches ``sha256`` (``None`` skips the
-    check). Network, HTTP, timeout, disk and checksum failures raise :class:`DataError`; the temporary file is
-    removed on every failure, interrupts included.
-    """
+    """Download the CSV to ``dest`` atomically (see :func:`lenbench.data.download.download`)."""
     dest = Path(dest).expanduser().absolute()
-    hint = _how_to_fix(dest, url)
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(
-            f"Cannot create the folder {dest.parent} to download MIMIC-II into ({exc}). Choose a writable data "
-            f"folder: {hint}"
-        ) from None
-    logger.info("Downloading MIMIC-II from %s to %s", url, dest)
-    if sha256 is None:
-        logger.warning("No SHA-256 given: the downloaded MIMIC-II file will not be verified")
-    tmp: Path | None = None
-    try:
-        with tempfile.NamedTemporaryFile(
-            dir=dest.parent, prefix=f".{dest.name}.", suffix=".part", delete=False
-        ) as out:
-            tmp = Path(out.name)
-            hasher = hashlib.sha256()
-            size = 0
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                while chunk := response.read(_CHUNK):
-                    out.write(chunk)
-                    hasher.update(chunk)
-                    size += len(chunk)
-        got = hasher.hexdigest()
-        if sha256 is not None and got != sha256.lower():
-            raise DataError(
-                f"The MIMIC-II file downloaded from {url} failed its checksum: SHA-256 {got}, expected "
-                f"{sha256.lower()} ({size} bytes received). The server sent a different or damaged file; nothing "
-                f"was saved. Try again later, or {hint}"
-            )
-        os.replace(tmp, dest)
-        tmp = None
-        logger.info("Saved MIMIC-II to %s (%d bytes, SHA-256 %s)", dest, size, got)
-        return dest
-    except DataError:
-        raise
-    except urllib.error.HTTPError as exc:
-        reason = f"the server answered HTTP {exc.code} {exc.reason}"
-        exc.close()
-    except urllib.error.URLError as exc:
-        reason = f"{exc.reason}"
-    except TimeoutError:
-        reason = f"no answer within the {timeout:g} s timeout"
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-    finally:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
-    raise DataError(
-        f"Could not download MIMIC-II from {url} to {dest}: {reason}. Nothing was saved. Check the network "
-        f"connection and try again, or {hint}"
-    )
+    return download(dest, url, sha256, timeout, what="MIMIC-II", hint=_how_to_fix(dest, url))
 
 
 def _read_bytes(path: Path, url: str) -> bytes:
