@@ -1,0 +1,86 @@
+"""The job API's boundary: a problem the user can fix is one ConfigError line (exit 2) before any training; a
+bug in lenbench is not a configuration error and keeps its traceback (exit 1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers import job_env, run_train
+from hydra.errors import InstantiationException
+from omegaconf import OmegaConf
+
+from lenbench.errors import ConfigError, UserError
+from lenbench.job import format_summary, instantiate
+from lenbench.scoring import METRICS
+
+BUG = "tests.bug_targets.bug"
+
+
+def test_bad_value_in_a_constructor_is_a_config_error_naming_the_key() -> None:
+    node = OmegaConf.create({"_target_": "tests.bug_targets.value_error"})
+    with pytest.raises(ConfigError, match=r"^method.explainer: depth=-1: must be at least 1$"):
+        instantiate(node, "method.explainer")
+
+
+def test_unknown_argument_is_a_config_error() -> None:
+    node = OmegaConf.create({"_target_": "lenbench.data.synthetic.make_xor", "n_sample": 10})
+    with pytest.raises(ConfigError, match="data: .*n_sample"):
+        instantiate(node, "data")
+
+
+def test_a_bug_is_not_a_config_error() -> None:
+    node = OmegaConf.create({"_target_": BUG})
+    with pytest.raises(InstantiationException) as raised:
+        instantiate(node, "data")
+    assert not isinstance(raised.value, UserError)
+    assert isinstance(raised.value.__cause__, ZeroDivisionError)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("seed=-1", "seed=-1: must be a non-negative integer"),
+        ("target_class=5", "target_class=5: not a class of xor (its classes are [0, 1])"),
+        ("cv.folds=[0,0]", "cv.folds=[0, 0]: give each fold once"),
+        ("cv.folds=[]", "cv.folds=[]: give each fold once"),
+        ("cv.n_jobs=0", "cv.n_jobs=0: must be a positive integer or auto"),
+        ("data.n_samples=3", "data: n_samples"),
+    ],
+)
+def test_config_errors_are_one_line_exit_2_before_anything_is_written(
+    tmp_path: Path, override: str, message: str
+) -> None:
+    proc = run_train(tmp_path, "data=xor", "method=tree", override)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "[ERROR]" in line]
+    assert len(errors) == 1, proc.stderr
+    assert not (tmp_path / "job" / "job.json").exists()
+    assert not (tmp_path / "mlflow.db").exists()  # no run was opened
+
+
+def test_a_bug_during_the_job_keeps_its_traceback(tmp_path: Path) -> None:
+    """A method whose constructor raises an unexpected error: exit 1 with the error's traceback, not exit 2."""
+    proc = run_train(
+        tmp_path,
+        "data=xor",
+        "method=tree",
+        f"method.explainer._target_={BUG}",
+        env=job_env(tmp_path, HYDRA_FULL_ERROR="1"),
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback" in proc.stderr
+    assert "ZeroDivisionError: a bug in lenbench" in proc.stderr
+
+
+def test_console_summary_lists_every_headline_metric_by_its_label(tmp_path: Path) -> None:
+    summary = {f"{m.name}_{s}": 0.5 for m in METRICS.at("fold") for s in ("mean", "sem")}
+    summary.update({m.name: 0.25 for m in METRICS.at("job")})
+    summary["n_folds"] = 3.0
+    text = format_summary("tree", summary, tmp_path)
+    assert text.splitlines()[0] == "tree: mean +- sem over 3 fold(s)"
+    for metric in METRICS:
+        assert (metric.label in text) == metric.headline, metric.name
+    assert str(tmp_path / "results.csv") in text
