@@ -74,7 +74,7 @@ class FeaturePruning(EpochEndCallback):
         self.period = check_int("FeaturePruning", "period", period, 1)
         self.offset = check_int("FeaturePruning", "offset", offset, 0)
         if self.offset >= self.period:
-            raise ValueError(f"FeaturePruning offset={offset!r}: must be smaller than period={period!r}")
+            refuse("FeaturePruning", "offset", offset, f"smaller than period={period!r}")
         if not is_number(threshold) or not 0.0 < threshold <= 1.0:
             refuse(
                 "FeaturePruning", "threshold", threshold, "in (0, 1] (a fraction of the largest column norm)"

@@ -11,6 +11,7 @@ from lenbench.data.base import Fold
 from lenbench.explainers.base import Explainer
 from lenbench.logic.extract.tree import tree_to_formula
 from lenbench.logic.formula import Formula
+from lenbench.validation import is_int, refuse
 
 
 class TreeExplainer(Explainer):
@@ -24,8 +25,8 @@ class TreeExplainer(Explainer):
     name = "tree"
 
     def __init__(self, *, seed: int, binarize_inputs: bool = True, max_depth: int | None = None) -> None:
-        if max_depth is not None and max_depth < 1:
-            raise ValueError(f"method.explainer.max_depth={max_depth}: must be a positive integer or null")
+        if max_depth is not None and (not is_int(max_depth) or max_depth < 1):
+            refuse(type(self).__name__, "max_depth", max_depth, "a positive integer or null")
         self.seed = seed
         self.binarize_inputs = binarize_inputs
         self.max_depth = max_depth
