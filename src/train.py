@@ -52,6 +52,13 @@ class PrepareTrackingStore(Callback):
             open_tracker(config, Path.cwd(), experiment_name(config))
 
 
+def multirun_flag_first(argv: list[str]) -> list[str]:
+    """``python -m train method=psi -m seed=0,1,2`` as written: Hydra's parser takes its overrides as one
+    positional list, so overrides on both sides of ``-m``/``--multirun`` fail; move the flag to the front."""
+    flags = [a for a in argv[1:] if a in ("-m", "--multirun")]
+    return argv[:1] + flags[:1] + [a for a in argv[1:] if a not in ("-m", "--multirun")] if flags else argv
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -78,4 +85,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    sys.argv = multirun_flag_first(sys.argv)
     main()
