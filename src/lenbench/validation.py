@@ -16,12 +16,15 @@ import numbers
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from lenbench.errors import ConfigError
+
 
 def refuse(owner: str | None, key: str, value: object, requirement: str) -> NoReturn:
-    """Raise ValueError saying that ``key`` (of ``owner``) must be ``requirement`` and was ``value``."""
+    """Raise :class:`ConfigError` (a ValueError) saying that ``key`` (of ``owner``) must be ``requirement`` and
+    was ``value``: constructor arguments come from the config, so a bad one is the user's to fix."""
     if owner is None:
-        raise ValueError(f"{key} must be {requirement}, got {value!r}")
-    raise ValueError(f"{owner} {key}={value!r}: must be {requirement}")
+        raise ConfigError(f"{key} must be {requirement}, got {value!r}")
+    raise ConfigError(f"{owner} {key}={value!r}: must be {requirement}")
 
 
 def is_int(value: object) -> bool:
