@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lenbench.data.base import Fold
 from lenbench.logic.formula import Formula
+
+if TYPE_CHECKING:
+    from lenbench.callbacks.progress import ProgressSink
 
 
 class Explainer(ABC):
@@ -20,6 +23,14 @@ class Explainer(ABC):
     name: str = "explainer"
     # False for accuracy-only references (e.g. a random forest): their explanation metrics are recorded as NaN.
     provides_explanations: bool = True
+    # Where training progress goes while ``fit`` runs (set by the fold loop with :meth:`observe`); methods that do
+    # not train in epochs ignore it.
+    progress: ProgressSink | None = None
+
+    def observe(self, progress: ProgressSink | None) -> Explainer:
+        """Send training progress to ``progress`` during the next fits (None: nowhere)."""
+        self.progress = progress
+        return self
 
     @abstractmethod
     def fit(self, fold: Fold) -> Explainer: ...

@@ -22,6 +22,7 @@ from torch import nn
 
 from lenbench.callbacks.base import fit_report
 from lenbench.callbacks.l1 import effective_weight, linear_layers
+from lenbench.callbacks.progress import ProgressReporter
 from lenbench.data.base import Fold
 from lenbench.explainers.base import Explainer
 from lenbench.nn.module import FullBatchModule
@@ -95,7 +96,8 @@ class NetworkExplainer(Explainer):
             name=self.name,
         )
         module.set_data(torch.from_numpy(np.ascontiguousarray(x)), self.targets(y), config.epochs)
-        done = fit(module, config)
+        observers = [] if self.progress is None else [ProgressReporter(self.progress)]
+        done = fit(module, config, observers)
         module.release_data()
         module.eval()
         self._module = module
@@ -110,7 +112,7 @@ class NetworkExplainer(Explainer):
             **fit_report(done.callbacks, module.net),
             **self.trained_info(),
         }
-        logger.info(
+        logger.debug(
             "%s: trained %d epochs in %.1f s, final loss %.4f",
             self.name,
             config.epochs,

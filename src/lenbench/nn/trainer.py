@@ -154,9 +154,10 @@ class Fit:
     callbacks: list[pl.Callback]
 
 
-def fit(module: FullBatchModule, config: TrainingConfig) -> Fit:
-    """Train ``module`` (its data set) for ``config.epochs`` epochs with fresh copies of ``config.callbacks``."""
-    callbacks = copy.deepcopy(list(config.callbacks))
+def fit(module: FullBatchModule, config: TrainingConfig, observers: Sequence[pl.Callback] = ()) -> Fit:
+    """Train ``module`` (its data set) for ``config.epochs`` epochs with fresh copies of ``config.callbacks``, and
+    ``observers`` as they are (callbacks that only watch, such as a progress reporter)."""
+    callbacks = copy.deepcopy(list(config.callbacks)) + list(observers)
     kwargs = config.trainer_kwargs()
     start = time.perf_counter()
     records: RankRecords | None = None
