@@ -164,21 +164,23 @@ class Job:
         with self._changed:
             return "".join(self.lines)
 
-    def wait_for_line(self, pattern: str, timeout: float = HANG_GUARD_S) -> str:
-        """The first log line matching the regex ``pattern``; AssertionError if the job ends first."""
+    def wait_for_line(self, pattern: str, count: int = 1, timeout: float = HANG_GUARD_S) -> str:
+        """The ``count``-th log line matching the regex ``pattern``; AssertionError if the job ends first."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
-        seen = 0
+        seen = found = 0
         with self._changed:
             while True:
                 for line in self.lines[seen:]:
                     if regex.search(line):
-                        return line
+                        found += 1
+                        if found == count:
+                            return line
                 seen = len(self.lines)
                 if not self._reader.is_alive():
                     raise AssertionError(
-                        f"the job ended (exit {self.proc.poll()}) with no log line matching {pattern!r}:\n"
-                        f"{''.join(self.lines)[-3000:]}"
+                        f"the job ended (exit {self.proc.poll()}) with {found} of {count} log line(s) matching "
+                        f"{pattern!r}:\n{''.join(self.lines)[-3000:]}"
                     )
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:

@@ -2,32 +2,29 @@
 
 from __future__ import annotations
 
-import os
+import json
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import Job, job_env, run_report, run_train, store_uri, train_command
 
-REPO = Path(__file__).resolve().parents[1]
+from lenbench.logic.formula import Formula
+from lenbench.logic.metrics import consistency
+
+TAG_LIMIT = 5000  # MLflow tag values hold at most 5000 characters: a child run's formula tag is cut there
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
-
-
-def sweep(tmp_path: Path, *overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "train", "-m", f"hydra.sweep.dir={tmp_path / 'sweep'}", *overrides]
-    return subprocess.run(cmd, cwd=REPO, env=_env(tmp_path), capture_output=True, text=True, timeout=timeout)
+def sweep(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    return run_train(tmp_path, *overrides, multirun=True)
 
 
 def runs(tmp_path: Path, experiment: str = "xor") -> pd.DataFrame:
     from mlflow import MlflowClient
 
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient(store_uri(tmp_path))
     exp = client.get_experiment_by_name(experiment)
     found = client.search_runs([exp.experiment_id], max_results=1000)
     return pd.DataFrame(
@@ -48,13 +45,35 @@ def runs(tmp_path: Path, experiment: str = "xor") -> pd.DataFrame:
     )
 
 
-SEEDS = ("data=xor", "method=tree", "cv.n_splits=3", "cv.folds=[0,1]", "seed=0,1,2")
+def formula_tags(tmp_path: Path, parent_run_id: str) -> dict[int, str]:
+    """The ``formula`` tag of each child run of a job, by fold."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(store_uri(tmp_path))
+    children = client.search_runs(
+        [client.get_run(parent_run_id).info.experiment_id],
+        f"tags.mlflow.parentRunId = '{parent_run_id}'",
+    )
+    return {int(r.data.tags["fold"]): r.data.tags["formula"] for r in children}
+
+
+def parsed_or_false(text: str) -> Formula:
+    """As the report reads a formula: a text that does not parse (a cut-off formula) mentions no concept."""
+    try:
+        return Formula.parse(text)
+    except ValueError:
+        return Formula.false()
+
+
+# Trees on a DNF with 30 % label noise: formulas of about 8000 characters, longer than an MLflow tag holds.
+JOB = ("data=dnf", "data.noise=0.3", "method=tree", "cv.n_splits=3", "cv.folds=[0,1]")
+SEEDS = (*JOB, "seed=0,1,2")
 
 
 def test_seed_sweep_resume_and_report(tmp_path: Path) -> None:
     proc = sweep(tmp_path, *SEEDS)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    table = runs(tmp_path)
+    table = runs(tmp_path, "dnf")
     parents = table[table["parent"].isna()]
     assert sorted(parents["name"]) == ["tree-s0", "tree-s1", "tree-s2"]  # seed=0 honoured, names distinct
     assert (parents["status"] == "FINISHED").all()
@@ -67,36 +86,35 @@ def test_seed_sweep_resume_and_report(tmp_path: Path) -> None:
     again = sweep(tmp_path, *SEEDS)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stderr.count("already FINISHED") == 3
-    assert len(runs(tmp_path)) == len(table)
+    assert len(runs(tmp_path, "dnf")) == len(table)
 
     # resume=false forces a rerun of one job.
-    forced = sweep(
-        tmp_path, "data=xor", "method=tree", "cv.n_splits=3", "cv.folds=[0,1]", "seed=1", "resume=false"
-    )
+    forced = sweep(tmp_path, *JOB, "seed=1", "resume=false")
     assert forced.returncode == 0, forced.stderr[-3000:]
-    after = runs(tmp_path)
+    after = runs(tmp_path, "dnf")
     assert (after[after["parent"].isna()]["name"] == "tree-s1").sum() == 2
 
     out = tmp_path / "report"
-    report = subprocess.run(
-        [sys.executable, "-m", "lenbench.report", "--experiment", "xor", "--out", str(out)],
-        cwd=REPO,
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    report = run_report(tmp_path, "dnf", out)
     assert report.returncode == 0, report.stderr[-3000:]
     by_method = pd.read_csv(out / "summary_by_method.csv")
     assert list(by_method["method"]) == ["tree"]
     assert by_method.loc[0, "n_runs"] == 4 and by_method.loc[0, "n_folds"] == 8
     by_seed = pd.read_csv(out / "summary_by_method_seed.csv")
     assert sorted(by_seed["seed"]) == [0, 1, 2]
-    # Consistency is computed from the full formulas (explanations.json), not from truncated tags.
+    # Consistency is computed from the full formulas (explanations.json), not from the formula tags, which MLflow
+    # truncates: these trees' formulas are longer than a tag holds, and their cut-off tags give another consistency.
     seed0 = parents[parents["name"] == "tree-s0"].iloc[0]
-    assert by_seed.set_index("seed").loc[0, "explanation_consistency"] == pytest.approx(
-        seed0["metrics"]["explanation_consistency"]
-    )
+    (job0,) = (tmp_path / "sweep").glob("*-tree-s0")
+    full = {e["fold"]: e["formula"] for e in json.loads((job0 / "explanations.json").read_text())["folds"]}
+    tags = formula_tags(tmp_path, seed0["run_id"])
+    assert sorted(full) == sorted(tags) == [0, 1]
+    for fold, formula in full.items():
+        assert len(formula) > TAG_LIMIT and tags[fold] == formula[:TAG_LIMIT]
+    job_consistency = seed0["metrics"]["explanation_consistency"]
+    assert job_consistency == pytest.approx(consistency([Formula.parse(f) for f in full.values()]))
+    assert consistency([parsed_or_false(t) for t in tags.values()]) != pytest.approx(job_consistency)
+    assert by_seed.set_index("seed").loc[0, "explanation_consistency"] == pytest.approx(job_consistency)
     for name in (
         "summary_by_method.md",
         "summary_by_method.tex",
@@ -108,7 +126,7 @@ def test_seed_sweep_resume_and_report(tmp_path: Path) -> None:
         assert (out / name).stat().st_size > 0, name
     assert "model_accuracy" in (out / "summary_by_method.md").read_text()
     assert "\\begin{tabular}" in (out / "summary_by_method.tex").read_text()
-    assert (runs(tmp_path)["kind"] == "report").sum() == 1
+    assert (runs(tmp_path, "dnf")["kind"] == "report").sum() == 1
 
 
 def test_parallel_jobs_lose_nothing(tmp_path: Path) -> None:
@@ -140,29 +158,12 @@ def test_interrupted_sweep_completes_on_rerun(tmp_path: Path) -> None:
         "cv.n_jobs=1",
         "seed=0,1,2,3",
     )
-    cmd = [sys.executable, "-m", "train", "-m", f"hydra.sweep.dir={tmp_path / 'sweep'}", *overrides]
-    # Create the store first: a reader opening a brand-new SQLite store would run MLflow's schema migration
-    # concurrently with the sweep's own.
-    from lenbench.tracking.mlflow import MlflowTracker
-
-    MlflowTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "dnf")
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, env=_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    deadline = time.monotonic() + 300
-    finished = 0
-    while time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-        if (tmp_path / "mlflow.db").exists():
-            try:
-                table = runs(tmp_path, "dnf")
-            except Exception:  # noqa: BLE001 - schema still being created
-                continue
-            finished = ((table["parent"].isna()) & (table["status"] == "FINISHED")).sum()
-            if finished >= 1:
-                proc.send_signal(signal.SIGINT)
-                break
-    proc.communicate(timeout=120)
+    with Job(train_command(tmp_path, *overrides, multirun=True), job_env(tmp_path)) as job:
+        # The event: the second job's first finished fold (the launcher is sequential; each job logs one line per
+        # fold, "psi fold 2 (1/3): ..."). Job 0 is then FINISHED and the signal lands in job 1's training.
+        job.wait_for_line(r" fold \d+ \(1/3\)", count=2)
+        job.proc.send_signal(signal.SIGINT)
+        job.finish()
     interrupted = runs(tmp_path, "dnf")
     done_before = set(
         interrupted[interrupted["parent"].isna() & (interrupted["status"] == "FINISHED")]["name"]

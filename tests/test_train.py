@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
+import signal
 from pathlib import Path
 
 import pandas as pd
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def run_train(
-    tmp_path: Path, *overrides: str, env_extra: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", **(env_extra or {})}
-    cmd = [sys.executable, "-m", "train", f"hydra.run.dir={tmp_path / 'job'}", *overrides]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+from helpers import SLOW_HANG_GUARD_S, Job, job_env, run_train, store_uri, train_command
 
 
 def mlflow_runs(tmp_path: Path, experiment: str) -> pd.DataFrame:
     import mlflow
 
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(store_uri(tmp_path))
     return mlflow.search_runs(experiment_names=[experiment])
 
 
@@ -75,7 +64,7 @@ def test_tree_on_xor_end_to_end(tmp_path: Path) -> None:
 
     from mlflow import MlflowClient
 
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient(store_uri(tmp_path))
     history = client.get_metric_history(parent["run_id"], "model_accuracy")
     assert sorted(m.step for m in history) == [0, 1, 2]
     artifacts = {a.path for a in client.list_artifacts(parent["run_id"])}
@@ -130,9 +119,7 @@ def test_missing_data_offline_is_one_clear_line(tmp_path: Path) -> None:
 
 
 def test_unreachable_tracking_server_fails_before_training(tmp_path: Path) -> None:
-    proc = run_train(
-        tmp_path, "data=xor", "method=tree", env_extra={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}
-    )
+    proc = run_train(tmp_path, "data=xor", "method=tree", uri="http://127.0.0.1:9")
     assert proc.returncode == 2
     assert "unreachable" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -141,14 +128,14 @@ def test_unreachable_tracking_server_fails_before_training(tmp_path: Path) -> No
 
 @pytest.mark.slow
 def test_tree_reproduces_notebook_row(tmp_path: Path, mimic_root: Path) -> None:
-    """The notebook's tree row: accuracy 0.7956 (sklearn 0.24; current versions break ties differently)."""
-    proc = run_train(tmp_path, "method=tree", f"data.root={mimic_root}")
+    """The notebook's tree row exactly, from the real job: model accuracy 0.795575 and complexity 1342.6."""
+    proc = run_train(tmp_path, "method=tree", f"data.root={mimic_root}", timeout=SLOW_HANG_GUARD_S)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / "job" / "summary.json").read_text())
-    assert 0.79 <= summary["model_accuracy_mean"] <= 0.80
+    assert summary["model_accuracy_mean"] == pytest.approx(0.795575, abs=1e-6)
     assert summary["explanation_fidelity_mean"] == 1.0
     assert summary["explanation_accuracy_mean"] == pytest.approx(summary["model_accuracy_mean"])
-    assert 1300 <= summary["explanation_complexity_mean"] <= 1400
+    assert summary["explanation_complexity_mean"] == pytest.approx(1342.6, abs=1e-9)
     assert summary["n_folds"] == 10
 
 
@@ -205,43 +192,14 @@ def test_same_seed_same_results_across_processes(tmp_path: Path) -> None:
 
 
 def test_sigterm_mid_job_closes_runs_killed_and_keeps_done_folds(tmp_path: Path) -> None:
-    import signal
-    import time
-
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "train",
-        f"hydra.run.dir={tmp_path / 'job'}",
-        "data=dnf",
-        "method=psi",
-        "method.explainer.epochs=3000",
-        "cv.n_splits=6",
-        "cv.n_jobs=1",
-    ]
-    from lenbench.tracking.mlflow import MlflowTracker
-
-    MlflowTracker(
-        f"sqlite:///{tmp_path / 'mlflow.db'}", "dnf"
-    )  # schema first: polling must not migrate it too
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.3)
-        try:
-            runs = mlflow_runs(tmp_path, "dnf")
-        except Exception:  # noqa: BLE001 - store or experiment not created yet
-            continue
-        if (
-            "tags.mlflow.parentRunId" in runs
-            and (runs["tags.mlflow.parentRunId"].notna() & (runs["status"] == "FINISHED")).sum() >= 1
-        ):
-            proc.send_signal(signal.SIGTERM)
-            break
-    _, stderr = proc.communicate(timeout=120)
+    overrides = ("data=dnf", "method=psi", "method.explainer.epochs=3000", "cv.n_splits=6", "cv.n_jobs=1")
+    with Job(train_command(tmp_path, *overrides), job_env(tmp_path)) as job:
+        # The event: the log line of the second finished fold ("psi fold 1 (2/6): model ..."). Folds run one
+        # after another, so the first fold's child run is FINISHED by then.
+        job.wait_for_line(r" fold \d+ \(2/6\)")
+        job.proc.send_signal(signal.SIGTERM)
+        job.finish()
+    proc, stderr = job.proc, job.stderr
     assert proc.returncode != 0
     runs = mlflow_runs(tmp_path, "dnf")
     parent = runs[runs["tags.mlflow.parentRunId"].isna()].iloc[0]
