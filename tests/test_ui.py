@@ -18,11 +18,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import HANG_GUARD_S
 from ui_helpers import (
     PNG_SIGNATURE,
     MlflowUI,
@@ -52,9 +52,9 @@ PARENTS = {
 FOLDS = 2
 
 NAME_COLUMN = "attributes.`Run Name`"
-UI_START_TIMEOUT_S = 60.0
-BROWSER_DEADLINE_S = 90.0
-BUDGETS_MS = (5_000, 15_000, 40_000)  # virtual time for the single-page app; raised when it was not enough
+# Virtual time for the single-page app, raised when it was not enough. Virtual time stands still while requests are
+# in flight, so it does not run out because the machine is slow; wall-clock limits are hang guards only.
+BUDGETS_MS = (5_000, 15_000, 40_000)
 
 
 def metric_column(key: str) -> str:
@@ -134,7 +134,7 @@ def mlflow_ui(store: Store, tmp_path: Path, request: pytest.FixtureRequest) -> M
     bin_dir = Path(sys.executable).parent
     assert (bin_dir / "mlflow").is_file(), f"no mlflow entry point beside {sys.executable}"
     ui = start_mlflow_ui(
-        store.uri, store.artifact_root, bin_dir, tmp_path / "mlflow-ui.log", timeout_s=UI_START_TIMEOUT_S
+        store.uri, store.artifact_root, bin_dir, tmp_path / "mlflow-ui.log", timeout_s=HANG_GUARD_S
     )
     request.addfinalizer(lambda: kill_group(ui.proc))
     return ui
@@ -167,14 +167,10 @@ def test_make_ui_shows_parent_runs_with_summary_metrics(
 
     # The single-page app renders after its API calls; retry with more virtual time until the table is there.
     # Each try prints the DOM and saves the screenshot of the same page.
-    deadline = time.monotonic() + BROWSER_DEADLINE_S
     page, missing, result = RenderedPage(), ["(no try)"], None
     for budget in BUDGETS_MS:
-        remaining = deadline - time.monotonic()
-        if remaining < 5:
-            break
         SCREENSHOT.unlink(missing_ok=True)
-        result = render(chromium, url, SCREENSHOT, budget, timeout_s=min(remaining, 45.0))
+        result = render(chromium, url, SCREENSHOT, budget, timeout_s=HANG_GUARD_S)
         page = parse_page(result.stdout)
         missing = missing_from_table(page, store)
         if not missing:

@@ -142,7 +142,7 @@ def mlflow_ui_command(store_uri: str, artifact_root: Path, port: int, bin_dir: P
     ]
 
 
-def _http_ok(url: str, timeout: float = 2.0) -> bool:
+def _http_ok(url: str, timeout: float = 600.0) -> bool:
     # No proxy: loopback must never go through one that the environment may name.
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
@@ -153,9 +153,10 @@ def _http_ok(url: str, timeout: float = 2.0) -> bool:
 
 
 def start_mlflow_ui(
-    store_uri: str, artifact_root: Path, bin_dir: Path, log_path: Path, timeout_s: float = 60.0
+    store_uri: str, artifact_root: Path, bin_dir: Path, log_path: Path, timeout_s: float = 1800.0
 ) -> MlflowUI:
-    """Start `mlflow ui` on a free loopback port and wait (bounded) until /health answers.
+    """Start `mlflow ui` on a free loopback port and wait until /health answers (the event; `timeout_s` is only a
+    hang guard, and each probe waits as long as the server takes to answer).
 
     A port taken between choosing and binding makes the server exit at once; that is retried on another port.
     Any other early exit, or no answer within `timeout_s`, raises with the server's log.
