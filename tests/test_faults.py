@@ -22,11 +22,13 @@ from lenbench.data.base import Fold
 from lenbench.data.errors import DataError
 from lenbench.data.mimic import RELATIVE_PATH, load_mimic
 from lenbench.data.synthetic import make_dnf
-from lenbench.experiment import CVConfig, FoldFailed, run_experiment
+from lenbench.experiment import CVConfig, FoldFailed, JobRecord, run_experiment
 from lenbench.explainers.tree import TreeExplainer
+from lenbench.scoring import METRICS
 from lenbench.tracking.errors import TrackingError
 from lenbench.tracking.import_results import import_job
-from lenbench.tracking.mlflow import MlflowTracker, ResilientTracker, check_store
+from lenbench.tracking.mlflow import MlflowTracker, check_store
+from lenbench.tracking.protocol import ResilientTracker
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -215,7 +217,7 @@ def test_crashing_fold_marks_runs_failed_and_keeps_done_folds(tmp_path: Path) ->
             cv,
             tmp_path / "job",
             tracker=MlflowTracker(uri, "faults"),
-            run_name="tree-s0",
+            record=JobRecord(run_name="tree-s0"),
         )
     results = pd.read_csv(tmp_path / "job" / "results.csv")
     assert list(results["split"]) == [0, 1]
@@ -297,8 +299,7 @@ def test_store_failing_mid_run_keeps_local_results_that_import_later(tmp_path: P
         CVConfig(n_splits=3),
         job,
         tracker=tracker,
-        run_name="tree-s0",
-        tags=tags,
+        record=JobRecord(run_name="tree-s0", tags=tags),
     )
     assert tracker.error and "store went away" in tracker.error
     assert len(pd.read_csv(job / "results.csv")) == 3
@@ -311,6 +312,13 @@ def test_store_failing_mid_run_keeps_local_results_that_import_later(tmp_path: P
     assert parent["status"] == "FINISHED"
     from mlflow import MlflowClient
 
-    metrics = MlflowClient(fresh).get_run(run_id).data.metrics
+    client = MlflowClient(fresh)
+    metrics = client.get_run(run_id).data.metrics
     assert metrics["model_accuracy_mean"] == pytest.approx(outcome.summary["model_accuracy_mean"])
+    # The layout of a tracked job: fold values on the child runs only, the parent holds the summary.
+    assert not set(metrics) & set(METRICS.fold_names), sorted(metrics)
+    results = pd.read_csv(job / "results.csv").set_index("split")
+    for child in runs[runs["parent"] == run_id].itertuples():
+        fold_metrics = client.get_run(child.run_id).data.metrics
+        assert fold_metrics["model_accuracy"] == pytest.approx(results.loc[int(child.fold), "model_accuracy"])
     assert import_job(job, fresh) == run_id  # importing twice does not duplicate

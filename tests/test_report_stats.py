@@ -24,14 +24,10 @@ from lenbench.logic.metrics import (
     f1,
     mean_and_sem,
 )
-from lenbench.tracking.local import FOLD_METRICS
-from lenbench.tracking.report import (
-    TESTED_METRICS,
-    _pm_table,
-    compare_with_best,
-    paired_tests,
-    summary_table,
-)
+from lenbench.report import render
+from lenbench.report.render import human_table
+from lenbench.report.stats import blank_missing_explanations, compare_with_best, paired_tests, summary_table
+from lenbench.scoring import METRICS, Metric, MetricSet
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -100,7 +96,7 @@ def test_the_new_columns_are_fold_metrics() -> None:
         "explanation_auroc",
         "majority_accuracy",
     ):
-        assert name in FOLD_METRICS
+        assert name in METRICS.fold_names
 
 
 # -- paired tests ------------------------------------------------------------------------------------------------
@@ -173,11 +169,74 @@ def test_summary_table_and_compare_with_best() -> None:
     assert set(tests["explanation_complexity_best"]) == {"b"}  # lower is better
     assert math.isnan(tests.set_index("method").loc["b", "model_accuracy_p_wilcoxon"])
     assert tests.set_index("method").loc["a", "model_accuracy_p_ttest"] < 0.01
-    pretty = _pm_table(by_method.merge(tests, on="method"), ["method"]).set_index("method")
+    pretty = human_table(by_method.merge(tests, on="method"), ["method"]).set_index("method")
     assert pretty.loc["b", "model_accuracy"].endswith("(best)")
     assert pretty.loc["a", "model_accuracy"].endswith("(<0.001/<0.001)")
     assert pretty.loc["c", "explanation_f1"] == "n/a"
-    assert "majority_accuracy" not in TESTED_METRICS
+    assert "majority_accuracy" not in METRICS.compared_names
+
+
+def test_folds_without_explanation_get_nan_in_every_formula_metric() -> None:
+    length = Metric(
+        "formula_length",
+        "formula length",
+        lambda e: 0.0,
+        higher_is_better=False,
+        needs=frozenset({"formula"}),
+    )
+    metrics = METRICS.with_metric(length)
+    folds = pd.DataFrame(
+        {
+            "method": ["rf", "tree"],
+            "seed": [0, 0],
+            "fold": [0, 0],
+            "run_id": ["r", "t"],
+            "formula": ["False", "x"],
+            "model_accuracy": [0.9, 0.8],
+            "training_time": [1.0, 2.0],
+            "explanation_accuracy": [
+                float("nan"),
+                0.7,
+            ],  # rf explains nothing; an old record says so only here
+            "explanation_complexity": [0.0, 1.0],
+            "elapsed_time": [0.1, 0.2],
+            "formula_length": [5.0, 1.0],
+        }
+    )
+    blanked = blank_missing_explanations(folds, metrics).set_index("method")
+    for name in (
+        "explanation_complexity",
+        "elapsed_time",
+        "formula_length",
+    ):  # every metric needing a formula
+        assert (
+            math.isnan(blanked.loc["rf", name])
+            and blanked.loc["tree", name] == folds.set_index("method").loc["tree", name]
+        )
+    assert blanked.loc["rf", "model_accuracy"] == 0.9 and blanked.loc["rf", "training_time"] == 1.0
+    by_method = summary_table(blanked.reset_index(), ["method"], metrics).set_index("method")
+    assert math.isnan(by_method.loc["rf", "explanation_consistency"])  # job-level metrics from the registry
+    assert by_method.loc["tree", "explanation_consistency"] == 1.0
+    assert "formula_length_mean" in by_method and math.isnan(by_method.loc["rf", "formula_length_mean"])
+
+
+def test_human_tables_take_labels_digits_and_order_from_the_registry() -> None:
+    folds = _folds()
+    by_method = summary_table(folds, ["method"])
+    table = human_table(by_method, ["method"])
+    order = [name for name in METRICS.names if name in table]
+    assert list(table.columns) == ["method", *order]
+    assert (
+        table.set_index("method").loc["b", "explanation_complexity"].count(".") == 2
+    )  # digits=1: "2.5 ± 0.2"
+    assert (
+        len(table.set_index("method").loc["b", "explanation_complexity"].split(" ± ")[0].split(".")[1]) == 1
+    )
+    markdown = render.summary_texts("s", by_method, ["method"])["s.md"]
+    assert METRICS["explanation_complexity"].label in markdown and "explanation_complexity" not in markdown
+    fewer = MetricSet([m for m in METRICS if m.name != "model_accuracy"])
+    texts = render.summary_texts("s", summary_table(folds, ["method"], fewer), ["method"], fewer)
+    assert not any("model_accuracy" in text or "model accuracy" in text for text in texts.values())
 
 
 # -- end to end: make report -------------------------------------------------------------------------------------
@@ -221,10 +280,11 @@ def test_report_shows_every_method_with_new_metrics_and_paired_tests(tmp_path: P
     rf = by_method.set_index("method").loc["rf"]
     assert math.isnan(rf["explanation_accuracy_mean"]) and rf["model_auroc_mean"] > 0.5
     pairs = pd.read_csv(out / "paired_tests.csv")
-    assert set(pairs["metric"]) == set(TESTED_METRICS)
+    assert set(pairs["metric"]) == set(METRICS.compared_names)
     assert (pairs["n_pairs"] > 0).any()
     printed = report.stdout
-    for text in ("model_auroc", "explanation_balanced_accuracy", "(best)", "p_wilcoxon", "rulelist", "rf"):
+    labels = (METRICS["model_auroc"].label, METRICS["explanation_balanced_accuracy"].label)
+    for text in (*labels, "(best)", "p_wilcoxon", "rulelist", "rf"):
         assert text in printed, text
     for name in ("paired_tests.md", "paired_tests.tex", "summary_by_method.tex"):
         assert (out / name).stat().st_size > 0

@@ -124,7 +124,7 @@ def test_seed_sweep_resume_and_report(tmp_path: Path) -> None:
         "provenance.json",
     ):
         assert (out / name).stat().st_size > 0, name
-    assert "model_accuracy" in (out / "summary_by_method.md").read_text()
+    assert "model accuracy" in (out / "summary_by_method.md").read_text()  # labels head the human tables
     assert "\\begin{tabular}" in (out / "summary_by_method.tex").read_text()
     assert (runs(tmp_path, "dnf")["kind"] == "report").sum() == 1
 

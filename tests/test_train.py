@@ -65,8 +65,10 @@ def test_tree_on_xor_end_to_end(tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
     client = MlflowClient(store_uri(tmp_path))
-    history = client.get_metric_history(parent["run_id"], "model_accuracy")
-    assert sorted(m.step for m in history) == [0, 1, 2]
+    # DESIGN.md "MLflow layout": fold values live on the child runs only, never on the parent under their names.
+    assert not client.get_metric_history(parent["run_id"], "model_accuracy")
+    fold_values = {int(c["tags.fold"]): c["metrics.model_accuracy"] for _, c in children.iterrows()}
+    assert fold_values == pytest.approx(dict(zip(results["split"], results["model_accuracy"], strict=True)))
     artifacts = {a.path for a in client.list_artifacts(parent["run_id"])}
     assert {
         "results.csv",

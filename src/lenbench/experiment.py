@@ -25,7 +25,7 @@ from lenbench.logic.formula import Formula
 from lenbench.logic.metrics import mean_and_sem
 from lenbench.scoring import METRICS, FoldEvidence, JobEvidence, MetricSet
 from lenbench.tracking.local import write_results
-from lenbench.tracking.mlflow import NullTracker, Tracker
+from lenbench.tracking.protocol import NullTracker, Tracker
 
 log = logging.getLogger(__name__)
 
@@ -293,11 +293,7 @@ def run_experiment(
         _fail(exc, tracker, writer, done)
         raise
     files, results, summary = writer.write(done, partial=False)
-    fold_metrics = {
-        name: [(r.fold, r.metrics[name]) for r in sorted(done, key=lambda r: r.fold)]
-        for name in metrics.fold_names
-    }
-    tracker.finish_job(fold_metrics, summary, list(files.values()), record.texts, results)
+    tracker.finish_job(summary, list(files.values()), record.texts, results)
     return ExperimentResult(
         results=results, summary=summary, folds=sorted(done, key=lambda r: r.fold), files=files
     )

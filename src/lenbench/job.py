@@ -34,14 +34,8 @@ from lenbench.scoring import METRICS, MetricSet
 from lenbench.tracking.environment import environment
 from lenbench.tracking.errors import TrackingError
 from lenbench.tracking.local import write_json
-from lenbench.tracking.mlflow import (
-    MlflowTracker,
-    NullTracker,
-    ResilientTracker,
-    Tracker,
-    default_artifact_location,
-    default_tracking_uri,
-)
+from lenbench.tracking.mlflow import MlflowTracker, default_artifact_location, default_tracking_uri
+from lenbench.tracking.protocol import NullTracker, ResilientTracker, Tracker
 
 log = logging.getLogger("lenbench")
 

@@ -33,7 +33,7 @@ def import_job(job_dir: Path, uri: str, experiment: str | None = None, metrics: 
     summary = json.loads((job_dir / "summary.json").read_text())
     results = pd.read_csv(job_dir / "results.csv")
     tracker = MlflowTracker(
-        uri, experiment or job["experiment"], artifact_location=job.get("artifact_location")
+        uri, experiment or job["experiment"], artifact_location=job.get("artifact_location"), metrics=metrics
     )
     previous = tracker.find_finished(job["tags"].get("config_hash", "-"))
     if previous is not None and summary.get("complete", False):
@@ -41,25 +41,25 @@ def import_job(job_dir: Path, uri: str, experiment: str | None = None, metrics: 
         return previous
     tracker.start_job(job["run_name"], {**job["tags"], "imported_from": str(job_dir)}, job.get("params", {}))
     for row in results.to_dict("records"):
-        metrics = {k: float(row[k]) for k in metrics.fold_names if k in row and pd.notna(row[k])}
+        values = {k: float(row[k]) for k in metrics.fold_names if k in row and pd.notna(row[k])}
         formula = "" if pd.isna(row.get("explanation")) else str(row["explanation"])
-        tracker.log_fold(int(row["split"]), metrics, formula, [])
+        tracker.log_fold(int(row["split"]), values, formula, [])
     files = [
         job_dir / n for n in ("results.csv", "summary.json", "explanations.json") if (job_dir / n).is_file()
     ]
     if summary.get("complete", False):
-        fold_metrics = {
-            k: list(zip(results["split"].astype(int), results[k].astype(float), strict=True))
-            for k in metrics.fold_names
-            if k in results
-        }
-        numeric = {
-            k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-        }
-        tracker.finish_job(fold_metrics, numeric, files, job.get("texts", {}), results)
+        tracker.finish_job(_summary_metrics(summary, metrics), files, job.get("texts", {}), results)
     else:
         tracker.fail_job("imported partial results: the job did not complete")
     return tracker.run_id or ""
+
+
+def _summary_metrics(summary: dict, metrics: MetricSet) -> dict[str, float]:
+    """The parent run's metrics from ``summary.json``: what ``experiment.summarize`` puts there for ``metrics``
+    (``<metric>_mean``, ``<metric>_sem``, job-level metrics, ``n_folds``), not the job's other entries (seed...)."""
+    names = [f"{name}_{stat}" for name in metrics.fold_names for stat in ("mean", "sem")]
+    names += [metric.name for metric in metrics.at("job")] + ["n_folds"]
+    return {name: float(summary[name]) for name in names if isinstance(summary.get(name), (int, float))}
 
 
 def main(argv: list[str] | None = None) -> int:

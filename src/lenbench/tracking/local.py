@@ -1,4 +1,5 @@
-"""Result files of one job (results.csv, summary.json, explanations.json), written atomically."""
+"""Local result files, written atomically: a job's results.csv, summary.json and explanations.json, and any
+other text or JSON file (job.json, the report's tables, provenance.json), so no reader sees half a file."""
 
 from __future__ import annotations
 
@@ -24,9 +25,13 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
-def write_json(path: Path, payload: Any) -> Path:
-    _atomic_write(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+def write_text(path: Path, text: str) -> Path:
+    _atomic_write(path, text)
     return path
+
+
+def write_json(path: Path, payload: Any) -> Path:
+    return write_text(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def write_results(

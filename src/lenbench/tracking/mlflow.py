@@ -1,7 +1,13 @@
-"""The MLflow edge: one parent run per job, one child run per fold (DESIGN.md, "MLflow layout").
+"""Writing to MLflow: one parent run per job, one child run per fold (DESIGN.md, "MLflow layout"), the report run.
 
-Only this module talks to MLflow. It uses ``MlflowClient`` with explicit run ids rather than the fluent
-``mlflow.start_run`` API, so no global "active run" state leaks between jobs in one process.
+This module and :mod:`lenbench.tracking.mlflow_read` (reading runs back for reports) are the only ones that talk to
+MLflow; the layout's tag names are defined here and read there. It also checks a store before any training and
+names the default store. It uses ``MlflowClient`` with explicit run ids rather than the fluent ``mlflow.start_run``
+API, so no global "active run" state leaks between jobs in one process.
+
+Per-fold metrics live on the child runs only; the parent holds the job's summary (``<metric>_mean``,
+``<metric>_sem``, job-level metrics such as ``explanation_consistency``, ``n_folds``), so no parent metric is named
+like a fold metric and the UI never shows one fold as the job's result.
 """
 
 from __future__ import annotations
@@ -13,9 +19,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from lenbench.scoring import METRICS, MetricSet
 from lenbench.tracking.errors import TrackingError
 
 if TYPE_CHECKING:
@@ -23,7 +30,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PARENT_RUN_ID_TAG = "mlflow.parentRunId"
+PARENT_RUN_ID_TAG = "mlflow.parentRunId"  # on a child run: its job's parent run
+FOLD_TAG = "fold"  # on a child run: the fold index
+FORMULA_TAG = (
+    "formula"  # on a child run: the fold's formula, truncated (the full one is in explanations.json)
+)
+KIND_TAG = "kind"  # "report" on a report run, absent on job runs
+MAX_TAG_CHARS = 5000
 
 
 def default_tracking_uri(project_dir: str | Path) -> str:
@@ -83,50 +96,6 @@ def check_store(uri: str, timeout: float = 5.0) -> None:
         )
 
 
-class Tracker(Protocol):
-    """What the experiment loop needs from tracking; MlflowTracker and NullTracker keep it."""
-
-    def start_job(self, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any]) -> None: ...
-
-    def log_fold(
-        self, fold: int, metrics: Mapping[str, float], formula: str, loss_curve: Sequence[tuple[int, float]]
-    ) -> None: ...
-
-    def fail_fold(self, fold: int, error: str) -> None: ...
-
-    def finish_job(
-        self,
-        fold_metrics: Mapping[str, Sequence[tuple[int, float]]],
-        summary: Mapping[str, float],
-        artifacts: Sequence[Path],
-        texts: Mapping[str, str],
-        results: pd.DataFrame | None,
-    ) -> None: ...
-
-    def fail_job(self, error: str, status: str = "FAILED") -> None: ...
-
-
-class NullTracker:
-    """Tracking switched off (``tracking.enabled=false``): results still land in the job folder."""
-
-    run_id: str | None = None
-
-    def start_job(self, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any]) -> None:
-        return None
-
-    def log_fold(self, fold, metrics, formula, loss_curve) -> None:  # noqa: ANN001
-        return None
-
-    def fail_fold(self, fold: int, error: str) -> None:
-        return None
-
-    def finish_job(self, fold_metrics, summary, artifacts, texts, results) -> None:  # noqa: ANN001
-        return None
-
-    def fail_job(self, error: str, status: str = "FAILED") -> None:
-        return None
-
-
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -136,13 +105,23 @@ def _finite(metrics: Mapping[str, float]) -> dict[str, float]:
 
 
 class MlflowTracker:
-    """Parent run per job (method x seed x data), child run per fold, all through one MlflowClient."""
+    """Parent run per job (method x seed x data), child run per fold, all through one MlflowClient.
 
-    def __init__(self, uri: str, experiment: str, artifact_location: str | None = None) -> None:
+    ``metrics`` are the registry the job scores with: the per-fold figure logged by :meth:`finish_job` draws them.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        experiment: str,
+        artifact_location: str | None = None,
+        metrics: MetricSet = METRICS,
+    ) -> None:
         from mlflow import MlflowClient  # imported here: mlflow is slow to import and only needed at the edge
 
         check_store(uri)
         self.uri = uri
+        self.metrics = metrics
         self.client = MlflowClient(tracking_uri=uri)
         self.experiment_id = self._experiment_id(experiment, artifact_location)
         self.run_id: str | None = None
@@ -198,7 +177,7 @@ class MlflowTracker:
                 **self._tags,
                 "mlflow.runName": run_name,
                 PARENT_RUN_ID_TAG: self.run_id,
-                "fold": str(fold),
+                FOLD_TAG: str(fold),
             }
             self._child_runs[fold] = self.client.create_run(self.experiment_id, tags=tags).info.run_id
         return self._child_runs[fold]
@@ -214,35 +193,31 @@ class MlflowTracker:
         entries += [Metric("train_loss", float(loss), now, int(epoch)) for epoch, loss in loss_curve]
         for start in range(0, len(entries), 1000):
             self.client.log_batch(
-                child, metrics=entries[start : start + 1000], tags=[RunTag("formula", formula[:5000])]
+                child,
+                metrics=entries[start : start + 1000],
+                tags=[RunTag(FORMULA_TAG, formula[:MAX_TAG_CHARS])],
             )
         self.client.log_text(child, formula + "\n", "formula.txt")
         self.client.set_terminated(child, "FINISHED")
 
     def fail_fold(self, fold: int, error: str) -> None:
         child = self._child(fold)
-        self.client.set_tag(child, "error", error[:5000])
+        self.client.set_tag(child, "error", error[:MAX_TAG_CHARS])
         self.client.set_terminated(child, "FAILED")
 
     def finish_job(
         self,
-        fold_metrics: Mapping[str, Sequence[tuple[int, float]]],
         summary: Mapping[str, float],
         artifacts: Sequence[Path],
         texts: Mapping[str, str],
         results: pd.DataFrame | None,
     ) -> None:
-        """Log the job's summary, files and texts, and the per-fold figure drawn from ``results``."""
+        """Log the job's summary on the parent run (fold values stay on the child runs), its files and texts, and
+        the per-fold figure drawn from ``results``."""
         from mlflow.entities import Metric
 
         now = _now_ms()
-        entries = [
-            Metric(name, float(value), now, int(fold))
-            for name, values in fold_metrics.items()
-            for fold, value in values
-            if value == value
-        ]
-        entries += [Metric(k, v, now, 0) for k, v in _finite(summary).items()]
+        entries = [Metric(k, v, now, 0) for k, v in _finite(summary).items()]
         for start in range(0, len(entries), 1000):
             self.client.log_batch(self.run_id, metrics=entries[start : start + 1000])
         for path in artifacts:
@@ -258,7 +233,7 @@ class MlflowTracker:
 
         from lenbench.tracking.plots import fold_metrics_figure
 
-        figure = fold_metrics_figure(results)
+        figure = fold_metrics_figure(results, self.metrics)
         try:
             self.client.log_figure(self.run_id, figure, "fold_metrics.png")
         finally:
@@ -267,7 +242,7 @@ class MlflowTracker:
     def fail_job(self, error: str, status: str = "FAILED") -> None:
         if self.run_id is None:
             return
-        self.client.set_tag(self.run_id, "error", error[:5000])
+        self.client.set_tag(self.run_id, "error", error[:MAX_TAG_CHARS])
         for child in self._child_runs.values():
             run = self.client.get_run(child)
             if run.info.status == "RUNNING":
@@ -275,46 +250,18 @@ class MlflowTracker:
         self.client.set_terminated(self.run_id, status)
 
 
-class ResilientTracker:
-    """Keeps a job going when the store fails mid-run: the first error is logged and remembered, later calls are
-    skipped, and the job's local result files stay the record (``python -m lenbench.tracking.import_results``)."""
+def log_report_run(uri: str, experiment: str, files: Sequence[Path], sweep_id: str | None = None) -> str:
+    """Log a report's files as artifacts of a FINISHED run tagged ``kind=report`` (never read as a job)."""
+    from mlflow import MlflowClient
 
-    def __init__(self, tracker: Tracker, store: str) -> None:
-        self.tracker = tracker
-        self.store = store
-        self.error: str | None = None
-
-    @property
-    def run_id(self) -> str | None:
-        return getattr(self.tracker, "run_id", None)
-
-    def _call(self, name: str, *args: Any, **kwargs: Any) -> None:
-        if self.error is not None:
-            return
-        try:
-            getattr(self.tracker, name)(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - any store failure: keep training, keep local results
-            self.error = f"{type(exc).__name__}: {exc}"
-            log.warning(
-                "MLflow store %s failed (%s); the job goes on and writes its results locally",
-                self.store,
-                self.error,
-            )
-
-    def find_finished(self, config_hash: str) -> str | None:
-        return self.tracker.find_finished(config_hash)  # type: ignore[attr-defined]
-
-    def start_job(self, *args: Any, **kwargs: Any) -> None:
-        self._call("start_job", *args, **kwargs)
-
-    def log_fold(self, *args: Any, **kwargs: Any) -> None:
-        self._call("log_fold", *args, **kwargs)
-
-    def fail_fold(self, *args: Any, **kwargs: Any) -> None:
-        self._call("fail_fold", *args, **kwargs)
-
-    def finish_job(self, *args: Any, **kwargs: Any) -> None:
-        self._call("finish_job", *args, **kwargs)
-
-    def fail_job(self, *args: Any, **kwargs: Any) -> None:
-        self._call("fail_job", *args, **kwargs)
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise TrackingError(f"no MLflow experiment named {experiment!r} at {uri} to log the report in")
+    run = client.create_run(
+        found.experiment_id, run_name="report", tags={KIND_TAG: "report", "sweep_id": sweep_id or ""}
+    )
+    for path in files:
+        client.log_artifact(run.info.run_id, str(path))
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id

@@ -1,4 +1,8 @@
-"""Figures logged with each job (matplotlib, Agg backend: no display needed)."""
+"""The figure logged with each job: its headline metrics per fold (matplotlib, Agg backend: no display needed).
+
+It lives at the tracking edge because only :class:`~lenbench.tracking.mlflow.MlflowTracker` logs it; the report's
+figures, comparing jobs, are in :mod:`lenbench.report.figures`. Which metrics it draws comes from the registry.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +13,35 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-_ACCURACIES = ("model_accuracy", "explanation_accuracy", "explanation_fidelity", "majority_accuracy")
+from lenbench.scoring import METRICS, Metric, MetricSet  # noqa: E402
 
 
-def fold_metrics_figure(results: pd.DataFrame) -> plt.Figure:
-    """Accuracies per fold beside the majority-class baseline, and formula complexity per fold."""
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5), constrained_layout=True)
-    for name in _ACCURACIES:
-        if name in results:
-            style = "--" if name == "majority_accuracy" else "-o"
-            left.plot(results["split"], results[name], style, label=name.replace("_", " "))
-    left.set_xlabel("fold")
-    left.set_ylabel("accuracy")
-    left.set_ylim(0, 1.02)
-    left.legend(fontsize=7, loc="lower right")
-    right.bar(results["split"], results["explanation_complexity"], color="tab:gray")
-    right.set_xlabel("fold")
-    right.set_ylabel("complexity (literals)")
+def _panels(results: pd.DataFrame, metrics: MetricSet) -> dict[str, list[Metric]]:
+    """The headline fold metrics present in ``results``, grouped by unit (one panel per unit)."""
+    panels: dict[str, list[Metric]] = {}
+    for metric in metrics.at("fold"):
+        if metric.headline and metric.name in results:
+            panels.setdefault(metric.unit, []).append(metric)
+    return panels
+
+
+def fold_metrics_figure(results: pd.DataFrame, metrics: MetricSet = METRICS) -> plt.Figure:
+    """One panel per unit of the headline metrics (scores, literals, seconds), each metric a line over the folds;
+    a baseline (``higher_is_better`` None, e.g. the majority-class accuracy) dashed."""
+    panels = _panels(results, metrics) or {"": []}
+    figure, axes = plt.subplots(
+        1, len(panels), figsize=(4.5 * len(panels), 3.5), constrained_layout=True, squeeze=False
+    )
+    for axis, (unit, members) in zip(axes[0], panels.items(), strict=True):
+        for metric in members:
+            style = "--" if metric.higher_is_better is None else "-o"
+            axis.plot(results["split"], results[metric.name], style, label=metric.label)
+        values = results[[m.name for m in members]].stack() if members else pd.Series(dtype=float)
+        if unit == "" and len(values) and values.between(0, 1).all():
+            axis.set_ylim(0, 1.02)
+        axis.set_xlabel("fold")
+        axis.set_ylabel(unit or "score")
+        axis.legend(fontsize=7, loc="best")
     method = results["method"].iloc[0] if len(results) else ""
     figure.suptitle(f"{method}: per-fold metrics")
     return figure

@@ -1,4 +1,5 @@
-"""``python -m lenbench.report``: tables and figures comparing the jobs of an experiment, from MLflow."""
+"""``python -m lenbench.report`` (``make report``): tables and figures comparing the jobs of an experiment, from
+MLflow. The command line only; the report itself is :func:`lenbench.report.build.build_report`."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(message)s")
     out = args.out or Path("outputs") / "report" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    from lenbench.tracking.report import build_report
+    from lenbench.report.build import build_report  # imported here: --help stays fast
 
     try:
         files = build_report(args.uri, args.experiment, out, args.sweep_id, args.filter, not args.no_mlflow)

@@ -1,0 +1,147 @@
+"""Reading the MLflow layout back for reports: finished job runs, their fold runs and their formulas.
+
+The counterpart of :mod:`lenbench.tracking.mlflow` (which writes that layout): together they are the only modules
+that talk to MLflow. A job's per-fold values are read from its child runs (tag ``mlflow.parentRunId`` plus tag
+``fold``), never from the parent, which holds only the summary; formulas come whole from the job's
+``explanations.json`` artifact, the child's (truncated) ``formula`` tag being the fallback. The result is plain
+DataFrames: :mod:`lenbench.report` computes on them without knowing MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lenbench.scoring import METRICS, MetricSet
+from lenbench.tracking.errors import TrackingError
+from lenbench.tracking.mlflow import FOLD_TAG, FORMULA_TAG, KIND_TAG, PARENT_RUN_ID_TAG, check_store
+
+PAGE = 1000  # runs per search request
+
+
+@dataclass
+class StoredJobs:
+    """What a report reads: one row per fold (method, seed, data, run_id, git_commit, data_checksum, fold, every
+    fold metric of the set, formula) and one row per job run (the same identity, run_name, summary metrics)."""
+
+    folds: pd.DataFrame
+    runs: pd.DataFrame
+
+
+def load_jobs(
+    uri: str,
+    experiment: str,
+    sweep_id: str | None = None,
+    filter_string: str = "",
+    metrics: MetricSet = METRICS,
+) -> StoredJobs:
+    """The FINISHED job runs of ``experiment`` (optionally one sweep, or an extra MLflow filter) and their folds."""
+    from mlflow import MlflowClient
+
+    check_store(uri)
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise TrackingError(
+            f"no MLflow experiment named {experiment!r} at {uri}; run `make train` first or pass --experiment"
+        )
+    query = _job_query(sweep_id, filter_string)
+    parents = finished_jobs(client, found.experiment_id, query)
+    if not parents:
+        raise TrackingError(f"no FINISHED job runs in experiment {experiment!r} match {query!r}")
+    children = fold_runs(client, found.experiment_id, {run.info.run_id for run in parents})
+    fold_rows, run_rows = [], []
+    for run in parents:
+        identity = _identity(run)
+        run_rows.append({**identity, "run_name": run.data.tags.get("mlflow.runName", ""), **run.data.metrics})
+        fold_rows += _fold_rows(client, identity, children.get(run.info.run_id, []), metrics)
+    columns = [*IDENTITY, "fold", *metrics.fold_names, "formula"]  # a metric no fold holds is still a column
+    return StoredJobs(folds=pd.DataFrame(fold_rows, columns=columns), runs=pd.DataFrame(run_rows))
+
+
+def _search(client: Any, experiment_id: str, filter_string: str) -> Iterator[Any]:
+    """Every run matching ``filter_string``, page by page (no cap on the number of runs)."""
+    token = None
+    while True:
+        page = client.search_runs([experiment_id], filter_string, max_results=PAGE, page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def _job_query(sweep_id: str | None, filter_string: str) -> str:
+    clauses = ["attributes.status = 'FINISHED'"]
+    if sweep_id:
+        clauses.append(f"tags.sweep_id = '{sweep_id}'")
+    if filter_string:
+        clauses.append(filter_string)
+    return " and ".join(clauses)
+
+
+def finished_jobs(client: Any, experiment_id: str, query: str) -> list[Any]:
+    """The parent runs (jobs; report runs excluded) matching ``query`` (which includes the FINISHED status)."""
+    return [
+        run
+        for run in _search(client, experiment_id, query)
+        if PARENT_RUN_ID_TAG not in run.data.tags and run.data.tags.get(KIND_TAG) != "report"
+    ]
+
+
+def fold_runs(client: Any, experiment_id: str, parent_ids: set[str]) -> dict[str, list[Any]]:
+    """The FINISHED child runs of the given parents, by parent run id, in fold order."""
+    children: dict[str, list[Any]] = {}
+    for run in _search(client, experiment_id, "attributes.status = 'FINISHED'"):
+        parent = run.data.tags.get(PARENT_RUN_ID_TAG)
+        if parent in parent_ids and FOLD_TAG in run.data.tags:
+            children.setdefault(parent, []).append(run)
+    for runs in children.values():
+        runs.sort(key=lambda run: int(run.data.tags[FOLD_TAG]))
+    return children
+
+
+IDENTITY = ("method", "seed", "data", "run_id", "git_commit", "data_checksum")
+
+
+def _identity(run: Any) -> dict[str, Any]:
+    """A job's identity columns (:data:`IDENTITY`), from its parent run's tags."""
+    tags = run.data.tags
+    return {
+        "method": tags.get("method", "?"),
+        "seed": int(tags.get("seed", -1)),
+        "data": tags.get("data", ""),
+        "run_id": run.info.run_id,
+        "git_commit": tags.get("git_commit", ""),
+        "data_checksum": tags.get("data_checksum", ""),
+    }
+
+
+def _fold_rows(
+    client: Any, identity: dict[str, Any], children: list[Any], metrics: MetricSet
+) -> list[dict[str, Any]]:
+    """One row per fold run: the set's fold metrics the run holds, and the fold's full formula."""
+    full = job_formulas(client, identity["run_id"]) if children else {}
+    rows = []
+    for child in children:
+        fold = int(child.data.tags[FOLD_TAG])
+        values = {name: child.data.metrics[name] for name in metrics.fold_names if name in child.data.metrics}
+        formula = full.get(fold, child.data.tags.get(FORMULA_TAG, ""))
+        rows.append({**identity, "fold": fold, **values, "formula": formula})
+    return rows
+
+
+def job_formulas(client: Any, run_id: str) -> dict[int, str]:
+    """Every fold's full formula from the job's ``explanations.json`` artifact ({} when it is missing)."""
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = client.download_artifacts(run_id, "explanations.json", tmp)
+            payload = json.loads(Path(path).read_text())
+    except Exception:  # noqa: BLE001 - an imported or partial run may lack it; the tags are the fallback
+        return {}
+    return {int(entry["fold"]): str(entry["formula"]) for entry in payload.get("folds", [])}

@@ -1,0 +1,108 @@
+"""The tracking interface of a job: what the cross-validation loop calls, whatever records it.
+
+``experiment.run_experiment`` only knows :class:`Tracker`; :class:`~lenbench.tracking.mlflow.MlflowTracker` keeps it
+for MLflow, :class:`NullTracker` when tracking is off, and :class:`ResilientTracker` wraps either so a store failing
+mid-job never stops the training. Per-fold numbers go to :meth:`Tracker.log_fold` only; :meth:`Tracker.finish_job`
+receives the job's summary (``<metric>_mean``, ``<metric>_sem``, job-level metrics, ``n_folds``), never fold values
+(DESIGN.md, "MLflow layout").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+
+class Tracker(Protocol):
+    """What the experiment loop needs from tracking; MlflowTracker, NullTracker and ResilientTracker keep it."""
+
+    def start_job(self, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any]) -> None: ...
+
+    def log_fold(
+        self, fold: int, metrics: Mapping[str, float], formula: str, loss_curve: Sequence[tuple[int, float]]
+    ) -> None: ...
+
+    def fail_fold(self, fold: int, error: str) -> None: ...
+
+    def finish_job(
+        self,
+        summary: Mapping[str, float],
+        artifacts: Sequence[Path],
+        texts: Mapping[str, str],
+        results: pd.DataFrame | None,
+    ) -> None: ...
+
+    def fail_job(self, error: str, status: str = "FAILED") -> None: ...
+
+
+class NullTracker:
+    """Tracking switched off (``tracking.enabled=false``): results still land in the job folder."""
+
+    run_id: str | None = None
+
+    def start_job(self, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any]) -> None:
+        return None
+
+    def log_fold(self, fold, metrics, formula, loss_curve) -> None:  # noqa: ANN001
+        return None
+
+    def fail_fold(self, fold: int, error: str) -> None:
+        return None
+
+    def finish_job(self, summary, artifacts, texts, results) -> None:  # noqa: ANN001
+        return None
+
+    def fail_job(self, error: str, status: str = "FAILED") -> None:
+        return None
+
+
+class ResilientTracker:
+    """Keeps a job going when the store fails mid-run: the first error is logged and remembered, later calls are
+    skipped, and the job's local result files stay the record (``python -m lenbench.tracking.import_results``)."""
+
+    def __init__(self, tracker: Tracker, store: str) -> None:
+        self.tracker = tracker
+        self.store = store
+        self.error: str | None = None
+
+    @property
+    def run_id(self) -> str | None:
+        return getattr(self.tracker, "run_id", None)
+
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> None:
+        if self.error is not None:
+            return
+        try:
+            getattr(self.tracker, name)(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - any store failure: keep training, keep local results
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "MLflow store %s failed (%s); the job goes on and writes its results locally",
+                self.store,
+                self.error,
+            )
+
+    def find_finished(self, config_hash: str) -> str | None:
+        return self.tracker.find_finished(config_hash)  # type: ignore[attr-defined]
+
+    def start_job(self, *args: Any, **kwargs: Any) -> None:
+        self._call("start_job", *args, **kwargs)
+
+    def log_fold(self, *args: Any, **kwargs: Any) -> None:
+        self._call("log_fold", *args, **kwargs)
+
+    def fail_fold(self, *args: Any, **kwargs: Any) -> None:
+        self._call("fail_fold", *args, **kwargs)
+
+    def finish_job(self, *args: Any, **kwargs: Any) -> None:
+        self._call("finish_job", *args, **kwargs)
+
+    def fail_job(self, *args: Any, **kwargs: Any) -> None:
+        self._call("fail_job", *args, **kwargs)
