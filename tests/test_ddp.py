@@ -4,8 +4,6 @@ tolerance, inside a real ``python -m train`` job and inside this test process (r
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +11,7 @@ import pandas as pd
 import pytest
 import pytorch_lightning as pl
 import torch
-from helpers import boolean_rows
+from helpers import CONF, boolean_rows, run_train
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
@@ -24,7 +22,6 @@ from lenbench.explainers.psi_net import PsiNetExplainer
 from lenbench.explainers.relu_net import ReluNetExplainer
 from lenbench.nn.module import TrainingDiverged
 
-REPO = Path(__file__).resolve().parents[1]
 DDP = {
     "strategy": "ddp",
     "accelerator": "cpu",
@@ -60,15 +57,13 @@ def _psi(trainer: dict, callbacks: list | None = None) -> PsiNetExplainer:
 
 def test_ddp_job_gives_the_single_process_results(tmp_path: Path) -> None:
     """The real command with trainer=ddp against the same folds trained in one process."""
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
-    cmd = [sys.executable, "-m", "train", f"hydra.run.dir={tmp_path / 'job'}", *PRUNING_JOB, "trainer=ddp"]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_train(tmp_path, *PRUNING_JOB, "trainer=ddp")
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp = pd.read_csv(tmp_path / "job" / "results.csv").sort_values("split").reset_index(drop=True)
 
     import train  # noqa: F401  (registers the train_schema config that train.yaml starts from)
 
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=[*PRUNING_JOB, "trainer=cpu"])
     dataset = instantiate(cfg.data)
     cv = CVConfig(n_splits=3)
@@ -168,15 +163,5 @@ def test_launchers_that_cannot_work_inside_a_job_are_refused(trainer: dict, matc
 def test_gpu_trainer_without_a_gpu_says_so(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no CUDA GPU is available"):
         _psi({"accelerator": "gpu", "devices": 1})
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "train",
-        f"hydra.run.dir={tmp_path / 'job'}",
-        "data=dnf",
-        "method=psi",
-        "trainer=gpu",
-    ]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_train(tmp_path, "data=dnf", "method=psi", "trainer=gpu")
     assert proc.returncode == 2 and "no CUDA GPU is available" in proc.stderr, proc.stderr[-2000:]

@@ -3,17 +3,14 @@ formula read from garbage weights; the experiment loop names the fold (issue 7).
 
 from __future__ import annotations
 
-import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from helpers import boolean_rows
+from helpers import boolean_rows, run_train
 
 from lenbench.callbacks import FanInPruning, FeaturePruning, L1Regularization
 from lenbench.callbacks.l1 import linear_layers
@@ -22,9 +19,6 @@ from lenbench.experiment import CVConfig, FoldFailed, iter_folds
 from lenbench.explainers.psi_net import PsiNetExplainer
 from lenbench.explainers.relu_net import ReluNetExplainer
 from lenbench.nn.module import TrainingDiverged
-
-REPO = Path(__file__).resolve().parents[1]
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: one thread, as the protocol
 
@@ -106,9 +100,10 @@ def test_the_fold_loop_names_the_fold(n_jobs: int) -> None:
 
 
 def test_the_command_line_reports_the_diverged_fold(tmp_path: Path) -> None:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
-    cmd = [sys.executable, "-m", "train", f"hydra.run.dir={tmp_path / 'job'}", "data=dnf", "method=pruning"]
-    cmd += ["cv.n_splits=3", "cv.folds=[0]", "method.explainer.lr=1e30", "method.explainer.epochs=50"]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_train(
+        tmp_path,
+        *("data=dnf", "method=pruning", "cv.n_splits=3", "cv.folds=[0]"),
+        *("method.explainer.lr=1e30", "method.explainer.epochs=50"),
+    )
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "fold 0 failed: TrainingDiverged: pruning: training diverged at epoch 1" in proc.stderr

@@ -5,16 +5,13 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import fold_of
+from helpers import CONF, SLOW_HANG_GUARD_S, fold_of, job_env, run_train
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
@@ -26,8 +23,6 @@ from lenbench.logic.extract.entropy import aggregate_local_explanations, simplif
 from lenbench.logic.formula import Formula
 from lenbench.nn.layers import EntropyLinear
 
-REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "conf"
 TRAINER = {"log_every_n_epochs": 100}
 
 
@@ -259,20 +254,8 @@ def test_method_config_and_paper_experiment_build_the_paper_settings() -> None:
 
 @pytest.mark.slow
 def test_entropy_paper_experiment_end_to_end(tmp_path: Path, mimic_root: Path) -> None:
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-        "LENBENCH_DATA_DIR": str(mimic_root),
-    }
-    cmd = [
-        sys.executable,
-        "-m",
-        "train",
-        "-m",
-        "experiment=entropy_paper",
-        f"hydra.sweep.dir={tmp_path / 'sweep'}",
-    ]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    env = job_env(tmp_path, LENBENCH_DATA_DIR=str(mimic_root))
+    proc = run_train(tmp_path, "experiment=entropy_paper", multirun=True, env=env, timeout=SLOW_HANG_GUARD_S)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (job,) = (tmp_path / "sweep").glob("0-entropy-s42")
     results = pd.read_csv(job / "results.csv")

@@ -3,16 +3,15 @@
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
-import subprocess
 import sys
 from functools import partial
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import REPO, job_env, run_train
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
@@ -22,7 +21,6 @@ from lenbench.experiment import CVConfig, iter_folds, run_fold
 from lenbench.explainers.psi_net import PsiNetExplainer
 from lenbench.explainers.relu_net import ReluNetExplainer
 
-REPO = Path(__file__).resolve().parents[1]
 TIMING = ("elapsed_time", "training_time")
 SHORT = {
     "pruning": (
@@ -88,20 +86,10 @@ def test_joblib_jobs_use_one_thread_and_give_the_sequential_results(tmp_path: Pa
     """Two network jobs in parallel loky workers (folds sequential inside each, cv.n_jobs auto = 1) against the
     same folds run here, one after another. The workers must not inherit another thread count."""
     # A thread setting inherited from the shell must not win over torch_threads (1).
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
-    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = job_env(tmp_path, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
     common = ("data=dnf", "cv.n_splits=3", "cv.folds=[0,1]", "method=pruning", *SHORT["pruning"])
-    cmd = [
-        sys.executable,
-        "-m",
-        "train",
-        "-m",
-        f"hydra.sweep.dir={tmp_path / 'sweep'}",
-        *common,
-        "seed=42,43",
-    ]
-    cmd += ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    launcher = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    proc = run_train(tmp_path, *common, "seed=42,43", *launcher, multirun=True, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _fold_threads(tmp_path / "mlflow.db") == {"pruning": {1}}
 
