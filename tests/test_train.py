@@ -141,24 +141,44 @@ def test_tree_reproduces_notebook_row(tmp_path: Path, mimic_root: Path) -> None:
     assert summary["n_folds"] == 10
 
 
-# The notebook's bands (issue: "Explainer networks"), means over the 10 MIMIC-II folds.
-BANDS = {
-    "pruning": {"model_accuracy": 0.845, "explanation_accuracy": 0.84, "explanation_fidelity": 0.97},
-    "psi": {"model_accuracy": 0.835, "explanation_accuracy": 0.81, "explanation_fidelity": 0.83},
-    "weights": {"model_accuracy": 0.835},
+# Means over the 10 MIMIC-II folds. Always predicting "survived" scores the majority-class rate (0.8407 on
+# day_28_flg, `majority_accuracy_mean`), so an accuracy band means something only beside it:
+# - ABOVE_MAJORITY: the accuracies a method beats that rate with (pruning 0.856 / 0.857, weights 0.852), asserted at
+#   least MARGIN above it;
+# - FLOORS: the notebook's other bands, and balanced accuracies above chance (0.5) where the method has learnt;
+# - psi's network predicts (almost) no positives: its model accuracy is the majority rate (the notebook's 0.840;
+#   one row off in one fold, 0.8401 against 0.8407), and its formula is what beats chance (balanced accuracy 0.67).
+MARGIN = 0.005
+ABOVE_MAJORITY = {"pruning": ("model_accuracy", "explanation_accuracy"), "weights": ("model_accuracy",)}
+FLOORS = {
+    "pruning": {
+        "explanation_fidelity": 0.97,
+        "model_balanced_accuracy": 0.58,
+        "explanation_balanced_accuracy": 0.58,
+    },
+    "psi": {"explanation_accuracy": 0.81, "explanation_fidelity": 0.83, "explanation_balanced_accuracy": 0.6},
+    "weights": {"model_balanced_accuracy": 0.55},
 }
+AT_MAJORITY = {"psi": ("model_accuracy", 0.002)}
 MAX_COMPLEXITY = {"pruning": 8, "psi": 4}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["pruning", "psi", "weights"])
 def test_network_reproduces_notebook_band(tmp_path: Path, mimic_root: Path, method: str) -> None:
-    proc = run_train(tmp_path, f"method={method}", f"data.root={mimic_root}")
+    proc = run_train(tmp_path, f"method={method}", f"data.root={mimic_root}", timeout=SLOW_HANG_GUARD_S)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / "job" / "summary.json").read_text())
     assert summary["n_folds"] == 10
-    for metric, low in BANDS[method].items():
+    majority = summary["majority_accuracy_mean"]
+    assert majority == pytest.approx(0.8407, abs=1e-4)
+    for metric in ABOVE_MAJORITY.get(method, ()):
+        assert summary[f"{metric}_mean"] >= majority + MARGIN, (metric, summary[f"{metric}_mean"], majority)
+    for metric, low in FLOORS[method].items():
         assert summary[f"{metric}_mean"] >= low, (metric, summary[f"{metric}_mean"])
+    if method in AT_MAJORITY:
+        metric, tolerance = AT_MAJORITY[method]
+        assert summary[f"{metric}_mean"] == pytest.approx(majority, abs=tolerance), (metric, majority)
     if method in MAX_COMPLEXITY:
         assert summary["explanation_complexity_mean"] <= MAX_COMPLEXITY[method]
     results = pd.read_csv(tmp_path / "job" / "results.csv")
