@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import run_report, run_train
 from scipy import stats
 from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
@@ -28,9 +26,6 @@ from lenbench.report import render
 from lenbench.report.render import human_table
 from lenbench.report.stats import blank_missing_explanations, compare_with_best, paired_tests, summary_table
 from lenbench.scoring import METRICS, Metric, MetricSet
-
-REPO = Path(__file__).resolve().parents[1]
-
 
 # -- metrics -----------------------------------------------------------------------------------------------------
 
@@ -243,30 +238,11 @@ def test_human_tables_take_labels_digits_and_order_from_the_registry() -> None:
 
 
 def test_report_shows_every_method_with_new_metrics_and_paired_tests(tmp_path: Path) -> None:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
-    sweep = [
-        sys.executable,
-        "-m",
-        "train",
-        "-m",
-        f"hydra.sweep.dir={tmp_path / 'sweep'}",
-        "data=dnf",
-        "data.n_samples=300",
-        "method=tree,rulelist,rf",
-        "cv.n_splits=4",
-        "cv.n_jobs=1",
-    ]
-    proc = subprocess.run(sweep, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    sweep = ("data=dnf", "data.n_samples=300", "method=tree,rulelist,rf", "cv.n_splits=4", "cv.n_jobs=1")
+    proc = run_train(tmp_path, *sweep, multirun=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = tmp_path / "report"
-    report = subprocess.run(
-        [sys.executable, "-m", "lenbench.report", "--experiment", "dnf", "--out", str(out)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    report = run_report(tmp_path, "dnf", out)
     assert report.returncode == 0, report.stderr[-3000:]
     by_method = pd.read_csv(out / "summary_by_method.csv")
     assert sorted(by_method["method"]) == ["rf", "rulelist", "tree"]
