@@ -1,0 +1,147 @@
+"""Significance tests for cross-validated comparisons: pure functions over numbers (numpy/scipy, no pandas).
+
+- :func:`corrected_resampled_ttest`: the corrected resampled t-test of Nadeau and Bengio (2003, Machine Learning
+  52:239-281), as Bouckaert and Frank (2004) apply it to (repeated) k-fold cross-validation: the variance of the
+  per-fold differences is inflated by ``1/J + n_test/n_train`` instead of ``1/J``, because folds share training
+  rows and their differences are not independent (the plain paired t-test is too liberal there);
+- :func:`wilcoxon_p`: the Wilcoxon signed-rank test over the same differences (scipy);
+- :func:`holm`: Holm's (1979) step-down adjustment of a family of p-values;
+- across data sets (Demšar 2006, JMLR 7:1-30): :func:`average_ranks`, :func:`friedman` (with the Iman-Davenport
+  F form) and :func:`nemenyi_cd`, the critical difference of the Nemenyi post-hoc test.
+
+The differences given to the two paired tests are one per *test fold*: several model seeds on the same fold are
+averaged by the caller first (:mod:`lenbench.report.stats`), never counted as more pairs.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+NAN = float("nan")
+
+
+@dataclass(frozen=True)
+class TTest:
+    """A t statistic, its degrees of freedom and two-sided p-value."""
+
+    t: float
+    df: int
+    p: float
+
+
+def corrected_resampled_ttest(differences: Sequence[float], test_train_ratio: float) -> TTest:
+    """Nadeau-Bengio corrected resampled t-test of ``differences`` (one per test fold) against 0.
+
+    ``t = mean(d) / sqrt((1/J + n_test/n_train) * var(d))`` with ``var`` the sample variance (ddof=1), J the number
+    of differences and ``J - 1`` degrees of freedom. For k-fold cross-validation ``n_test/n_train = 1/(k - 1)``.
+    With ``test_train_ratio=0`` it is the plain paired t-test (scipy's ``ttest_rel``). NaN with fewer than two
+    differences; p = 1 when every difference is 0, p = 0 when they are all the same non-zero value.
+    """
+    d = np.asarray(differences, dtype=float).reshape(-1)
+    if d.size < 2 or test_train_ratio < 0:
+        return TTest(NAN, max(d.size - 1, 0), NAN)
+    from scipy import stats
+
+    mean, var = float(d.mean()), float(d.var(ddof=1))
+    df = d.size - 1
+    if var == 0.0:
+        return TTest(0.0, df, 1.0) if mean == 0.0 else TTest(math.copysign(math.inf, mean), df, 0.0)
+    t = mean / math.sqrt((1.0 / d.size + test_train_ratio) * var)
+    return TTest(t, df, float(2 * stats.t.sf(abs(t), df)))
+
+
+def wilcoxon_p(differences: Sequence[float]) -> float:
+    """Two-sided p-value of the Wilcoxon signed-rank test of ``differences`` against 0 (scipy's defaults: exact
+    for small samples, zero differences dropped). NaN with fewer than two differences; 1 when all are 0."""
+    d = np.asarray(differences, dtype=float).reshape(-1)
+    if d.size < 2:
+        return NAN
+    if np.all(d == 0):
+        return 1.0
+    from scipy import stats
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # small samples, ties: scipy warns; the p-value says it
+        try:
+            return float(stats.wilcoxon(d).pvalue)
+        except ValueError:
+            return NAN
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values, in the input order. NaN entries stay NaN and are not counted in the
+    family: with m tests, the i-th smallest p gets ``max_{j<=i} min(1, (m - j + 1) p_(j))``."""
+    p = np.asarray(p_values, dtype=float).reshape(-1)
+    out = np.full(p.shape, NAN)
+    valid = np.flatnonzero(~np.isnan(p))
+    if valid.size == 0:
+        return out
+    order = valid[np.argsort(p[valid], kind="stable")]
+    m = order.size
+    scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    out[order] = np.maximum.accumulate(scaled)
+    return out
+
+
+def rank_rows(scores: np.ndarray, higher_is_better: bool = True) -> np.ndarray:
+    """Per row (a data set), the rank of each column (a method): 1 = best, ties get their average rank."""
+    from scipy import stats
+
+    values = np.asarray(scores, dtype=float)
+    return np.vstack([stats.rankdata(-row if higher_is_better else row) for row in values])
+
+
+def average_ranks(scores: np.ndarray, higher_is_better: bool = True) -> np.ndarray:
+    """Mean rank of each column (method) over the rows (data sets); Demšar's R_j."""
+    return rank_rows(scores, higher_is_better).mean(axis=0)
+
+
+@dataclass(frozen=True)
+class Friedman:
+    """Friedman's chi-square over N data sets and k methods, and Iman-Davenport's F = (N-1) chi2 / (N(k-1) - chi2)
+    with (k-1, (k-1)(N-1)) degrees of freedom (less conservative, Demšar's recommendation)."""
+
+    chi2: float
+    p_chi2: float
+    f: float
+    p_f: float
+    n: int
+    k: int
+
+
+def friedman(scores: np.ndarray, higher_is_better: bool = True) -> Friedman:
+    """The Friedman test of ``scores`` (N data sets x k methods) from the average ranks, as Demšar (2006) writes
+    it: ``chi2 = 12N/(k(k+1)) (sum R_j^2 - k(k+1)^2/4)`` (no tie correction, like the paper)."""
+    from scipy import stats
+
+    values = np.asarray(scores, dtype=float)
+    n, k = values.shape
+    if n < 2 or k < 2:
+        return Friedman(NAN, NAN, NAN, NAN, n, k)
+    ranks = average_ranks(values, higher_is_better)
+    chi2 = 12 * n / (k * (k + 1)) * (float(np.sum(ranks**2)) - k * (k + 1) ** 2 / 4)
+    p_chi2 = float(stats.chi2.sf(chi2, k - 1))
+    denominator = n * (k - 1) - chi2
+    if denominator <= 0:
+        return Friedman(chi2, p_chi2, math.inf, 0.0, n, k)
+    f = (n - 1) * chi2 / denominator
+    return Friedman(chi2, p_chi2, f, float(stats.f.sf(f, k - 1, (k - 1) * (n - 1))), n, k)
+
+
+def nemenyi_q(k: int, alpha: float = 0.05) -> float:
+    """Demšar's q_alpha: the studentized range quantile (k groups, infinite df) divided by sqrt(2)."""
+    from scipy import stats
+
+    return float(stats.studentized_range.ppf(1 - alpha, k, np.inf) / math.sqrt(2))
+
+
+def nemenyi_cd(k: int, n: int, alpha: float = 0.05) -> float:
+    """Critical difference of average ranks for k methods over n data sets: ``q_alpha sqrt(k(k+1)/(6n))``."""
+    if k < 2 or n < 1:
+        return NAN
+    return nemenyi_q(k, alpha) * math.sqrt(k * (k + 1) / (6 * n))
