@@ -103,7 +103,7 @@ def bench_folds(
     from hydra.utils import instantiate
 
     from lenbench.data.mimic import load_mimic
-    from lenbench.experiment import CVConfig, run_fold
+    from lenbench.folds import CVConfig, run_fold
 
     dataset = load_mimic(data_root, download=False)
     cv = CVConfig()

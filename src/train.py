@@ -66,7 +66,8 @@ def _interrupt(signum: int, frame: Any) -> None:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     from lenbench.errors import UserError
-    from lenbench.experiment import FoldFailed
+    from lenbench.experiment import JobInterrupted
+    from lenbench.folds import FoldFailed
     from lenbench.job import format_summary, run_job
 
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM closes the runs as KILLED, like Ctrl-C
@@ -75,6 +76,9 @@ def main(cfg: DictConfig) -> float:
     except UserError as exc:
         log.error("%s", exc)
         sys.exit(2)
+    except JobInterrupted as exc:
+        log.error("%s", exc)
+        sys.exit(130)
     except FoldFailed as exc:
         log.error("%s (method %s; the folds done before are in results.csv)", exc, cfg.method.name)
         log.debug("cause", exc_info=exc.__cause__)

@@ -17,9 +17,9 @@ from hydra.utils import instantiate
 
 from lenbench.callbacks import FanInPruning, FeaturePruning, L1Regularization
 from lenbench.callbacks.l1 import effective_weight, linear_layers
-from lenbench.experiment import CVConfig, run_fold
 from lenbench.explainers.psi_net import PsiNetExplainer
 from lenbench.explainers.relu_net import ReluNetExplainer
+from lenbench.folds import CVConfig, run_fold
 from lenbench.nn.module import TrainingDiverged
 
 DDP = {

@@ -15,9 +15,10 @@ from helpers import boolean_rows, run_train
 from lenbench.callbacks import FanInPruning, FeaturePruning, L1Regularization
 from lenbench.callbacks.l1 import linear_layers
 from lenbench.data.synthetic import make_dnf
-from lenbench.experiment import CVConfig, FoldFailed, iter_folds
 from lenbench.explainers.psi_net import PsiNetExplainer
 from lenbench.explainers.relu_net import ReluNetExplainer
+from lenbench.fold_runner import iter_folds
+from lenbench.folds import CVConfig, FoldFailed
 from lenbench.nn.module import TrainingDiverged
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: one thread, as the protocol

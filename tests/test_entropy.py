@@ -17,8 +17,8 @@ from hydra.utils import instantiate
 
 from lenbench.callbacks.entropy import EntropyPenalty
 from lenbench.data.synthetic import make_dnf, make_xor
-from lenbench.experiment import CVConfig, run_fold
 from lenbench.explainers.entropy_net import EntropyNetExplainer
+from lenbench.folds import CVConfig, run_fold
 from lenbench.logic.extract.entropy import aggregate_local_explanations, simplify_term
 from lenbench.logic.formula import Formula
 from lenbench.nn.layers import EntropyLinear

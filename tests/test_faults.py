@@ -21,8 +21,9 @@ from lenbench.data.base import Fold
 from lenbench.data.errors import DataError
 from lenbench.data.mimic import RELATIVE_PATH, load_mimic
 from lenbench.data.synthetic import make_dnf
-from lenbench.experiment import CVConfig, FoldFailed, JobRecord, run_experiment
+from lenbench.experiment import JobRecord, run_experiment
 from lenbench.explainers.tree import TreeExplainer
+from lenbench.folds import CVConfig, FoldFailed
 from lenbench.scoring import METRICS
 from lenbench.tracking.errors import TrackingError
 from lenbench.tracking.import_results import import_job

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from lenbench.data.synthetic import make_xor
-from lenbench.experiment import CVConfig, JobRecord, run_experiment
+from lenbench.experiment import JobRecord, run_experiment
 from lenbench.explainers.tree import TreeExplainer
+from lenbench.folds import CVConfig
 from lenbench.job import format_summary
 from lenbench.report.build import build_report
 from lenbench.scoring import METRICS, Metric, MetricSet

@@ -105,7 +105,8 @@ def test_reproduces_the_notebook(mimic: ConceptDataset) -> None:
     explainer on the protocol's 10 folds; it depends on the pre-1.1 binning tolerance."""
     assert hashlib.sha256(mimic.x.tobytes()).hexdigest() == X_SHA256
     import train  # noqa: F401  (registers the train_schema config that train.yaml starts from)
-    from lenbench.experiment import CVConfig, iter_folds
+    from lenbench.fold_runner import iter_folds
+    from lenbench.folds import CVConfig
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=["method=tree"])

@@ -15,12 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lenbench.data.synthetic import make_dnf, make_xor
-from lenbench.experiment import CVConfig, run_fold
 from lenbench.explainers.rules import (
     BayesianRuleListExplainer,
     GreedyRuleListExplainer,
     RandomForestExplainer,
 )
+from lenbench.folds import CVConfig, run_fold
 from lenbench.logic.extract.rules import Rule, RuleList, RuleListTooLarge, rule_list_to_formula
 from lenbench.logic.formula import Formula
 

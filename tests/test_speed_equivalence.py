@@ -17,9 +17,10 @@ from hydra.utils import instantiate
 
 from lenbench.callbacks import FanInPruning, FeaturePruning, L1Regularization
 from lenbench.data.synthetic import make_dnf
-from lenbench.experiment import CVConfig, iter_folds, run_fold
 from lenbench.explainers.psi_net import PsiNetExplainer
 from lenbench.explainers.relu_net import ReluNetExplainer
+from lenbench.fold_runner import iter_folds
+from lenbench.folds import CVConfig, run_fold
 
 TIMING = ("elapsed_time", "training_time")
 SHORT = {

@@ -1,15 +1,19 @@
 """Cross-validation loop of one job: the same steps for every method, whatever it is.
 
-For each fold: fit the explainer on train+validation rows, predict the test rows, explain the target class (timed
-apart from training), score model and formula on the test rows. Across folds: consistency of the formulas, mean and
-standard error of every metric. Side effects (files, MLflow) go through ``tracking``.
+The folds run through :func:`lenbench.fold_runner.iter_folds` (each scored by :func:`lenbench.folds.run_fold`);
+folds a previous, interrupted run of the same job already finished are *reused* (given by the caller), not trained
+again. Across folds: consistency of the formulas, mean and standard error of every metric. While folds train, their
+start and training progress go to the tracker (each fold's run starts when the fold starts, its loss is logged as it
+trains) and to the console (:mod:`lenbench.progress`). Side effects (files, MLflow) go through ``tracking``.
+
+Every path out closes the runs: FINISHED, FAILED (a fold raised) or KILLED (Ctrl-C, SIGTERM: then
+:class:`JobInterrupted` says how many folds were kept), and the finished folds are always in ``results.csv``.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,195 +22,16 @@ import numpy as np
 import pandas as pd
 
 from lenbench.data.base import ConceptDataset
-from lenbench.data.datamodule import ConceptDataModule
-from lenbench.errors import ConfigError
 from lenbench.explainers.base import Explainer
-from lenbench.logic.formula import Formula
+from lenbench.fold_runner import FoldEvent, FoldStarted, iter_folds
+from lenbench.folds import CVConfig, FoldFailed, FoldResult
 from lenbench.logic.metrics import mean_and_sem
-from lenbench.scoring import METRICS, FoldEvidence, JobEvidence, MetricSet
+from lenbench.progress import FoldProgressConsole
+from lenbench.scoring import METRICS, JobEvidence, MetricSet
 from lenbench.tracking.local import write_results
 from lenbench.tracking.protocol import NullTracker, Tracker
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class CVConfig:
-    """Which folds a job runs; ``split_seed`` stays fixed across model seeds so every seed sees the same folds."""
-
-    n_splits: int = 10
-    split_seed: int = 42
-    folds: Sequence[int] | None = None
-    val_size: float = 0.3
-    inner_split_seed: int = 42
-    n_jobs: int = 1
-
-    def datamodule(self, dataset: ConceptDataset, fold_index: int) -> ConceptDataModule:
-        """The (not yet set up) data module of fold ``fold_index`` under these settings; validates them."""
-        return ConceptDataModule(
-            dataset,
-            fold=fold_index,
-            n_splits=self.n_splits,
-            split_seed=self.split_seed,
-            val_size=self.val_size,
-            inner_split_seed=self.inner_split_seed,
-        )
-
-    def fold_indices(self) -> list[int]:
-        if self.folds is None:
-            return list(range(self.n_splits))
-        if isinstance(self.folds, (str, bytes)) or not hasattr(self.folds, "__iter__"):
-            raise ConfigError(f"cv.folds={self.folds!r}: must be null or a list of fold numbers such as [0,1]")
-        folds = [int(f) for f in self.folds]
-        if not folds or len(set(folds)) != len(folds):
-            raise ConfigError(
-                f"cv.folds={folds}: give each fold once, e.g. [0,1], or null for all {self.n_splits} folds"
-            )
-        if any(not 0 <= f < self.n_splits for f in folds):
-            raise ConfigError(f"cv.folds={folds}: folds must lie in 0..{self.n_splits - 1} (cv.n_splits)")
-        return folds
-
-
-def check_cv(dataset: ConceptDataset, cv: CVConfig) -> None:
-    """Validate the CV settings against the data before any training; messages name the ``cv.*`` key."""
-    for fold_index in cv.fold_indices():
-        try:
-            cv.datamodule(dataset, fold_index)
-        except ValueError as exc:
-            raise ConfigError(f"cv.{exc}") from None
-
-
-@dataclass
-class FoldResult:
-    fold: int
-    formula: Formula
-    metrics: dict[str, float]
-    loss_curve: list[tuple[int, float]] = field(default_factory=list)
-    info: dict[str, Any] = field(default_factory=dict)
-    explained: bool = True  # False: the method gives no explanation (rf), its formula metrics are NaN
-
-
-def run_fold(
-    dataset: ConceptDataset,
-    fold_index: int,
-    cv: CVConfig,
-    make_explainer: Callable[[], Explainer],
-    target_class: int = 1,
-    metrics: MetricSet = METRICS,
-) -> FoldResult:
-    """Fit, predict, explain and score one fold. Pure of side effects but for the explainer's own training."""
-    datamodule = cv.datamodule(dataset, fold_index)
-    datamodule.setup()
-    fold = datamodule.fold
-    explainer = make_explainer()
-
-    start = time.perf_counter()
-    explainer.fit(fold)
-    training_time = time.perf_counter() - start
-    y_pred = explainer.predict(fold.x_test)
-
-    start = time.perf_counter()
-    formula = explainer.explain(fold, target_class)
-    extraction_time = time.perf_counter() - start
-
-    info = dict(explainer.info())
-    loss_curve = [(int(e), float(v)) for e, v in info.pop("loss_curve", [])]
-    explained = explainer.provides_explanations
-    evidence = FoldEvidence(
-        y_true=fold.y_test,
-        y_pred=y_pred,
-        x=fold.x_test,
-        concept_names=fold.concept_names,
-        target_class=target_class,
-        formula=formula if explained else None,
-        scores=explainer.scores(fold.x_test),
-        timings={"training": float(info.pop("training_time", training_time)), "extraction": extraction_time},
-    )
-    return FoldResult(
-        fold=fold_index,
-        formula=formula,
-        metrics=metrics.score_fold(evidence),
-        loss_curve=loss_curve,
-        info=info,
-        explained=explained,
-    )
-
-
-class FoldFailed(RuntimeError):
-    """A fold raised: names the fold so the user knows where, keeps the original as ``__cause__``."""
-
-    def __init__(self, fold: int, error: BaseException) -> None:
-        super().__init__(f"fold {fold} failed: {type(error).__name__}: {error}")
-        self.fold = fold
-
-
-# Per-process state of a fold worker, set once by its initializer (each worker is its own process).
-_worker_state: dict[str, Any] = {}
-
-
-def _init_worker(run: Callable[[int], FoldResult], torch_threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(torch_threads)
-    _worker_state["run"] = run
-
-
-def _run_in_worker(fold_index: int) -> FoldResult:
-    return _worker_state["run"](fold_index)
-
-
-def iter_folds(
-    dataset: ConceptDataset,
-    fold_indices: Sequence[int],
-    cv: CVConfig,
-    make_explainer: Callable[[], Explainer],
-    target_class: int = 1,
-    metrics: MetricSet = METRICS,
-) -> Iterator[FoldResult]:
-    """Yield fold results, in fold order when sequential, as they complete with ``cv.n_jobs`` > 1 processes.
-
-    Each fold seeds its own model and each worker uses the parent's torch thread count, so the results are
-    identical to the sequential run. Workers are forked: the data set and the explainer factory are inherited,
-    never pickled.
-    """
-
-    def run(fold_index: int) -> FoldResult:
-        return run_fold(dataset, fold_index, cv, make_explainer, target_class, metrics)
-
-    n_jobs = min(max(int(cv.n_jobs), 1), len(fold_indices))
-    if n_jobs <= 1:
-        for fold_index in fold_indices:
-            try:
-                yield run(fold_index)
-            except Exception as exc:
-                raise FoldFailed(fold_index, exc) from exc
-        return
-    yield from _iter_parallel(run, fold_indices, n_jobs)
-
-
-def _iter_parallel(
-    run: Callable[[int], FoldResult], fold_indices: Sequence[int], n_jobs: int
-) -> Iterator[FoldResult]:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    import torch
-
-    pool = ProcessPoolExecutor(
-        n_jobs,
-        mp_context=multiprocessing.get_context("fork"),
-        initializer=_init_worker,
-        initargs=(run, torch.get_num_threads()),
-    )
-    try:
-        futures = {pool.submit(_run_in_worker, f): f for f in fold_indices}
-        for future in as_completed(futures):
-            try:
-                yield future.result()
-            except Exception as exc:
-                raise FoldFailed(futures[future], exc) from exc
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def results_table(
@@ -259,6 +84,18 @@ class JobRecord:
     summary_extra: dict[str, Any] = field(default_factory=dict)
 
 
+class JobInterrupted(Exception):
+    """The user stopped the job (Ctrl-C, SIGTERM): the runs are KILLED, the finished folds kept."""
+
+    def __init__(self, kept: int, total: int, out_dir: Path) -> None:
+        where = f"; their results are in {out_dir / 'results.csv'}" if kept else ""
+        super().__init__(
+            f"interrupted: kept {kept} finished fold(s) of {total}{where}; the same command trains the other "
+            f"{total - kept} and reuses these"
+        )
+        self.kept = kept
+
+
 def run_experiment(
     dataset: ConceptDataset,
     method: str,
@@ -270,33 +107,68 @@ def run_experiment(
     tracker: Tracker | None = None,
     record: JobRecord | None = None,
     metrics: MetricSet = METRICS,
+    reused: Mapping[int, FoldResult] | None = None,
 ) -> ExperimentResult:
-    """Run every requested fold, then write and track the results. A failure marks the runs FAILED (KILLED on
-    Ctrl-C) and keeps the folds already done in ``results.csv`` before re-raising."""
+    """Run every requested fold not in ``reused``, then write and track the results. A failure marks the runs
+    FAILED (KILLED and :class:`JobInterrupted` on Ctrl-C/SIGTERM) and keeps the folds done in ``results.csv``."""
     tracker = tracker or NullTracker()
     record = record or JobRecord()
     writer = _ResultWriter(method, dataset, out_dir, record.summary_extra, metrics)
+    indices = cv.fold_indices()
+    kept = {f: r for f, r in (reused or {}).items() if f in indices}
     tracker.start_job(record.run_name, record.tags, record.params)
-    done: list[FoldResult] = []
+    loop = _FoldLoop(method, tracker, len(indices), FoldProgressConsole(method))
     try:
-        folds = iter_folds(dataset, cv.fold_indices(), cv, make_explainer, target_class, metrics)
-        for result in folds:
-            done.append(result)
-            _log_fold(method, result, len(done), len(cv.fold_indices()))
-            tracker.log_fold(
-                result.fold,
-                {**result.metrics, **_numeric(result.info)},
-                str(result.formula),
-                result.loss_curve,
-            )
+        for result in kept.values():
+            loop.finished(result)
+        todo = [f for f in indices if f not in kept]
+        for result in iter_folds(dataset, todo, cv, make_explainer, target_class, metrics, loop.event):
+            loop.finished(result)
     except BaseException as exc:
-        _fail(exc, tracker, writer, done)
+        loop.console.clear()
+        _fail(exc, tracker, writer, loop.done)
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise JobInterrupted(len(loop.done), len(indices), out_dir) from exc
         raise
-    files, results, summary = writer.write(done, partial=False)
+    files, results, summary = writer.write(loop.done, partial=False)
     tracker.finish_job(summary, list(files.values()), record.texts, results)
     return ExperimentResult(
-        results=results, summary=summary, folds=sorted(done, key=lambda r: r.fold), files=files
+        results=results, summary=summary, folds=sorted(loop.done, key=lambda r: r.fold), files=files
     )
+
+
+@dataclass
+class _FoldLoop:
+    """The job's side of its folds: events to the console and the tracker, finished folds logged and kept."""
+
+    method: str
+    tracker: Tracker
+    total: int
+    console: FoldProgressConsole
+    done: list[FoldResult] = field(default_factory=list)
+
+    def event(self, event: FoldEvent) -> None:
+        if isinstance(event, FoldStarted):
+            self.console.started(event.fold, event.at)
+            self.tracker.start_fold(event.fold, event.at)
+        else:
+            self.console.training(event.fold, event.progress)
+            if event.progress.losses:
+                self.tracker.log_training(event.fold, event.progress.losses)
+
+    def finished(self, result: FoldResult) -> None:
+        self.console.clear()
+        self.console.finished(result.fold)
+        self.done.append(result)
+        info = {**_numeric(result.info), **({"reused": 1.0} if result.reused_from else {})}
+        self.tracker.log_fold(
+            result.fold,
+            {**result.metrics, **info},
+            str(result.formula),
+            result.loss_curve,
+            result.reused_from,
+        )
+        _log_fold(self.method, result, len(self.done), self.total)  # after the fold's run is FINISHED
 
 
 def _fail(exc: BaseException, tracker: Tracker, writer: _ResultWriter, done: list[FoldResult]) -> None:
@@ -308,7 +180,8 @@ def _fail(exc: BaseException, tracker: Tracker, writer: _ResultWriter, done: lis
         tracker.fail_fold(exc.fold, error)
     if done:
         writer.write(done, partial=True)
-        log.error("%s after %d fold(s); results of those folds are in %s", status, len(done), writer.out_dir)
+        if status == "FAILED":
+            log.error("FAILED after %d fold(s); results of those folds are in %s", len(done), writer.out_dir)
     tracker.fail_job(error, status=status)
 
 
@@ -347,17 +220,18 @@ class _ResultWriter:
 
 def _log_fold(method: str, result: FoldResult, position: int, total: int) -> None:
     m = result.metrics
+    note = f" reused from run {result.reused_from}" if result.reused_from else _training_note(result)
     log.info(
         "%s fold %d (%d/%d)%s: model %.4f | explanation %.4f | fidelity %.4f | complexity %.0f | %s",
         method,
         result.fold,
         position,
         total,
-        _training_note(result),
-        m["model_accuracy"],
-        m["explanation_accuracy"],
-        m["explanation_fidelity"],
-        m["explanation_complexity"],
+        note,
+        m.get("model_accuracy", float("nan")),
+        m.get("explanation_accuracy", float("nan")),
+        m.get("explanation_fidelity", float("nan")),
+        m.get("explanation_complexity", float("nan")),
         _short(str(result.formula)),
     )
 

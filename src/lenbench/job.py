@@ -29,7 +29,9 @@ from omegaconf import DictConfig, OmegaConf
 from lenbench.config import config_hash, flatten, fold_slots, resolve_n_jobs
 from lenbench.data.base import ConceptDataset
 from lenbench.errors import ConfigError, UserError
-from lenbench.experiment import CVConfig, JobRecord, check_cv, run_experiment
+from lenbench.experiment import JobRecord, run_experiment
+from lenbench.folds import CVConfig, FoldResult, check_cv
+from lenbench.logic.formula import Formula
 from lenbench.scoring import METRICS, MetricSet
 from lenbench.tracking.environment import environment
 from lenbench.tracking.errors import TrackingError
@@ -75,7 +77,7 @@ def run_job(cfg: DictConfig, context: JobContext, metrics: MetricSet = METRICS) 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     record = job_record(cfg, resolved, dataset, context)
     experiment = experiment_name(cfg, dataset)
-    tracker = open_tracker(cfg, context.project_dir, experiment)
+    tracker = open_tracker(cfg, context.project_dir, experiment, metrics)
     previous = _finished_run(tracker, record, cfg)
     if previous is not None:
         return JobOutcome(summary={}, out_dir=context.out_dir, skipped_by=previous)
@@ -99,6 +101,7 @@ def run_job(cfg: DictConfig, context: JobContext, metrics: MetricSet = METRICS) 
         tracker=tracker,
         record=record,
         metrics=metrics,
+        reused=reusable_folds(tracker, record, metrics) if cfg.resume else {},
     )
     _raise_store_failure(tracker, context.out_dir)
     return JobOutcome(summary=outcome.summary, out_dir=context.out_dir)
@@ -174,13 +177,15 @@ def tracking_uri(cfg: DictConfig, project_dir: Path) -> str:
     return cfg.tracking.uri or default_tracking_uri(project_dir)
 
 
-def open_tracker(cfg: DictConfig, project_dir: Path, experiment: str) -> Tracker:
+def open_tracker(
+    cfg: DictConfig, project_dir: Path, experiment: str, metrics: MetricSet = METRICS
+) -> Tracker:
     """The job's tracker: MLflow behind :class:`ResilientTracker` (a store failing mid-job never stops the
     training), or :class:`NullTracker` with ``tracking.enabled=false``."""
     if not cfg.tracking.enabled:
         return NullTracker()
     uri = tracking_uri(cfg, project_dir)
-    store = MlflowTracker(uri, experiment, artifact_location=default_artifact_location(project_dir))
+    store = MlflowTracker(uri, experiment, default_artifact_location(project_dir), metrics)
     return ResilientTracker(store, uri)
 
 
@@ -218,6 +223,33 @@ def job_record(
         params=params,
         texts=texts,
         summary_extra={"seed": int(cfg.seed), "environment": env},
+    )
+
+
+def reusable_folds(
+    tracker: Tracker, record: JobRecord, metrics: MetricSet = METRICS
+) -> dict[int, FoldResult]:
+    """Folds an interrupted earlier run of this very configuration finished: reused, not trained again."""
+    find = getattr(tracker, "finished_folds", None)
+    stored = find(record.tags["config_hash"]) if find is not None else {}
+    if stored:
+        log.info(
+            "%s: reusing %d fold(s) finished by an earlier run of this configuration",
+            record.run_name,
+            len(stored),
+        )
+    return {fold: _fold_result(item, metrics) for fold, item in stored.items()}
+
+
+def _fold_result(stored: Any, metrics: MetricSet) -> FoldResult:
+    values = {name: float(stored.metrics.get(name, float("nan"))) for name in metrics.fold_names}
+    explained = values.get("explanation_accuracy", 0.0) == values.get("explanation_accuracy", 0.0)
+    return FoldResult(
+        fold=stored.fold,
+        formula=Formula.parse(stored.formula) if stored.formula else Formula.false(),
+        metrics=values,
+        explained=explained,
+        reused_from=stored.run_id,
     )
 
 

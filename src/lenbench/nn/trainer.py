@@ -21,6 +21,7 @@ import copy
 import logging
 import random
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -216,7 +217,10 @@ def _quiet_lightning() -> Iterator[None]:
     for lg in loggers:
         lg.setLevel(logging.WARNING)
     try:
-        yield
+        with warnings.catch_warnings():
+            # Lightning's pytree helper warns on every fit with torch >= 2.10, about its own code.
+            warnings.filterwarnings("ignore", message=r".*treespec, LeafSpec.*")
+            yield
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)

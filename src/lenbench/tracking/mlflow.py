@@ -28,6 +28,8 @@ from lenbench.tracking.errors import TrackingError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from lenbench.tracking.mlflow_read import StoredFold
+
 log = logging.getLogger(__name__)
 
 PARENT_RUN_ID_TAG = "mlflow.parentRunId"  # on a child run: its job's parent run
@@ -36,6 +38,7 @@ FORMULA_TAG = (
     "formula"  # on a child run: the fold's formula, truncated (the full one is in explanations.json)
 )
 KIND_TAG = "kind"  # "report" on a report run, absent on job runs
+REUSED_FROM_TAG = "reused_from"  # on a child run: the fold run of an earlier, interrupted run it was taken from
 MAX_TAG_CHARS = 5000
 
 
@@ -127,6 +130,7 @@ class MlflowTracker:
         self.run_id: str | None = None
         self._tags: dict[str, str] = {}
         self._child_runs: dict[int, str] = {}
+        self._streamed: dict[int, int] = {}  # fold -> last epoch whose loss was logged while training
 
     def _experiment_id(self, name: str, artifact_location: str | None) -> str:
         """Get or create the experiment; a parallel job creating it first is not an error."""
@@ -159,7 +163,10 @@ class MlflowTracker:
     def start_job(self, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
 
-        self._tags = {k: str(v) for k, v in tags.items()}
+        from lenbench.tracking.cleanup import close_stale_runs, process_tags
+
+        close_stale_runs(self.client, [self.experiment_id])  # runs of a process that died are not left RUNNING
+        self._tags = {**{k: str(v) for k, v in tags.items()}, **process_tags()}
         self._tags["mlflow.runName"] = run_name
         run = self.client.create_run(self.experiment_id, tags=self._tags)
         self.run_id = run.info.run_id
@@ -170,7 +177,8 @@ class MlflowTracker:
             "MLflow run %s (%s) in experiment %s at %s", run_name, self.run_id, self.experiment_id, self.uri
         )
 
-    def _child(self, fold: int) -> str:
+    def _child(self, fold: int, started_at: float | None = None) -> str:
+        """The fold's run, created on first use (when the fold starts: ``started_at`` is then its start time)."""
         if fold not in self._child_runs:
             run_name = f"{self._tags.get('mlflow.runName', 'job')}-fold{fold}"
             tags = {
@@ -179,26 +187,54 @@ class MlflowTracker:
                 PARENT_RUN_ID_TAG: self.run_id,
                 FOLD_TAG: str(fold),
             }
-            self._child_runs[fold] = self.client.create_run(self.experiment_id, tags=tags).info.run_id
+            start = None if started_at is None else int(started_at * 1000)
+            run = self.client.create_run(self.experiment_id, start_time=start, tags=tags)
+            self._child_runs[fold] = run.info.run_id
         return self._child_runs[fold]
 
+    def start_fold(self, fold: int, started_at: float) -> None:
+        """Open the fold's run as the fold starts: the UI shows it RUNNING, with its true duration at the end."""
+        self._child(fold, started_at)
+
+    def log_training(self, fold: int, losses: Sequence[tuple[int, float]]) -> None:
+        """Log training-loss points (step = epoch) on the fold's run while it trains."""
+        from mlflow.entities import Metric
+
+        now = _now_ms()
+        entries = [Metric("train_loss", float(loss), now, int(epoch)) for epoch, loss in losses]
+        if entries:
+            self.client.log_batch(self._child(fold), metrics=entries)
+            self._streamed[fold] = max(self._streamed.get(fold, -1), *(int(e) for e, _ in losses))
+
     def log_fold(
-        self, fold: int, metrics: Mapping[str, float], formula: str, loss_curve: Sequence[tuple[int, float]]
+        self,
+        fold: int,
+        metrics: Mapping[str, float],
+        formula: str,
+        loss_curve: Sequence[tuple[int, float]],
+        reused_from: str | None = None,
     ) -> None:
+        """The fold's metrics, formula and loss points not yet streamed; then its run is FINISHED. A fold reused
+        from an earlier run of the same job is tagged ``reused_from`` with that fold run's id."""
         from mlflow.entities import Metric, RunTag
 
         child = self._child(fold)
         now = _now_ms()
+        streamed = self._streamed.get(fold, -1)
         entries = [Metric(k, v, now, 0) for k, v in _finite(metrics).items()]
-        entries += [Metric("train_loss", float(loss), now, int(epoch)) for epoch, loss in loss_curve]
-        for start in range(0, len(entries), 1000):
-            self.client.log_batch(
-                child,
-                metrics=entries[start : start + 1000],
-                tags=[RunTag(FORMULA_TAG, formula[:MAX_TAG_CHARS])],
-            )
+        entries += [Metric("train_loss", float(v), now, int(e)) for e, v in loss_curve if int(e) > streamed]
+        tags = [RunTag(FORMULA_TAG, formula[:MAX_TAG_CHARS])]
+        tags += [RunTag(REUSED_FROM_TAG, reused_from)] if reused_from else []
+        for start in range(0, max(len(entries), 1), 1000):
+            self.client.log_batch(child, metrics=entries[start : start + 1000], tags=tags)
         self.client.log_text(child, formula + "\n", "formula.txt")
-        self.client.set_terminated(child, "FINISHED")
+        self.client.set_terminated(child, "FINISHED", end_time=_now_ms())
+
+    def finished_folds(self, config_hash: str) -> dict[int, StoredFold]:
+        """Folds of this configuration that an earlier, unfinished run of the job completed (for reuse)."""
+        from lenbench.tracking.mlflow_read import finished_folds
+
+        return finished_folds(self.client, self.experiment_id, config_hash)
 
     def fail_fold(self, fold: int, error: str) -> None:
         child = self._child(fold)

@@ -20,7 +20,14 @@ import pandas as pd
 
 from lenbench.scoring import METRICS, MetricSet
 from lenbench.tracking.errors import TrackingError
-from lenbench.tracking.mlflow import FOLD_TAG, FORMULA_TAG, KIND_TAG, PARENT_RUN_ID_TAG, check_store
+from lenbench.tracking.mlflow import (
+    FOLD_TAG,
+    FORMULA_TAG,
+    KIND_TAG,
+    MAX_TAG_CHARS,
+    PARENT_RUN_ID_TAG,
+    check_store,
+)
 
 PAGE = 1000  # runs per search request
 
@@ -145,3 +152,36 @@ def job_formulas(client: Any, run_id: str) -> dict[int, str]:
     except Exception:  # noqa: BLE001 - an imported or partial run may lack it; the tags are the fallback
         return {}
     return {int(entry["fold"]): str(entry["formula"]) for entry in payload.get("folds", [])}
+
+
+@dataclass(frozen=True)
+class StoredFold:
+    """A fold an earlier run of a job finished: its fold run's id, metrics and full formula."""
+
+    fold: int
+    run_id: str
+    metrics: dict[str, float]
+    formula: str
+
+
+def finished_folds(client: Any, experiment_id: str, config_hash: str) -> dict[int, StoredFold]:
+    """The latest FINISHED fold run of each fold of the configuration ``config_hash`` (a job interrupted before it
+    finished leaves them; a rerun reuses them instead of training those folds again)."""
+    query = f"tags.config_hash = '{config_hash}' and attributes.status = 'FINISHED'"
+    latest: dict[int, Any] = {}
+    for run in _search(client, experiment_id, query):
+        if PARENT_RUN_ID_TAG not in run.data.tags or FOLD_TAG not in run.data.tags:
+            continue
+        fold = int(run.data.tags[FOLD_TAG])
+        if fold not in latest or run.info.start_time > latest[fold].info.start_time:
+            latest[fold] = run
+    return {fold: _stored_fold(client, fold, run) for fold, run in latest.items()}
+
+
+def _stored_fold(client: Any, fold: int, run: Any) -> StoredFold:
+    formula = run.data.tags.get(FORMULA_TAG, "")
+    if len(formula) >= MAX_TAG_CHARS:  # the tag was truncated: the run's formula.txt holds the whole formula
+        with tempfile.TemporaryDirectory() as tmp:
+            formula = Path(client.download_artifacts(run.info.run_id, "formula.txt", tmp)).read_text().strip()
+    metrics = {k: v for k, v in run.data.metrics.items() if k != "train_loss"}
+    return StoredFold(fold=fold, run_id=run.info.run_id, metrics=metrics, formula=formula)

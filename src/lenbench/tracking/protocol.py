@@ -25,8 +25,17 @@ class Tracker(Protocol):
 
     def start_job(self, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any]) -> None: ...
 
+    def start_fold(self, fold: int, started_at: float) -> None: ...
+
+    def log_training(self, fold: int, losses: Sequence[tuple[int, float]]) -> None: ...
+
     def log_fold(
-        self, fold: int, metrics: Mapping[str, float], formula: str, loss_curve: Sequence[tuple[int, float]]
+        self,
+        fold: int,
+        metrics: Mapping[str, float],
+        formula: str,
+        loss_curve: Sequence[tuple[int, float]],
+        reused_from: str | None = None,
     ) -> None: ...
 
     def fail_fold(self, fold: int, error: str) -> None: ...
@@ -50,8 +59,17 @@ class NullTracker:
     def start_job(self, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any]) -> None:
         return None
 
-    def log_fold(self, fold, metrics, formula, loss_curve) -> None:  # noqa: ANN001
+    def start_fold(self, fold: int, started_at: float) -> None:
         return None
+
+    def log_training(self, fold: int, losses: Sequence[tuple[int, float]]) -> None:
+        return None
+
+    def log_fold(self, fold, metrics, formula, loss_curve, reused_from=None) -> None:  # noqa: ANN001
+        return None
+
+    def finished_folds(self, config_hash: str) -> dict[int, Any]:
+        return {}
 
     def fail_fold(self, fold: int, error: str) -> None:
         return None
@@ -92,8 +110,22 @@ class ResilientTracker:
     def find_finished(self, config_hash: str) -> str | None:
         return self.tracker.find_finished(config_hash)  # type: ignore[attr-defined]
 
+    def finished_folds(self, config_hash: str) -> dict[int, Any]:
+        """Reusable folds of an earlier run; none when the store cannot say (the folds are trained again)."""
+        try:
+            return self.tracker.finished_folds(config_hash)  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - reuse is an optimisation: never fail a job for it
+            log.warning("could not read finished folds from %s (%s); training every fold", self.store, exc)
+            return {}
+
     def start_job(self, *args: Any, **kwargs: Any) -> None:
         self._call("start_job", *args, **kwargs)
+
+    def start_fold(self, *args: Any, **kwargs: Any) -> None:
+        self._call("start_fold", *args, **kwargs)
+
+    def log_training(self, *args: Any, **kwargs: Any) -> None:
+        self._call("log_training", *args, **kwargs)
 
     def log_fold(self, *args: Any, **kwargs: Any) -> None:
         self._call("log_fold", *args, **kwargs)

@@ -1,0 +1,144 @@
+"""Running the folds of a job: one after another, or in forked processes, with their lifecycle as events.
+
+:func:`iter_folds` yields :class:`~lenbench.folds.FoldResult`\\ s and reports, through ``on_event``, when each fold
+starts (:class:`FoldStarted`) and how its training goes (:class:`FoldTraining`, after every chunk of epochs). The
+events always reach ``on_event`` in the job's own process, also from parallel workers (through a pipe the loop
+drains while it waits), so the console and MLflow are written from one place.
+
+Parallel folds (``cv.n_jobs`` > 1) run in *forked* worker processes: the data set and the explainer factory are
+inherited, never pickled; each worker uses the job's torch thread count and each fold seeds its own model, so the
+results equal the sequential run. Workers ignore Ctrl-C: when the job is interrupted (Ctrl-C, SIGTERM) or a fold
+fails, the job's process terminates the workers still training, within a second, and the interruption propagates.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lenbench.callbacks.progress import ProgressSink, TrainingProgress
+from lenbench.data.base import ConceptDataset
+from lenbench.explainers.base import Explainer
+from lenbench.folds import CVConfig, FoldFailed, FoldResult, run_fold
+from lenbench.scoring import METRICS, MetricSet
+
+
+@dataclass(frozen=True)
+class FoldStarted:
+    fold: int
+    at: float  # time.time() when the fold started
+
+
+@dataclass(frozen=True)
+class FoldTraining:
+    fold: int
+    progress: TrainingProgress
+
+
+FoldEvent = FoldStarted | FoldTraining
+EventSink = Callable[[FoldEvent], None]
+RunOne = Callable[[int, ProgressSink], FoldResult]
+
+
+def _ignore(event: FoldEvent) -> None:
+    return None
+
+
+def iter_folds(
+    dataset: ConceptDataset,
+    fold_indices: Sequence[int],
+    cv: CVConfig,
+    make_explainer: Callable[[], Explainer],
+    target_class: int = 1,
+    metrics: MetricSet = METRICS,
+    on_event: EventSink = _ignore,
+) -> Iterator[FoldResult]:
+    """Yield fold results, in fold order when sequential, as they complete with ``cv.n_jobs`` > 1 processes."""
+
+    def run(fold_index: int, progress: ProgressSink) -> FoldResult:
+        return run_fold(dataset, fold_index, cv, make_explainer, target_class, metrics, progress)
+
+    n_jobs = min(max(int(cv.n_jobs), 1), len(fold_indices))
+    if n_jobs <= 1:
+        yield from _iter_sequential(run, fold_indices, on_event)
+    else:
+        yield from _iter_parallel(run, fold_indices, n_jobs, on_event)
+
+
+def _iter_sequential(run: RunOne, fold_indices: Sequence[int], on_event: EventSink) -> Iterator[FoldResult]:
+    for fold_index in fold_indices:
+        on_event(FoldStarted(fold_index, time.time()))
+        try:
+            result = run(fold_index, lambda p, f=fold_index: on_event(FoldTraining(f, p)))
+        except Exception as exc:
+            raise FoldFailed(fold_index, exc) from exc
+        yield result
+
+
+# Per-process state of a fold worker, set once by its initializer (each worker is its own process).
+_worker_state: dict[str, Any] = {}
+
+
+def _init_worker(run: Callable[[int], FoldResult], torch_threads: int) -> None:
+    import torch
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the job's process handles Ctrl-C and stops the workers
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the job's handler, inherited through fork
+    torch.set_num_threads(torch_threads)
+    _worker_state["run"] = run
+
+
+def _run_in_worker(fold_index: int) -> FoldResult:
+    return _worker_state["run"](fold_index)
+
+
+def _iter_parallel(
+    run: RunOne, fold_indices: Sequence[int], n_jobs: int, on_event: EventSink
+) -> Iterator[FoldResult]:
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    import torch
+
+    context = multiprocessing.get_context("fork")
+    events = context.SimpleQueue()  # synchronous puts: a fold's events are in the pipe before its result
+
+    def observed(fold_index: int) -> FoldResult:
+        events.put(FoldStarted(fold_index, time.time()))
+        return run(fold_index, lambda p: events.put(FoldTraining(fold_index, p)))
+
+    pool = ProcessPoolExecutor(
+        n_jobs, mp_context=context, initializer=_init_worker, initargs=(observed, torch.get_num_threads())
+    )
+    completed = False
+    try:
+        futures = {pool.submit(_run_in_worker, f): f for f in fold_indices}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            while not events.empty():
+                on_event(events.get())
+            for future in sorted(done, key=futures.__getitem__):
+                try:
+                    result = future.result()
+                except Exception as exc:
+                    raise FoldFailed(futures[future], exc) from exc
+                yield result
+        completed = True
+    finally:
+        if not completed:
+            _stop_workers(pool)
+        pool.shutdown(wait=completed, cancel_futures=True)
+
+
+def _stop_workers(pool: Any) -> None:
+    """Terminate the workers still training (an interrupted or failed job keeps only finished folds)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=5)

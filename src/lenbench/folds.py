@@ -1,0 +1,134 @@
+"""One fold of a job: which folds a job runs (:class:`CVConfig`), and fitting, explaining and scoring one of them.
+
+:func:`run_fold` is the same for every method: fit the explainer on the fold's train+validation rows (its training
+progress going to an optional sink), predict the test rows, explain the target class (timed apart from training),
+and score model and formula on the test rows with every metric of the registry (:mod:`lenbench.scoring`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lenbench.callbacks.progress import ProgressSink
+from lenbench.data.base import ConceptDataset
+from lenbench.data.datamodule import ConceptDataModule
+from lenbench.errors import ConfigError
+from lenbench.explainers.base import Explainer
+from lenbench.logic.formula import Formula
+from lenbench.scoring import METRICS, FoldEvidence, MetricSet
+
+
+@dataclass(frozen=True)
+class CVConfig:
+    """Which folds a job runs; ``split_seed`` stays fixed across model seeds so every seed sees the same folds."""
+
+    n_splits: int = 10
+    split_seed: int = 42
+    folds: Sequence[int] | None = None
+    val_size: float = 0.3
+    inner_split_seed: int = 42
+    n_jobs: int = 1
+
+    def datamodule(self, dataset: ConceptDataset, fold_index: int) -> ConceptDataModule:
+        """The (not yet set up) data module of fold ``fold_index`` under these settings; validates them."""
+        return ConceptDataModule(
+            dataset,
+            fold=fold_index,
+            n_splits=self.n_splits,
+            split_seed=self.split_seed,
+            val_size=self.val_size,
+            inner_split_seed=self.inner_split_seed,
+        )
+
+    def fold_indices(self) -> list[int]:
+        if self.folds is None:
+            return list(range(self.n_splits))
+        if isinstance(self.folds, (str, bytes)) or not hasattr(self.folds, "__iter__"):
+            raise ConfigError(f"cv.folds={self.folds!r}: must be null or a list of fold numbers such as [0,1]")
+        folds = [int(f) for f in self.folds]
+        if not folds or len(set(folds)) != len(folds):
+            raise ConfigError(
+                f"cv.folds={folds}: give each fold once, e.g. [0,1], or null for all {self.n_splits} folds"
+            )
+        if any(not 0 <= f < self.n_splits for f in folds):
+            raise ConfigError(f"cv.folds={folds}: folds must lie in 0..{self.n_splits - 1} (cv.n_splits)")
+        return folds
+
+
+def check_cv(dataset: ConceptDataset, cv: CVConfig) -> None:
+    """Validate the CV settings against the data before any training; messages name the ``cv.*`` key."""
+    for fold_index in cv.fold_indices():
+        try:
+            cv.datamodule(dataset, fold_index)
+        except ValueError as exc:
+            raise ConfigError(f"cv.{exc}") from None
+
+
+@dataclass
+class FoldResult:
+    fold: int
+    formula: Formula
+    metrics: dict[str, float]
+    loss_curve: list[tuple[int, float]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+    explained: bool = True  # False: the method gives no explanation (rf), its formula metrics are NaN
+    reused_from: str | None = None  # a run id: this fold was not trained again, its result comes from that run
+
+
+def run_fold(
+    dataset: ConceptDataset,
+    fold_index: int,
+    cv: CVConfig,
+    make_explainer: Callable[[], Explainer],
+    target_class: int = 1,
+    metrics: MetricSet = METRICS,
+    progress: ProgressSink | None = None,
+) -> FoldResult:
+    """Fit, predict, explain and score one fold. Pure of side effects but for the explainer's own training and
+    the progress it reports to ``progress``."""
+    datamodule = cv.datamodule(dataset, fold_index)
+    datamodule.setup()
+    fold = datamodule.fold
+    explainer = make_explainer().observe(progress)
+
+    start = time.perf_counter()
+    explainer.fit(fold)
+    training_time = time.perf_counter() - start
+    y_pred = explainer.predict(fold.x_test)
+
+    start = time.perf_counter()
+    formula = explainer.explain(fold, target_class)
+    extraction_time = time.perf_counter() - start
+
+    info = dict(explainer.info())
+    loss_curve = [(int(e), float(v)) for e, v in info.pop("loss_curve", [])]
+    explained = explainer.provides_explanations
+    evidence = FoldEvidence(
+        y_true=fold.y_test,
+        y_pred=y_pred,
+        x=fold.x_test,
+        concept_names=fold.concept_names,
+        target_class=target_class,
+        formula=formula if explained else None,
+        scores=explainer.scores(fold.x_test),
+        timings={"training": float(info.pop("training_time", training_time)), "extraction": extraction_time},
+    )
+    return FoldResult(
+        fold=fold_index,
+        formula=formula,
+        metrics=metrics.score_fold(evidence),
+        loss_curve=loss_curve,
+        info=info,
+        explained=explained,
+    )
+
+
+class FoldFailed(RuntimeError):
+    """A fold raised: names the fold so the user knows where, keeps the original as ``__cause__``."""
+
+    def __init__(self, fold: int, error: BaseException) -> None:
+        super().__init__(f"fold {fold} failed: {type(error).__name__}: {error}")
+        self.fold = fold

@@ -1,0 +1,125 @@
+"""Runs that never lie or linger: live fold runs, interrupts that keep finished folds, reruns that reuse them,
+and runs of a killed process closed on the next start."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+from helpers import REPO, Job, job_env, run_command, store_uri, train_command, wait_until
+
+# Small but not instant: each psi fold trains a few seconds, so signals arrive while folds train.
+PSI = ("data=dnf", "method=psi", "method.explainer.epochs=4000", "cv.n_splits=4")
+
+
+def _client(tmp_path: Path):  # noqa: ANN202
+    from mlflow import MlflowClient
+
+    return MlflowClient(store_uri(tmp_path))
+
+
+def _runs(tmp_path: Path, experiment: str = "dnf") -> list:
+    client = _client(tmp_path)
+    found = client.get_experiment_by_name(experiment)
+    return [] if found is None else client.search_runs([found.experiment_id], max_results=1000)
+
+
+def _folds(runs: list) -> list:
+    return [r for r in runs if "fold" in r.data.tags]
+
+
+def test_fold_runs_are_open_while_their_fold_trains_and_log_the_loss_as_it_goes(tmp_path: Path) -> None:
+    with Job(
+        train_command(tmp_path, *PSI, "cv.n_jobs=1", "trainer.log_every_n_epochs=500"), job_env(tmp_path)
+    ) as job:
+        job.wait_for_line(r"psi fold 0 \[.*1000/4000 epochs")  # the progress line at 25 % of fold 0
+
+        def live_fold_run() -> object:
+            client = _client(tmp_path)
+            running = [r for r in _folds(_runs(tmp_path)) if r.info.status == "RUNNING"]
+            return running and client.get_metric_history(running[0].info.run_id, "train_loss")
+
+        history = wait_until(live_fold_run, "a RUNNING fold run with training-loss points", job.proc)
+        assert [m.step for m in history][:2] == [0, 500]
+        assert job.finish() == 0, job.stderr[-3000:]
+    folds = _folds(_runs(tmp_path))
+    assert len(folds) == 4 and {r.info.status for r in folds} == {"FINISHED"}
+    for run in folds:
+        duration = (run.info.end_time - run.info.start_time) / 1000
+        assert duration >= run.data.metrics["training_time"], (duration, run.data.metrics["training_time"])
+        steps = [m.step for m in _client(tmp_path).get_metric_history(run.info.run_id, "train_loss")]
+        assert steps == [0, 500, 1000, 1500, 2000, 2500, 3000, 3500, 3999]  # each point once
+    parent = next(r for r in _runs(tmp_path) if "fold" not in r.data.tags)
+    assert not set(parent.data.metrics) & {"model_accuracy", "train_loss"}
+
+
+def _interrupt_and_rerun(tmp_path: Path, send: signal.Signals, n_jobs: int) -> None:
+    cmd = train_command(tmp_path, *PSI, f"cv.n_jobs={n_jobs}")
+    with Job(cmd, job_env(tmp_path)) as job:
+        job.wait_for_line(r"psi fold \d+ \(1/4\)")  # a fold finished (its run is FINISHED by then)
+        job.proc.send_signal(send)
+        code = job.finish()
+    assert code == 130, job.stderr[-3000:]
+    assert "Traceback" not in job.stderr, job.stderr[-3000:]
+    lines = [line for line in job.stderr.splitlines() if "interrupted: kept" in line]
+    assert len(lines) == 1, job.stderr[-3000:]
+    kept = pd.read_csv(tmp_path / "job" / "results.csv")
+    assert 1 <= len(kept) < 4 and f"kept {len(kept)} finished fold(s) of 4" in lines[0]
+    runs = _runs(tmp_path)
+    assert "RUNNING" not in {r.info.status for r in runs}
+    assert {r.info.status for r in runs if "fold" not in r.data.tags} == {"KILLED"}
+
+    rerun = run_command(cmd, job_env(tmp_path))
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"reusing {len(kept)} fold(s)" in rerun.stderr
+    assert len(kept) == rerun.stderr.count(" reused from run ")
+    summary = json.loads((tmp_path / "job" / "summary.json").read_text())
+    assert summary["complete"] is True and summary["n_folds"] == 4
+    final = next(r for r in _runs(tmp_path) if "fold" not in r.data.tags and r.info.status == "FINISHED")
+    children = [r for r in _folds(_runs(tmp_path)) if r.data.tags["mlflow.parentRunId"] == final.info.run_id]
+    assert sorted(int(r.data.tags["fold"]) for r in children) == [0, 1, 2, 3]
+    reused = {int(r.data.tags["fold"]) for r in children if "reused_from" in r.data.tags}
+    assert reused == set(kept["split"])
+
+
+def test_sigterm_with_parallel_folds_keeps_finished_folds_and_the_rerun_reuses_them(tmp_path: Path) -> None:
+    _interrupt_and_rerun(tmp_path, signal.SIGTERM, n_jobs=2)
+
+
+def test_ctrl_c_on_a_sequential_job_is_one_line_and_exit_130(tmp_path: Path) -> None:
+    """SIGINT, as Ctrl-C sends it (inside Lightning's fit, which turns it into SystemExit)."""
+    _interrupt_and_rerun(tmp_path, signal.SIGINT, n_jobs=1)
+
+
+def test_runs_of_a_killed_process_are_closed_by_cleanup_and_on_the_next_start(tmp_path: Path) -> None:
+    cmd = train_command(tmp_path, *PSI, "cv.n_jobs=1")
+    with Job(cmd, job_env(tmp_path)) as job:
+        job.wait_for_line(r"psi fold 0 \(1/4\)")
+        job.proc.kill()  # SIGKILL: Python cannot close anything
+        job.proc.wait()
+    assert "RUNNING" in {r.info.status for r in _runs(tmp_path)}
+    cleanup = [sys.executable, "-m", "lenbench.tracking.cleanup"]
+    listed = run_command([*cleanup, "--dry-run"], job_env(tmp_path))
+    assert listed.returncode == 0 and "stale (would close)" in listed.stdout, listed.stdout + listed.stderr
+    assert "RUNNING" in {r.info.status for r in _runs(tmp_path)}  # a dry run closes nothing
+    closed = subprocess.run([*cleanup], cwd=REPO, env=job_env(tmp_path), capture_output=True, text=True)
+    assert closed.returncode == 0 and "closed as KILLED" in closed.stdout
+    assert {r.info.status for r in _runs(tmp_path)} <= {"FINISHED", "KILLED"}
+
+
+def test_a_job_start_closes_runs_its_dead_predecessor_left_running(tmp_path: Path) -> None:
+    with Job(train_command(tmp_path, *PSI, "cv.n_jobs=1"), job_env(tmp_path)) as job:
+        job.wait_for_line(r"psi fold 0 \(1/4\)")
+        job.proc.kill()
+        job.proc.wait()
+    rerun = run_command(train_command(tmp_path, *PSI, "cv.n_jobs=1"), job_env(tmp_path))
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    # The parent, and fold 1's run if fold 1 had started when the process died.
+    assert re.search(r"closed [12] run\(s\) left RUNNING by a process that died", rerun.stderr), rerun.stderr
+    assert "reusing 1 fold(s)" in rerun.stderr
+    assert "RUNNING" not in {r.info.status for r in _runs(tmp_path)}
