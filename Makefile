@@ -14,7 +14,7 @@ PORT ?= 5000
 STORE := sqlite:///$(CURDIR)/mlruns/mlflow.db
 ARTIFACTS := $(CURDIR)/mlruns/artifacts
 
-.PHONY: install train sweep paper report ui server test test-fast lint format bench clean
+.PHONY: install train sweep paper report ui server cleanup test test-fast lint format bench clean
 
 install: $(STAMP)
 
@@ -43,6 +43,9 @@ ui: install  ## the MLflow UI over the project's store, on http://$(HOST):$(PORT
 server: install  ## a local tracking server for parallel jobs: export MLFLOW_TRACKING_URI=http://$(HOST):$(PORT)
 	mkdir -p $(ARTIFACTS)
 	$(VENV)/bin/mlflow server --backend-store-uri $(STORE) --default-artifact-root $(ARTIFACTS) --host $(HOST) --port $(PORT)
+
+cleanup: install  ## close runs left RUNNING by a process that died (kill -9, power loss); ARGS=--dry-run only lists
+	$(PY) -m lenbench.tracking.cleanup $(ARGS)
 
 test: install  ## every test, the slow real-protocol ones included
 	$(PY) -m pytest -q $(ARGS)
