@@ -177,9 +177,10 @@ class Job:
                         if found == count:
                             return line
                 seen = len(self.lines)
-                if not self._reader.is_alive():
+                if not self._reader.is_alive():  # stderr closed: the job is ending
+                    self.proc.wait(timeout=timeout)
                     raise AssertionError(
-                        f"the job ended (exit {self.proc.poll()}) with {found} of {count} log line(s) matching "
+                        f"the job ended (exit {self.proc.returncode}) with {found} of {count} log line(s) matching "
                         f"{pattern!r}:\n{''.join(self.lines)[-3000:]}"
                     )
                 remaining = deadline - time.monotonic()
