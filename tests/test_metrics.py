@@ -118,7 +118,8 @@ def test_mean_and_sem() -> None:
     # std with ddof=1: sqrt(((1.5^2 + 0.5^2) * 2) / 3) = sqrt(5/3); sem = that / 2
     assert mean == 2.5
     assert sem == pytest.approx(math.sqrt(5 / 3) / 2)
-    assert mean_and_sem([0.7]) == (0.7, 0.0)
+    mean, sem = mean_and_sem([0.7])  # one fold: no standard error (NaN, as pandas), not 0.0
+    assert mean == 0.7 and math.isnan(sem)
     assert mean_and_sem([2, 2, 2]) == (2.0, 0.0)
     assert all(isinstance(v, float) for v in mean_and_sem(np.array([1, 2])))
     with pytest.raises(ValueError):

@@ -246,9 +246,9 @@ def consistency(formulas: Sequence[Formula | str]) -> float:
 def mean_and_sem(values: Sequence[float]) -> tuple[float, float]:
     """Mean and standard error of the mean over folds, with ``ddof=1`` as pandas' ``.sem()`` computes it.
 
-    One value gives a standard error of 0.0 (pandas gives NaN); no value raises ``ValueError``. NaN values (a
-    metric undefined on some fold, e.g. AUROC without positives) are skipped, as pandas does; all NaN gives
-    ``(nan, nan)``.
+    One value has no standard error: NaN, as pandas gives (a single fold says nothing about the spread; 0.0 would
+    read as "no uncertainty"); no value raises ``ValueError``. NaN values (a metric undefined on some fold, e.g.
+    AUROC without positives) are skipped, as pandas does; all NaN gives ``(nan, nan)``.
     """
     array = np.asarray(values, dtype=float).reshape(-1)
     if array.size == 0:
@@ -258,5 +258,5 @@ def mean_and_sem(values: Sequence[float]) -> tuple[float, float]:
         return float("nan"), float("nan")
     mean = float(array.mean())
     if array.size == 1:
-        return mean, 0.0
+        return mean, float("nan")
     return mean, float(array.std(ddof=1) / math.sqrt(array.size))
