@@ -12,11 +12,19 @@ from typing import Any
 import pandas as pd
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path`` and rename it, so no reader ever sees half a file."""
+    """Write to a temporary file beside ``path`` and rename it, so no reader ever sees half a file. The file gets
+    the mode a plain ``open`` would give it (0644 under the usual umask), not ``mkstemp``'s private 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, path)
