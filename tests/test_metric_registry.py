@@ -96,8 +96,8 @@ def _run_everything(tmp_path: Path, metrics: MetricSet) -> Outputs:
         parent_metrics=parent,
         imported_child_metrics=imported_children,
         imported_parent_metrics=imported_parent,
-        report_csv_columns=set(pd.read_csv(report / "summary_by_method.csv").columns),
-        report_markdown=(report / "summary_by_method.md").read_text(),
+        report_csv_columns=set(pd.read_csv(report / "summary_by_experiment.csv").columns),
+        report_markdown=(report / "summary_by_experiment.md").read_text(),
         report_folds_columns=set(pd.read_csv(report / "folds.csv").columns),
         console=format_summary("tree", outcome.summary, job, metrics=metrics),
     )
@@ -120,7 +120,8 @@ def test_a_registered_metric_reaches_every_output(tmp_path: Path) -> None:
         assert f"{name}_sem" in parent
         assert name not in parent  # fold values only on the child runs
         assert not set(parent) & set(WITH_LENGTH.fold_names)
-    assert {f"{name}_mean", f"{name}_sem", f"{name}_p_wilcoxon"} <= out.report_csv_columns
+    label = LENGTH.label  # the report's CSV is headed by labels
+    assert {f"{label} mean", f"{label} sem", f"{label} p Wilcoxon vs best"} <= out.report_csv_columns
     assert name in out.report_folds_columns
     assert LENGTH.label in out.report_markdown
     assert LENGTH.label in out.console
@@ -143,6 +144,7 @@ def test_a_metric_left_out_of_the_set_reaches_no_output(tmp_path: Path) -> None:
             assert left_out not in text, (left_out, where)
     for label in (METRICS["model_f1"].label, LENGTH.label):
         assert label not in out.report_markdown and label not in out.console
+        assert label not in " ".join(out.report_csv_columns)  # the report's CSV is headed by labels
     # ... while the metrics kept are all there.
     assert "model_accuracy_mean" in out.parent_metrics and "model_accuracy" in out.results_columns
     assert METRICS["model_accuracy"].label in out.report_markdown

@@ -23,8 +23,11 @@ from lenbench.logic.metrics import (
     mean_and_sem,
 )
 from lenbench.report import render
+from lenbench.report import significance as sig
+from lenbench.report.build import analyse
+from lenbench.report.compare import compare_with_best, compared_names, paired_tests
 from lenbench.report.render import human_table
-from lenbench.report.stats import blank_missing_explanations, compare_with_best, paired_tests, summary_table
+from lenbench.report.stats import blank_missing_explanations, summary_table
 from lenbench.scoring import METRICS, Metric, MetricSet
 
 # -- metrics -----------------------------------------------------------------------------------------------------
@@ -79,6 +82,8 @@ def test_mean_and_sem_skip_nan() -> None:
     assert mean_and_sem([1.0, float("nan"), 3.0]) == (2.0, pytest.approx(1.0))
     mean, sem = mean_and_sem([float("nan")] * 3)
     assert math.isnan(mean) and math.isnan(sem)
+    mean, sem = mean_and_sem([0.7, float("nan")])  # one value: no standard error, not 0
+    assert mean == 0.7 and math.isnan(sem)
 
 
 def test_the_new_columns_are_fold_metrics() -> None:
@@ -94,81 +99,162 @@ def test_the_new_columns_are_fold_metrics() -> None:
         assert name in METRICS.fold_names
 
 
-# -- paired tests ------------------------------------------------------------------------------------------------
+# -- summaries and comparisons -----------------------------------------------------------------------------------
+
+K = 6  # 6-fold CV: the corrected t-test's n_test/n_train is 1/5
 
 
-def _folds() -> pd.DataFrame:
+def _folds(seeds: tuple[int, ...] = (0, 1)) -> pd.DataFrame:
+    """Rows a, b, c of one study, ``seeds`` model seeds on each of 6 test folds; b is 0.05 better than a on model
+    accuracy, every row equal on explanation accuracy, c without F1."""
     rng = np.random.default_rng(0)
-    rows = []
-    for seed in (0, 1):
-        for fold in range(6):
+    records = []
+    for seed in seeds:
+        for fold in range(K):
             base = rng.random()
-            for method, shift in (("a", 0.0), ("b", 0.05), ("c", 0.0)):
-                rows.append(
+            for row, shift in (("a", 0.0), ("b", 0.05), ("c", 0.0)):
+                records.append(
                     {
-                        "method": method,
+                        "study": "s",
+                        "row": row,
+                        "method": row,
                         "seed": seed,
+                        "split_seed": 42,
+                        "n_splits": K,
                         "fold": fold,
-                        "run_id": f"{method}{seed}",
-                        "formula": "x" if method != "c" else "y & x",
+                        "run_id": f"{row}{seed}",
+                        "formula": "x" if row != "c" else "y & x",
                         "model_accuracy": base + shift + 0.01 * rng.standard_normal(),
-                        "explanation_accuracy": base,  # identical for every method
-                        "explanation_complexity": {"a": 3.0, "b": 2.0, "c": 5.0}[method] + fold % 2,
-                        "explanation_f1": float("nan") if method == "c" else base,
+                        "explanation_accuracy": base,  # identical for every row
+                        "explanation_complexity": {"a": 3.0, "b": 2.0, "c": 5.0}[row] + fold % 2,
+                        "explanation_f1": float("nan") if row == "c" else base,
+                        "training_time": rng.random(),
+                        "majority_accuracy": 0.8,
                     }
                 )
-    # Method a also has a seed the others lack: those folds have no partner and must not be paired.
-    rows.append({"method": "a", "seed": 9, "fold": 0, "run_id": "a9", "formula": "x", "model_accuracy": 0.0})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(records)
 
 
-def test_paired_tests_pair_folds_by_seed_and_fold() -> None:
-    folds = _folds()
+def _per_fold(folds: pd.DataFrame, row: str, metric: str) -> np.ndarray:
+    """The row's values per test fold, its seeds averaged first."""
+    return folds[folds.row == row].groupby("fold")[metric].mean().sort_index().to_numpy()
+
+
+def test_the_unit_of_pairing_is_the_test_fold_and_seeds_are_averaged_first() -> None:
+    folds = _folds(seeds=(0, 1, 2))
     table = paired_tests(folds, ["model_accuracy", "explanation_accuracy", "explanation_f1"])
-    row = table[(table.metric == "model_accuracy") & (table.method_a == "a") & (table.method_b == "b")].iloc[
-        0
-    ]
-    a = (
-        folds[(folds.method == "a") & (folds.seed < 9)]
-        .sort_values(["seed", "fold"])["model_accuracy"]
-        .to_numpy()
-    )
-    b = folds[folds.method == "b"].sort_values(["seed", "fold"])["model_accuracy"].to_numpy()
-    assert row.n_pairs == 12
-    assert row.mean_diff == pytest.approx(np.mean(a - b))
-    assert row.p_wilcoxon == pytest.approx(stats.wilcoxon(a, b).pvalue)
-    assert row.p_ttest == pytest.approx(stats.ttest_rel(a, b).pvalue)
-    assert row.p_wilcoxon < 0.01 and row.p_ttest < 0.01
+    pair = table[(table.metric == "model_accuracy") & (table.row_a == "a") & (table.row_b == "b")].iloc[0]
+    diff = _per_fold(folds, "a", "model_accuracy") - _per_fold(folds, "b", "model_accuracy")
+    assert pair.n_pairs == K  # 6 test folds, not 18 (fold, seed) pairs
+    assert pair.mean_diff == pytest.approx(diff.mean())
+    assert pair.p_wilcoxon == pytest.approx(stats.wilcoxon(diff).pvalue)
+    # Nadeau-Bengio: variance inflated by 1/J + n_test/n_train = 1/6 + 1/5.
+    t = diff.mean() / math.sqrt((1 / K + 1 / (K - 1)) * diff.var(ddof=1))
+    assert pair.t_corrected == pytest.approx(t)
+    assert pair.p_corrected_t == pytest.approx(2 * stats.t.sf(abs(t), K - 1))
+    assert pair.p_corrected_t > stats.ttest_rel(*[_per_fold(folds, r, "model_accuracy") for r in "ab"]).pvalue
     same = table[table.metric == "explanation_accuracy"]
-    assert (same.p_wilcoxon == 1.0).all() and (same.p_ttest == 1.0).all()  # identical results
-    undefined = table[(table.metric == "explanation_f1") & (table.method_b == "c")]
+    assert (same.p_wilcoxon == 1.0).all() and (same.p_corrected_t == 1.0).all()  # identical results
+    undefined = table[(table.metric == "explanation_f1") & (table.row_b == "c")]
     assert (undefined.n_pairs == 0).all() and undefined.p_wilcoxon.isna().all()
     assert len(table) == 3 * 3  # 3 metrics x 3 pairs
+    # Holm within each metric's family: the adjusted p-values are Holm's of that metric's raw ones.
+    for _, family in table.groupby("metric"):
+        assert family.p_wilcoxon_holm.to_numpy() == pytest.approx(
+            sig.holm(family.p_wilcoxon.to_numpy()), nan_ok=True
+        )
 
 
 def test_repeated_runs_of_a_configuration_are_averaged_not_double_counted() -> None:
     folds = _folds()
-    repeat = folds[(folds.method == "b") & (folds.seed == 0)].assign(run_id="b0-again")
+    repeat = folds[(folds.row == "b") & (folds.seed == 0)].assign(run_id="b0-again")
     table = paired_tests(pd.concat([folds, repeat]), ["model_accuracy"])
-    assert table[(table.method_a == "a") & (table.method_b == "b")].n_pairs.iloc[0] == 12
+    assert table[(table.row_a == "a") & (table.row_b == "b")].n_pairs.iloc[0] == K
+
+
+def test_no_test_on_times_or_baselines() -> None:
+    tested = compared_names(METRICS)
+    for metric in METRICS.at("fold"):
+        if metric.unit == "s" or metric.higher_is_better is None:
+            assert metric.name not in tested, metric.name
+    folds = _folds()
+    pairs = paired_tests(folds, METRICS)
+    assert not {"training_time", "elapsed_time", "majority_accuracy"} & set(pairs["metric"])
+    versus = compare_with_best(folds, METRICS)
+    assert not [c for c in versus if c.startswith(("training_time_", "elapsed_time_", "majority_accuracy_"))]
+
+
+def test_summary_pools_seeds_per_test_fold_and_one_fold_has_no_sem() -> None:
+    folds = _folds(seeds=(0, 1, 2))
+    by_row = summary_table(folds).set_index("row")
+    a = by_row.loc["a"]
+    assert (a["n_folds"], a["n_seeds"], a["n_runs"]) == (K, 3, 3)
+    per_fold = _per_fold(folds, "a", "model_accuracy")
+    assert a["model_accuracy_mean"] == pytest.approx(per_fold.mean())
+    assert a["model_accuracy_sem"] == pytest.approx(
+        per_fold.std(ddof=1) / math.sqrt(K)
+    )  # over 6 folds, not 18
+    assert a["model_accuracy_n"] == K
+    one = summary_table(folds[folds.fold == 0]).set_index("row")
+    assert one.loc["a", "n_folds"] == 1 and math.isnan(one.loc["a", "model_accuracy_sem"])
+    cell = human_table(one.reset_index(), ["row"]).set_index("method").loc["a", "model accuracy"]
+    assert cell.startswith(f"{one.loc['a', 'model_accuracy_mean']:.3f} ± n/a")
+
+
+def test_the_best_row_is_chosen_on_the_folds_every_row_has() -> None:
+    # a: every fold, high on fold 0 only; b: only fold 0 (an easy fold), where a is better. Over its own folds b
+    # has the higher mean, but on the common fold a wins: a is the best.
+    records = [
+        {
+            "study": "s",
+            "row": "a",
+            "seed": 0,
+            "split_seed": 42,
+            "n_splits": 5,
+            "fold": f,
+            "run_id": "a",
+            "v": v,
+        }
+        for f, v in enumerate([0.90, 0.70, 0.70, 0.70, 0.70])
+    ]
+    records.append(
+        {
+            "study": "s",
+            "row": "b",
+            "seed": 0,
+            "split_seed": 42,
+            "n_splits": 5,
+            "fold": 0,
+            "run_id": "b",
+            "v": 0.85,
+        }
+    )
+    folds = pd.DataFrame(records).rename(columns={"v": "model_accuracy"})
+    versus = compare_with_best(folds, METRICS).set_index("row")
+    assert versus.loc["a", "model_accuracy_best"] == "a" and versus.loc["a", "model_accuracy_best_n"] == 1
+    assert versus.loc["b", "model_accuracy_n_pairs"] == 1
 
 
 def test_summary_table_and_compare_with_best() -> None:
     folds = _folds()
-    folds.loc[folds.method == "c", "explanation_f1"] = float("nan")
-    by_method = summary_table(folds, ["method"])
-    c = by_method.set_index("method").loc["c"]
+    folds.loc[folds.row == "c", "explanation_f1"] = float("nan")
+    by_row = summary_table(folds)
+    c = by_row.set_index("row").loc["c"]
     assert math.isnan(c["explanation_f1_mean"]) and math.isnan(c["explanation_f1_sem"])
-    tests = compare_with_best(folds, by_method)
-    assert set(tests["model_accuracy_best"]) == {"b"}
-    assert set(tests["explanation_complexity_best"]) == {"b"}  # lower is better
-    assert math.isnan(tests.set_index("method").loc["b", "model_accuracy_p_wilcoxon"])
-    assert tests.set_index("method").loc["a", "model_accuracy_p_ttest"] < 0.01
-    pretty = human_table(by_method.merge(tests, on="method"), ["method"]).set_index("method")
-    assert pretty.loc["b", "model_accuracy"].endswith("(best)")
-    assert pretty.loc["a", "model_accuracy"].endswith("(<0.001/<0.001)")
-    assert pretty.loc["c", "explanation_f1"] == "n/a"
-    assert "majority_accuracy" not in METRICS.compared_names
+    versus = compare_with_best(folds, METRICS)
+    assert set(versus["model_accuracy_best"]) == {"b"}
+    assert set(versus["explanation_complexity_best"]) == {"b"}  # lower is better
+    assert math.isnan(versus.set_index("row").loc["b", "model_accuracy_p_wilcoxon"])
+    a = versus.set_index("row").loc["a"]
+    assert a["model_accuracy_p_corrected_t"] < 0.01
+    assert a["model_accuracy_p_corrected_t_holm"] >= a["model_accuracy_p_corrected_t"]
+    pretty = human_table(by_row.merge(versus, on=["study", "row"]), ["row"]).set_index("method")
+    assert pretty.loc["b", "model accuracy"].endswith("(best)")
+    assert pretty.loc["a", "model accuracy"].endswith(
+        f"(<0.001/{render.p_text(a['model_accuracy_p_wilcoxon_holm'])})"
+    )
+    assert pretty.loc["c", "explanation F1"] == "n/a"
+    assert (pretty["n (folds × seeds)"] == f"{K} × 2").all()
 
 
 def test_folds_without_explanation_get_nan_in_every_formula_metric() -> None:
@@ -182,8 +268,10 @@ def test_folds_without_explanation_get_nan_in_every_formula_metric() -> None:
     metrics = METRICS.with_metric(length)
     folds = pd.DataFrame(
         {
-            "method": ["rf", "tree"],
+            "study": ["s", "s"],
+            "row": ["rf", "tree"],
             "seed": [0, 0],
+            "split_seed": [42, 42],
             "fold": [0, 0],
             "run_id": ["r", "t"],
             "formula": ["False", "x"],
@@ -198,40 +286,66 @@ def test_folds_without_explanation_get_nan_in_every_formula_metric() -> None:
             "formula_length": [5.0, 1.0],
         }
     )
-    blanked = blank_missing_explanations(folds, metrics).set_index("method")
+    blanked = blank_missing_explanations(folds, metrics).set_index("row")
     for name in (
         "explanation_complexity",
         "elapsed_time",
         "formula_length",
     ):  # every metric needing a formula
-        assert (
-            math.isnan(blanked.loc["rf", name])
-            and blanked.loc["tree", name] == folds.set_index("method").loc["tree", name]
-        )
+        assert math.isnan(blanked.loc["rf", name])
+        assert blanked.loc["tree", name] == folds.set_index("row").loc["tree", name]
     assert blanked.loc["rf", "model_accuracy"] == 0.9 and blanked.loc["rf", "training_time"] == 1.0
-    by_method = summary_table(blanked.reset_index(), ["method"], metrics).set_index("method")
-    assert math.isnan(by_method.loc["rf", "explanation_consistency"])  # job-level metrics from the registry
-    assert by_method.loc["tree", "explanation_consistency"] == 1.0
-    assert "formula_length_mean" in by_method and math.isnan(by_method.loc["rf", "formula_length_mean"])
+    by_row = summary_table(blanked.reset_index(), metrics=metrics).set_index("row")
+    assert math.isnan(by_row.loc["rf", "explanation_consistency"])  # job-level metrics from the registry
+    assert by_row.loc["tree", "explanation_consistency"] == 1.0
+    assert "formula_length_mean" in by_row and math.isnan(by_row.loc["rf", "formula_length_mean"])
+
+
+def test_job_level_metrics_are_the_jobs_own_values() -> None:
+    """Consistency is each job's own (from its run, computed on full formulas), averaged over the row's jobs; the
+    fold table's formulas are only the fallback."""
+    folds = _folds()
+    runs = pd.DataFrame({"run_id": ["a0", "a1"], "explanation_consistency": [0.2, 0.4]})
+    by_row = summary_table(folds, metrics=METRICS, runs=runs).set_index("row")
+    assert by_row.loc["a", "explanation_consistency"] == pytest.approx(0.3)
+    assert by_row.loc["b", "explanation_consistency"] == 1.0  # not in runs: computed from its formulas
 
 
 def test_human_tables_take_labels_digits_and_order_from_the_registry() -> None:
     folds = _folds()
-    by_method = summary_table(folds, ["method"])
-    table = human_table(by_method, ["method"])
-    order = [name for name in METRICS.names if name in table]
-    assert list(table.columns) == ["method", *order]
-    assert (
-        table.set_index("method").loc["b", "explanation_complexity"].count(".") == 2
-    )  # digits=1: "2.5 ± 0.2"
-    assert (
-        len(table.set_index("method").loc["b", "explanation_complexity"].split(" ± ")[0].split(".")[1]) == 1
-    )
-    markdown = render.summary_texts("s", by_method, ["method"])["s.md"]
+    by_row = summary_table(folds)
+    table = human_table(by_row, ["row"])
+    order = [m.label for m in METRICS if m.name in METRICS.fold_names or m.name in by_row]
+    assert list(table.columns) == ["method", "n (folds × seeds)", *[c for c in order if c in table]]
+    complexity = table.set_index("method").loc["b", "complexity"]
+    assert complexity.count(".") == 2 and len(complexity.split(" ± ")[0].split(".")[1]) == 1  # digits=1
+    markdown = render.summary_texts("s", by_row, ["row"])["s.md"]
     assert METRICS["explanation_complexity"].label in markdown and "explanation_complexity" not in markdown
     fewer = MetricSet([m for m in METRICS if m.name != "model_accuracy"])
-    texts = render.summary_texts("s", summary_table(folds, ["method"], fewer), ["method"], fewer)
+    texts = render.summary_texts("s", summary_table(folds, metrics=fewer), ["row"], fewer)
     assert not any("model_accuracy" in text or "model accuracy" in text for text in texts.values())
+
+
+def test_analyse_keeps_configurations_apart() -> None:
+    """Two configurations of one method never share a row, whatever their seeds."""
+    folds = _folds()
+    folds["method"] = folds["row"].replace({"c": "a"})  # c is method a with another hyper-parameter
+    runs = (
+        folds[["run_id", "method", "seed"]]
+        .drop_duplicates()
+        .assign(data="d", label="y", git_commit="1234567abc", data_checksum="ff", config_hash="")
+    )
+    runs["params"] = [
+        {
+            "cv.n_splits": K,
+            "method.explainer.depth": 3 if r.startswith("c") else 5,
+            "method.explainer.seed": s,
+        }
+        for r, s in zip(runs["run_id"], runs["seed"], strict=True)
+    ]
+    result = analyse(folds.drop(columns=["study", "row", "split_seed", "n_splits"]), runs)
+    assert sorted(result.by_row["row"]) == ["a (depth=3)", "a (depth=5)", "b"]
+    assert (result.by_row["n_folds"] == K).all() and (result.by_row["n_seeds"] == 2).all()
 
 
 # -- end to end: make report -------------------------------------------------------------------------------------
@@ -244,23 +358,37 @@ def test_report_shows_every_method_with_new_metrics_and_paired_tests(tmp_path: P
     out = tmp_path / "report"
     report = run_report(tmp_path, "dnf", out)
     assert report.returncode == 0, report.stderr[-3000:]
-    by_method = pd.read_csv(out / "summary_by_method.csv")
-    assert sorted(by_method["method"]) == ["rf", "rulelist", "tree"]
+    by_row = pd.read_csv(out / "summary_by_experiment.csv")
+    assert sorted(by_row["method"]) == ["rf", "rulelist", "tree"]
+    label = {m.name: m.label for m in METRICS}
     for column in (
-        "model_auroc_mean",
-        "explanation_f1_mean",
-        "model_accuracy_p_wilcoxon",
-        "model_f1_p_ttest",
+        f"{label['model_auroc']} mean",
+        f"{label['explanation_f1']} mean",
+        f"{label['model_accuracy']} p Wilcoxon vs best (Holm)",
+        f"{label['model_f1']} p corrected t vs best",
+        "test folds",
     ):
-        assert column in by_method, column
-    rf = by_method.set_index("method").loc["rf"]
-    assert math.isnan(rf["explanation_accuracy_mean"]) and rf["model_auroc_mean"] > 0.5
+        assert column in by_row, column
+    assert not [c for c in by_row.columns if any(c.startswith(name) for name in METRICS.names)]  # no raw keys
+    rf = by_row.set_index("method").loc["rf"]
+    assert (
+        math.isnan(rf[f"{label['explanation_accuracy']} mean"]) and rf[f"{label['model_auroc']} mean"] > 0.5
+    )
     pairs = pd.read_csv(out / "paired_tests.csv")
-    assert set(pairs["metric"]) == set(METRICS.compared_names)
-    assert (pairs["n_pairs"] > 0).any()
+    assert set(pairs["metric"]) == {label[name] for name in compared_names(METRICS)}
+    assert (pairs.loc[pairs["metric"] == label["model_accuracy"], "n (test folds)"] == 4).all()
+    assert set(pairs["n (test folds)"]) == {0, 4}  # 0: rf has no formula to pair
     printed = report.stdout
-    labels = (METRICS["model_auroc"].label, METRICS["explanation_balanced_accuracy"].label)
-    for text in (*labels, "(best)", "p_wilcoxon", "rulelist", "rf"):
+    for text in (
+        label["model_accuracy"],
+        label["explanation_accuracy"],
+        "(best)",
+        "n (folds × seeds)",
+        "rulelist",
+    ):
         assert text in printed, text
-    for name in ("paired_tests.md", "paired_tests.tex", "summary_by_method.tex"):
+    assert "elapsed_time" not in printed and "model_accuracy" not in printed  # labels only
+    assert "%|" not in report.stderr  # no tqdm progress bar from artifact downloads
+    for name in ("paired_tests.md", "paired_tests.tex", "summary_by_experiment.tex", "provenance.json"):
         assert (out / name).stat().st_size > 0
+        assert (out / name).stat().st_mode & 0o777 == 0o644, name

@@ -97,10 +97,11 @@ def test_seed_sweep_resume_and_report(tmp_path: Path) -> None:
     out = tmp_path / "report"
     report = run_report(tmp_path, "dnf", out)
     assert report.returncode == 0, report.stderr[-3000:]
-    by_method = pd.read_csv(out / "summary_by_method.csv")
-    assert list(by_method["method"]) == ["tree"]
-    assert by_method.loc[0, "n_runs"] == 4 and by_method.loc[0, "n_folds"] == 8
-    by_seed = pd.read_csv(out / "summary_by_method_seed.csv")
+    by_row = pd.read_csv(out / "summary_by_experiment.csv")
+    assert list(by_row["method"]) == ["tree"]  # one configuration, its seeds pooled: one row
+    # 4 runs (3 seeds, seed 1 twice) on the same 2 test folds: n is 2 test folds x 3 seeds, not 8 fold rows.
+    assert by_row.loc[0, "runs"] == 4 and by_row.loc[0, "test folds"] == 2 and by_row.loc[0, "seeds"] == 3
+    by_seed = pd.read_csv(out / "summary_by_experiment_seed.csv")
     assert sorted(by_seed["seed"]) == [0, 1, 2]
     # Consistency is computed from the full formulas (explanations.json), not from the formula tags, which MLflow
     # truncates: these trees' formulas are longer than a tag holds, and their cut-off tags give another consistency.
@@ -114,18 +115,18 @@ def test_seed_sweep_resume_and_report(tmp_path: Path) -> None:
     job_consistency = seed0["metrics"]["explanation_consistency"]
     assert job_consistency == pytest.approx(consistency([Formula.parse(f) for f in full.values()]))
     assert consistency([parsed_or_false(t) for t in tags.values()]) != pytest.approx(job_consistency)
-    assert by_seed.set_index("seed").loc[0, "explanation_consistency"] == pytest.approx(job_consistency)
+    assert by_seed.set_index("seed").loc[0, "consistency"] == pytest.approx(job_consistency)
     for name in (
-        "summary_by_method.md",
-        "summary_by_method.tex",
+        "summary_by_experiment.md",
+        "summary_by_experiment.tex",
         "accuracy_vs_complexity.png",
         "fold_metrics.png",
         "concept_frequency.png",
         "provenance.json",
     ):
         assert (out / name).stat().st_size > 0, name
-    assert "model accuracy" in (out / "summary_by_method.md").read_text()  # labels head the human tables
-    assert "\\begin{tabular}" in (out / "summary_by_method.tex").read_text()
+    assert "model accuracy" in (out / "summary_by_experiment.md").read_text()  # labels head the human tables
+    assert "\\begin{tabular}" in (out / "summary_by_experiment.tex").read_text()
     assert (runs(tmp_path, "dnf")["kind"] == "report").sum() == 1
 
 

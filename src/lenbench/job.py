@@ -80,6 +80,10 @@ def run_job(cfg: DictConfig, context: JobContext, metrics: MetricSet = METRICS) 
     tracker = open_tracker(cfg, context.project_dir, experiment, metrics)
     previous = _finished_run(tracker, record, cfg)
     if previous is not None:
+        from lenbench.tracking.sweeps import record_resumed  # the sweep that skipped it still holds it
+
+        uri = tracking_uri(cfg, context.project_dir)
+        record_resumed(uri, previous, record.run_name, context.sweep_id, context.out_dir)
         return JobOutcome(summary={}, out_dir=context.out_dir, skipped_by=previous)
     _write_job_file(context, experiment, record)
     log.info(

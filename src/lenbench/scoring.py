@@ -63,7 +63,8 @@ class Metric:
 
     ``higher_is_better`` is None for numbers that are no score of the method (a baseline, a wall-clock time);
     ``compared`` says whether methods are compared on it by paired tests; ``headline`` puts it in the console
-    summary."""
+    summary; ``baseline`` names the fold metric it is read against (an accuracy against the majority-class
+    accuracy): figures draw that baseline wherever they draw this metric."""
 
     name: str
     label: str
@@ -75,6 +76,7 @@ class Metric:
     compared: bool = True
     headline: bool = False
     unit: str = ""
+    baseline: str | None = None
 
     def value(self, evidence: FoldEvidence | JobEvidence) -> float:
         if not all(evidence.has(need) for need in self.needs):  # type: ignore[arg-type]
@@ -211,13 +213,20 @@ FORMULA = frozenset({"formula"})
 #: The metrics of every job, in ``results.csv``'s column order (the notebook's first, then lenbench's).
 METRICS = MetricSet(
     [
-        Metric("model_accuracy", "model accuracy", _model_accuracy, headline=True),
+        Metric(
+            "model_accuracy",
+            "model accuracy",
+            _model_accuracy,
+            headline=True,
+            baseline="majority_accuracy",
+        ),
         Metric(
             "explanation_accuracy",
             "explanation accuracy",
             _explanation_accuracy,
             needs=FORMULA,
             headline=True,
+            baseline="majority_accuracy",
         ),
         Metric("explanation_fidelity", "fidelity", _explanation_fidelity, needs=FORMULA, headline=True),
         Metric(

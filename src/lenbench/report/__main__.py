@@ -19,7 +19,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--experiment", default="mimic", help="MLflow experiment (default: mimic, the data set name)"
     )
-    parser.add_argument("--sweep-id", default=None, help="only the jobs of this sweep (the tag sweep_id)")
+    parser.add_argument(
+        "--sweep-id",
+        default=None,
+        help="only the jobs of this sweep (its multirun folder, the tag sweep_id), with the runs it resumed",
+    )
     parser.add_argument("--filter", default="", help="extra MLflow filter, e.g. \"tags.method = 'psi'\"")
     parser.add_argument(
         "--uri", default=os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(Path.cwd())
@@ -38,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     except TrackingError as exc:
         logging.getLogger("lenbench").error("%s", exc)
         return 2
-    print((out / "summary_by_method.md").read_text())
+    print((out / "summary_headline.md").read_text())
     print(f"report: {len(files)} files in {out}")
     return 0
 

@@ -1,16 +1,77 @@
-"""One report, start to end: read the jobs from MLflow, compute the statistics, render, draw and publish.
+"""One report, start to end: read the jobs from MLflow, group them into rows, compute the statistics, render, draw
+and publish.
 
-Each step lives in its own module (reading in :mod:`lenbench.tracking.mlflow_read`, then :mod:`.stats`,
-:mod:`.render`, :mod:`.figures`, :mod:`.publish`); this one only wires them, passing the same metric set to all.
+Each step lives in its own module (reading in :mod:`lenbench.tracking.mlflow_read`, then :mod:`.rows`,
+:mod:`.stats`, :mod:`.compare`, :mod:`.render`, :mod:`.figures`, :mod:`.publish`); this one only wires them,
+passing the same metric set to all. :func:`analyse` is the part shared with the README tables
+(:mod:`lenbench.report.readme`), which read committed result files instead of MLflow.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from lenbench.report import figures, publish, render, stats
+import pandas as pd
+
+from lenbench.report import compare, figures, publish, render, rows, stats
 from lenbench.scoring import METRICS, MetricSet
-from lenbench.tracking.mlflow_read import load_jobs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Analysis:
+    """Everything a report shows: the fold table with rows attached, the runs, and the summaries."""
+
+    folds: pd.DataFrame
+    runs: pd.DataFrame
+    by_row: pd.DataFrame
+    by_row_seed: pd.DataFrame
+    pairs: pd.DataFrame
+    ranks: dict[str, Any] = field(default_factory=dict)
+
+
+def analyse(folds: pd.DataFrame, runs: pd.DataFrame, metrics: MetricSet = METRICS) -> Analysis:
+    """Rows (experiments) from the runs, then per-row summaries, comparisons with the best row of each study, all
+    pairs, and ranks across studies."""
+    runs = rows.assign_rows(runs)
+    folds = stats.blank_missing_explanations(stats.attach_rows(folds, runs), metrics)
+    by_row = stats.summary_table(folds, stats.ROW, metrics, runs)
+    by_row = by_row.merge(stats.seed_consistency(folds, metrics), on=list(stats.ROW), how="left")
+    by_row = by_row.merge(compare.compare_with_best(folds, metrics), on=list(stats.ROW), how="left")
+    by_row_seed = stats.summary_table(folds, [*stats.ROW, "seed"], metrics, runs)
+    return Analysis(
+        folds=folds,
+        runs=runs,
+        by_row=by_row,
+        by_row_seed=by_row_seed,
+        pairs=compare.paired_tests(folds, metrics),
+        ranks=compare.across_studies(by_row, metrics),
+    )
+
+
+def keys(table: pd.DataFrame, extra: tuple[str, ...] = ()) -> list[str]:
+    """Identity columns a human table starts with: the study only when there are several."""
+    return [*(["study"] if table["study"].nunique() > 1 else []), "row", *extra]
+
+
+def report_texts(analysis: Analysis, metrics: MetricSet = METRICS) -> dict[str, str]:
+    """Every table of a report by file name."""
+    by_row, by_seed = analysis.by_row, analysis.by_row_seed
+    return {
+        **render.summary_texts("summary_by_experiment", by_row, keys(by_row), metrics, with_note=True),
+        **render.summary_texts("summary_by_experiment_seed", by_seed, keys(by_seed, ("seed",)), metrics),
+        "summary_headline.md": render.to_markdown(
+            render.human_table(by_row, keys(by_row), render.headline_metrics(metrics))
+        ),
+        **render.pairs_texts(analysis.pairs, metrics),
+        **render.ranks_texts(compare.ranks_table(analysis.ranks, metrics), metrics),
+        "folds.csv": analysis.folds.to_csv(index=False),
+    }
 
 
 def build_report(
@@ -23,20 +84,14 @@ def build_report(
     metrics: MetricSet = METRICS,
 ) -> dict[str, Path]:
     """Write tables, figures and provenance under ``out_dir`` and (by default) log them on a ``report`` run."""
+    from lenbench.tracking.mlflow_read import load_jobs
+
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # no tqdm bar per downloaded artifact
     jobs = load_jobs(uri, experiment, sweep_id, filter_string, metrics)
-    folds = stats.blank_missing_explanations(jobs.folds, metrics)
-    by_method = stats.summary_table(folds, ["method"], metrics)
-    by_method = by_method.merge(stats.seed_consistency(folds, metrics), on="method", how="left")
-    by_method = by_method.merge(stats.compare_with_best(folds, by_method, metrics), on="method", how="left")
-    by_method_seed = stats.summary_table(folds, ["method", "seed"], metrics)
-    texts = {
-        **render.summary_texts("summary_by_method", by_method, ["method"], metrics, with_note=True),
-        **render.summary_texts("summary_by_method_seed", by_method_seed, ["method", "seed"], metrics),
-        **render.pairs_texts(stats.paired_tests(folds, metrics), metrics),
-        "folds.csv": folds.to_csv(index=False),
-    }
-    meta = publish.provenance(jobs.runs, experiment, sweep_id, filter_string)
-    files = publish.write_files(out_dir, texts, figures.figures(folds, by_method, metrics), meta)
+    analysis = analyse(jobs.folds, jobs.runs, metrics)
+    meta = publish.provenance(analysis.runs, experiment, sweep_id, filter_string)
+    drawn = figures.figures(analysis.folds, analysis.by_row, analysis.ranks, metrics)
+    files = publish.write_files(out_dir, report_texts(analysis, metrics), drawn, meta)
     if log_to_mlflow:
         publish.log_to_mlflow(uri, experiment, files, sweep_id)
     return files

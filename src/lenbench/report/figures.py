@@ -1,23 +1,33 @@
-"""The report's figures, comparing methods (matplotlib, Agg backend); returned as figures, saved by ``publish``.
+"""The report's figures, comparing rows (experiments); matplotlib, Agg backend. Returned, saved by ``publish``.
 
-- ``accuracy_vs_complexity.png``: the paper's trade-off, explanation accuracy against complexity per method;
-- ``fold_metrics.png``: the spread over folds of every headline compared metric of the registry, per method;
-- ``concept_frequency.png``: how often each concept appears in a method's explanations.
+- ``accuracy_vs_complexity.png``: the paper's trade-off, explanation accuracy against complexity, one point per
+  row (mean ± sem over test folds), one panel per study;
+- ``fold_metrics.png``: the per-test-fold values (seeds averaged) of every headline tested metric, per row;
+- ``concept_frequency.png``: which concepts each row's formulas mention, and how often (every row with
+  explanations is a column; a row without any is left out and named in the figure);
+- ``critical_difference_<metric>.png``: when the report holds several studies (data sets), Demšar's
+  critical-difference diagram of the rows' average ranks.
 
-The per-job figure logged with each run is :mod:`lenbench.tracking.plots`.
+Every figure has a title and says its n (test folds x seeds per row); an accuracy is always drawn with its
+registry ``baseline`` (the majority-class accuracy of the same test folds); axes are linear, or logarithmic with
+log ticks, or say that they are symmetric-log. The per-job figure logged with each run is
+:mod:`lenbench.tracking.plots`.
 """
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from lenbench.report.stats import parse_formula
-from lenbench.scoring import METRICS, MetricSet
+from lenbench.report.stats import UNIT, parse_formula
+from lenbench.scoring import METRICS, Metric, MetricSet
 
 ACCURACY, COMPLEXITY = "explanation_accuracy", "explanation_complexity"
+TOP_CONCEPTS = 6  # per row, for the concept-frequency figure
+MAX_CONCEPTS = 30
 
 
 def _pyplot() -> Any:
@@ -36,63 +46,270 @@ def _axis_label(metrics: MetricSet, name: str) -> str:
     )
 
 
-def accuracy_vs_complexity(by_method: pd.DataFrame, metrics: MetricSet = METRICS) -> Any:
-    """Mean ± sem of explanation accuracy against complexity, one point per method."""
-    fig, ax = _pyplot().subplots(figsize=(5, 4), constrained_layout=True)
-    for _, row in by_method.iterrows():
-        ax.errorbar(
-            row[f"{COMPLEXITY}_mean"],
-            row[f"{ACCURACY}_mean"],
-            xerr=row[f"{COMPLEXITY}_sem"],
-            yerr=row[f"{ACCURACY}_sem"],
-            fmt="o",
-            capsize=3,
-            label=row["method"],
-        )
-    ax.set_xscale("symlog")
-    ax.set_xlabel(_axis_label(metrics, COMPLEXITY))
-    ax.set_ylabel(_axis_label(metrics, ACCURACY))
-    ax.legend(fontsize=8)
-    return fig
+def _n(row: pd.Series) -> str:
+    return f"n={int(row['n_folds'])}×{int(row['n_seeds'])}"
 
 
-def fold_spread(folds: pd.DataFrame, metrics: MetricSet = METRICS) -> Any:
-    """One box plot per headline compared metric: its values over every fold and seed, per method."""
-    shown = [m for m in metrics.at("fold") if m.headline and m.compared and m.name in folds]
-    methods = sorted(folds["method"].unique())
+def _wrap(text: str, width: int = 18) -> str:
+    return "\n".join(textwrap.wrap(text, width)) or text
+
+
+def baseline_value(folds: pd.DataFrame, study: str, metric: Metric) -> float | None:
+    """The mean over a study's test folds of the metric's registry baseline (NaN-free), or None."""
+    if not metric.baseline or metric.baseline not in folds:
+        return None
+    values = folds[folds["study"] == study].groupby(list(UNIT))[metric.baseline].mean().dropna()
+    return float(values.mean()) if len(values) else None
+
+
+def _draw_baseline(
+    ax: Any, value: float | None, metrics: MetricSet, metric: Metric, vertical: bool = False
+) -> None:
+    if value is None:
+        return
+    label = f"{metrics[metric.baseline].label}: {value:.3f}" if metric.baseline in metrics else f"{value:.3f}"
+    line = ax.axvline if vertical else ax.axhline
+    line(value, color="0.3", linestyle="--", linewidth=1, label=label, zorder=0)
+
+
+def _complexity_axis(ax: Any, values: np.ndarray) -> str:
+    """Log scale with log ticks when every complexity is positive; otherwise symmetric-log (linear below 1),
+    which the axis label says. Returns the scale's note for the label."""
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    finite = values[np.isfinite(values)]
+    if len(finite) and (finite > 0).all():
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10))
+        ax.xaxis.set_minor_locator(LogLocator(base=10, subs=np.arange(2, 10)))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        return "log scale"
+    ax.set_xscale("symlog", linthresh=1, linscale=0.5)
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    return "symmetric log: linear in [0, 1], log above"
+
+
+def _value_axis(ax: Any, values: np.ndarray) -> str:
+    """A y axis over values spanning more than two orders of magnitude (complexity: 1 to 1000 literals) is
+    logarithmic (symmetric-log, linear below 1, when a value is 0); returns the note for the title."""
+    finite = values[np.isfinite(values)]
+    positive = finite[finite > 0]
+    if not len(positive) or (finite < 0).any() or positive.max() / max(positive.min(), 1e-12) < 100:
+        return ""
+    if (finite > 0).all():
+        ax.set_yscale("log")
+        return " (log scale)"
+    from matplotlib.ticker import ScalarFormatter
+
+    ax.set_yscale("symlog", linthresh=1, linscale=0.5)
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    return " (symmetric log: linear in [0, 1])"
+
+
+def accuracy_vs_complexity(by_row: pd.DataFrame, folds: pd.DataFrame, metrics: MetricSet = METRICS) -> Any:
+    """Mean ± sem of explanation accuracy against complexity, one point per row, one panel per study; the
+    majority-class accuracy of the study's test folds as a dashed line."""
+    studies = sorted(by_row["study"].unique())
     fig, axes = _pyplot().subplots(
-        1, max(len(shown), 1), figsize=(4 * max(len(shown), 1), 3.5), constrained_layout=True, squeeze=False
+        1, len(studies), figsize=(6.5 * len(studies), 4.6), constrained_layout=True, squeeze=False
     )
-    for ax, metric in zip(axes[0], shown, strict=False):
-        data = [folds.loc[folds["method"] == m, metric.name].dropna() for m in methods]
-        ax.boxplot(data, tick_labels=methods)
-        for i, values in enumerate(data, start=1):
-            ax.plot(np.full(len(values), i) + np.linspace(-0.1, 0.1, len(values)), values, ".", alpha=0.6)
-        ax.set_title(_axis_label(metrics, metric.name))
+    for ax, study in zip(axes[0], studies, strict=True):
+        table = by_row[(by_row["study"] == study) & by_row[f"{ACCURACY}_mean"].notna()]
+        for _, row in table.iterrows():
+            x, dx = row[f"{COMPLEXITY}_mean"], row[f"{COMPLEXITY}_sem"]
+            lower = min(dx, x * 0.999) if dx == dx and x > 0 else dx  # a log axis has no room below 0
+            ax.errorbar(
+                x,
+                row[f"{ACCURACY}_mean"],
+                xerr=None if dx != dx else [[lower], [dx]],
+                yerr=None if row[f"{ACCURACY}_sem"] != row[f"{ACCURACY}_sem"] else row[f"{ACCURACY}_sem"],
+                fmt="o",
+                capsize=3,
+                label=f"{row['row']} ({_n(row)})",
+            )
+        scale = _complexity_axis(ax, table[f"{COMPLEXITY}_mean"].to_numpy(dtype=float))
+        _draw_baseline(ax, baseline_value(folds, study, metrics[ACCURACY]), metrics, metrics[ACCURACY])
+        ax.set_xlabel(f"{_axis_label(metrics, COMPLEXITY)}, {scale}")
+        ax.set_ylabel(_axis_label(metrics, ACCURACY))
+        ax.set_title(f"{study}\nmean ± sem over test folds (n = folds × seeds)", fontsize=9)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.suptitle("Explanation accuracy against complexity")
     return fig
+
+
+def _tested_headlines(folds: pd.DataFrame, metrics: MetricSet) -> list[Metric]:
+    return [
+        m
+        for m in metrics.at("fold")
+        if m.headline and m.compared and m.higher_is_better is not None and m.name in folds
+    ]
+
+
+def fold_spread(folds: pd.DataFrame, by_row: pd.DataFrame, metrics: MetricSet = METRICS) -> Any:
+    """Per study and headline tested metric: a box plot per row of its per-test-fold values (seeds averaged on
+    each fold), the folds as dots, the baseline where the metric has one."""
+    shown = _tested_headlines(folds, metrics)
+    studies = sorted(folds["study"].unique())
+    n_rows = max(by_row.groupby("study").size().max(), 1)
+    fig, axes = _pyplot().subplots(
+        len(studies),
+        max(len(shown), 1),
+        figsize=(max(3.2, 0.55 * n_rows + 1.2) * max(len(shown), 1), 4.4 * len(studies)),
+        constrained_layout=True,
+        squeeze=False,
+    )
+    for axes_row, study in zip(axes, studies, strict=True):
+        part = folds[folds["study"] == study]
+        rows = by_row[by_row["study"] == study].set_index("row")
+        names = sorted(rows.index)
+        per_unit = part.groupby(["row", *UNIT])[[m.name for m in shown]].mean()
+        for ax, metric in zip(axes_row, shown, strict=False):
+            data = [
+                per_unit.loc[r, metric.name].dropna() if r in per_unit.index else pd.Series() for r in names
+            ]
+            labels = [_wrap(f"{r} ({_n(rows.loc[r])})") for r in names]
+            ax.boxplot(data, tick_labels=labels, widths=0.6, showfliers=False)  # every fold is a dot
+            for i, values in enumerate(data, start=1):
+                ax.plot(
+                    np.full(len(values), i) + np.linspace(-0.12, 0.12, len(values)), values, ".", alpha=0.6
+                )
+            _draw_baseline(ax, baseline_value(folds, study, metric), metrics, metric)
+            scale = _value_axis(ax, pd.concat(data).to_numpy(dtype=float) if data else np.array([]))
+            ax.set_title(f"{_axis_label(metrics, metric.name)}{scale}\n{study}", fontsize=9)
+            ax.tick_params(axis="x", labelsize=7, labelrotation=90)
+            if metric.baseline:
+                ax.legend(fontsize=7, loc="lower left")
+    fig.suptitle("Per test fold (model seeds averaged on each fold); n = test folds × seeds")
+    return fig
+
+
+def _frequencies(folds: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float], int]:
+    """Per row: the fraction of its formulas (folds x seeds) that mention each concept, the mean number of
+    concepts a formula mentions, and the number of formulas (rows without any formula are not columns)."""
+    columns, sizes, counts = {}, {}, {}
+    for row, group in folds.groupby("row"):
+        formulas = [parse_formula(f) for f in group["formula"].dropna()]
+        if "explanation_accuracy" in group:
+            formulas = [
+                f for f, ok in zip(formulas, group["explanation_accuracy"].notna(), strict=False) if ok
+            ]
+        if not formulas:
+            continue
+        columns[row] = pd.Series([c for f in formulas for c in f.concepts]).value_counts() / len(formulas)
+        sizes[row] = float(np.mean([len(f.concepts) for f in formulas]))
+        counts[row] = len(formulas)
+    return pd.DataFrame(columns).fillna(0.0), sizes, counts
+
+
+def _chosen_concepts(table: pd.DataFrame) -> list[str]:
+    """Each row's most frequent concepts (ties broken by how often all rows use them), at most
+    :data:`MAX_CONCEPTS`, ordered by overall frequency."""
+    overall = table.mean(axis=1)
+    chosen: list[str] = []
+    for row in table.columns:
+        ranked = pd.DataFrame({"f": table[row], "o": overall}).sort_values(["f", "o"], ascending=False)
+        chosen += [c for c in ranked.index[:TOP_CONCEPTS] if ranked.loc[c, "f"] > 0]
+    unique = list(dict.fromkeys(chosen))
+    return sorted(unique, key=lambda c: -overall[c])[:MAX_CONCEPTS]
 
 
 def concept_frequency(folds: pd.DataFrame) -> Any:
-    """Per method: the 15 concepts its explanations mention most, as the fraction of explanations naming them."""
-    methods = sorted(folds["method"].unique())
-    fig, axes = _pyplot().subplots(
-        1, len(methods), figsize=(4 * len(methods), 4), constrained_layout=True, squeeze=False
+    """Per study, a heat map: concepts (each row's most frequent ones) x rows, the fraction of the row's
+    formulas mentioning the concept; column headers give the formula count and the mean concepts per formula,
+    so a method that mentions nearly every concept (the tree) shows as such. Rows without explanations are
+    named below the panel."""
+    studies = sorted(folds["study"].unique())
+    plt = _pyplot()
+    fig, axes = plt.subplots(
+        1,
+        len(studies),
+        figsize=(max(6.0, 1.1 * folds["row"].nunique() + 3) * len(studies), 9),
+        constrained_layout=True,
+        squeeze=False,
     )
-    for ax, method in zip(axes[0], methods, strict=True):
-        formulas = [parse_formula(f) for f in folds.loc[folds["method"] == method, "formula"]]
-        counts = pd.Series([c for f in formulas for c in f.concepts]).value_counts().head(15)
-        ax.barh(counts.index[::-1], (counts / max(len(formulas), 1)).values[::-1])
-        ax.set_title(method)
-        ax.set_xlabel("fraction of explanations mentioning the concept")
-        ax.tick_params(axis="y", labelsize=7)
+    for ax, study in zip(axes[0], studies, strict=True):
+        part = folds[folds["study"] == study]
+        table, sizes, counts = _frequencies(part)
+        left_out = sorted(set(part["row"]) - set(table.columns))
+        if table.empty:
+            ax.text(0.5, 0.5, "no row of this study has explanations", ha="center", transform=ax.transAxes)
+            ax.set_axis_off()
+            continue
+        concepts = _chosen_concepts(table)
+        shown = table.loc[concepts]
+        image = ax.imshow(shown.to_numpy(), aspect="auto", cmap="Blues", vmin=0, vmax=1)
+        for (i, j), value in np.ndenumerate(shown.to_numpy()):
+            ax.text(
+                j,
+                i,
+                f"{value:.1f}",
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="white" if value > 0.6 else "black",
+            )
+        ax.set_yticks(range(len(concepts)), concepts, fontsize=7)
+        headers = [
+            _wrap(f"{r} ({counts[r]} formulas, {sizes[r]:.1f} concepts each)", 16) for r in shown.columns
+        ]
+        ax.set_xticks(range(len(shown.columns)), headers, fontsize=7, rotation=90)
+        ax.set_title(study, fontsize=9)
+        if left_out:
+            ax.set_xlabel("left out (no explanations): " + ", ".join(left_out), fontsize=8)
+        fig.colorbar(image, ax=ax, shrink=0.6, label="fraction of the row's formulas mentioning the concept")
+    fig.suptitle(
+        "Concepts in the explanations (each row's most frequent; all formulas of its folds and seeds)"
+    )
     return fig
 
 
-def figures(folds: pd.DataFrame, by_method: pd.DataFrame, metrics: MetricSet = METRICS) -> dict[str, Any]:
+def critical_difference(result: dict[str, Any], title: str) -> Any:
+    """Demšar's (2006) critical-difference diagram: rows on an axis of average rank (1 = best, left), rows whose
+    ranks differ by less than the Nemenyi CD joined by a bar."""
+    ranks = sorted(result["average_ranks"].items(), key=lambda item: item[1])
+    k, cd = len(ranks), result["cd"]
+    fig, ax = _pyplot().subplots(figsize=(7.5, 1.6 + 0.32 * k), constrained_layout=True)
+    ax.set_xlim(0.5, k + 0.5)
+    ax.set_ylim(-(k // 2 + 2.5), 2.2)
+    ax.axhline(0, color="black", linewidth=1)
+    for r in range(1, k + 1):
+        ax.plot([r, r], [0, 0.15], color="black", linewidth=1)
+        ax.text(r, 0.3, str(r), ha="center", fontsize=8)
+    ax.plot([1, 1 + cd], [1.3, 1.3], color="black", linewidth=2)
+    ax.text(1 + cd / 2, 1.5, f"CD = {cd:.2f}", ha="center", fontsize=8)
+    half = (k + 1) // 2
+    for i, (name, rank) in enumerate(ranks):
+        left = i < half
+        depth = -(i + 1 if left else k - i)
+        edge = 0.55 if left else k + 0.45
+        ax.plot([rank, rank, edge], [0, depth, depth], color="0.2", linewidth=0.8)
+        ax.text(edge, depth + 0.12, f"{name} ({rank:.2f})", ha="left" if left else "right", fontsize=8)
+    level, drawn = -0.35, []
+    for i in range(k):
+        j = max(j for j in range(i, k) if ranks[j][1] - ranks[i][1] < cd)
+        if j > i and not any(a <= i and j <= b for a, b in drawn):
+            ax.plot([ranks[i][1] - 0.03, ranks[j][1] + 0.03], [level, level], color="red", linewidth=3)
+            drawn.append((i, j))
+            level -= 0.25
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=9)
+    return fig
+
+
+def figures(
+    folds: pd.DataFrame, by_row: pd.DataFrame, ranks: dict[str, Any], metrics: MetricSet = METRICS
+) -> dict[str, Any]:
     """Every report figure by file name; the trade-off plot only when the set has both of its metrics."""
     figs: dict[str, Any] = {}
-    if ACCURACY in metrics and COMPLEXITY in metrics:
-        figs["accuracy_vs_complexity.png"] = accuracy_vs_complexity(by_method, metrics)
-    figs["fold_metrics.png"] = fold_spread(folds, metrics)
+    if ACCURACY in metrics and COMPLEXITY in metrics and f"{ACCURACY}_mean" in by_row:
+        figs["accuracy_vs_complexity.png"] = accuracy_vs_complexity(by_row, folds, metrics)
+    figs["fold_metrics.png"] = fold_spread(folds, by_row, metrics)
     figs["concept_frequency.png"] = concept_frequency(folds)
+    for name, result in ranks.items():
+        f = result["friedman"]
+        title = (
+            f"{metrics[name].label}: average ranks over {result['n_studies']} data sets "
+            f"(Friedman p = {f.p_chi2:.3g}; Nemenyi CD at alpha 0.05; n = data sets)"
+        )
+        figs[f"critical_difference_{name}.png"] = critical_difference(result, title)
     return figs

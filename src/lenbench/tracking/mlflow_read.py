@@ -34,8 +34,10 @@ PAGE = 1000  # runs per search request
 
 @dataclass
 class StoredJobs:
-    """What a report reads: one row per fold (method, seed, data, run_id, git_commit, data_checksum, fold, every
-    fold metric of the set, formula) and one row per job run (the same identity, run_name, summary metrics)."""
+    """What a report reads: one row per fold (method, seed, data, label, run_id, git_commit, data_checksum,
+    config_hash, fold, every fold metric of the set, formula) and one row per job run (the same identity,
+    run_name, ``params``: the flattened resolved config as logged, ``membership``: ``ran`` in the selected sweep
+    or ``resumed`` by it (``""`` without a sweep), and the run's summary metrics)."""
 
     folds: pd.DataFrame
     runs: pd.DataFrame
@@ -48,7 +50,8 @@ def load_jobs(
     filter_string: str = "",
     metrics: MetricSet = METRICS,
 ) -> StoredJobs:
-    """The FINISHED job runs of ``experiment`` (optionally one sweep, or an extra MLflow filter) and their folds."""
+    """The FINISHED job runs of ``experiment`` (optionally one sweep, with the runs it resumed, or an extra
+    MLflow filter) and their folds."""
     from mlflow import MlflowClient
 
     check_store(uri)
@@ -58,18 +61,44 @@ def load_jobs(
         raise TrackingError(
             f"no MLflow experiment named {experiment!r} at {uri}; run `make train` first or pass --experiment"
         )
-    query = _job_query(sweep_id, filter_string)
-    parents = finished_jobs(client, found.experiment_id, query)
+    parents = sweep_jobs(client, found.experiment_id, sweep_id, filter_string)
     if not parents:
+        query = _job_query(sweep_id, filter_string)
         raise TrackingError(f"no FINISHED job runs in experiment {experiment!r} match {query!r}")
-    children = fold_runs(client, found.experiment_id, {run.info.run_id for run in parents})
+    children = fold_runs(client, found.experiment_id, {run.info.run_id for run, _ in parents})
     fold_rows, run_rows = [], []
-    for run in parents:
+    for run, membership in parents:
         identity = _identity(run)
-        run_rows.append({**identity, "run_name": run.data.tags.get("mlflow.runName", ""), **run.data.metrics})
+        run_rows.append(
+            {
+                **identity,
+                "run_name": run.data.tags.get("mlflow.runName", ""),
+                "params": dict(run.data.params),
+                "membership": membership,
+                **run.data.metrics,
+            }
+        )
         fold_rows += _fold_rows(client, identity, children.get(run.info.run_id, []), metrics)
     columns = [*IDENTITY, "fold", *metrics.fold_names, "formula"]  # a metric no fold holds is still a column
     return StoredJobs(folds=pd.DataFrame(fold_rows, columns=columns), runs=pd.DataFrame(run_rows))
+
+
+def sweep_jobs(
+    client: Any, experiment_id: str, sweep_id: str | None, filter_string: str
+) -> list[tuple[Any, str]]:
+    """The FINISHED job runs to report, each with its membership: without a sweep, every one matching the filter
+    (membership ``""``); with one, those it ran (tag ``sweep_id``, ``ran``) and those it resumed (the tag of
+    :func:`lenbench.tracking.sweeps.member_tag`, ``resumed``)."""
+    from lenbench.tracking.sweeps import member_tag
+
+    if not sweep_id:
+        return [(run, "") for run in finished_jobs(client, experiment_id, _job_query(None, filter_string))]
+    ran = finished_jobs(client, experiment_id, _job_query(sweep_id, filter_string))
+    member = f"tags.`{member_tag(sweep_id)}` = '{sweep_id}'"
+    query = " and ".join(c for c in ("attributes.status = 'FINISHED'", member, filter_string) if c)
+    seen = {run.info.run_id for run in ran}
+    resumed = [run for run in finished_jobs(client, experiment_id, query) if run.info.run_id not in seen]
+    return [(run, "ran") for run in ran] + [(run, "resumed") for run in resumed]
 
 
 def _search(client: Any, experiment_id: str, filter_string: str) -> Iterator[Any]:
@@ -113,7 +142,7 @@ def fold_runs(client: Any, experiment_id: str, parent_ids: set[str]) -> dict[str
     return children
 
 
-IDENTITY = ("method", "seed", "data", "run_id", "git_commit", "data_checksum")
+IDENTITY = ("method", "seed", "data", "label", "run_id", "git_commit", "data_checksum", "config_hash")
 
 
 def _identity(run: Any) -> dict[str, Any]:
@@ -123,9 +152,11 @@ def _identity(run: Any) -> dict[str, Any]:
         "method": tags.get("method", "?"),
         "seed": int(tags.get("seed", -1)),
         "data": tags.get("data", ""),
+        "label": tags.get("label", ""),
         "run_id": run.info.run_id,
         "git_commit": tags.get("git_commit", ""),
         "data_checksum": tags.get("data_checksum", ""),
+        "config_hash": tags.get("config_hash", ""),
     }
 
 
@@ -185,3 +216,11 @@ def _stored_fold(client: Any, fold: int, run: Any) -> StoredFold:
             formula = Path(client.download_artifacts(run.info.run_id, "formula.txt", tmp)).read_text().strip()
     metrics = {k: v for k, v in run.data.metrics.items() if k != "train_loss"}
     return StoredFold(fold=fold, run_id=run.info.run_id, metrics=metrics, formula=formula)
+
+
+def run_metrics(uri: str, run_id: str) -> dict[str, float]:
+    """A run's metrics (a job's summary on its parent run), e.g. for the end-of-sweep summary of resumed jobs."""
+    from mlflow import MlflowClient
+
+    check_store(uri)
+    return dict(MlflowClient(uri).get_run(run_id).data.metrics)

@@ -1,0 +1,224 @@
+"""Comparisons between rows (experiments) of one study, and across studies: pure functions over the fold table.
+
+- The unit of pairing is the test fold ``(split_seed, fold)``; several model seeds on the same test fold are
+  averaged first (:func:`lenbench.report.stats.unit_values`), never counted as more pairs.
+- Each pair of rows is tested on the test folds both have, with the corrected resampled t-test (Nadeau and
+  Bengio 2003; ``n_test/n_train = 1/(k - 1)`` for k-fold CV) and the Wilcoxon signed-rank test; the p-values are
+  Holm-adjusted over each family of comparisons: a metric's comparisons within a study, i.e. each column of a
+  summary table (``*_holm`` columns; :data:`HOLM_FAMILY`). A family spanning every metric would adjust for
+  questions no reader asks jointly, and some metrics coincide by construction (a formula's AUROC is its balanced
+  accuracy).
+- The target each row is compared with, the column's best row, is chosen on the test folds *every* candidate
+  row has, so rows run on different folds never win on an easier sample.
+- Only metrics the registry marks ``compared`` (scores of the method) are tested: never a time or a baseline.
+- Across studies (several data sets): average ranks, the Friedman test and the Nemenyi critical difference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import combinations
+from typing import Any
+
+import pandas as pd
+
+from lenbench.report import significance as sig
+from lenbench.report.stats import unit_values
+from lenbench.scoring import METRICS, MetricSet
+
+PAIR_COLUMNS = (
+    "study",
+    "metric",
+    "row_a",
+    "row_b",
+    "n_pairs",
+    "mean_a",
+    "mean_b",
+    "mean_diff",
+    "t_corrected",
+    "p_corrected_t",
+    "p_wilcoxon",
+    "p_corrected_t_holm",
+    "p_wilcoxon_holm",
+)
+NAN = float("nan")
+#: The comparisons one Holm adjustment covers: those of one metric in one study (a column of a summary table,
+#: or all pairs of rows on one metric).
+HOLM_FAMILY = ("study", "metric")
+LONG_KEYS = ("study", "row", "metric", "best", "best_n")
+
+
+def compared_names(metrics: MetricSet | Sequence[str]) -> list[str]:
+    """The metrics that are tested: the registry's ``compared`` scores with a direction (never a time)."""
+    if not isinstance(metrics, MetricSet):
+        return list(metrics)
+    return [m.name for m in metrics.at("fold") if m.compared and m.higher_is_better is not None]
+
+
+def holdout_ratio(folds: pd.DataFrame, study: str) -> float:
+    """``n_test / n_train`` of a study's k-fold CV: ``1 / (k - 1)`` (train+validation rows are the training rows);
+    0 when k is unknown (then the t-test is the plain paired one, which the caller should not report as
+    corrected)."""
+    k = folds.loc[folds["study"] == study, "n_splits"].max() if "n_splits" in folds else 0
+    return 1.0 / (k - 1) if k and k > 1 else NAN
+
+
+def pair_test(a: pd.Series, b: pd.Series, ratio: float) -> dict[str, Any]:
+    """Test two rows' per-test-fold values on the folds both have (both defined)."""
+    pairs = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner").dropna()
+    diff = (pairs["a"] - pairs["b"]).to_numpy()
+    t = sig.corrected_resampled_ttest(diff, ratio if ratio == ratio else -1.0)
+    n = len(pairs)
+    return {
+        "n_pairs": n,
+        "mean_a": float(pairs["a"].mean()) if n else NAN,
+        "mean_b": float(pairs["b"].mean()) if n else NAN,
+        "mean_diff": float(diff.mean()) if n else NAN,
+        "t_corrected": t.t,
+        "p_corrected_t": t.p,
+        "p_wilcoxon": sig.wilcoxon_p(diff),
+    }
+
+
+def _rows_of(values: pd.DataFrame, study: str) -> list[str]:
+    return sorted(values.loc[study].index.get_level_values("row").unique())
+
+
+def _series(values: pd.DataFrame, study: str, row: str, metric: str) -> pd.Series:
+    return values.loc[(study, row), metric]
+
+
+def add_holm(table: pd.DataFrame, family: Sequence[str] = HOLM_FAMILY) -> pd.DataFrame:
+    """``p_corrected_t_holm`` and ``p_wilcoxon_holm``: each test's p-values Holm-adjusted within each family of
+    comparisons, the rows of ``table`` sharing the ``family`` columns (default: one metric of one study, i.e. a
+    column of a summary table; ``()`` adjusts over the whole table)."""
+    table = table.copy()
+    for column in ("p_corrected_t", "p_wilcoxon"):
+        adjusted = pd.Series(float("nan"), index=table.index)
+        groups = table.groupby(list(family), sort=False) if family else [((), table)]
+        for _, group in groups:
+            adjusted[group.index] = sig.holm(group[column].to_numpy(dtype=float))
+        table[f"{column}_holm"] = adjusted
+    return table
+
+
+def paired_tests(folds: pd.DataFrame, metrics: MetricSet | Sequence[str] = METRICS) -> pd.DataFrame:
+    """Every pair of rows of each study on every tested metric: mean difference ``row_a - row_b`` over their
+    common test folds, corrected resampled t and Wilcoxon p-values, Holm-adjusted over each metric's pairs in
+    each study."""
+    names = compared_names(metrics)
+    if folds.empty or not names:
+        return pd.DataFrame(columns=list(PAIR_COLUMNS))
+    values = unit_values(folds, names)
+    records = []
+    for study in sorted(folds["study"].unique()):
+        ratio = holdout_ratio(folds, study)
+        for metric in values.columns:
+            for a, b in combinations(_rows_of(values, study), 2):
+                test = pair_test(_series(values, study, a, metric), _series(values, study, b, metric), ratio)
+                records.append({"study": study, "metric": metric, "row_a": a, "row_b": b, **test})
+    return add_holm(pd.DataFrame(records, columns=list(PAIR_COLUMNS[:-2])))[list(PAIR_COLUMNS)]
+
+
+def best_on_common_folds(
+    values: pd.DataFrame, study: str, metric: str, lower_is_better: bool
+) -> tuple[str | None, int]:
+    """The best row of a study on one metric, judged on the test folds every row with that metric has; and how
+    many such folds there are. ``(None, 0)`` when the rows share no test fold (then nothing is compared)."""
+    table = values.loc[study, metric].unstack("row").dropna(axis=1, how="all")
+    common = table.dropna(axis=0, how="any")
+    if table.shape[1] == 0 or common.empty:
+        return None, 0
+    means = common.mean()
+    return str(means.idxmin() if lower_is_better else means.idxmax()), len(common)
+
+
+def compare_with_best(folds: pd.DataFrame, metrics: MetricSet = METRICS) -> pd.DataFrame:
+    """Per row and tested metric: the study's best row on it (:func:`best_on_common_folds`), the number of test
+    folds it was chosen on, and this row's tests against it (``<metric>_best``, ``<metric>_best_n``,
+    ``<metric>_n_pairs``, ``<metric>_p_corrected_t``, ``<metric>_p_wilcoxon``, and both ``*_holm``, adjusted
+    over the column's comparisons). NaN for the best row itself."""
+    names = compared_names(metrics)
+    keys = folds[["study", "row"]].drop_duplicates().sort_values(["study", "row"]).reset_index(drop=True)
+    if folds.empty or not names:
+        return keys
+    values = unit_values(folds, names)
+    long = []
+    for study in keys["study"].unique():
+        ratio = holdout_ratio(folds, study)
+        for metric in values.columns:
+            best, n_common = best_on_common_folds(values, study, metric, metric in metrics.lower_is_better)
+            for row in _rows_of(values, study):
+                record = {"study": study, "row": row, "metric": metric, "best": best, "best_n": n_common}
+                if best is not None and row != best:
+                    target = _series(values, study, best, metric)
+                    record.update(pair_test(_series(values, study, row, metric), target, ratio))
+                long.append(record)
+    return _wide(add_holm(pd.DataFrame(long).reindex(columns=[*LONG_KEYS, *PAIR_COLUMNS[4:11]])), keys)
+
+
+def _wide(long: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
+    out = keys.copy()
+    fields = (
+        "best",
+        "best_n",
+        "n_pairs",
+        "p_corrected_t",
+        "p_wilcoxon",
+        "p_corrected_t_holm",
+        "p_wilcoxon_holm",
+    )
+    for metric, group in long.groupby("metric", sort=False):
+        part = group.set_index(["study", "row"])[list(fields)]
+        part.columns = [f"{metric}_{field}" for field in fields]
+        out = out.merge(part, left_on=["study", "row"], right_index=True, how="left")
+    return out
+
+
+def across_studies(by_row: pd.DataFrame, metrics: MetricSet = METRICS) -> dict[str, Any]:
+    """Across data sets (studies): for each headline tested metric, the rows (matched by name) that every study
+    has, their average ranks over the studies, the Friedman test and the Nemenyi critical difference (alpha
+    0.05). Empty with fewer than two studies or two common rows."""
+    studies = sorted(by_row["study"].unique()) if len(by_row) else []
+    if len(studies) < 2:
+        return {}
+    out: dict[str, Any] = {}
+    for metric in [m for m in metrics.at("fold") if m.headline and m.name in compared_names(metrics)]:
+        table = by_row.pivot_table(
+            index="study", columns="row", values=f"{metric.name}_mean", aggfunc="first"
+        )
+        table = table.dropna(axis=1, how="any")
+        if table.shape[1] < 2:
+            continue
+        scores = table.to_numpy(dtype=float)
+        ranks = sig.average_ranks(scores, bool(metric.higher_is_better))
+        out[metric.name] = {
+            "rows": list(table.columns),
+            "average_ranks": dict(zip(table.columns, map(float, ranks), strict=True)),
+            "friedman": sig.friedman(scores, bool(metric.higher_is_better)),
+            "cd": sig.nemenyi_cd(table.shape[1], table.shape[0]),
+            "n_studies": table.shape[0],
+            "studies": list(table.index),
+        }
+    return out
+
+
+def ranks_table(ranks: dict[str, Any], metrics: MetricSet = METRICS) -> pd.DataFrame:
+    """The across-studies result as one table: per metric and row, its average rank; Friedman and CD alongside."""
+    records = []
+    for name, result in ranks.items():
+        f = result["friedman"]
+        for row, rank in sorted(result["average_ranks"].items(), key=lambda item: item[1]):
+            records.append(
+                {
+                    "metric": name,
+                    "row": row,
+                    "average_rank": rank,
+                    "n_studies": result["n_studies"],
+                    "friedman_chi2": f.chi2,
+                    "friedman_p": f.p_chi2,
+                    "iman_davenport_p": f.p_f,
+                    "nemenyi_cd": result["cd"],
+                }
+            )
+    return pd.DataFrame(records)

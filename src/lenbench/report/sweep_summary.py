@@ -1,0 +1,134 @@
+"""The end-of-sweep summary: one console line per job of a sweep (its name, headline metrics, where its results
+are), and the ``python -m lenbench.report --sweep-id ...`` command that compares them.
+
+A job folder of the sweep says what happened to the job: ``summary.json`` (it ran; its metrics), ``resumed.json``
+(it was skipped because a FINISHED run had its configuration: its metrics are read from that run), ``job.json``
+alone (it started but did not finish: failed or interrupted), nothing (it stopped before starting: see its log).
+
+:class:`SweepSummary` is the Hydra callback printing it (``conf/train.yaml``, ``hydra.callbacks``); it keeps
+Hydra's callback interface by name only, so this package never imports Hydra.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+from pathlib import Path
+from typing import Any
+
+from lenbench.scoring import METRICS, MetricSet
+from lenbench.tracking.sweeps import RESUMED_FILE
+
+log = logging.getLogger(__name__)
+
+
+def _natural(path: Path) -> tuple[int, str]:
+    head, _, _ = path.name.partition("-")
+    return (int(head) if head.isdigit() else 1 << 30, path.name)
+
+
+def job_folders(sweep_dir: Path) -> list[Path]:
+    """The sweep's job folders (each has Hydra's ``.hydra``), in job order."""
+    if not sweep_dir.is_dir():
+        return []
+    return sorted((p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()), key=_natural)
+
+
+def metrics_text(values: dict[str, float], metrics: MetricSet = METRICS) -> str:
+    """The headline scores as ``label mean ± sem`` (job-level ones as ``label value``), ``; ``-separated."""
+    parts = []
+    for metric in metrics:
+        if not metric.headline or metric.higher_is_better is None or metric.unit == "s":
+            continue
+        if metric.level == "job":
+            if metric.name in values:
+                parts.append(f"{metric.label} {metric.format(values[metric.name])}")
+            continue
+        mean, sem = values.get(f"{metric.name}_mean"), values.get(f"{metric.name}_sem")
+        if mean is None or mean != mean:
+            continue
+        spread = "" if sem is None or sem != sem else f" ± {sem:.{metric.digits}f}"
+        parts.append(f"{metric.label} {mean:.{metric.digits}f}{spread}")
+    return "; ".join(parts)
+
+
+def _stored_metrics(uri: str | None, run_id: str) -> dict[str, float]:
+    if not uri:
+        return {}
+    try:
+        from lenbench.tracking.mlflow_read import run_metrics
+
+        return run_metrics(uri, run_id)
+    except Exception as exc:  # noqa: BLE001 - the summary is a convenience: say what is missing, go on
+        log.debug("no metrics for run %s: %s", run_id, exc)
+        return {}
+
+
+def job_line(folder: Path, uri: str | None, metrics: MetricSet = METRICS) -> tuple[str, str | None]:
+    """One job's line, and the MLflow experiment its job file names (None when unknown)."""
+    job = json.loads((folder / "job.json").read_text()) if (folder / "job.json").is_file() else {}
+    experiment = job.get("experiment")
+    if (folder / "summary.json").is_file():
+        values = json.loads((folder / "summary.json").read_text())
+        n = int(values.get("n_folds", 0))
+        return (
+            f"{folder.name}: {metrics_text(values, metrics)} (n={n} folds) -> {folder / 'results.csv'}",
+            experiment,
+        )
+    if (folder / RESUMED_FILE).is_file():
+        resumed = json.loads((folder / RESUMED_FILE).read_text())
+        values = _stored_metrics(uri, resumed["run_id"])
+        shown = metrics_text(values, metrics) or "metrics in MLflow"
+        return f"{folder.name}: resumed, {shown} -> MLflow run {resumed['run_id']}", experiment
+    if job:
+        return f"{folder.name}: did not finish (failed or interrupted) -> {folder / 'train.log'}", experiment
+    return f"{folder.name}: did not start -> {folder / 'train.log'}", experiment
+
+
+def sweep_summary(
+    sweep_dir: Path, uri: str | None, experiment: str | None, metrics: MetricSet = METRICS
+) -> str:
+    """The summary of the sweep in ``sweep_dir``: one line per job, then the report command for its experiment(s)."""
+    folders = job_folders(Path(sweep_dir))
+    lines = [f"sweep {sweep_dir}: {len(folders)} job(s)"]
+    experiments: list[str] = []
+    for folder in folders:
+        line, found = job_line(folder, uri, metrics)
+        lines.append(f"  {line}")
+        if found and found not in experiments:
+            experiments.append(found)
+    for name in experiments or ([experiment] if experiment else []):
+        lines.append(
+            f"compare them: python -m lenbench.report --experiment {shlex.quote(name)} "
+            f"--sweep-id {shlex.quote(str(sweep_dir))}"
+        )
+    return "\n".join(lines)
+
+
+class SweepSummary:
+    """Hydra callback (duck-typed): prints :func:`sweep_summary` when a sweep ends."""
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        from lenbench.job import experiment_name, tracking_uri
+
+        uri = tracking_uri(config, Path.cwd()) if config.tracking.enabled else None
+        print(sweep_summary(Path(str(config.hydra.sweep.dir)), uri, experiment_name(config)), flush=True)
+
+    def on_run_start(self, config: Any, **kwargs: Any) -> None:
+        return None
+
+    def on_run_end(self, config: Any, **kwargs: Any) -> None:
+        return None
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        return None
+
+    def on_job_start(self, config: Any, **kwargs: Any) -> None:
+        return None
+
+    def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None:
+        return None
+
+    def on_compose_config(self, config: Any, **kwargs: Any) -> None:
+        return None
