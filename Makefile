@@ -14,7 +14,7 @@ PORT ?= 5000
 STORE := sqlite:///$(CURDIR)/mlruns/mlflow.db
 ARTIFACTS := $(CURDIR)/mlruns/artifacts
 
-.PHONY: install train sweep paper report ui server cleanup test test-fast lint format bench clean
+.PHONY: install train sweep paper report readme-tables ui server cleanup test test-fast lint format bench clean
 
 install: $(STAMP)
 
@@ -35,6 +35,9 @@ paper: install  ## the notebook's whole study (4 methods), each job's folds in p
 
 report: install  ## tables and figures from MLflow (ARGS="--experiment mimic --sweep-id ...")
 	$(PY) -m lenbench.report $(ARGS)
+
+readme-tables: install  ## the README's results tables, regenerated from the committed results/ (ARGS=--check compares)
+	$(PY) -m lenbench.report.readme $(ARGS)
 
 ui: install  ## the MLflow UI over the project's store, on http://$(HOST):$(PORT)
 	mkdir -p $(ARTIFACTS)

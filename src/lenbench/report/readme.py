@@ -1,0 +1,190 @@
+"""``make readme-tables``: every results table of the README, regenerated from the committed ``results/`` snapshot.
+
+The README holds each generated table between ``<!-- BEGIN table:<name> -->`` and ``<!-- END table:<name> -->``;
+this module computes the tables with the report's own pipeline (:func:`lenbench.report.build.analyse` over
+:func:`lenbench.report.snapshot.load`) and rewrites those blocks, nothing else. Published figures the tables set
+beside lenbench's (the notebook's summary, the papers' tables) are files under ``results/reference/``, each with
+its source. ``--check`` only compares, and fails when the README is not what the snapshot gives.
+
+Tables: ``reproduction`` (the notebook's four methods, notebook in brackets), ``every_method_model`` and
+``every_method_explanation`` (every method of ``results/mimic``: metrics without and with a formula),
+``entropy_paper`` (the entropy LEN paper beside lenbench's runs), ``entropy_paper_more`` (lenbench's other
+metrics on that study) and ``brl_paper`` (the LEN paper's BRL beside lenbench's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from lenbench.report import render, snapshot
+from lenbench.report.build import Analysis, analyse
+from lenbench.scoring import METRICS, Metric, MetricSet
+
+BLOCK = re.compile(
+    r"(<!-- BEGIN table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- END table:(?P=name) -->)", re.S
+)
+MAIN_STUDY, ENTROPY_STUDY, REFERENCE = "mimic", "mimic_entropy_paper", "reference"
+
+
+def ordered(analysis: Analysis) -> pd.DataFrame:
+    """The by-row table in the order the snapshot's jobs first appear (the sweep's job order)."""
+    order = list(dict.fromkeys(analysis.runs["row"]))
+    return analysis.by_row.set_index("row").loc[order].reset_index()
+
+
+def _fraction(metric: Metric) -> bool:
+    return metric.unit == "" and metric.digits == 3 and metric.level == "fold"
+
+
+def _value(metric: Metric, mean: float | str, sem: float | None, percent: bool) -> str:
+    if isinstance(mean, str):
+        return mean
+    if mean != mean:
+        return "n/a"
+    scale, digits, unit = (100, 2, " %") if percent and _fraction(metric) else (1, metric.digits, "")
+    spread = "" if sem is None or sem != sem else f" ± {sem * scale:.{digits}f}"
+    return f"{mean * scale:.{digits}f}{spread}{unit}"
+
+
+def _reference_metrics(reference: pd.DataFrame, metrics: MetricSet) -> list[Metric]:
+    return [m for m in metrics if f"{m.name}_mean" in reference or m.name in reference]
+
+
+def _ref(reference: pd.Series, metric: Metric) -> tuple[float | str, float | None]:
+    """A published figure: (mean, sem or None); a text (``about 500``) stays text."""
+    if f"{metric.name}_mean" in reference:
+        sem = reference.get(f"{metric.name}_sem")
+        return float(reference[f"{metric.name}_mean"]), None if sem is None or sem != sem else float(sem)
+    value = reference[metric.name]
+    try:
+        return float(value), None
+    except ValueError:
+        return str(value), None
+
+
+def reproduction(analysis: Analysis, notebook: pd.DataFrame, metrics: MetricSet = METRICS) -> str:
+    """lenbench's means with the notebook's in brackets, for the notebook's methods and metrics."""
+    shown = _reference_metrics(notebook, metrics)
+    ours = analysis.by_row.set_index("row")
+    records = []
+    for _, ref in notebook.iterrows():
+        row = ours.loc[ref["method"]]
+        record = {
+            render.ROW_LABEL: ref["method"],
+            "n (folds × seeds)": f"{row['n_folds']} × {row['n_seeds']}",
+        }
+        for metric in shown:
+            mine = row[f"{metric.name}_mean"] if metric.level == "fold" else row[metric.name]
+            record[metric.label] = f"{metric.format(mine)} ({metric.format(_ref(ref, metric)[0])})"
+        records.append(record)
+    majority = analysis.folds.groupby(["split_seed", "fold"])["majority_accuracy"].mean().mean()
+    return render.to_markdown(pd.DataFrame(records)) + (
+        f"\nMeans over the test folds; the notebook's figures in brackets. "
+        f"{metrics['majority_accuracy'].label.capitalize()} (mean over the test folds): {majority:.3f}.\n"
+    )
+
+
+def every_method(analysis: Analysis, with_formula: bool, metrics: MetricSet = METRICS) -> str:
+    """All rows of the study on the metrics that need a formula (``with_formula``) or do not."""
+    subset = MetricSet([m for m in metrics if ("formula" in m.needs) == with_formula])
+    table = render.human_table(ordered(analysis), ["row"], subset)
+    return render.to_markdown(table)
+
+
+def against_paper(
+    analysis: Analysis, reference: pd.DataFrame, rows: list[str], metrics: MetricSet = METRICS
+) -> str:
+    """The paper's row(s) (``reference``, column ``source``) above lenbench's ``rows``, on the paper's metrics;
+    accuracies in percent as papers print them."""
+    shown = _reference_metrics(reference, metrics)
+    records = []
+    for _, ref in reference.iterrows():
+        record = {"": ref["source"], "n": ref.get("n", "")}
+        record.update({m.label: _value(m, *_ref(ref, m), percent=True) for m in shown})
+        records.append(record)
+    ours = analysis.by_row.set_index("row")
+    for row in rows:
+        line = ours.loc[row]
+        record = {"": f"lenbench: {row}", "n": f"{line['n_folds']} × {line['n_seeds']}"}
+        for metric in shown:
+            if metric.level == "fold":
+                mean, sem = line[f"{metric.name}_mean"], line[f"{metric.name}_sem"]
+            else:
+                mean, sem = line[metric.name], None
+            record[metric.label] = _value(metric, mean, sem, percent=True)
+        records.append(record)
+    return render.to_markdown(pd.DataFrame(records).rename(columns={"n": "n (folds × seeds)"}))
+
+
+def tables(root: Path, metrics: MetricSet = METRICS) -> dict[str, str]:
+    """Every README table by name, from the snapshot under ``root`` (``results/``)."""
+    main = analyse(*snapshot.load(root / MAIN_STUDY, metrics), metrics)
+    entropy = analyse(*snapshot.load(root / ENTROPY_STUDY, metrics), metrics)
+    reference = root / REFERENCE
+    entropy_paper = pd.read_csv(reference / "entropy_paper.csv", comment="#")
+    paper_metrics = {m.name for m in _reference_metrics(entropy_paper, metrics)}
+    entropy_rows = list(dict.fromkeys(entropy.runs["row"]))
+    brl_rows = [r for r in dict.fromkeys(main.runs["row"]) if r.split(" ")[0] == "brl"]
+    return {
+        "reproduction": reproduction(
+            main, pd.read_csv(reference / "notebook_mimic.csv", comment="#"), metrics
+        ),
+        "every_method_model": every_method(main, with_formula=False, metrics=metrics),
+        "every_method_explanation": every_method(main, with_formula=True, metrics=metrics),
+        "entropy_paper": against_paper(entropy, entropy_paper, entropy_rows, metrics),
+        "entropy_paper_more": render.to_markdown(
+            render.human_table(
+                ordered(entropy), ["row"], MetricSet([m for m in metrics if m.name not in paper_metrics])
+            )
+        ),
+        "brl_paper": against_paper(
+            main, pd.read_csv(reference / "brl_paper.csv", comment="#"), brl_rows, metrics
+        ),
+    }
+
+
+def rewrite(readme: str, generated: Mapping[str, str]) -> str:
+    """The README with each ``table:<name>`` block replaced by ``generated[name]``; every block must have a
+    table and every table a block."""
+    names = [m.group("name") for m in BLOCK.finditer(readme)]
+    missing = sorted(set(generated) - set(names))
+    unknown = sorted(set(names) - set(generated))
+    if missing or unknown:
+        raise ValueError(f"README table blocks: missing {missing}, without a generated table {unknown}")
+    return BLOCK.sub(lambda m: m.group(1) + generated[m.group("name")] + m.group(4), readme)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m lenbench.report.readme", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--results", type=Path, default=Path("results"), help="the snapshot (default results/)"
+    )
+    parser.add_argument("--readme", type=Path, default=Path("README.md"))
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 when the README differs")
+    args = parser.parse_args(argv)
+    current = args.readme.read_text()
+    updated = rewrite(current, tables(args.results))
+    if args.check:
+        if updated != current:
+            print(
+                f"{args.readme}: its tables differ from what {args.results}/ gives; run `make readme-tables`"
+            )
+            return 1
+        print(f"{args.readme}: every table matches {args.results}/")
+        return 0
+    if updated != current:
+        args.readme.write_text(updated)
+    print(f"{args.readme}: {len(BLOCK.findall(updated))} table(s) regenerated from {args.results}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

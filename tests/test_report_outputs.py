@@ -1,0 +1,229 @@
+"""The report's outputs as people use them: LaTeX that compiles, readable CSV and Markdown, figures that say what
+they show, the end-of-sweep summary, and README tables equal to what the committed results give."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import REPO
+
+from lenbench.report import build, compare, figures, readme, render
+from lenbench.report.sweep_summary import sweep_summary
+from lenbench.scoring import METRICS
+from lenbench.tracking.plots import fold_metrics_figure
+
+FIGURES = REPO / "outputs" / "test-artifacts" / "report-figures"  # kept for a look after the run
+
+
+def _runs_and_folds(studies: tuple[str, ...] = ("d1",), rows: tuple[str, ...] = ("a_1", "b%2", "c&3")):
+    """Three rows (names with LaTeX specials) on each study, 5 test folds x 2 seeds; row c has no explanation."""
+    rng = np.random.default_rng(7)
+    folds, runs = [], []
+    for s, study in enumerate(studies):
+        for r, row in enumerate(rows):
+            for seed in (0, 1):
+                run_id = f"{study}-{row}-{seed}"
+                runs.append(
+                    {
+                        "run_id": run_id,
+                        "method": row,
+                        "seed": seed,
+                        "data": study,
+                        "label": "y",
+                        "git_commit": "abc1234def",
+                        "data_checksum": f"sum{s}",
+                        "config_hash": "",
+                        "run_name": f"{row}-s{seed}",
+                        "params": {"cv.n_splits": 5, "method.explainer.seed": seed},
+                    }
+                )
+                for fold in range(5):
+                    accuracy = 0.7 + 0.05 * r + 0.02 * rng.standard_normal()
+                    folds.append(
+                        {
+                            "run_id": run_id,
+                            "method": row,
+                            "seed": seed,
+                            "fold": fold,
+                            "formula": "" if row.startswith("c") else ["x1 & x2", "x2 | ~x3", "x1"][fold % 3],
+                            "model_accuracy": accuracy,
+                            "explanation_accuracy": float("nan") if row.startswith("c") else accuracy - 0.01,
+                            "explanation_fidelity": float("nan") if row.startswith("c") else 0.95,
+                            "explanation_complexity": float("nan") if row.startswith("c") else 1.0 + fold,
+                            "training_time": rng.random(),
+                            "elapsed_time": float("nan") if row.startswith("c") else 0.001,
+                            "majority_accuracy": 0.75,
+                        }
+                    )
+    return pd.DataFrame(folds), pd.DataFrame(runs)
+
+
+def _analysis(studies: tuple[str, ...] = ("d1",)) -> build.Analysis:
+    folds, runs = _runs_and_folds(studies)
+    return build.analyse(folds, runs)
+
+
+def test_latex_escapes_text_and_writes_math_as_math() -> None:
+    assert render.latex_escape("max_depth=1 & 5% #2 {x} ~y ^z \\") == (
+        r"max\_depth=1 \& 5\% \#2 \{x\} \textasciitilde{}y \textasciicircum{}z \textbackslash{}"
+    )
+    assert render.latex_escape("0.5 ± 0.1") == r"0.5 $\pm$ 0.1"
+    assert render.p_text(0.0001, render.LATEX) == r"$<0.001$"
+    assert render.p_text(0.0001) == "<0.001" and render.p_text(float("nan")) == "n/a"
+    texts = build.report_texts(_analysis(("d1", "d2")))
+    for name in ("summary_by_experiment.tex", "paired_tests.tex", "ranks_across_studies.tex"):
+        tex = texts[name]
+        assert tex.startswith("\\begin{tabular}") and "\\toprule" in tex and "\\bottomrule" in tex
+        unescaped = [line for line in tex.splitlines() if "_" in line.replace("\\_", "")]
+        assert not unescaped, (name, unescaped[:2])
+        assert "<0.001" not in tex.replace("$<0.001$", "")
+
+
+def _pdflatex() -> str:
+    binary = shutil.which("pdflatex")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but pdflatex is missing (.ci/run installs texlive-latex-base)")
+        pytest.skip(
+            "no pdflatex (apt-get install texlive-latex-base texlive-latex-recommended); CI=1 makes it fail"
+        )
+    return binary
+
+
+def test_every_latex_table_compiles(tmp_path: Path) -> None:
+    pdflatex = _pdflatex()
+    texts = build.report_texts(_analysis(("d1", "d2")))
+    tables = {name: text for name, text in texts.items() if name.endswith(".tex")}
+    assert {"summary_by_experiment.tex", "summary_by_experiment_seed.tex", "paired_tests.tex"} <= set(tables)
+    for name, table in tables.items():
+        (tmp_path / name).write_text(table)
+        document = tmp_path / f"doc-{name}"
+        document.write_text(
+            "\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage{booktabs}\n"
+            "\\usepackage[landscape,margin=1cm]{geometry}\n\\begin{document}\n\\tiny\n"
+            f"\\input{{{name}}}\n\\end{{document}}\n"
+        )
+        proc = subprocess.run(
+            [pdflatex, "-interaction=nonstopmode", "-halt-on-error", document.name],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,  # hang guard only
+        )
+        assert proc.returncode == 0, (name, proc.stdout[-2000:])
+        assert document.with_suffix(".pdf").stat().st_size > 0
+
+
+def test_csv_and_markdown_have_readable_headers() -> None:
+    texts = build.report_texts(_analysis())
+    for name in ("summary_by_experiment.csv", "summary_by_experiment_seed.csv", "paired_tests.csv"):
+        header = texts[name].splitlines()[0]
+        assert not [key for key in METRICS.names if key in header], (name, header)
+    summary = pd.read_csv(io.StringIO(texts["summary_by_experiment.csv"]))
+    assert "extraction time (s) mean" in summary  # elapsed_time is the extraction time
+    markdown = texts["summary_by_experiment.md"]
+    assert "n (folds × seeds)" in markdown and "5 × 2" in markdown
+    assert not [key for key in METRICS.names if key in markdown.split("\n\n")[0]]
+
+
+def _save(name: str, figure) -> None:  # noqa: ANN001
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    figure.savefig(FIGURES / name, dpi=80)
+
+
+def test_figures_say_what_they_show() -> None:
+    import matplotlib.pyplot as plt
+
+    analysis = _analysis(("d1", "d2"))
+    drawn = figures.figures(analysis.folds, analysis.by_row, analysis.ranks)
+    assert {"accuracy_vs_complexity.png", "fold_metrics.png", "concept_frequency.png"} <= set(drawn)
+    assert "critical_difference_model_accuracy.png" in drawn  # two studies: ranks, Friedman, CD
+    for name, figure in drawn.items():
+        texts = [figure._suptitle.get_text() if figure._suptitle else ""]
+        for ax in figure.axes:
+            texts += [ax.get_title(), ax.get_xlabel(), *(t.get_text() for t in ax.get_xticklabels())]
+            texts += [t.get_text() for t in ax.texts]
+            legend = ax.get_legend()
+            texts += [t.get_text() for t in legend.get_texts()] if legend else []
+        joined = " ".join(texts)
+        assert joined.strip(), name
+        if name != "concept_frequency.png":
+            assert "n=" in joined or "n = " in joined, name
+        if name in ("accuracy_vs_complexity.png", "fold_metrics.png"):
+            assert "majority-class accuracy: 0.750" in joined, name  # the baseline wherever an accuracy is
+        if name == "concept_frequency.png":
+            assert "left out (no explanations): c&3" in joined
+        _save(name, figure)
+        plt.close(figure)
+
+
+def test_the_per_job_figure_names_its_seed_and_ticks_whole_folds() -> None:
+    import matplotlib.pyplot as plt
+
+    results = pd.DataFrame(
+        {
+            "method": "tree",
+            "split": [0, 1, 2],
+            **{m.name: [0.8, 0.7, 0.9] for m in METRICS.at("fold")},
+        }
+    )
+    figure = fold_metrics_figure(
+        results, METRICS, {"mlflow.runName": "tree-s3", "data": "mimic", "label": "y"}
+    )
+    assert figure._suptitle.get_text() == "tree-s3 (mimic / y): per-fold metrics, n = 3 folds"
+    figure.canvas.draw()
+    for ax in figure.axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    _save("per_job_fold_metrics.png", figure)
+    plt.close(figure)
+
+
+def test_ranks_across_studies_match_the_significance_functions() -> None:
+    analysis = _analysis(("d1", "d2", "d3"))
+    result = analysis.ranks["model_accuracy"]
+    assert result["n_studies"] == 3 and len(result["rows"]) == 3
+    table = compare.ranks_table(analysis.ranks)
+    assert set(table["metric"]) >= {"model_accuracy"}
+    for _, ranks in table.groupby("metric"):  # ranks 1..k on every study: they sum to k(k+1)/2
+        assert ranks["average_rank"].sum() == pytest.approx(len(ranks) * (len(ranks) + 1) / 2)
+
+
+def test_end_of_sweep_summary(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    for name in ("0-tree-s0", "1-psi-s0", "2-rf-s0", "10-brl-s0"):
+        (sweep / name / ".hydra").mkdir(parents=True)
+    summary = {
+        "n_folds": 3,
+        "model_accuracy_mean": 0.81,
+        "model_accuracy_sem": 0.01,
+        "training_time_mean": 2.0,
+    }
+    (sweep / "0-tree-s0" / "summary.json").write_text(json.dumps({**summary, "explanation_consistency": 0.5}))
+    (sweep / "0-tree-s0" / "job.json").write_text(json.dumps({"experiment": "mimic"}))
+    (sweep / "1-psi-s0" / "resumed.json").write_text(json.dumps({"run_id": "abc", "run_name": "psi-s0"}))
+    (sweep / "2-rf-s0" / "job.json").write_text(json.dumps({"experiment": "mimic"}))
+    lines = sweep_summary(sweep, None, "mimic").splitlines()
+    assert lines[0] == f"sweep {sweep}: 4 job(s)"
+    assert lines[1].startswith("  0-tree-s0: model accuracy 0.810 ± 0.010; consistency 0.500 (n=3 folds) -> ")
+    assert "training time" not in lines[1]
+    assert lines[2] == "  1-psi-s0: resumed, metrics in MLflow -> MLflow run abc"
+    assert lines[3].startswith("  2-rf-s0: did not finish")
+    assert lines[4].startswith("  10-brl-s0: did not start")  # job order, 10 after 2
+    assert lines[5] == f"compare them: python -m lenbench.report --experiment mimic --sweep-id {sweep}"
+
+
+def test_readme_tables_equal_what_the_committed_results_give() -> None:
+    text = (REPO / "README.md").read_text()
+    generated = readme.tables(REPO / "results")
+    assert readme.rewrite(text, generated) == text, "README tables are stale: run `make readme-tables`"
+    for name in generated:
+        assert f"<!-- BEGIN table:{name} -->" in text
