@@ -116,9 +116,9 @@ def run_experiment(
     writer = _ResultWriter(method, dataset, out_dir, record.summary_extra, metrics)
     indices = cv.fold_indices()
     kept = {f: r for f, r in (reused or {}).items() if f in indices}
-    tracker.start_job(record.run_name, record.tags, record.params)
     loop = _FoldLoop(method, tracker, len(indices), FoldProgressConsole(method))
     try:
+        tracker.start_job(record.run_name, record.tags, record.params)  # inside: a Ctrl-C here closes it too
         for result in kept.values():
             loop.finished(result)
         todo = [f for f in indices if f not in kept]
