@@ -233,6 +233,19 @@ def test_the_best_row_is_chosen_on_the_folds_every_row_has() -> None:
     versus = compare_with_best(folds, METRICS).set_index("row")
     assert versus.loc["a", "model_accuracy_best"] == "a" and versus.loc["a", "model_accuracy_best_n"] == 1
     assert versus.loc["b", "model_accuracy_n_pairs"] == 1
+    # b also on fold 1, c on fold 4 only, which b lacks: no fold is common to all three, so c (the fewest folds)
+    # is left out and says so; a and b are still compared, on folds 0 and 1.
+    extra = [{**records[0], "row": "b", "run_id": "b", "fold": 1, "v": 0.60}]
+    extra.append({**records[0], "row": "c", "run_id": "c", "fold": 4, "v": 0.99})
+    with_c = pd.concat(
+        [folds, pd.DataFrame(extra).rename(columns={"v": "model_accuracy"})], ignore_index=True
+    )
+    versus = compare_with_best(with_c, METRICS).set_index("row")
+    assert versus.loc["a", "model_accuracy_best"] == "a" and not versus.loc["c", "model_accuracy_compared"]
+    assert versus.loc["b", "model_accuracy_compared"] and versus.loc["b", "model_accuracy_n_pairs"] == 2
+    by_row = summary_table(with_c).merge(versus.reset_index(), on=["study", "row"])
+    cell = human_table(by_row, ["row"]).set_index("method").loc["c", "model accuracy"]
+    assert cell.endswith("(other folds: not compared)")
 
 
 def test_summary_table_and_compare_with_best() -> None:

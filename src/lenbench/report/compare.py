@@ -8,8 +8,9 @@
   summary table (``*_holm`` columns; :data:`HOLM_FAMILY`). A family spanning every metric would adjust for
   questions no reader asks jointly, and some metrics coincide by construction (a formula's AUROC is its balanced
   accuracy).
-- The target each row is compared with, the column's best row, is chosen on the test folds *every* candidate
-  row has, so rows run on different folds never win on an easier sample.
+- The target each row is compared with, the column's best row, is chosen on the test folds *every* compared
+  row has, so rows run on different folds never win on an easier sample; a row sharing no fold with the others
+  is left out of the comparison (and says so) rather than leaving every row without one.
 - Only metrics the registry marks ``compared`` (scores of the method) are tested: never a time or a baseline.
 - Across studies (several data sets): average ranks, the Friedman test and the Nemenyi critical difference.
 """
@@ -45,7 +46,7 @@ NAN = float("nan")
 #: The comparisons one Holm adjustment covers: those of one metric in one study (a column of a summary table,
 #: or all pairs of rows on one metric).
 HOLM_FAMILY = ("study", "metric")
-LONG_KEYS = ("study", "row", "metric", "best", "best_n")
+LONG_KEYS = ("study", "row", "metric", "best", "best_n", "compared")
 
 
 def compared_names(metrics: MetricSet | Sequence[str]) -> list[str]:
@@ -122,22 +123,29 @@ def paired_tests(folds: pd.DataFrame, metrics: MetricSet | Sequence[str] = METRI
 
 def best_on_common_folds(
     values: pd.DataFrame, study: str, metric: str, lower_is_better: bool
-) -> tuple[str | None, int]:
-    """The best row of a study on one metric, judged on the test folds every row with that metric has; and how
-    many such folds there are. ``(None, 0)`` when the rows share no test fold (then nothing is compared)."""
+) -> tuple[str | None, int, list[str]]:
+    """The best row of a study on one metric, judged on the test folds every compared row has; how many such
+    folds there are; and the compared rows. When no fold is common to all rows with the metric, the row with the
+    fewest folds is left out (it is not compared: it ran on other folds) until some are; ``(None, 0, [])`` when
+    no row has the metric."""
     table = values.loc[study, metric].unstack("row").dropna(axis=1, how="all")
-    common = table.dropna(axis=0, how="any")
-    if table.shape[1] == 0 or common.empty:
-        return None, 0
-    means = common.mean()
-    return str(means.idxmin() if lower_is_better else means.idxmax()), len(common)
+    rows = sorted(table.columns)
+    while rows:
+        common = table[rows].dropna(axis=0, how="any")
+        if len(common):
+            means = common.mean()
+            return str(means.idxmin() if lower_is_better else means.idxmax()), len(common), rows
+        counts = table[rows].notna().sum()
+        rows.remove(str(counts.sort_values(kind="stable").index[0]))
+    return None, 0, []
 
 
 def compare_with_best(folds: pd.DataFrame, metrics: MetricSet = METRICS) -> pd.DataFrame:
     """Per row and tested metric: the study's best row on it (:func:`best_on_common_folds`), the number of test
-    folds it was chosen on, and this row's tests against it (``<metric>_best``, ``<metric>_best_n``,
-    ``<metric>_n_pairs``, ``<metric>_p_corrected_t``, ``<metric>_p_wilcoxon``, and both ``*_holm``, adjusted
-    over the column's comparisons). NaN for the best row itself."""
+    folds it was chosen on, whether this row took part (``<metric>_compared``: False for a row run on other
+    folds), and this row's tests against it (``<metric>_best``, ``<metric>_best_n``, ``<metric>_n_pairs``,
+    ``<metric>_p_corrected_t``, ``<metric>_p_wilcoxon``, and both ``*_holm``, adjusted over the column's
+    comparisons). NaN for the best row itself and rows not compared."""
     names = compared_names(metrics)
     keys = folds[["study", "row"]].drop_duplicates().sort_values(["study", "row"]).reset_index(drop=True)
     if folds.empty or not names:
@@ -147,10 +155,13 @@ def compare_with_best(folds: pd.DataFrame, metrics: MetricSet = METRICS) -> pd.D
     for study in keys["study"].unique():
         ratio = holdout_ratio(folds, study)
         for metric in values.columns:
-            best, n_common = best_on_common_folds(values, study, metric, metric in metrics.lower_is_better)
+            best, n_common, compared = best_on_common_folds(
+                values, study, metric, metric in metrics.lower_is_better
+            )
             for row in _rows_of(values, study):
                 record = {"study": study, "row": row, "metric": metric, "best": best, "best_n": n_common}
-                if best is not None and row != best:
+                record["compared"] = row in compared
+                if best is not None and row != best and row in compared:
                     target = _series(values, study, best, metric)
                     record.update(pair_test(_series(values, study, row, metric), target, ratio))
                 long.append(record)
@@ -162,6 +173,7 @@ def _wide(long: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
     fields = (
         "best",
         "best_n",
+        "compared",
         "n_pairs",
         "p_corrected_t",
         "p_wilcoxon",

@@ -38,6 +38,7 @@ SUFFIX_LABELS = {
     "seed_sd": "sd across seeds",
     "best": "best row",
     "best_n": "best chosen on n folds",
+    "compared": "compared with best",
     "n_pairs": "n pairs vs best",
     "p_corrected_t": "p corrected t vs best",
     "p_wilcoxon": "p Wilcoxon vs best",
@@ -121,7 +122,9 @@ def _mean_sem(mean: float, sem: float, digits: int, style: Style) -> str:
 def _comparison(table: pd.DataFrame, name: str, i: int, style: Style) -> str:
     best = table[f"{name}_best"].iloc[i]
     if best != best or best is None:
-        return " (no common folds)"
+        return ""
+    if f"{name}_compared" in table and not bool(table[f"{name}_compared"].iloc[i]):
+        return " (other folds: not compared)"
     if table["row"].iloc[i] == best:
         return " (best)"
     p_t, p_w = table[f"{name}_p_corrected_t_holm"].iloc[i], table[f"{name}_p_wilcoxon_holm"].iloc[i]
@@ -192,7 +195,8 @@ def note(metrics: MetricSet = METRICS) -> str:
         "Rows are experiments: one configuration (method and hyper-parameters; the settings that differ from "
         "another row of the same method in brackets), its seeds pooled. n: test folds × model seeds. Cells: mean "
         "± standard error over test folds (seeds averaged on each fold first; n/a for one fold). (p_t/p_w): "
-        "two-sided p-values against the column's best row (chosen on the test folds every row has) of the "
+        "two-sided p-values against the column's best row (chosen on the test folds every compared row has; "
+        "a row run on other folds is not compared) of the "
         "corrected resampled t-test (Nadeau & Bengio 2003) and the Wilcoxon signed-rank test, paired by test "
         "fold, Holm-adjusted over the column's comparisons; n=… when fewer folds were paired than the row "
         f"has. All pairs: paired_tests.csv. Not tested (no score of the method): {untested or 'none'}."

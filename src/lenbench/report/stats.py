@@ -88,7 +88,7 @@ def _job_level(group: pd.DataFrame, runs: pd.DataFrame | None, metrics: MetricSe
         values = []
         for run_id, job in group.groupby("run_id"):
             stored = _stored(runs, run_id, metric.name)
-            if stored != stored:  # NaN or missing: recompute from the job's formulas
+            if stored != stored and "formula" in job:  # NaN or missing: recompute from the job's formulas
                 formulas = job.loc[explained(job, metrics), "formula"]
                 stored = metric.value(JobEvidence([parse_formula(f) for f in formulas]))
             values.append(stored)
