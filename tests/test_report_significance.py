@@ -55,6 +55,9 @@ def test_friedman_equals_scipy_without_ties() -> None:
     theirs = stats.friedmanchisquare(*scores.T)
     assert ours.chi2 == pytest.approx(theirs.statistic)
     assert ours.p_chi2 == pytest.approx(theirs.pvalue)
+    # Every data set ranks alike: chi2 = N(k-1), F unbounded, its p-value left NaN.
+    same = sig.friedman(np.tile([0.9, 0.8, 0.7], (4, 1)))
+    assert same.chi2 == pytest.approx(8.0) and same.f == math.inf and math.isnan(same.p_f)
     # Lower is better: ranks flip.
     assert sig.average_ranks(scores, higher_is_better=False) == pytest.approx(
         5 + 1 - sig.average_ranks(scores)

@@ -190,7 +190,7 @@ def _wide(long: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
 def across_studies(by_row: pd.DataFrame, metrics: MetricSet = METRICS) -> dict[str, Any]:
     """Across data sets (studies): for each headline tested metric, the rows (matched by name) that every study
     has, their average ranks over the studies, the Friedman test and the Nemenyi critical difference (alpha
-    0.05). Empty with fewer than two studies or two common rows."""
+    0.05). Empty with fewer than two studies; a metric is left out with fewer than three common rows."""
     studies = sorted(by_row["study"].unique()) if len(by_row) else []
     if len(studies) < 2:
         return {}
@@ -200,7 +200,9 @@ def across_studies(by_row: pd.DataFrame, metrics: MetricSet = METRICS) -> dict[s
             index="study", columns="row", values=f"{metric.name}_mean", aggfunc="first"
         )
         table = table.dropna(axis=1, how="any")
-        if table.shape[1] < 2:
+        if (
+            table.shape[1] < 3
+        ):  # two rows: the Friedman test is not the test (Demšar: Wilcoxon over data sets)
             continue
         scores = table.to_numpy(dtype=float)
         ranks = sig.average_ranks(scores, bool(metric.higher_is_better))

@@ -250,9 +250,9 @@ def concept_frequency(folds: pd.DataFrame) -> Any:
             )
         ax.set_yticks(range(len(concepts)), concepts, fontsize=7)
         headers = [
-            _wrap(f"{r} ({counts[r]} formulas, {sizes[r]:.1f} concepts each)", 16) for r in shown.columns
+            _wrap(f"{r} ({counts[r]} formulas, {sizes[r]:.1f} concepts each)", 13) for r in shown.columns
         ]
-        ax.set_xticks(range(len(shown.columns)), headers, fontsize=7, rotation=90)
+        ax.set_xticks(range(len(shown.columns)), headers, fontsize=7)
         ax.set_title(study, fontsize=9)
         if left_out:
             ax.set_xlabel("left out (no explanations): " + ", ".join(left_out), fontsize=8)

@@ -116,7 +116,8 @@ class Friedman:
 
 def friedman(scores: np.ndarray, higher_is_better: bool = True) -> Friedman:
     """The Friedman test of ``scores`` (N data sets x k methods) from the average ranks, as Demšar (2006) writes
-    it: ``chi2 = 12N/(k(k+1)) (sum R_j^2 - k(k+1)^2/4)`` (no tie correction, like the paper)."""
+    it: ``chi2 = 12N/(k(k+1)) (sum R_j^2 - k(k+1)^2/4)`` (no tie correction, like the paper). When every data set
+    ranks the methods alike, Iman-Davenport's F is unbounded and its p-value is left NaN (the chi-square p stands)."""
     from scipy import stats
 
     values = np.asarray(scores, dtype=float)
@@ -127,8 +128,8 @@ def friedman(scores: np.ndarray, higher_is_better: bool = True) -> Friedman:
     chi2 = 12 * n / (k * (k + 1)) * (float(np.sum(ranks**2)) - k * (k + 1) ** 2 / 4)
     p_chi2 = float(stats.chi2.sf(chi2, k - 1))
     denominator = n * (k - 1) - chi2
-    if denominator <= 0:
-        return Friedman(chi2, p_chi2, math.inf, 0.0, n, k)
+    if denominator <= 0:  # every data set ranks the methods alike: F is unbounded, its F approximation void
+        return Friedman(chi2, p_chi2, math.inf, NAN, n, k)
     f = (n - 1) * chi2 / denominator
     return Friedman(chi2, p_chi2, f, float(stats.f.sf(f, k - 1, (k - 1) * (n - 1))), n, k)
 
