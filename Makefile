@@ -39,13 +39,14 @@ report: install  ## tables and figures from MLflow (ARGS="--experiment mimic --s
 readme-tables: install  ## the README's results tables, regenerated from the committed results/ (ARGS=--check compares)
 	$(PY) -m lenbench.report.readme $(ARGS)
 
-ui: install  ## the MLflow UI over the project's store, on http://$(HOST):$(PORT)
+ui: install  ## the MLflow UI over the project's store (artifacts in mlruns/artifacts), on http://$(HOST):$(PORT)
 	mkdir -p $(ARTIFACTS)
-	$(VENV)/bin/mlflow ui --backend-store-uri $(STORE) --default-artifact-root $(ARTIFACTS) --host $(HOST) --port $(PORT)
+	$(VENV)/bin/mlflow ui --backend-store-uri $(STORE) --artifacts-destination $(ARTIFACTS) --host $(HOST) --port $(PORT)
 
+# Clients upload artifacts through the server (mlflow-artifacts:/), which keeps them in $(ARTIFACTS).
 server: install  ## a local tracking server for parallel jobs: export MLFLOW_TRACKING_URI=http://$(HOST):$(PORT)
 	mkdir -p $(ARTIFACTS)
-	$(VENV)/bin/mlflow server --backend-store-uri $(STORE) --default-artifact-root $(ARTIFACTS) --host $(HOST) --port $(PORT)
+	$(VENV)/bin/mlflow server --backend-store-uri $(STORE) --artifacts-destination $(ARTIFACTS) --host $(HOST) --port $(PORT)
 
 cleanup: install  ## close runs left RUNNING by a process that died (kill -9, power loss); ARGS=--dry-run only lists
 	$(PY) -m lenbench.tracking.cleanup $(ARGS)

@@ -47,9 +47,13 @@ class PrepareTrackingStore(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.tracking.enabled:
+            from lenbench.errors import UserError, exit_with
             from lenbench.job import experiment_name, open_tracker
 
-            open_tracker(config, Path.cwd(), experiment_name(config))
+            try:
+                open_tracker(config, Path.cwd(), experiment_name(config))
+            except UserError as exc:
+                exit_with(exc)
 
 
 def multirun_flag_first(argv: list[str]) -> list[str]:
@@ -57,6 +61,18 @@ def multirun_flag_first(argv: list[str]) -> list[str]:
     positional list, so overrides on both sides of ``-m``/``--multirun`` fail; move the flag to the front."""
     flags = [a for a in argv[1:] if a in ("-m", "--multirun")]
     return argv[:1] + flags[:1] + [a for a in argv[1:] if a not in ("-m", "--multirun")] if flags else argv
+
+
+def check_before_hydra(argv: list[str]) -> None:
+    """Compose the command line and check the output folder before Hydra runs them: a problem is one line and exit
+    status 2 (Hydra would print its own report, or a traceback, and exit 1)."""
+    from lenbench.config import check_command_line
+    from lenbench.errors import UserError, exit_with
+
+    try:
+        check_command_line(argv, Path(__file__).resolve().parent.parent / "conf", "train")
+    except UserError as exc:
+        exit_with(exc)
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -90,4 +106,5 @@ def main(cfg: DictConfig) -> float:
 
 if __name__ == "__main__":
     sys.argv = multirun_flag_first(sys.argv)
+    check_before_hydra(sys.argv[1:])
     main()

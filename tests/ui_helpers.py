@@ -133,7 +133,7 @@ def mlflow_ui_command(store_uri: str, artifact_root: Path, port: int, bin_dir: P
         "ui",
         "--backend-store-uri",
         store_uri,
-        "--default-artifact-root",
+        "--artifacts-destination",
         str(artifact_root),
         "--host",
         "127.0.0.1",

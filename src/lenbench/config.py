@@ -1,4 +1,5 @@
-"""The typed schema of ``conf/train.yaml``, the identity of a job, and how many fold processes it gets.
+"""The typed schema of ``conf/train.yaml``, the identity of a job, its MLflow params, how many fold processes it
+gets, and the check of a command line before Hydra runs it (:func:`check_command_line`).
 
 The schema makes a wrong type (``seed=abc``, ``cv.n_splits=1.5``) or an unknown key (``cv.nfolds=3``) fail at
 composition with Hydra's message naming the key, before anything runs. Groups whose keys depend on the choice
@@ -11,7 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, List, Optional  # noqa: UP035 - OmegaConf schemas need typing forms
 
 from omegaconf import MISSING
@@ -67,6 +72,42 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+INSTANTIATION_KEYS = ("_target_", "_convert_", "_recursive_", "_partial_", "_args_")
+_NODE_INTERPOLATION = re.compile(r"^\$\{[^${}:]+\}$")  # ${seed}, ${trainer}: another key, no resolver
+
+
+def job_params(cfg: Any) -> dict[str, Any]:
+    """A job's MLflow params: its resolved config once, flattened to dotted keys (``hydra`` left out).
+
+    Hydra's instantiation keys are left out, and so is every key whose value is only an interpolation of another key
+    (``method.explainer.seed: ${seed}``, ``method.explainer.trainer: ${trainer}``): that key is a param already. A
+    list of objects is numbered, each item's class under its number (``method.explainer.callbacks.0``)."""
+    from omegaconf import OmegaConf
+
+    raw = {k: v for k, v in OmegaConf.to_container(cfg, resolve=False).items() if k != "hydra"}
+    resolved = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "hydra"}
+    copies = tuple(k for k, v in flatten(raw).items() if isinstance(v, str) and _NODE_INTERPOLATION.match(v))
+    return {
+        key: value
+        for key, value in _param_items(resolved, "")
+        if not any(key == c or key.startswith(c + ".") for c in copies)
+    }
+
+
+def _param_items(node: Any, prefix: str) -> list[tuple[str, Any]]:
+    if isinstance(node, list) and node and all(isinstance(item, dict) for item in node):
+        node = {str(i): item for i, item in enumerate(node)}
+    if not isinstance(node, dict):
+        return [(prefix, node)]
+    items: list[tuple[str, Any]] = []
+    if prefix and "_target_" in node and prefix.rsplit(".", 1)[-1].isdigit():
+        items.append((prefix, str(node["_target_"]).rsplit(".", 1)[-1]))  # a list item: its class's name
+    for key, value in node.items():
+        if key not in INSTANTIATION_KEYS:
+            items += _param_items(value, f"{prefix}.{key}" if prefix else str(key))
+    return items
+
+
 # Keys that do not change what a job computes: two runs differing only there are the same experiment.
 NOT_HASHED = ("tracking", "hydra", "resume", "trainer.log_every_n_epochs")
 
@@ -100,3 +141,112 @@ def fold_slots(trainer: Any) -> int:
     if str(trainer.get("strategy", "auto")).startswith("ddp") and isinstance(devices, int):
         return max(1, devices)
     return 1
+
+
+# -- before Hydra runs: the command line composed once, the output folder checked --------------------------------
+
+_HANDLED_BY_HYDRA = ("help", "hydra_help", "cfg", "info", "shell_completion", "resolve", "experimental_rerun")
+_OTHER_CONFIG = ("config_path", "config_name", "config_dir")
+
+
+def check_command_line(argv: Sequence[str], config_dir: Path, config_name: str) -> None:
+    """Compose the config of ``python -m train <argv>`` as Hydra will, and check the job's output folder, before
+    Hydra runs. A composition error (unknown key or option, wrong type) or an output folder that cannot be created
+    raises :class:`ConfigError` with one line: Hydra itself would print a report and exit 1, or a traceback.
+
+    Command lines Hydra answers without running a job (``--help``, ``--cfg``, ``--info`` ...) or with another
+    config are left to it, and so is any other error (Hydra reports it as it always did)."""
+    from hydra._internal.utils import get_args_parser
+
+    args = get_args_parser().parse_args(list(argv))  # a malformed command line exits 2 with argparse's usage
+    if any(getattr(args, name) for name in (*_HANDLED_BY_HYDRA, *_OTHER_CONFIG)):
+        return
+    try:
+        cfg, multirun = _compose(config_dir, config_name, list(args.overrides), bool(args.multirun))
+    except Exception as exc:  # noqa: BLE001 - only composition errors are reported here; Hydra reports the rest
+        message = _composition_error(exc)
+        if message is None:
+            return
+        raise ConfigError(message) from None
+    _check_output_folder(cfg, "hydra.sweep.dir" if multirun else "hydra.run.dir")
+
+
+def _compose(config_dir: Path, config_name: str, overrides: list[str], multirun: bool) -> tuple[Any, bool]:
+    """The config Hydra's ``run``/``multirun`` will compose (same search path, same mode rules); HydraConfig is
+    set to it, so ``${hydra:...}`` resolves. Returns the config and whether the command is a multirun."""
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra = Hydra.create_main_hydra2("train", create_config_search_path(config_dir.resolve().as_uri()))
+    try:
+        mode = hydra.get_mode(config_name=config_name, overrides=overrides)
+        if mode is None or (multirun and mode == RunMode.RUN):
+            mode = RunMode.MULTIRUN if multirun else RunMode.RUN
+            overrides = [*overrides, f"hydra.mode={mode.name}"]
+        cfg = hydra.compose_config(config_name, overrides, run_mode=mode, with_log_configuration=False)
+    finally:
+        GlobalHydra.instance().clear()
+    HydraConfig.instance().set_config(cfg)
+    return cfg, mode == RunMode.MULTIRUN
+
+
+def _composition_error(exc: BaseException) -> str | None:
+    """Hydra's own message for a composition error, on one line (the cause's too: OmegaConf names the key); None
+    for any other error."""
+    from hydra.errors import HydraException, InstantiationException
+    from omegaconf.errors import OmegaConfBaseException
+
+    composing = (HydraException, OmegaConfBaseException)
+    if isinstance(exc, InstantiationException) or not isinstance(exc, composing):
+        return None
+    text = str(exc)
+    if isinstance(exc.__cause__, OmegaConfBaseException) and str(exc.__cause__) not in text:
+        text += "\n" + str(exc.__cause__)
+    return one_line(text)
+
+
+def one_line(text: str) -> str:
+    """A multi-line message as one line: sections joined by ``; ``, an indented list after a ``header:`` joined
+    by commas; OmegaConf's type details and Hydra's config search path are dropped."""
+    parts: list[str] = []
+    listing = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("Config search path"):
+            break
+        if not line or line.startswith(("reference_type=", "object_type=")):
+            continue
+        if listing and raw[:1] in ("\t", " "):
+            parts[-1] += (" " if parts[-1].endswith(":") else ", ") + line
+            continue
+        listing = line.endswith(":")
+        parts.append(line)
+    return "; ".join(part.rstrip(".") for part in parts)
+
+
+def _check_output_folder(cfg: Any, key: str) -> None:
+    """The folder Hydra will create for the job (``hydra.run.dir``) or the sweep (``hydra.sweep.dir``) must be
+    creatable: a folder is created (and removed) in its nearest existing parent. Permissions alone do not tell
+    (root may write anywhere but in ``/proc``, and not on a read-only file system)."""
+    from omegaconf import OmegaConf
+
+    try:
+        folder = Path(str(OmegaConf.select(cfg, key, throw_on_resolution_failure=True))).absolute()
+    except Exception:  # noqa: BLE001 - Hydra resolves it itself and reports what fails
+        return
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        problem = f"{existing} is not a folder"
+    else:
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".lenbench-write-check-", dir=existing))
+            return
+        except OSError as exc:
+            problem = f"cannot create a folder in {existing} ({exc.strerror})"
+    example = "multirun/sweep" if key == "hydra.sweep.dir" else "outputs/job"
+    raise ConfigError(f"{key}={folder}: {problem}; choose a folder you can write, e.g. {key}={example}")

@@ -6,6 +6,10 @@ message is complete on its own: what is wrong, where (the config key, the file, 
 
 from __future__ import annotations
 
+import logging
+import sys
+from typing import NoReturn
+
 
 class UserError(Exception):
     """Base of every anticipated problem whose fix lies with the user."""
@@ -16,3 +20,14 @@ class ConfigError(UserError, ValueError):
 
     A ``ValueError`` too, so code that validates arguments the Python way keeps working with it.
     """
+
+
+def exit_with(exc: UserError) -> NoReturn:
+    """End the command line on a user error: its message as one line on stderr, in the format of Hydra's job log
+    (whatever logging is set up yet), exit status 2."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    log = logging.getLogger("lenbench")
+    log.handlers, log.propagate = [handler], False
+    log.error("%s", exc)
+    sys.exit(2)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from lenbench.config import config_hash, flatten, fold_slots, resolve_n_jobs
+from lenbench.config import config_hash, fold_slots, job_params, resolve_n_jobs
 from lenbench.data.base import ConceptDataset
 from lenbench.errors import ConfigError, UserError
 from lenbench.experiment import JobRecord, run_experiment
@@ -36,8 +36,9 @@ from lenbench.scoring import METRICS, MetricSet
 from lenbench.tracking.environment import environment
 from lenbench.tracking.errors import TrackingError
 from lenbench.tracking.local import write_json
-from lenbench.tracking.mlflow import MlflowTracker, default_artifact_location, default_tracking_uri
+from lenbench.tracking.mlflow import MlflowTracker
 from lenbench.tracking.protocol import NullTracker, ResilientTracker, Tracker
+from lenbench.tracking.store import default_tracking_uri
 
 log = logging.getLogger("lenbench")
 
@@ -189,7 +190,7 @@ def open_tracker(
     if not cfg.tracking.enabled:
         return NullTracker()
     uri = tracking_uri(cfg, project_dir)
-    store = MlflowTracker(uri, experiment, default_artifact_location(project_dir), metrics)
+    store = MlflowTracker(uri, experiment, metrics=metrics)  # artifacts where the store keeps them
     return ResilientTracker(store, uri)
 
 
@@ -220,7 +221,7 @@ def job_record(
         "config.yaml": OmegaConf.to_yaml(cfg, resolve=True),
         "environment.json": json.dumps(env, indent=2, default=str) + "\n",
     }
-    params = flatten({k: v for k, v in resolved.items() if k != "hydra"})
+    params = job_params(cfg)  # the resolved config once: no instantiation keys, no interpolated copies
     return JobRecord(
         run_name=run_name,
         tags=tags,
@@ -279,7 +280,6 @@ def _write_job_file(context: JobContext, experiment: str, record: JobRecord) -> 
             "tags": record.tags,
             "params": record.params,
             "texts": record.texts,
-            "artifact_location": default_artifact_location(context.project_dir),
         },
     )
 

@@ -19,7 +19,8 @@ import pandas as pd
 
 from lenbench.scoring import METRICS, MetricSet
 from lenbench.tracking.errors import TrackingError
-from lenbench.tracking.mlflow import MlflowTracker, default_tracking_uri
+from lenbench.tracking.mlflow import MlflowTracker
+from lenbench.tracking.store import default_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +33,8 @@ def import_job(job_dir: Path, uri: str, experiment: str | None = None, metrics: 
     job = json.loads((job_dir / "job.json").read_text())
     summary = json.loads((job_dir / "summary.json").read_text())
     results = pd.read_csv(job_dir / "results.csv")
-    tracker = MlflowTracker(
-        uri, experiment or job["experiment"], artifact_location=job.get("artifact_location"), metrics=metrics
-    )
+    # Artifacts go where the target store keeps them, whatever store the job was meant for.
+    tracker = MlflowTracker(uri, experiment or job["experiment"], metrics=metrics)
     previous = tracker.find_finished(job["tags"].get("config_hash", "-"))
     if previous is not None and summary.get("complete", False):
         log.info("%s: already in the store as run %s, not imported again", job_dir, previous)

@@ -1,9 +1,11 @@
 """Writing to MLflow: one parent run per job, one child run per fold (DESIGN.md, "MLflow layout"), the report run.
 
 This module and :mod:`lenbench.tracking.mlflow_read` (reading runs back for reports) are the only ones that talk to
-MLflow; the layout's tag names are defined here and read there. It also checks a store before any training and
-names the default store. It uses ``MlflowClient`` with explicit run ids rather than the fluent ``mlflow.start_run``
-API, so no global "active run" state leaks between jobs in one process.
+MLflow; the layout's tag names are defined here and read there. The store itself (its default URI, where its
+artifacts go, its checks and lock) is :mod:`lenbench.tracking.store`, what the UI shows besides numbers (experiment
+kind, run description, dataset inputs) :mod:`lenbench.tracking.describe`. It uses ``MlflowClient`` with explicit run
+ids rather than the fluent ``mlflow.start_run`` API, so no global "active run" state leaks between jobs in one
+process.
 
 Per-fold metrics live on the child runs only; the parent holds the job's summary (``<metric>_mean``,
 ``<metric>_sem``, job-level metrics such as ``explanation_consistency``, ``n_folds``), so no parent metric is named
@@ -13,19 +15,28 @@ like a fold metric and the UI never shows one fold as the job's result.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 from lenbench.scoring import METRICS, MetricSet
+from lenbench.tracking.describe import (
+    CONTEXT_TAG,
+    DESCRIPTION_TAG,
+    EXPERIMENT_KIND,
+    EXPERIMENT_KIND_TAG,
+    fold_inputs,
+    job_description,
+)
 from lenbench.tracking.errors import TrackingError
+from lenbench.tracking.store import check_store as check_store
+from lenbench.tracking.store import default_artifact_location as default_artifact_location
+from lenbench.tracking.store import default_tracking_uri as default_tracking_uri
+from lenbench.tracking.store import short_error, store_lock
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from lenbench.tracking.mlflow_read import StoredFold
@@ -42,63 +53,6 @@ REUSED_FROM_TAG = "reused_from"  # on a child run: the fold run of an earlier, i
 MAX_TAG_CHARS = 5000
 
 
-def default_tracking_uri(project_dir: str | Path) -> str:
-    """``sqlite:///<project>/mlruns/mlflow.db`` (absolute): MLflow 3.13+ refuses a plain file store."""
-    return f"sqlite:///{Path(project_dir).resolve() / 'mlruns' / 'mlflow.db'}"
-
-
-def default_artifact_location(project_dir: str | Path) -> str:
-    return (Path(project_dir).resolve() / "mlruns" / "artifacts").as_uri()
-
-
-def check_store(uri: str, timeout: float = 5.0) -> None:
-    """Fail fast, before any training, when the store cannot be used; raises TrackingError with the fix."""
-    parsed = urlparse(uri)
-    if parsed.scheme == "sqlite":
-        db = Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
-        if db is None or not db.is_absolute():
-            raise TrackingError(
-                f"tracking.uri={uri!r}: use an absolute SQLite path, sqlite:////abs/path/mlflow.db"
-            )
-        try:
-            db.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise TrackingError(f"cannot create the MLflow store folder {db.parent}: {exc}") from None
-        if db.exists():
-            try:
-                with sqlite3.connect(db, timeout=timeout) as conn:
-                    conn.execute("BEGIN IMMEDIATE")  # takes the write lock: a locked store fails here, now
-                    conn.execute("ROLLBACK")
-                    result = conn.execute("PRAGMA quick_check").fetchone()
-                if result is None or result[0] != "ok":
-                    raise sqlite3.DatabaseError(str(result))
-            except sqlite3.OperationalError as exc:
-                raise TrackingError(
-                    f"the MLflow store {db} is locked or unreadable ({exc}); stop the other process using it, "
-                    "or point MLFLOW_TRACKING_URI at another store"
-                ) from None
-            except sqlite3.DatabaseError as exc:
-                raise TrackingError(
-                    f"the MLflow store {db} is corrupt ({exc}); move it aside (results are also in each job's "
-                    "output folder) or point MLFLOW_TRACKING_URI at another store"
-                ) from None
-    elif parsed.scheme in ("http", "https"):
-        url = uri.rstrip("/") + "/health"
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (user-given server)
-                response.read(64)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise TrackingError(
-                f"the MLflow tracking server {uri} is unreachable ({reason}); start it (make server) or unset "
-                "MLFLOW_TRACKING_URI to use the local SQLite store"
-            ) from None
-    elif parsed.scheme in ("", "file"):
-        raise TrackingError(
-            f"tracking.uri={uri!r} is a file store, which MLflow 3.13+ refuses; use sqlite:////abs/path/mlflow.db"
-        )
-
-
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -111,6 +65,9 @@ class MlflowTracker:
     """Parent run per job (method x seed x data), child run per fold, all through one MlflowClient.
 
     ``metrics`` are the registry the job scores with: the per-fold figure logged by :meth:`finish_job` draws them.
+    ``artifact_location`` is where a new experiment keeps its artifacts; None: where the store keeps them (beside a
+    SQLite file, on a tracking server). The experiment is tagged so that MLflow's UI opens it as a machine-learning
+    experiment.
     """
 
     def __init__(
@@ -122,33 +79,41 @@ class MlflowTracker:
     ) -> None:
         from mlflow import MlflowClient  # imported here: mlflow is slow to import and only needed at the edge
 
-        check_store(uri)
+        check_store(uri)  # one line naming a problem, before any training; a new SQLite store gets its schema
         self.uri = uri
         self.metrics = metrics
         self.client = MlflowClient(tracking_uri=uri)
-        self.experiment_id = self._experiment_id(experiment, artifact_location)
+        with store_lock(uri):  # jobs started together create the experiment once
+            self.experiment_id = self._experiment_id(
+                experiment, artifact_location or default_artifact_location(uri)
+            )
         self.run_id: str | None = None
         self._tags: dict[str, str] = {}
         self._child_runs: dict[int, str] = {}
         self._streamed: dict[int, int] = {}  # fold -> last epoch whose loss was logged while training
 
     def _experiment_id(self, name: str, artifact_location: str | None) -> str:
-        """Get or create the experiment; a parallel job creating it first is not an error."""
+        """Get or create the experiment, tagged as a machine-learning experiment; a parallel job creating it first
+        is not an error."""
+        kind = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
         try:
             found = self.client.get_experiment_by_name(name)
-            if found is not None:
-                return found.experiment_id
-            try:
-                return self.client.create_experiment(name, artifact_location=artifact_location)
-            except Exception:  # noqa: BLE001 - created meanwhile by a parallel job
-                found = self.client.get_experiment_by_name(name)
-                if found is None:
-                    raise
-                return found.experiment_id
+            if found is None:
+                try:
+                    return self.client.create_experiment(name, artifact_location=artifact_location, tags=kind)
+                except Exception:  # noqa: BLE001 - created meanwhile by a parallel job
+                    found = self.client.get_experiment_by_name(name)
+                    if found is None:
+                        raise
+            if found.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # created before lenbench tagged it
+                self.client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+            return found.experiment_id
         except TrackingError:
             raise
         except Exception as exc:  # noqa: BLE001 - any store failure becomes one clear message
-            raise TrackingError(f"cannot open MLflow experiment {name!r} at {self.uri}: {exc}") from None
+            raise TrackingError(
+                f"cannot open MLflow experiment {name!r} at {self.uri}: {short_error(exc)}"
+            ) from None
 
     def find_finished(self, config_hash: str) -> str | None:
         """The id of a FINISHED parent run of the same configuration, if any: a rerun sweep skips that job."""
@@ -236,6 +201,30 @@ class MlflowTracker:
 
         return finished_folds(self.client, self.experiment_id, config_hash)
 
+    def log_fold_inputs(
+        self,
+        fold: int,
+        dataset_name: str,
+        checksum: str | None,
+        splits: Mapping[str, np.ndarray],
+        source: str | None = None,
+    ) -> None:
+        """The fold's data as dataset inputs of its run: one per split (``{"train": rows, "validation": rows,
+        "test": rows}``, row positions in the data set), tagged ``mlflow.data.context`` with the split's name; the
+        digest covers the data set's checksum and the rows, the source is ``source`` (else the data set's name)."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        datasets = [
+            DatasetInput(
+                Dataset(
+                    item["name"], item["digest"], item["source_type"], item["source"], profile=item["profile"]
+                ),
+                tags=[InputTag(CONTEXT_TAG, item["context"])],
+            )
+            for item in fold_inputs(dataset_name, checksum, splits, source)
+        ]
+        self.client.log_inputs(self._child(fold), datasets=datasets)
+
     def fail_fold(self, fold: int, error: str) -> None:
         child = self._child(fold)
         self.client.set_tag(child, "error", error[:MAX_TAG_CHARS])
@@ -262,6 +251,7 @@ class MlflowTracker:
             self.client.log_text(self.run_id, text, name)
         if results is not None and len(results):
             self._log_fold_figure(results)
+        self.client.set_tag(self.run_id, DESCRIPTION_TAG, job_description(self._tags, summary, self.metrics))
         self.client.set_terminated(self.run_id, "FINISHED")
 
     def _log_fold_figure(self, results: pd.DataFrame) -> None:
@@ -290,6 +280,7 @@ def log_report_run(uri: str, experiment: str, files: Sequence[Path], sweep_id: s
     """Log a report's files as artifacts of a FINISHED run tagged ``kind=report`` (never read as a job)."""
     from mlflow import MlflowClient
 
+    check_store(uri)
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:

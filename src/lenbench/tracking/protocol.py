@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from lenbench.tracking.store import short_error
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -36,6 +38,15 @@ class Tracker(Protocol):
         formula: str,
         loss_curve: Sequence[tuple[int, float]],
         reused_from: str | None = None,
+    ) -> None: ...
+
+    def log_fold_inputs(
+        self,
+        fold: int,
+        dataset_name: str,
+        checksum: str | None,
+        splits: Mapping[str, Any],
+        source: str | None = None,
     ) -> None: ...
 
     def fail_fold(self, fold: int, error: str) -> None: ...
@@ -71,6 +82,9 @@ class NullTracker:
     def finished_folds(self, config_hash: str) -> dict[int, Any]:
         return {}
 
+    def log_fold_inputs(self, fold, dataset_name, checksum, splits, source=None) -> None:  # noqa: ANN001
+        return None
+
     def fail_fold(self, fold: int, error: str) -> None:
         return None
 
@@ -100,7 +114,7 @@ class ResilientTracker:
         try:
             getattr(self.tracker, name)(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - any store failure: keep training, keep local results
-            self.error = f"{type(exc).__name__}: {exc}"
+            self.error = short_error(exc)  # one line: no SQL statement, no parameters
             log.warning(
                 "MLflow store %s failed (%s); the job goes on and writes its results locally",
                 self.store,
@@ -129,6 +143,9 @@ class ResilientTracker:
 
     def log_fold(self, *args: Any, **kwargs: Any) -> None:
         self._call("log_fold", *args, **kwargs)
+
+    def log_fold_inputs(self, *args: Any, **kwargs: Any) -> None:
+        self._call("log_fold_inputs", *args, **kwargs)
 
     def fail_fold(self, *args: Any, **kwargs: Any) -> None:
         self._call("fail_fold", *args, **kwargs)

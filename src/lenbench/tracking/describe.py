@@ -1,0 +1,65 @@
+"""What the MLflow UI shows of a job besides its numbers: the experiment's kind, the parent run's description and
+each fold's data as dataset inputs. Plain values here; :class:`~lenbench.tracking.mlflow.MlflowTracker` logs them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from lenbench.scoring import METRICS, MetricSet
+
+# MLflow 3's UI opens an experiment tagged this way in its machine-learning view (runs, metrics, parameters), not
+# in its GenAI view (traces, evaluations); the values are those of the UI's ExperimentKind.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+DESCRIPTION_TAG = "mlflow.note.content"  # a run's description in the UI (Markdown)
+CONTEXT_TAG = "mlflow.data.context"  # a dataset input's role on its run: train, validation, test
+DESCRIBED = ("model_accuracy", "explanation_accuracy", "explanation_fidelity", "explanation_complexity")
+
+
+def job_description(
+    tags: Mapping[str, str], summary: Mapping[str, float], metrics: MetricSet = METRICS
+) -> str:
+    """The parent run's description: method, data, label, folds, then the headline result (mean +- sem)."""
+    n_folds = int(summary.get("n_folds", 0))
+    head = (
+        f"**{tags.get('method', '?')}** on **{tags.get('data', '?')}** (label `{tags.get('label', '?')}`), "
+        f"seed {tags.get('seed', '?')}, {n_folds} fold{'s' if n_folds != 1 else ''}: mean ± sem over folds"
+    )
+    parts = []
+    for name in DESCRIBED:
+        if name in metrics and f"{name}_mean" in summary:
+            metric = metrics[name]
+            mean, sem = summary[f"{name}_mean"], summary.get(f"{name}_sem", float("nan"))
+            parts.append(f"- {metric.label}: {metric.format(mean)} ± {metric.format(sem)}")
+    return "\n".join([head, "", *parts]) + "\n"
+
+
+def fold_inputs(
+    dataset_name: str,
+    checksum: str | None,
+    splits: Mapping[str, np.ndarray],
+    source: str | None = None,
+) -> list[dict[str, Any]]:
+    """One dataset input per split of a fold (``{"train": rows, "validation": rows, "test": rows}``): name, a
+    digest of the data and the rows, the source and row count, and the split as its context."""
+    inputs = []
+    for context, rows in splits.items():
+        index = np.asarray(rows, dtype=np.int64)
+        digest = hashlib.sha256(f"{dataset_name}:{checksum or ''}:".encode() + index.tobytes()).hexdigest()
+        inputs.append(
+            {
+                "name": dataset_name,
+                "digest": digest[:16],
+                "source_type": "local",
+                "source": json.dumps({"uri": source or dataset_name}),
+                "profile": json.dumps({"num_rows": int(index.size)}),
+                "context": context,
+            }
+        )
+    return inputs
