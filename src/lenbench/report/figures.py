@@ -91,19 +91,19 @@ def _complexity_axis(ax: Any, values: np.ndarray) -> str:
 
 def _value_axis(ax: Any, values: np.ndarray) -> str:
     """A y axis over values spanning more than two orders of magnitude (complexity: 1 to 1000 literals) is
-    logarithmic (symmetric-log, linear below 1, when a value is 0); returns the note for the title."""
+    logarithmic (symmetric-log, linear below 1, when a value is 0); returns the note for the axis label."""
     finite = values[np.isfinite(values)]
     positive = finite[finite > 0]
     if not len(positive) or (finite < 0).any() or positive.max() / max(positive.min(), 1e-12) < 100:
         return ""
     if (finite > 0).all():
         ax.set_yscale("log")
-        return " (log scale)"
+        return "log scale"
     from matplotlib.ticker import ScalarFormatter
 
     ax.set_yscale("symlog", linthresh=1, linscale=0.5)
     ax.yaxis.set_major_formatter(ScalarFormatter())
-    return " (symmetric log: linear in [0, 1])"
+    return "symmetric log scale\n(linear in [0, 1])"
 
 
 def accuracy_vs_complexity(by_row: pd.DataFrame, folds: pd.DataFrame, metrics: MetricSet = METRICS) -> Any:
@@ -173,9 +173,12 @@ def fold_spread(folds: pd.DataFrame, by_row: pd.DataFrame, metrics: MetricSet = 
                 ax.plot(
                     np.full(len(values), i) + np.linspace(-0.12, 0.12, len(values)), values, ".", alpha=0.6
                 )
+            for i, values in enumerate(data, start=1):
+                if values.empty:  # e.g. a formula metric of a method without formulas
+                    ax.text(i, 0.5, "n/a", ha="center", transform=ax.get_xaxis_transform(), fontsize=8)
             _draw_baseline(ax, baseline_value(folds, study, metric), metrics, metric)
-            scale = _value_axis(ax, pd.concat(data).to_numpy(dtype=float) if data else np.array([]))
-            ax.set_title(f"{_axis_label(metrics, metric.name)}{scale}\n{study}", fontsize=9)
+            ax.set_ylabel(_value_axis(ax, pd.concat(data).to_numpy(dtype=float) if data else np.array([])))
+            ax.set_title(f"{_axis_label(metrics, metric.name)}\n{study}", fontsize=9)
             ax.tick_params(axis="x", labelsize=7, labelrotation=90)
             if metric.baseline:
                 ax.legend(fontsize=7, loc="lower left")
@@ -250,7 +253,8 @@ def concept_frequency(folds: pd.DataFrame) -> Any:
             )
         ax.set_yticks(range(len(concepts)), concepts, fontsize=7)
         headers = [
-            _wrap(f"{r} ({counts[r]} formulas, {sizes[r]:.1f} concepts each)", 13) for r in shown.columns
+            _wrap(f"{r} ({counts[r]} formula{'s' * (counts[r] != 1)}, {sizes[r]:.1f} concepts each)", 13)
+            for r in shown.columns
         ]
         ax.set_xticks(range(len(shown.columns)), headers, fontsize=7)
         ax.set_title(study, fontsize=9)

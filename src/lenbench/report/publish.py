@@ -93,7 +93,7 @@ def write_files(
     for name, figure in figures.items():
         files[name] = out_dir / name
         try:
-            figure.savefig(files[name], dpi=120)
+            figure.savefig(files[name], dpi=120, bbox_inches="tight", pad_inches=0.15)  # nothing clipped
         finally:
             plt.close(figure)
     return files
