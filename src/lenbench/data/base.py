@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 
-# Re-fits the preprocessing on the given training rows and returns the concept matrix of *all* rows.
-Refit = Callable[[np.ndarray], np.ndarray]
+
+class Refitted(NamedTuple):
+    """What a refit may return instead of a bare matrix: x of all rows and what was fitted (JSON-friendly plain
+    values, e.g. ``{"bin_edges": {"age": [18.0, 52.5, 67.0, 91.0]}}``), which the fold then carries."""
+
+    x: np.ndarray
+    preprocessing: dict[str, Any]
+
+
+# Re-fits the preprocessing on the given training rows and returns the concept matrix of *all* rows (or Refitted).
+Refit = Callable[[np.ndarray], "np.ndarray | Refitted"]
 
 
 @dataclass(frozen=True)
@@ -18,6 +28,10 @@ class ConceptDataset:
     ``refit`` is set by loaders whose preprocessing is learnt from data (MIMIC-II's imputer, scaler and binner):
     given the training row indices of a fold it returns x recomputed with preprocessing fitted on those rows only
     (``data.fit_scope=train``). ``None`` means x does not depend on which rows are used for fitting.
+
+    ``preprocessing`` describes what was fitted to make ``x`` (bin edges, imputed values; plain values for JSON),
+    ``None`` when there is nothing to tell; a fold built with ``refit`` carries its own instead. ``inputs`` may hold
+    the raw inputs the concepts describe (the digits' 8x8 pixels), for pipelines that learn concepts from them.
     """
 
     name: str
@@ -28,6 +42,8 @@ class ConceptDataset:
     ground_truth: str | None = None
     checksum: str | None = None
     refit: Refit | None = field(default=None, repr=False, compare=False)
+    preprocessing: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    inputs: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.x.ndim != 2 or self.x.shape[0] != self.y.shape[0]:
@@ -51,6 +67,9 @@ class Fold:
     Index arrays are positions in the full data set, so results can always be traced back to patients.
     ``x_trainval`` keeps the notebook's row order (``x[trainval_index]``), which full-batch training depends on in
     the last bits of the loss; it is not train followed by validation.
+
+    ``preprocessing`` is what was fitted to build this fold's concepts, for the fold's record: the data set's refit's
+    when it returns :class:`Refitted`, the data set's own when it has no refit, else empty.
     """
 
     index: int
@@ -67,3 +86,4 @@ class Fold:
     train_index: np.ndarray
     val_index: np.ndarray
     test_index: np.ndarray
+    preprocessing: dict[str, Any] = field(default_factory=dict)

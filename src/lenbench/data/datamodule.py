@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 import torch
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from lenbench.data.base import ConceptDataset, Fold
+from lenbench.data.base import ConceptDataset, Fold, Refitted
 from lenbench.validation import is_int, is_number, refuse
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,9 @@ class ConceptDataModule(pl.LightningDataModule):
 
     When ``dataset.refit`` is set (MIMIC-II with ``data.fit_scope=train``), the preprocessing is refitted on the
     fold's train+validation rows, i.e. on every row the model may see, and never on the test fold. (The notebook
-    fits it on all rows, test included, which is the default of the loaders.)
+    fits it on all rows, test included, which is MIMIC-II's default.) When the refit returns
+    :class:`~lenbench.data.base.Refitted`, what it fitted (bin edges, imputed values) becomes ``fold.preprocessing``;
+    without a refit the fold carries ``dataset.preprocessing`` (fitted on all rows).
 
     Each dataloader is a :class:`FullBatch`, an iterable over one batch of in-memory tensors made once in setup.
     """
@@ -125,7 +127,11 @@ class ConceptDataModule(pl.LightningDataModule):
         )
         train_index, val_index = trainval_index[train_pos], trainval_index[val_pos]
         refit = self.dataset.refit
-        x = self.dataset.x if refit is None else np.asarray(refit(trainval_index), dtype=np.float32)
+        x, preprocessing = self.dataset.x, self.dataset.preprocessing or {}
+        if refit is not None:
+            refitted = refit(trainval_index)
+            refitted, preprocessing = refitted if isinstance(refitted, Refitted) else (refitted, {})
+            x = np.asarray(refitted, dtype=np.float32)
         y = self.dataset.y
         self.trainval_index = trainval_index
         self.fold = Fold(
@@ -143,6 +149,7 @@ class ConceptDataModule(pl.LightningDataModule):
             train_index=train_index,
             val_index=val_index,
             test_index=test_index,
+            preprocessing=dict(preprocessing),
         )
         self._trainval = _tensors(self.fold.x_trainval, self.fold.y_trainval)
         self._val = _tensors(self.fold.x_val, self.fold.y_val)
