@@ -1,4 +1,4 @@
-"""Concept data sets (MIMIC-II, synthetic) and the cross-validation fold that feeds every explainer.
+"""Concept data sets (MIMIC-II, synthetic, bundled public sets, your own table) and the cross-validation fold that feeds every explainer.
 
 The Lightning data module is imported on first use, so loading or validating data (and the CLI's error path) does
 not pay for importing PyTorch Lightning.
@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lenbench.data.base import ConceptDataset, Fold, Refit
+from lenbench.data.base import ConceptDataset, Fold, Refit, Refitted
+from lenbench.data.bundled import load_breast_cancer, load_digits_parity
 from lenbench.data.errors import DataError
 from lenbench.data.mimic import (
     FIT_SCOPES,
@@ -21,6 +22,8 @@ from lenbench.data.mimic import (
     mimic_path,
 )
 from lenbench.data.synthetic import make_dnf, make_xor
+from lenbench.data.table import TableOptions
+from lenbench.data.table_file import load_table, table_dataset
 
 if TYPE_CHECKING:
     from lenbench.data.datamodule import ConceptDataModule, FullBatch, fold_indices
@@ -37,12 +40,18 @@ __all__ = [
     "Fold",
     "FullBatch",
     "Refit",
+    "Refitted",
+    "TableOptions",
     "download_mimic",
     "fold_indices",
+    "load_breast_cancer",
+    "load_digits_parity",
     "load_mimic",
+    "load_table",
     "make_dnf",
     "make_xor",
     "mimic_path",
+    "table_dataset",
 ]
 
 _LAZY = {"ConceptDataModule", "FullBatch", "fold_indices"}

@@ -1,0 +1,101 @@
+"""Public data sets that install with scikit-learn (nothing is downloaded): ``data=breast_cancer`` and
+``data=digits_parity``.
+
+- Breast cancer: scikit-learn's copy of the UCI Wisconsin Diagnostic Breast Cancer data (569 tumours, 30 cell
+  nucleus measurements; original: UCI, CC BY 4.0; the bundled copy: scikit-learn, BSD-3-Clause). The measurements
+  go through the same table machinery as ``data=csv`` (quantile bins, 3 per column: ``mean_radius_LOW`` ...); the
+  label ``malignant`` is class 1 (scikit-learn's target is 0 = malignant).
+- Digits parity: scikit-learn's copy of the test part of the UCI Optical Recognition of Handwritten Digits data
+  (1797 8x8 images; original: UCI, CC BY 4.0). Concepts are the digit's identity one-hot (``zero`` .. ``nine``),
+  the label is ``even``, so the true formula is ``zero | two | four | six | eight`` (``ground_truth``). The
+  pixels are kept as ``inputs`` [1797, 8, 8] for pipelines that learn the concepts from them.
+
+The checksum of each is the SHA-256 of the file scikit-learn ships.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lenbench.data.base import ConceptDataset
+from lenbench.data.table import TableOptions
+from lenbench.data.table_file import table_dataset
+
+logger = logging.getLogger(__name__)
+
+DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+DIGITS_PARITY_FORMULA = "zero | two | four | six | eight"
+BREAST_CANCER_LABEL = "diagnosis"
+BREAST_CANCER_POSITIVE = "malignant"
+
+
+def load_breast_cancer(
+    fit_scope: str = "train",
+    binarize: str = "quantile",
+    bins: int = 3,
+    name: str = "breast_cancer",
+) -> ConceptDataset:
+    """569 tumours, 90 concepts (30 measurements x 3 quantile bins), label ``malignant`` (212 positives)."""
+    return table_dataset(
+        breast_cancer_frame(),
+        "scikit-learn's bundled breast cancer data",
+        label=BREAST_CANCER_LABEL,
+        positive=BREAST_CANCER_POSITIVE,
+        options=TableOptions(binarize=binarize, bins=bins),
+        fit_scope=fit_scope,
+        name=name,
+        checksum=_bundled_sha256("breast_cancer.csv"),
+    )
+
+
+def breast_cancer_frame() -> pd.DataFrame:
+    """The table as a data frame: 30 measurement columns (``mean_radius`` ...) and ``diagnosis``
+    (``malignant``/``benign``), the layout of ``examples/breast_cancer.csv`` (see :func:`export_breast_cancer`)."""
+    from sklearn.datasets import load_breast_cancer as sklearn_breast_cancer
+
+    bunch = sklearn_breast_cancer()
+    columns = [re.sub(r"\W+", "_", str(n).strip()) for n in bunch.feature_names]
+    frame = pd.DataFrame(bunch.data, columns=columns)
+    frame[BREAST_CANCER_LABEL] = np.where(bunch.target == 0, "malignant", "benign")
+    return frame
+
+
+def export_breast_cancer(path: str | Path) -> Path:
+    """Write :func:`breast_cancer_frame` as a CSV (how ``examples/breast_cancer.csv`` was made)."""
+    path = Path(path)
+    breast_cancer_frame().to_csv(path, index=False)
+    return path
+
+
+def load_digits_parity(name: str = "digits_parity") -> ConceptDataset:
+    """1797 digits, concepts ``zero`` .. ``nine`` (one-hot identity), label ``even`` (class 1 = even digit)."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    digits = np.asarray(bunch.target, dtype=np.intp)
+    x = np.eye(len(DIGIT_NAMES), dtype=np.float32)[digits]
+    y = (digits % 2 == 0).astype(np.int64)
+    logger.info("Loaded %s: %d digits, label even with %d positives", name, y.size, int(y.sum()))
+    return ConceptDataset(
+        name=name,
+        x=x,
+        y=y,
+        concept_names=list(DIGIT_NAMES),
+        label="even",
+        ground_truth=DIGITS_PARITY_FORMULA,
+        checksum=_bundled_sha256("digits.csv.gz"),
+        inputs=np.asarray(bunch.images, dtype=np.float32),
+    )
+
+
+def _bundled_sha256(filename: str) -> str:
+    return hashlib.sha256(
+        resources.files("sklearn.datasets.data").joinpath(filename).read_bytes()
+    ).hexdigest()
