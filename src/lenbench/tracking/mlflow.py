@@ -259,7 +259,7 @@ class MlflowTracker:
 
         from lenbench.tracking.plots import fold_metrics_figure
 
-        figure = fold_metrics_figure(results, self.metrics)
+        figure = fold_metrics_figure(results, self.metrics, self._tags)
         try:
             self.client.log_figure(self.run_id, figure, "fold_metrics.png")
         finally:
