@@ -127,6 +127,7 @@ def test_csv_and_markdown_have_readable_headers() -> None:
     for name in ("summary_by_experiment.csv", "summary_by_experiment_seed.csv", "paired_tests.csv"):
         header = texts[name].splitlines()[0]
         assert not [key for key in METRICS.names if key in header], (name, header)
+        assert "_" not in header, (name, header)  # no raw column name at all
     summary = pd.read_csv(io.StringIO(texts["summary_by_experiment.csv"]))
     assert "extraction time (s) mean" in summary  # elapsed_time is the extraction time
     markdown = texts["summary_by_experiment.md"]

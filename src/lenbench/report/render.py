@@ -26,6 +26,7 @@ IDENTITY_LABELS = {
     "config": "configuration",
     "seed": "seed",
     "label": "label",
+    "n_splits": "k (folds of the CV)",
     "n_folds": "test folds",
     "n_seeds": "seeds",
     "n_runs": "runs",
