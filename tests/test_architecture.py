@@ -55,9 +55,19 @@ def _imports(path: Path) -> set[str]:
 
 def test_logic_is_pure() -> None:
     """``lenbench.logic`` holds formulas, metrics and extraction: no torch, Lightning, MLflow, Hydra or files."""
-    forbidden = ("torch", "pytorch_lightning", "lightning", "mlflow", "hydra", "matplotlib", "lenbench.tracking")
+    forbidden = (
+        "torch",
+        "pytorch_lightning",
+        "lightning",
+        "mlflow",
+        "hydra",
+        "matplotlib",
+        "lenbench.tracking",
+    )
     for path in sorted((SRC / "lenbench" / "logic").rglob("*.py")):
-        bad = {name for name in _imports(path) if name.split(".")[0] in forbidden or name.startswith(forbidden)}
+        bad = {
+            name for name in _imports(path) if name.split(".")[0] in forbidden or name.startswith(forbidden)
+        }
         assert not bad, f"{path.relative_to(SRC)} imports {sorted(bad)}"
 
 

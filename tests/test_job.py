@@ -84,3 +84,24 @@ def test_console_summary_lists_every_headline_metric_by_its_label(tmp_path: Path
     for metric in METRICS:
         assert (metric.label in text) == metric.headline, metric.name
     assert str(tmp_path / "results.csv") in text
+
+
+def test_the_record_names_the_data_and_an_edited_table_is_a_new_job(tmp_path: Path) -> None:
+    """``data.json`` holds the data set's name, size, checksum and concepts; the job identity covers the data, so
+    resume never skips a job whose table changed."""
+    import json
+
+    table = tmp_path / "t.csv"
+    table.write_text("a,b,y\n" + "".join(f"{i % 2},{(i // 2) % 2},{i % 2}\n" for i in range(40)))
+    args = ("data=csv", f"data.path={table}", "data.label=y", "method=tree", "cv.n_splits=2")
+    first = run_train(tmp_path, *args)
+    assert first.returncode == 0, first.stderr[-2000:]
+    record = json.loads((tmp_path / "job" / "job.json").read_text())
+    data = json.loads(record["texts"]["data.json"])
+    assert data["name"] == "t" and data["rows"] == 40 and data["class_counts"] == {"0": 20, "1": 20}
+    assert data["concepts"] and data["checksum"]
+    again = run_train(tmp_path, *args)
+    assert "already FINISHED" in again.stderr
+    table.write_text(table.read_text() + "1,1,1\n0,0,0\n")
+    edited = run_train(tmp_path, *args)
+    assert edited.returncode == 0 and "already FINISHED" not in edited.stderr, edited.stderr[-2000:]

@@ -54,6 +54,9 @@ def test_fold_runs_are_open_while_their_fold_trains_and_log_the_loss_as_it_goes(
         assert duration >= run.data.metrics["training_time"], (duration, run.data.metrics["training_time"])
         steps = [m.step for m in _client(tmp_path).get_metric_history(run.info.run_id, "train_loss")]
         assert steps == [0, 500, 1000, 1500, 2000, 2500, 3000, 3500, 3999]  # each point once
+        inputs = run.inputs.dataset_inputs  # the fold's rows, as MLflow dataset inputs
+        assert sorted(tag.value for i in inputs for tag in i.tags) == ["test", "train", "validation"]
+        assert {i.dataset.name for i in inputs} == {"dnf"} and len({i.dataset.digest for i in inputs}) == 3
     parent = next(r for r in _runs(tmp_path) if "fold" not in r.data.tags)
     assert not set(parent.data.metrics) & {"model_accuracy", "train_loss"}
 

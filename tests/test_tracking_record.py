@@ -25,7 +25,14 @@ from ui_helpers import free_port, kill_group
 from lenbench.tracking.mlflow import PARENT_RUN_ID_TAG, MlflowTracker
 
 TINY = ("data=xor", "method=tree", "cv.n_splits=2", "cv.n_jobs=1")
-JOB_ARTIFACTS = {"results.csv", "summary.json", "explanations.json", "config.yaml", "environment.json"}
+JOB_ARTIFACTS = {
+    "results.csv",
+    "summary.json",
+    "explanations.json",
+    "config.yaml",
+    "environment.json",
+    "data.json",
+}
 
 
 def train_in(cwd: Path, uri: str, *overrides: str) -> subprocess.CompletedProcess:

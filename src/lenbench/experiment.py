@@ -116,7 +116,7 @@ def run_experiment(
     writer = _ResultWriter(method, dataset, out_dir, record.summary_extra, metrics)
     indices = cv.fold_indices()
     kept = {f: r for f, r in (reused or {}).items() if f in indices}
-    loop = _FoldLoop(method, tracker, len(indices), FoldProgressConsole(method))
+    loop = _FoldLoop(method, tracker, len(indices), FoldProgressConsole(method), dataset)
     try:
         tracker.start_job(record.run_name, record.tags, record.params)  # inside: a Ctrl-C here closes it too
         for result in kept.values():
@@ -145,6 +145,7 @@ class _FoldLoop:
     tracker: Tracker
     total: int
     console: FoldProgressConsole
+    dataset: ConceptDataset
     done: list[FoldResult] = field(default_factory=list)
 
     def event(self, event: FoldEvent) -> None:
@@ -161,6 +162,8 @@ class _FoldLoop:
         self.console.finished(result.fold)
         self.done.append(result)
         info = {**_numeric(result.info), **({"reused": 1.0} if result.reused_from else {})}
+        if result.splits:  # a reused fold's inputs are on the run it came from
+            self.tracker.log_fold_inputs(result.fold, self.dataset.name, self.dataset.checksum, result.splits)
         self.tracker.log_fold(
             result.fold,
             {**result.metrics, **info},

@@ -47,7 +47,9 @@ class CVConfig:
         if self.folds is None:
             return list(range(self.n_splits))
         if isinstance(self.folds, (str, bytes)) or not hasattr(self.folds, "__iter__"):
-            raise ConfigError(f"cv.folds={self.folds!r}: must be null or a list of fold numbers such as [0,1]")
+            raise ConfigError(
+                f"cv.folds={self.folds!r}: must be null or a list of fold numbers such as [0,1]"
+            )
         folds = [int(f) for f in self.folds]
         if not folds or len(set(folds)) != len(folds):
             raise ConfigError(
@@ -75,7 +77,12 @@ class FoldResult:
     loss_curve: list[tuple[int, float]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
     explained: bool = True  # False: the method gives no explanation (rf), its formula metrics are NaN
-    reused_from: str | None = None  # a run id: this fold was not trained again, its result comes from that run
+    reused_from: str | None = (
+        None  # a run id: this fold was not trained again, its result comes from that run
+    )
+    splits: dict[str, Any] = field(
+        default_factory=dict
+    )  # train/validation/test row positions in the data set
 
 
 def run_fold(
@@ -104,6 +111,10 @@ def run_fold(
     extraction_time = time.perf_counter() - start
 
     info = dict(explainer.info())
+    if getattr(
+        fold, "preprocessing", None
+    ):  # what was fitted on this fold's rows (bin edges, imputed values)
+        info["preprocessing"] = fold.preprocessing
     loss_curve = [(int(e), float(v)) for e, v in info.pop("loss_curve", [])]
     explained = explainer.provides_explanations
     evidence = FoldEvidence(
@@ -123,6 +134,7 @@ def run_fold(
         loss_curve=loss_curve,
         info=info,
         explained=explained,
+        splits={"train": fold.train_index, "validation": fold.val_index, "test": fold.test_index},
     )
 
 

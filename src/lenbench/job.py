@@ -122,8 +122,8 @@ def instantiate(node: DictConfig, key: str) -> Any:
         return hydra_instantiate(node)
     except InstantiationException as exc:
         cause = _root_cause(exc)
-        if isinstance(cause, UserError):
-            raise cause from None
+        if isinstance(cause, UserError) and not isinstance(cause, ConfigError):
+            raise cause from None  # data and store messages name their file or store themselves
         if isinstance(cause, ValueError) or _is_signature_error(cause):
             raise ConfigError(f"{key}: {cause}") from None
         raise
@@ -174,7 +174,10 @@ def cv_config(cfg: DictConfig, parallel_launcher: bool = False) -> CVConfig:
 
 def experiment_name(cfg: DictConfig, dataset: ConceptDataset | None = None) -> str:
     """``tracking.experiment``, else the data set's name as its config declares it (``data.name``)."""
-    declared = cfg.data.get("name") if dataset is None else dataset.name
+    if dataset is not None:
+        declared = dataset.name
+    else:  # before loading: the config's name, else a table's file name (data=csv names itself after it)
+        declared = cfg.data.get("name") or Path(str(cfg.data.get("path") or "")).stem
     return str(cfg.tracking.experiment or declared or "default")
 
 
@@ -214,12 +217,14 @@ def job_record(
         "git_dirty": str(env["git_dirty"]),
         "torch_threads": str(env["torch_threads"]),
         "data_checksum": dataset.checksum or "",
-        "config_hash": config_hash(resolved),
+        # A job is its config and its data: an edited table is a new job, never "already FINISHED".
+        "config_hash": config_hash({**resolved, "data_checksum": dataset.checksum or ""}),
         "sweep_id": context.sweep_id,
     }
     texts = {
         "config.yaml": OmegaConf.to_yaml(cfg, resolve=True),
         "environment.json": json.dumps(env, indent=2, default=str) + "\n",
+        "data.json": json.dumps(_data_record(dataset), indent=2) + "\n",
     }
     params = job_params(cfg)  # the resolved config once: no instantiation keys, no interpolated copies
     return JobRecord(
@@ -229,6 +234,20 @@ def job_record(
         texts=texts,
         summary_extra={"seed": int(cfg.seed), "environment": env},
     )
+
+
+def _data_record(dataset: ConceptDataset) -> dict[str, Any]:
+    """What the job ran on: the data set's name, label, size, class counts, checksum and concept names."""
+    return {
+        "name": dataset.name,
+        "label": dataset.label,
+        "rows": int(len(dataset.y)),
+        "class_counts": {
+            str(c): int(n) for c, n in zip(*np.unique(dataset.y, return_counts=True), strict=True)
+        },
+        "checksum": dataset.checksum,
+        "concepts": list(dataset.concept_names),
+    }
 
 
 def reusable_folds(

@@ -56,6 +56,17 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def cpu_model() -> str:
+    """The CPU's model name (results differ across CPU types, e.g. Intel and AMD give other pruning formulas)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment(project_dir: str | Path, torch_threads: int) -> dict[str, Any]:
     """A JSON-ready description of where and with what a run happened."""
     sha, dirty = git_commit(project_dir)
@@ -67,5 +78,6 @@ def environment(project_dir: str | Path, torch_threads: int) -> dict[str, Any]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "processor": platform.processor(),
+        "cpu_model": cpu_model(),
         "packages": package_versions(),
     }

@@ -49,7 +49,9 @@ FORMULA_TAG = (
     "formula"  # on a child run: the fold's formula, truncated (the full one is in explanations.json)
 )
 KIND_TAG = "kind"  # "report" on a report run, absent on job runs
-REUSED_FROM_TAG = "reused_from"  # on a child run: the fold run of an earlier, interrupted run it was taken from
+REUSED_FROM_TAG = (
+    "reused_from"  # on a child run: the fold run of an earlier, interrupted run it was taken from
+)
 MAX_TAG_CHARS = 5000
 
 
@@ -130,7 +132,9 @@ class MlflowTracker:
 
         from lenbench.tracking.cleanup import close_stale_runs, process_tags
 
-        close_stale_runs(self.client, [self.experiment_id])  # runs of a process that died are not left RUNNING
+        close_stale_runs(
+            self.client, [self.experiment_id]
+        )  # runs of a process that died are not left RUNNING
         self._tags = {**{k: str(v) for k, v in tags.items()}, **process_tags()}
         self._tags["mlflow.runName"] = run_name
         run = self.client.create_run(self.experiment_id, tags=self._tags)
