@@ -305,6 +305,9 @@ def test_store_failing_mid_run_keeps_local_results_that_import_later(tmp_path: P
     )
     assert tracker.error and "store went away" in tracker.error
     assert len(pd.read_csv(job / "results.csv")) == 3
+    broken = _runs(uri, "faults")  # the store came back: nothing of the job is left RUNNING there
+    assert "RUNNING" not in set(broken["status"]), broken
+    assert broken[broken["parent"].isna()]["status"].tolist() == ["FAILED"]
 
     fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
     run_id = import_job(job, fresh)

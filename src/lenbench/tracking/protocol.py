@@ -152,6 +152,21 @@ class ResilientTracker:
 
     def finish_job(self, *args: Any, **kwargs: Any) -> None:
         self._call("finish_job", *args, **kwargs)
+        self._close_after_failure()
 
     def fail_job(self, *args: Any, **kwargs: Any) -> None:
         self._call("fail_job", *args, **kwargs)
+        self._close_after_failure()
+
+    def _close_after_failure(self) -> None:
+        """After a store failure, try once to close the job's runs as FAILED (a lock that came and went), so they
+        never stay RUNNING; the complete record is the job folder, to import. If the store is still gone, the next
+        job start (or ``make cleanup``) closes them once this process has ended."""
+        if self.error is None:
+            return
+        try:
+            self.tracker.fail_job(
+                f"the MLflow store failed during the job ({self.error}); see the job folder"
+            )
+        except Exception as exc:  # noqa: BLE001 - the store is still unusable
+            log.debug("could not close the runs after the store failed: %s", exc)
