@@ -41,6 +41,7 @@ readme-tables: install  ## the README's results tables, regenerated from the com
 
 ui: install  ## the MLflow UI over the project's store (artifacts in mlruns/artifacts), on http://$(HOST):$(PORT)
 	mkdir -p $(ARTIFACTS)
+	@echo "Open http://$(HOST):$(PORT)/#/experiments?workflowType=machine_learning (MLflow's Model training view)"
 	$(VENV)/bin/mlflow ui --backend-store-uri $(STORE) --artifacts-destination $(ARTIFACTS) --host $(HOST) --port $(PORT)
 
 # Clients upload artifacts through the server (mlflow-artifacts:/), which keeps them in $(ARTIFACTS).

@@ -35,6 +35,8 @@ from ui_helpers import (
     start_mlflow_ui,
 )
 
+from lenbench.tracking.mlflow import MlflowTracker
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACT_DIR = REPO_ROOT / "outputs" / "test-artifacts"
 SCREENSHOT = ARTIFACT_DIR / "mlflow_ui.png"
@@ -94,7 +96,8 @@ def store(tmp_path: Path) -> Store:
     artifact_root.mkdir(parents=True)
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
-    experiment_id = client.create_experiment(EXPERIMENT, artifact_location=(tmp_path / "artifacts").as_uri())
+    # The experiment as lenbench creates it (artifacts beside the store, the UI's machine-learning view).
+    experiment_id = MlflowTracker(uri, EXPERIMENT).experiment_id
 
     parent_ids = {}
     for name, metrics in PARENTS.items():
@@ -159,10 +162,13 @@ def test_make_ui_shows_parent_runs_with_summary_metrics(
     ui = mlflow_ui
     # The Makefile's command line shape, on the loopback interface.
     assert ui.command[1:3] == ["ui", "--backend-store-uri"]
-    assert ui.command[3] == store.uri and ui.command[4] == "--default-artifact-root"
+    assert ui.command[3] == store.uri and ui.command[4] == "--artifacts-destination"
     assert ui.command[6:9] == ["--host", "127.0.0.1", "--port"]
 
-    url = f"{ui.base_url}/#/experiments/{store.experiment_id}/runs?viewStateShareKey={SHARE_KEY}"
+    url = (  # the machine-learning view, as `make ui` prints its address
+        f"{ui.base_url}/#/experiments/{store.experiment_id}/runs"
+        f"?viewStateShareKey={SHARE_KEY}&workflowType=machine_learning"
+    )
     ARTIFACT_DIR.mkdir(parents=True, exist_ok=True)
 
     # The single-page app renders after its API calls; retry with more virtual time until the table is there.

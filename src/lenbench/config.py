@@ -109,7 +109,7 @@ def _param_items(node: Any, prefix: str) -> list[tuple[str, Any]]:
 
 
 # Keys that do not change what a job computes: two runs differing only there are the same experiment.
-NOT_HASHED = ("tracking", "hydra", "resume", "trainer.log_every_n_epochs")
+NOT_HASHED = ("tracking", "hydra", "resume", "trainer.log_every_n_epochs", "cv.n_jobs")
 
 
 def config_hash(resolved: dict[str, Any]) -> str:

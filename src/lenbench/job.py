@@ -324,6 +324,7 @@ def format_summary(
             lines.append(f"  {metric.label:<24} {summary[metric.name]:>10.4f}")
         else:
             mean, sem = summary[f"{metric.name}_mean"], summary[f"{metric.name}_sem"]
-            lines.append(f"  {metric.label:<24} {mean:>10.4f} +- {sem:.4f}")
+            spread = "+- n/a (one fold)" if sem != sem and mean == mean else f"+- {sem:.4f}"
+            lines.append(f"  {metric.label:<24} {mean:>10.4f} {spread}")
     lines.append(f"  results: {out_dir / 'results.csv'}")
     return "\n".join(lines)
