@@ -239,8 +239,17 @@ def _log_fold(method: str, result: FoldResult, position: int, total: int) -> Non
     )
 
 
+# Settings an explainer echoes in its info: already the job's params, so not measurements of the fold.
+_SETTINGS = frozenset({"seed", "epochs", "torch_threads", "world_size"})
+
+
 def _numeric(info: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in info.items() if isinstance(v, (int, float, bool, np.number))}
+    """The fold's numeric measurements (final loss, penalties, pruning counts...) to log as its run's metrics."""
+    return {
+        k: float(v)
+        for k, v in info.items()
+        if isinstance(v, (int, float, bool, np.number)) and k not in _SETTINGS
+    }
 
 
 def _jsonable(info: dict[str, Any]) -> dict[str, Any]:
