@@ -239,8 +239,9 @@ def _log_fold(method: str, result: FoldResult, position: int, total: int) -> Non
     )
 
 
-# Settings an explainer echoes in its info: already the job's params, so not measurements of the fold.
-_SETTINGS = frozenset({"seed", "epochs", "torch_threads", "world_size"})
+# Settings an explainer echoes in its info: already the job's params, so not measurements of the fold (the thread
+# count and world size it reports are measured in the fold's own process, and stay).
+_SETTINGS = frozenset({"seed", "epochs"})
 
 
 def _numeric(info: dict[str, Any]) -> dict[str, float]:

@@ -8,7 +8,8 @@ drains while it waits), so the console and MLflow are written from one place.
 Parallel folds (``cv.n_jobs`` > 1) run in *forked* worker processes: the data set and the explainer factory are
 inherited, never pickled; each worker uses the job's torch thread count and each fold seeds its own model, so the
 results equal the sequential run. Workers ignore Ctrl-C: when the job is interrupted (Ctrl-C, SIGTERM) or a fold
-fails, the job's process terminates the workers still training, within a second, and the interruption propagates.
+fails, the job's process kills the workers still training, within a second, and the interruption propagates; after
+a complete run the idle workers exit, and any that does not within seconds is killed, so no worker outlives its job.
 """
 
 from __future__ import annotations
@@ -113,9 +114,10 @@ def _iter_parallel(
     pool = ProcessPoolExecutor(
         n_jobs, mp_context=context, initializer=_init_worker, initargs=(observed, torch.get_num_threads())
     )
-    completed = False
+    completed, workers = False, []
     try:
         futures = {pool.submit(_run_in_worker, f): f for f in fold_indices}
+        workers = list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
@@ -129,16 +131,20 @@ def _iter_parallel(
                 yield result
         completed = True
     finally:
-        if not completed:
-            _stop_workers(pool)
-        pool.shutdown(wait=completed, cancel_futures=True)
+        pool.shutdown(wait=False, cancel_futures=True)
+        _stop_workers(workers, grace=5.0 if completed else 0.0)
 
 
-def _stop_workers(pool: Any) -> None:
-    """Terminate the workers still training (an interrupted or failed job keeps only finished folds)."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    for process in processes:
+def _stop_workers(workers: Sequence[Any], grace: float) -> None:
+    """Give the workers ``grace`` seconds to exit (after a complete run they are idle and leave at once), then
+    kill the rest: an interrupted or failed job keeps only finished folds. SIGKILL, not SIGTERM: a worker blocked
+    in C code (a lock inherited through fork) never runs a Python-level SIGTERM handler, and Python waits for
+    every pool worker when it exits."""
+    deadline = time.monotonic() + grace
+    for process in workers:
+        process.join(timeout=max(0.0, deadline - time.monotonic()))
+    for process in workers:
         if process.is_alive():
-            process.terminate()
-    for process in processes:
-        process.join(timeout=5)
+            process.kill()
+    for process in workers:
+        process.join(timeout=30)
