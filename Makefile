@@ -55,8 +55,8 @@ cleanup: install  ## close runs left RUNNING by a process that died (kill -9, po
 test: install  ## every test, the slow real-protocol ones included
 	$(PY) -m pytest -q $(ARGS)
 
-test-fast: install
-	$(PY) -m pytest -q -m "not slow" $(ARGS)
+test-fast: install  ## the quick loop (about a minute): no real-protocol or end-to-end job tests
+	$(PY) -m pytest -q -m "not slow and not e2e" $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -77,6 +77,7 @@ def _summary(tmp_path: Path, *overrides: str) -> dict:
     return json.loads((tmp_path / "job" / "summary.json").read_text())
 
 
+@pytest.mark.e2e
 def test_train_on_breast_cancer(tmp_path: Path) -> None:
     summary = _summary(tmp_path, "data=breast_cancer")
     assert summary["data"] == "breast_cancer" and summary["n_folds"] == 3
@@ -84,6 +85,7 @@ def test_train_on_breast_cancer(tmp_path: Path) -> None:
     assert summary["explanation_accuracy_mean"] > 0.85
 
 
+@pytest.mark.e2e
 def test_train_on_digits_parity_finds_the_formula(tmp_path: Path) -> None:
     summary = _summary(tmp_path, "data=digits_parity")
     assert summary["model_accuracy_mean"] == pytest.approx(1.0)
@@ -92,6 +94,7 @@ def test_train_on_digits_parity_finds_the_formula(tmp_path: Path) -> None:
     assert explanations["target_formula"] == DIGITS_PARITY_FORMULA
 
 
+@pytest.mark.e2e
 def test_train_on_your_own_csv(tmp_path: Path) -> None:
     """A table with numbers, text, booleans and empty cells, a yes/no label and a constant column."""
     rng = np.random.default_rng(0)
@@ -112,6 +115,7 @@ def test_train_on_your_own_csv(tmp_path: Path) -> None:
     assert "data_checksum" in config and json.loads(config)["tags"]["data"] == "patients"
 
 
+@pytest.mark.e2e
 def test_your_own_data_commands_in_the_readme_run_as_written(tmp_path: Path) -> None:
     """Every ``python -m train data=csv ...`` line of the README's "Your own data" section, from the repo root."""
     readme = (REPO / "README.md").read_text()
@@ -124,6 +128,7 @@ def test_your_own_data_commands_in_the_readme_run_as_written(tmp_path: Path) -> 
         assert result.returncode == 0, f"{line}\n{result.stderr[-3000:]}"
 
 
+@pytest.mark.e2e
 def test_a_data_problem_ends_the_command_with_one_line(tmp_path: Path) -> None:
     result = run_train(tmp_path, "data=csv", f"data.path={EXAMPLE_CSV}", "data.label=diagnosis")
     assert result.returncode == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from helpers import job_env, run_command
 
 from train import multirun_flag_first
@@ -22,6 +23,7 @@ def test_multirun_flag_moves_to_the_front_and_nothing_else_changes() -> None:
     assert multirun_flag_first(["train", "a=1"]) == ["train", "a=1"]
 
 
+@pytest.mark.e2e
 def test_design_card_command_runs_as_written(tmp_path: Path) -> None:
     """``python -m train method=psi -m seed=0,1,2``: overrides on both sides of ``-m``. Leading overrides only make
     it small (synthetic data, 2 folds, 50 epochs); the card's tokens follow exactly as written."""

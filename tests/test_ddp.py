@@ -55,6 +55,7 @@ def _psi(trainer: dict, callbacks: list | None = None) -> PsiNetExplainer:
     return PsiNetExplainer(seed=42, trainer=trainer, epochs=300, lr=1e-2, callbacks=callbacks)
 
 
+@pytest.mark.e2e
 def test_ddp_job_gives_the_single_process_results(tmp_path: Path) -> None:
     """The real command with trainer=ddp against the same folds trained in one process."""
     proc = run_train(tmp_path, *PRUNING_JOB, "trainer=ddp")
@@ -159,6 +160,7 @@ def test_launchers_that_cannot_work_inside_a_job_are_refused(trainer: dict, matc
         _psi(trainer)
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
 def test_gpu_trainer_without_a_gpu_says_so(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no CUDA GPU is available"):

@@ -100,6 +100,7 @@ def test_the_fold_loop_names_the_fold(n_jobs: int) -> None:
         list(iter_folds(data, [0, 1], cv, lambda: _pruning(lr=1e30)))
 
 
+@pytest.mark.e2e
 def test_the_command_line_reports_the_diverged_fold(tmp_path: Path) -> None:
     proc = run_train(
         tmp_path,

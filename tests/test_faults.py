@@ -53,6 +53,7 @@ def assert_clean_failure(proc: subprocess.CompletedProcess, tmp_path: Path, *nee
 # ---- 1. configuration ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("overrides", "needles"),
     [
@@ -85,12 +86,14 @@ def data_copy(tmp_path: Path, mimic_csv: Path) -> Path:
     return root
 
 
+@pytest.mark.e2e
 def test_missing_file_offline(tmp_path: Path) -> None:
     proc = train(tmp_path, "data=mimic", f"data.root={tmp_path / 'empty'}", "data.download=false")
     assert_clean_failure(proc, tmp_path, "LENBENCH_DATA_DIR", str(tmp_path / "empty"))
     assert not (tmp_path / "empty" / RELATIVE_PATH).exists()
 
 
+@pytest.mark.e2e
 def test_wrong_checksum(tmp_path: Path, data_copy: Path) -> None:
     path = data_copy / RELATIVE_PATH
     raw = path.read_bytes()
@@ -100,6 +103,7 @@ def test_wrong_checksum(tmp_path: Path, data_copy: Path) -> None:
     assert path.read_bytes() != raw  # a wrong local file is reported, never silently replaced
 
 
+@pytest.mark.e2e
 def test_missing_column(tmp_path: Path, data_copy: Path) -> None:
     path = data_copy / RELATIVE_PATH
     frame = pd.read_csv(path).drop(columns=["stroke_flg"])
@@ -248,6 +252,7 @@ def test_locked_store_is_detected_before_training(tmp_path: Path) -> None:
         holder.close()
 
 
+@pytest.mark.e2e
 def test_corrupt_store_is_detected_before_training(tmp_path: Path) -> None:
     db = tmp_path / "mlflow.db"
     db.write_bytes(b"this is not a database" * 100)

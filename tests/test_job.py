@@ -37,6 +37,7 @@ def test_a_bug_is_not_a_config_error() -> None:
     assert isinstance(raised.value.__cause__, ZeroDivisionError)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -61,6 +62,7 @@ def test_config_errors_are_one_line_exit_2_before_anything_is_written(
     assert not (tmp_path / "mlflow.db").exists()  # no run was opened
 
 
+@pytest.mark.e2e
 def test_a_bug_during_the_job_keeps_its_traceback(tmp_path: Path) -> None:
     """A method whose constructor raises an unexpected error: exit 1 with the error's traceback, not exit 2."""
     proc = run_train(
@@ -86,6 +88,7 @@ def test_console_summary_lists_every_headline_metric_by_its_label(tmp_path: Path
     assert str(tmp_path / "results.csv") in text
 
 
+@pytest.mark.e2e
 def test_the_record_names_the_data_and_an_edited_table_is_a_new_job(tmp_path: Path) -> None:
     """``data.json`` holds the data set's name, size, checksum and concepts; the job identity covers the data, so
     resume never skips a job whose table changed."""

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from helpers import REPO, Job, job_env, run_command, store_uri, train_command, wait_until
 
 # Small but not instant: each psi fold trains a few seconds, so signals arrive while folds train.
@@ -33,6 +34,7 @@ def _folds(runs: list) -> list:
     return [r for r in runs if "fold" in r.data.tags]
 
 
+@pytest.mark.e2e
 def test_fold_runs_are_open_while_their_fold_trains_and_log_the_loss_as_it_goes(tmp_path: Path) -> None:
     with Job(
         train_command(tmp_path, *PSI, "cv.n_jobs=1", "trainer.log_every_n_epochs=500"), job_env(tmp_path)
@@ -90,15 +92,18 @@ def _interrupt_and_rerun(tmp_path: Path, send: signal.Signals, n_jobs: int) -> N
     assert reused == set(kept["split"])
 
 
+@pytest.mark.e2e
 def test_sigterm_with_parallel_folds_keeps_finished_folds_and_the_rerun_reuses_them(tmp_path: Path) -> None:
     _interrupt_and_rerun(tmp_path, signal.SIGTERM, n_jobs=2)
 
 
+@pytest.mark.e2e
 def test_ctrl_c_on_a_sequential_job_is_one_line_and_exit_130(tmp_path: Path) -> None:
     """SIGINT, as Ctrl-C sends it (inside Lightning's fit, which turns it into SystemExit)."""
     _interrupt_and_rerun(tmp_path, signal.SIGINT, n_jobs=1)
 
 
+@pytest.mark.e2e
 def test_runs_of_a_killed_process_are_closed_by_cleanup_and_on_the_next_start(tmp_path: Path) -> None:
     cmd = train_command(tmp_path, *PSI, "cv.n_jobs=1")
     with Job(cmd, job_env(tmp_path)) as job:
@@ -115,6 +120,7 @@ def test_runs_of_a_killed_process_are_closed_by_cleanup_and_on_the_next_start(tm
     assert {r.info.status for r in _runs(tmp_path)} <= {"FINISHED", "KILLED"}
 
 
+@pytest.mark.e2e
 def test_a_job_start_closes_runs_its_dead_predecessor_left_running(tmp_path: Path) -> None:
     with Job(train_command(tmp_path, *PSI, "cv.n_jobs=1"), job_env(tmp_path)) as job:
         job.wait_for_line(r"psi fold 0 \(1/4\)")

@@ -103,6 +103,7 @@ def _run_everything(tmp_path: Path, metrics: MetricSet) -> Outputs:
     )
 
 
+@pytest.mark.e2e
 def test_a_registered_metric_reaches_every_output(tmp_path: Path) -> None:
     name = LENGTH.name
     out = _run_everything(tmp_path, WITH_LENGTH)
@@ -127,6 +128,7 @@ def test_a_registered_metric_reaches_every_output(tmp_path: Path) -> None:
     assert LENGTH.label in out.console
 
 
+@pytest.mark.e2e
 def test_a_metric_left_out_of_the_set_reaches_no_output(tmp_path: Path) -> None:
     out = _run_everything(tmp_path, WITHOUT_F1)
     for left_out in ("model_f1", LENGTH.name):

@@ -56,6 +56,7 @@ def test_plain_stream_gets_quarter_mark_log_lines(caplog: pytest.LogCaptureFixtu
     assert all(line.startswith("pruning fold 3 [") and "ETA" in line for line in lines)
 
 
+@pytest.mark.e2e
 def test_a_job_on_a_terminal_shows_live_progress_lines(tmp_path: Path) -> None:
     """``python -m train`` with stderr on a pseudo-terminal: its fold lines are drawn with cursor controls."""
     master, slave = pty.openpty()

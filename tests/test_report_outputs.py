@@ -222,6 +222,7 @@ def test_end_of_sweep_summary(tmp_path: Path) -> None:
     assert lines[5] == f"compare them: python -m lenbench.report --experiment mimic --sweep-id {sweep}"
 
 
+@pytest.mark.e2e
 def test_readme_tables_equal_what_the_committed_results_give() -> None:
     text = (REPO / "README.md").read_text()
     generated = readme.tables(REPO / "results")

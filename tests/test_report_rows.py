@@ -96,6 +96,7 @@ def test_settings_and_short_names() -> None:
     }
 
 
+@pytest.mark.e2e
 def test_a_hyperparameter_run_is_its_own_row_and_a_sweep_includes_what_it_resumed(tmp_path: Path) -> None:
     # Sweep A: tree and rulelist. Then the command: rulelist with max_depth=1 (seed 0) in the same store.
     first = run_train(

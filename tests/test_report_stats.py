@@ -364,6 +364,7 @@ def test_analyse_keeps_configurations_apart() -> None:
 # -- end to end: make report -------------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_report_shows_every_method_with_new_metrics_and_paired_tests(tmp_path: Path) -> None:
     sweep = ("data=dnf", "data.n_samples=300", "method=tree,rulelist,rf", "cv.n_splits=4", "cv.n_jobs=1")
     proc = run_train(tmp_path, *sweep, multirun=True)

@@ -83,6 +83,7 @@ def _fold_threads(db: Path) -> dict[str, set[int]]:
     return threads
 
 
+@pytest.mark.e2e
 def test_joblib_jobs_use_one_thread_and_give_the_sequential_results(tmp_path: Path) -> None:
     """Two network jobs in parallel loky workers (folds sequential inside each, cv.n_jobs auto = 1) against the
     same folds run here, one after another. The workers must not inherit another thread count."""

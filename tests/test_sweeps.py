@@ -70,6 +70,7 @@ JOB = ("data=dnf", "data.noise=0.3", "method=tree", "cv.n_splits=3", "cv.folds=[
 SEEDS = (*JOB, "seed=0,1,2")
 
 
+@pytest.mark.e2e
 def test_seed_sweep_resume_and_report(tmp_path: Path) -> None:
     proc = sweep(tmp_path, *SEEDS)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -130,6 +131,7 @@ def test_seed_sweep_resume_and_report(tmp_path: Path) -> None:
     assert (runs(tmp_path, "dnf")["kind"] == "report").sum() == 1
 
 
+@pytest.mark.e2e
 def test_parallel_jobs_lose_nothing(tmp_path: Path) -> None:
     proc = sweep(
         tmp_path,
@@ -149,6 +151,7 @@ def test_parallel_jobs_lose_nothing(tmp_path: Path) -> None:
         assert {"model_accuracy_mean", "explanation_accuracy_sem", "explanation_consistency"} <= set(metrics)
 
 
+@pytest.mark.e2e
 def test_interrupted_sweep_completes_on_rerun(tmp_path: Path) -> None:
     # Jobs of a few seconds each (a short psi training), so the signal lands while the sweep is still running.
     overrides = (

@@ -103,7 +103,9 @@ def test_fit_scope_train_fits_nothing_on_other_rows(frame: pd.DataFrame, binariz
         values = changed[column].to_numpy(dtype=float, na_value=np.nan).copy()
         present = set(np.unique(values[~np.isnan(values)]).tolist())
         if len(present) >= 2 and not present <= {0.0, 1.0}:  # binned before and after the change
-            kept = others[~np.isnan(values[others])]  # missing cells stay missing: what is imputed is recorded
+            kept = others[
+                ~np.isnan(values[others])
+            ]  # missing cells stay missing: what is imputed is recorded
             values[kept] = rng.uniform(-1e4, 1e4, kept.size)
             changed[column] = values
     options = TableOptions(binarize=binarize)

@@ -56,6 +56,7 @@ def parent_run(uri: str, experiment: str):  # noqa: ANN201
 # ---- 1. artifacts live with their store --------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_sqlite_store_keeps_artifacts_beside_it_and_the_parent_reads_clearly(tmp_path: Path) -> None:
     store, cwd = tmp_path / "store", tmp_path / "cwd"
     cwd.mkdir()
@@ -169,6 +170,7 @@ def tracking_server(tmp_path: Path):  # noqa: ANN201
         kill_group(proc)
 
 
+@pytest.mark.e2e
 def test_tracking_server_keeps_artifacts_on_the_server(tmp_path: Path, tracking_server) -> None:  # noqa: ANN001
     uri, server = tracking_server
     cwd = tmp_path / "cwd"
@@ -193,6 +195,7 @@ def test_tracking_server_keeps_artifacts_on_the_server(tmp_path: Path, tracking_
 # ---- 2. many writers ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_jobs_started_together_on_a_new_store_all_finish(tmp_path: Path) -> None:
     env = job_env(tmp_path)
     jobs = [
@@ -265,6 +268,7 @@ def one_error_line(proc: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("overrides", "uri", "needles"),
     [
@@ -288,6 +292,7 @@ def test_store_and_config_problems_are_one_line_exit_2(
     assert not Path("/proc/forbidden").exists()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("overrides", "needle"),
     [
@@ -305,6 +310,7 @@ def test_sweep_problems_are_one_line_exit_2(tmp_path: Path, overrides: tuple[str
     assert not list(tmp_path.rglob("results.csv"))
 
 
+@pytest.mark.e2e
 def test_store_deleted_mid_job_is_one_line_and_the_results_stay(tmp_path: Path) -> None:
     target = "method.explainer._target_=tests.store_targets.DeletesStoreOnFold1"
     proc = run_train(tmp_path, "data=xor", "method=tree", "cv.n_splits=3", "cv.n_jobs=1", target)

@@ -82,6 +82,7 @@ def test_tree_on_xor_end_to_end(tmp_path: Path) -> None:
     assert "formula.txt" in child_artifacts
 
 
+@pytest.mark.e2e
 def test_selected_folds_only(tmp_path: Path) -> None:
     proc = run_train(
         tmp_path, "data=dnf", "method=tree", "cv.n_splits=4", "cv.folds=[1,3]", "tracking.enabled=false"
@@ -91,6 +92,7 @@ def test_selected_folds_only(tmp_path: Path) -> None:
     assert list(results["split"]) == [1, 3]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("override", "needle"),
     [
@@ -107,6 +109,7 @@ def test_bad_config_is_one_clear_line(tmp_path: Path, override: str, needle: str
     assert not (tmp_path / "job" / "results.csv").exists()
 
 
+@pytest.mark.e2e
 def test_missing_data_offline_is_one_clear_line(tmp_path: Path) -> None:
     proc = run_train(
         tmp_path,
@@ -120,6 +123,7 @@ def test_missing_data_offline_is_one_clear_line(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.e2e
 def test_unreachable_tracking_server_fails_before_training(tmp_path: Path) -> None:
     proc = run_train(tmp_path, "data=xor", "method=tree", uri="http://127.0.0.1:9")
     assert proc.returncode == 2
@@ -198,6 +202,7 @@ SHORT_PSI = (
 TIMING = ["elapsed_time", "training_time"]
 
 
+@pytest.mark.e2e
 def test_same_seed_same_results_across_processes(tmp_path: Path) -> None:
     """Bit-identical metrics and formulas from two separate processes (fixed seed and thread count)."""
     tables = []
@@ -213,6 +218,7 @@ def test_same_seed_same_results_across_processes(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(tables[0], parallel, check_exact=True)
 
 
+@pytest.mark.e2e
 def test_sigterm_mid_job_closes_runs_killed_and_keeps_done_folds(tmp_path: Path) -> None:
     overrides = ("data=dnf", "method=psi", "method.explainer.epochs=3000", "cv.n_splits=6", "cv.n_jobs=1")
     with Job(train_command(tmp_path, *overrides), job_env(tmp_path)) as job:

@@ -156,6 +156,7 @@ def missing_from_table(page: RenderedPage, store: Store) -> list[str]:
     return missing
 
 
+@pytest.mark.e2e
 def test_make_ui_shows_parent_runs_with_summary_metrics(
     chromium: str, mlflow_ui: MlflowUI, store: Store
 ) -> None:
