@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -134,6 +135,12 @@ def wait_until(
         time.sleep(interval)
 
 
+def _terminal_signals() -> None:
+    """In the job: SIGINT as a terminal program gets it. A test run started in the background by a non-interactive
+    shell inherits SIGINT ignored, and Python then never raises KeyboardInterrupt: Ctrl-C tests would test nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Job:
     """A ``python -m train`` process whose stderr (the job's log) is read line by line as it comes.
 
@@ -143,7 +150,13 @@ class Job:
 
     def __init__(self, cmd: list[str], env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
-            cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            cmd,
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_terminal_signals,
         )
         self.lines: list[str] = []
         self._changed = threading.Condition()

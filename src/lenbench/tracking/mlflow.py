@@ -227,7 +227,15 @@ class MlflowTracker:
             )
             for item in fold_inputs(dataset_name, checksum, splits, source)
         ]
-        self.client.log_inputs(self._child(fold), datasets=datasets)
+        run = self._child(fold)
+        for attempt in range(3):
+            try:
+                self.client.log_inputs(run, datasets=datasets)
+                return
+            except Exception as exc:  # noqa: BLE001 - parallel jobs create the same dataset row at once
+                error = exc  # MLflow's get-or-create of a dataset is not atomic: the next try finds the row
+                time.sleep(0.1 * (attempt + 1))
+        log.warning("fold %d: its dataset inputs were not recorded (%s)", fold, short_error(error))
 
     def fail_fold(self, fold: int, error: str) -> None:
         child = self._child(fold)
