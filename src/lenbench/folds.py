@@ -12,12 +12,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from lenbench.callbacks.progress import ProgressSink
-from lenbench.data.base import ConceptDataset
+from lenbench.data.base import ConceptDataset, Fold
 from lenbench.data.datamodule import ConceptDataModule
 from lenbench.errors import ConfigError
 from lenbench.explainers.base import Explainer
 from lenbench.logic.formula import Formula
+from lenbench.logic.metrics import concept_accuracies
+from lenbench.logic.truth import concept_differences
 from lenbench.scoring import METRICS, FoldEvidence, MetricSet
 
 
@@ -117,6 +121,10 @@ def run_fold(
         info["preprocessing"] = fold.preprocessing
     loss_curve = [(int(e), float(v)) for e, v in info.pop("loss_curve", [])]
     explained = explainer.provides_explanations
+    truth, concepts_true, recovery = recovery_evidence(
+        dataset, fold, formula if explained else None, target_class
+    )
+    info.update(recovery)  # concepts wrongly used / missed, accuracy per predicted concept
     evidence = FoldEvidence(
         y_true=fold.y_test,
         y_pred=y_pred,
@@ -126,6 +134,8 @@ def run_fold(
         formula=formula if explained else None,
         scores=explainer.scores(fold.x_test),
         timings={"training": float(info.pop("training_time", training_time)), "extraction": extraction_time},
+        ground_truth=truth,
+        concepts_true=concepts_true,
     )
     return FoldResult(
         fold=fold_index,
@@ -136,6 +146,38 @@ def run_fold(
         explained=explained,
         splits={"train": fold.train_index, "validation": fold.val_index, "test": fold.test_index},
     )
+
+
+def target_truth(dataset: ConceptDataset, target_class: int) -> Formula | None:
+    """The true formula of ``target_class``: the data set's ``ground_truth`` (class 1), its negation for class 0 of
+    a two-class set, None when the data set knows none."""
+    if dataset.ground_truth is None:
+        return None
+    truth = Formula.parse(dataset.ground_truth)
+    if target_class == 1:
+        return truth
+    return ~truth if target_class == 0 and dataset.n_classes == 2 else None
+
+
+def recovery_evidence(
+    dataset: ConceptDataset, fold: Fold, formula: Formula | None, target_class: int
+) -> tuple[Formula | None, np.ndarray | None, dict[str, Any]]:
+    """(the true formula of the target class, the true concepts of the test rows when the fold's concepts were
+    predicted by a concept encoder, what the fold's record says about both): the concepts the formula wrongly uses
+    and misses, and the accuracy of each predicted concept on the test rows (``concept_accuracy.<name>``)."""
+    truth = target_truth(dataset, target_class)
+    info: dict[str, Any] = {}
+    if truth is not None and formula is not None:
+        wrong, missed = concept_differences(formula, truth)
+        info |= {"truth_wrongly_used": wrong, "truth_missed": missed}
+        info |= {"truth_wrongly_used_count": len(wrong), "truth_missed_count": len(missed)}
+    concepts_true = dataset.x[fold.test_index] if dataset.concepts_predicted else None
+    if concepts_true is not None:
+        accuracies = concept_accuracies(concepts_true, fold.x_test)
+        info |= {
+            f"concept_accuracy.{n}": float(a) for n, a in zip(fold.concept_names, accuracies, strict=True)
+        }
+    return truth, concepts_true, info
 
 
 class FoldFailed(RuntimeError):

@@ -20,9 +20,10 @@ from typing import Literal
 import numpy as np
 
 from lenbench.logic import metrics as m
+from lenbench.logic import truth
 from lenbench.logic.formula import Formula
 
-Need = Literal["formula", "scores"]
+Need = Literal["formula", "scores", "truth", "concepts"]
 Level = Literal["fold", "job"]
 NAN = float("nan")
 
@@ -30,7 +31,11 @@ NAN = float("nan")
 @dataclass(frozen=True)
 class FoldEvidence:
     """What one scored fold offers to its metrics: test labels, the model's predictions and class-1 scores, the
-    explanation (None for a method that gives none, e.g. ``rf``), the test concepts and the timings."""
+    explanation (None for a method that gives none, e.g. ``rf``), the test concepts and the timings.
+
+    ``ground_truth`` is the true formula of the target class when the data set knows it (``truth``);
+    ``concepts_true`` the true concepts of the test rows when ``x`` holds concepts a concept encoder predicted
+    (``concepts``), else None."""
 
     y_true: np.ndarray
     y_pred: np.ndarray
@@ -40,9 +45,17 @@ class FoldEvidence:
     formula: Formula | None
     scores: np.ndarray | None
     timings: Mapping[str, float] = field(default_factory=dict)
+    ground_truth: Formula | None = None
+    concepts_true: np.ndarray | None = None
 
     def has(self, need: Need) -> bool:
-        return (self.formula if need == "formula" else self.scores) is not None
+        given = {
+            "formula": self.formula,
+            "scores": self.scores,
+            "truth": self.ground_truth,
+            "concepts": self.concepts_true,
+        }
+        return given[need] is not None
 
 
 @dataclass(frozen=True)
@@ -208,7 +221,20 @@ def _explanation_auroc(e: FoldEvidence) -> float:
     return m.explanation_auroc(*_formula_args(e, e.y_true))
 
 
+def _truth_agreement(e: FoldEvidence) -> float:
+    return truth.truth_agreement(e.formula, e.ground_truth)  # type: ignore[arg-type] - needs formula, truth
+
+
+def _truth_exact(e: FoldEvidence) -> float:
+    return truth.truth_exact(e.formula, e.ground_truth)  # type: ignore[arg-type] - needs formula, truth
+
+
+def _concept_accuracy(e: FoldEvidence) -> float:
+    return m.concept_accuracy(e.concepts_true, e.x)  # type: ignore[arg-type] - needs concepts
+
+
 FORMULA = frozenset({"formula"})
+TRUTH = frozenset({"formula", "truth"})
 
 #: The metrics of every job, in ``results.csv``'s column order (the notebook's first, then lenbench's).
 METRICS = MetricSet(
@@ -286,5 +312,15 @@ METRICS = MetricSet(
         ),
         Metric("explanation_f1", "explanation F1", _explanation_f1, needs=FORMULA),
         Metric("explanation_auroc", "explanation AUROC", _explanation_auroc, needs=FORMULA),
+        Metric("truth_agreement", "agreement with the true formula", _truth_agreement, needs=TRUTH),
+        Metric("truth_exact", "true formula recovered", _truth_exact, digits=2, needs=TRUTH),
+        Metric(
+            "concept_accuracy",
+            "concept accuracy",
+            _concept_accuracy,
+            higher_is_better=None,
+            needs=frozenset({"concepts"}),
+            compared=False,
+        ),
     ]
 )

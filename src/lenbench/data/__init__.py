@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from lenbench.data.base import ConceptDataset, Fold, Refit, Refitted
 from lenbench.data.bundled import load_breast_cancer, load_digits_parity
+from lenbench.data.encoded import CONCEPT_SOURCES, EncoderSettings, concepts_from
 from lenbench.data.errors import DataError
 from lenbench.data.mimic import (
     FIT_SCOPES,
@@ -21,7 +22,7 @@ from lenbench.data.mimic import (
     load_mimic,
     mimic_path,
 )
-from lenbench.data.synthetic import make_dnf, make_xor
+from lenbench.data.synthetic import make_dnf, make_dot, make_trig, make_xor
 from lenbench.data.table import TableOptions
 from lenbench.data.table_file import load_table, table_dataset
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from lenbench.data.datamodule import ConceptDataModule, FullBatch, fold_indices
 
 __all__ = [
+    "CONCEPT_SOURCES",
     "FIT_SCOPES",
     "FLAG_COLUMNS",
     "LABELS",
@@ -37,11 +39,13 @@ __all__ = [
     "ConceptDataModule",
     "ConceptDataset",
     "DataError",
+    "EncoderSettings",
     "Fold",
     "FullBatch",
     "Refit",
     "Refitted",
     "TableOptions",
+    "concepts_from",
     "download_mimic",
     "fold_indices",
     "load_breast_cancer",
@@ -49,6 +53,8 @@ __all__ = [
     "load_mimic",
     "load_table",
     "make_dnf",
+    "make_dot",
+    "make_trig",
     "make_xor",
     "mimic_path",
     "table_dataset",

@@ -32,6 +32,10 @@ class ConceptDataset:
     ``preprocessing`` describes what was fitted to make ``x`` (bin edges, imputed values; plain values for JSON),
     ``None`` when there is nothing to tell; a fold built with ``refit`` carries its own instead. ``inputs`` may hold
     the raw inputs the concepts describe (the digits' 8x8 pixels), for pipelines that learn concepts from them.
+
+    ``concepts_predicted``: ``x`` holds the true concepts, and ``refit`` returns the concepts a concept encoder,
+    trained on the fold's rows, predicts from ``inputs`` (``data.concepts_from=encoder``, see
+    :mod:`lenbench.data.encoded`): explainers see the predicted concepts, concept accuracy compares them with ``x``.
     """
 
     name: str
@@ -44,6 +48,7 @@ class ConceptDataset:
     refit: Refit | None = field(default=None, repr=False, compare=False)
     preprocessing: dict[str, Any] | None = field(default=None, repr=False, compare=False)
     inputs: np.ndarray | None = field(default=None, repr=False, compare=False)
+    concepts_predicted: bool = False
 
     def __post_init__(self) -> None:
         if self.x.ndim != 2 or self.x.shape[0] != self.y.shape[0]:

@@ -18,13 +18,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from lenbench.data.base import ConceptDataset
+from lenbench.data.encoded import concepts_from as with_concepts_from
 from lenbench.data.table import TableOptions
 from lenbench.data.table_file import table_dataset
 
@@ -74,8 +77,13 @@ def export_breast_cancer(path: str | Path) -> Path:
     return path
 
 
-def load_digits_parity(name: str = "digits_parity") -> ConceptDataset:
-    """1797 digits, concepts ``zero`` .. ``nine`` (one-hot identity), label ``even`` (class 1 = even digit)."""
+def load_digits_parity(
+    name: str = "digits_parity", concepts_from: str = "truth", encoder: Mapping[str, Any] | None = None
+) -> ConceptDataset:
+    """1797 digits, concepts ``zero`` .. ``nine`` (one-hot identity), label ``even`` (class 1 = even digit).
+
+    ``concepts_from="encoder"`` (the config's default) predicts the concepts from the 64 pixels per fold with a
+    concept encoder set by ``encoder`` (:mod:`lenbench.data.encoded`); ``"truth"`` uses the true identities."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -83,7 +91,7 @@ def load_digits_parity(name: str = "digits_parity") -> ConceptDataset:
     x = np.eye(len(DIGIT_NAMES), dtype=np.float32)[digits]
     y = (digits % 2 == 0).astype(np.int64)
     logger.info("Loaded %s: %d digits, label even with %d positives", name, y.size, int(y.sum()))
-    return ConceptDataset(
+    dataset = ConceptDataset(
         name=name,
         x=x,
         y=y,
@@ -93,6 +101,7 @@ def load_digits_parity(name: str = "digits_parity") -> ConceptDataset:
         checksum=_bundled_sha256("digits.csv.gz"),
         inputs=np.asarray(bunch.images, dtype=np.float32),
     )
+    return with_concepts_from(dataset, concepts_from, encoder)
 
 
 def _bundled_sha256(filename: str) -> str:

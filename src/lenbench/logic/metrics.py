@@ -209,6 +209,24 @@ def explanation_auroc(
     return auroc(_vector(y, "y") == target_class, truth.astype(float), positive=True)
 
 
+def concept_accuracies(concepts_true: np.ndarray, concepts_pred: np.ndarray) -> np.ndarray:
+    """Per concept, the share of rows where the predicted concept (> 0.5) equals the true one (> 0.5): float [k].
+
+    The concept-bottleneck pipeline's first stage, scored on its own (a concept encoder's predictions against the
+    data set's true concepts)."""
+    truth, pred = np.asarray(concepts_true), np.asarray(concepts_pred)
+    if truth.shape != pred.shape or truth.ndim != 2:
+        raise ValueError(f"true and predicted concepts differ in shape: {truth.shape} vs {pred.shape}")
+    if truth.shape[0] == 0:
+        raise ValueError("concept accuracy of zero rows is undefined")
+    return np.mean((truth > 0.5) == (pred > 0.5), axis=0)
+
+
+def concept_accuracy(concepts_true: np.ndarray, concepts_pred: np.ndarray) -> float:
+    """Overall concept accuracy: the mean of :func:`concept_accuracies` over the concepts (every cell counts once)."""
+    return float(concept_accuracies(concepts_true, concepts_pred).mean())
+
+
 def complexity(formula: Formula | str) -> int:
     """Number of literal occurrences in the DNF (``(a & b) | ~a`` has 3); 0 for True/False and the empty formula.
 
