@@ -46,6 +46,8 @@ def test_tree_on_xor_end_to_end(tmp_path: Path) -> None:
     assert summary["model_accuracy_mean"] == pytest.approx(results["model_accuracy"].mean())
     assert summary["model_accuracy_sem"] == pytest.approx(results["model_accuracy"].sem())
     assert summary["environment"]["torch_threads"] == 1
+    numerics = summary["environment"]["numerics"]  # what picks the float kernels: results differ across CPU types
+    assert numerics["blas"] and numerics["aten_cpu_capability"] and "MKL_CBWR" in numerics["variables"]
 
     runs = mlflow_runs(tmp_path, "xor")
     parents = runs[runs["tags.mlflow.parentRunId"].isna()]
@@ -57,6 +59,7 @@ def test_tree_on_xor_end_to_end(tmp_path: Path) -> None:
     for tag, value in {"method": "tree", "data": "xor", "seed": "0", "label": "y"}.items():
         assert parent[f"tags.{tag}"] == value
     assert parent["tags.git_commit"]
+    assert parent["tags.cpu_model"] == summary["environment"]["cpu_model"]
     assert parent["metrics.model_accuracy_mean"] == pytest.approx(summary["model_accuracy_mean"])
     assert "metrics.explanation_consistency" in parents.columns
     assert set(children["tags.fold"]) == {"0", "1", "2"}

@@ -216,6 +216,7 @@ def job_record(
         "mlflow.source.git.commit": env["git_commit"],
         "git_dirty": str(env["git_dirty"]),
         "torch_threads": str(env["torch_threads"]),
+        "cpu_model": env["cpu_model"],  # results differ across CPU types: a column to split or filter by
         "data_checksum": dataset.checksum or "",
         # A job is its config and its data: an edited table is a new job, never "already FINISHED".
         "config_hash": config_hash({**resolved, "data_checksum": dataset.checksum or ""}),

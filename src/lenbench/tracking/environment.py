@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import platform
+import re
 import subprocess
 import sys
 from importlib import metadata
@@ -67,6 +69,34 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# Settings that choose float kernels, hence the low bits of results: oneMKL's code path (MKL_CBWR), ATen's vector
+# width (ATEN_CPU_CAPABILITY) and the thread pools.
+_NUMERIC_VARIABLES = (
+    "MKL_CBWR",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "ATEN_CPU_CAPABILITY",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "MKL_DYNAMIC",
+)
+
+
+def numerics() -> dict[str, Any]:
+    """How this process computes floats: the BLAS torch was built with, the vector instructions ATen dispatches to,
+    and the environment variables that change either (unset ones are recorded as null)."""
+    import torch
+
+    config = torch.__config__.show()
+    blas = re.search(r"BLAS_INFO=(\w+)", config)
+    mkl = re.search(r"Math Kernel Library Version ([^\s]+)", config)
+    return {
+        "blas": blas.group(1) if blas else "unknown",
+        "mkl_version": mkl.group(1) if mkl else None,
+        "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "variables": {name: os.environ.get(name) for name in _NUMERIC_VARIABLES},
+    }
+
+
 def environment(project_dir: str | Path, torch_threads: int) -> dict[str, Any]:
     """A JSON-ready description of where and with what a run happened."""
     sha, dirty = git_commit(project_dir)
@@ -79,5 +109,6 @@ def environment(project_dir: str | Path, torch_threads: int) -> dict[str, Any]:
         "machine": platform.machine(),
         "processor": platform.processor(),
         "cpu_model": cpu_model(),
+        "numerics": numerics(),
         "packages": package_versions(),
     }
