@@ -13,6 +13,7 @@ Every path out closes the runs: FINISHED, FAILED (a fold raised) or KILLED (Ctrl
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,9 +109,11 @@ def run_experiment(
     record: JobRecord | None = None,
     metrics: MetricSet = METRICS,
     reused: Mapping[int, FoldResult] | None = None,
+    log_models: bool = False,
 ) -> ExperimentResult:
     """Run every requested fold not in ``reused``, then write and track the results. A failure marks the runs
-    FAILED (KILLED and :class:`JobInterrupted` on Ctrl-C/SIGTERM) and keeps the folds done in ``results.csv``."""
+    FAILED (KILLED and :class:`JobInterrupted` on Ctrl-C/SIGTERM) and keeps the folds done in ``results.csv``.
+    ``log_models``: each fold's fitted explainer is logged as an MLflow model on its run (:mod:`lenbench.models`)."""
     tracker = tracker or NullTracker()
     record = record or JobRecord()
     writer = _ResultWriter(method, dataset, out_dir, record.summary_extra, metrics)
@@ -122,7 +125,9 @@ def run_experiment(
         for result in kept.values():
             loop.finished(result)
         todo = [f for f in indices if f not in kept]
-        for result in iter_folds(dataset, todo, cv, make_explainer, target_class, metrics, loop.event):
+        for result in iter_folds(
+            dataset, todo, cv, make_explainer, target_class, metrics, loop.event, export_models=log_models
+        ):
             loop.finished(result)
     except BaseException as exc:
         loop.console.clear()
@@ -164,6 +169,10 @@ class _FoldLoop:
         info = {**_numeric(result.info), **({"reused": 1.0} if result.reused_from else {})}
         if result.splits:  # a reused fold's inputs are on the run it came from
             self.tracker.log_fold_inputs(result.fold, self.dataset.name, self.dataset.checksum, result.splits)
+        if result.model is not None:
+            start = time.perf_counter()
+            self.tracker.log_fold_model(result.fold, result.model)
+            info["model_logging_time"] = time.perf_counter() - start
         self.tracker.log_fold(
             result.fold,
             {**result.metrics, **info},

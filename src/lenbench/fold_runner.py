@@ -56,11 +56,15 @@ def iter_folds(
     target_class: int = 1,
     metrics: MetricSet = METRICS,
     on_event: EventSink = _ignore,
+    export_models: bool = False,
 ) -> Iterator[FoldResult]:
-    """Yield fold results, in fold order when sequential, as they complete with ``cv.n_jobs`` > 1 processes."""
+    """Yield fold results, in fold order when sequential, as they complete with ``cv.n_jobs`` > 1 processes;
+    ``export_models``: each carries its fitted model (:class:`~lenbench.models.export.ModelExport`)."""
 
     def run(fold_index: int, progress: ProgressSink) -> FoldResult:
-        return run_fold(dataset, fold_index, cv, make_explainer, target_class, metrics, progress)
+        return run_fold(
+            dataset, fold_index, cv, make_explainer, target_class, metrics, progress, export_models
+        )
 
     n_jobs = min(max(int(cv.n_jobs), 1), len(fold_indices))
     if n_jobs <= 1:

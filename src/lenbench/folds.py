@@ -87,6 +87,7 @@ class FoldResult:
     splits: dict[str, Any] = field(
         default_factory=dict
     )  # train/validation/test row positions in the data set
+    model: Any = None  # the fitted explainer as a lenbench.models.ModelExport, when the job logs models
 
 
 def run_fold(
@@ -97,9 +98,11 @@ def run_fold(
     target_class: int = 1,
     metrics: MetricSet = METRICS,
     progress: ProgressSink | None = None,
+    export_model: bool = False,
 ) -> FoldResult:
     """Fit, predict, explain and score one fold. Pure of side effects but for the explainer's own training and
-    the progress it reports to ``progress``."""
+    the progress it reports to ``progress``. ``export_model``: the result carries the fitted model as plain data
+    (:func:`lenbench.models.export.export_model`), for the job's process to log."""
     datamodule = cv.datamodule(dataset, fold_index)
     datamodule.setup()
     fold = datamodule.fold
@@ -145,7 +148,16 @@ def run_fold(
         info=info,
         explained=explained,
         splits={"train": fold.train_index, "validation": fold.val_index, "test": fold.test_index},
+        model=_export(explainer, fold, formula, target_class, dataset) if export_model else None,
     )
+
+
+def _export(
+    explainer: Explainer, fold: Any, formula: Formula, target_class: int, dataset: ConceptDataset
+) -> Any:
+    from lenbench.models.export import export_model
+
+    return export_model(explainer, fold, formula, target_class, dataset)
 
 
 def target_truth(dataset: ConceptDataset, target_class: int) -> Formula | None:

@@ -107,6 +107,7 @@ def run_job(cfg: DictConfig, context: JobContext, metrics: MetricSet = METRICS) 
         record=record,
         metrics=metrics,
         reused=reusable_folds(tracker, record, metrics) if cfg.resume else {},
+        log_models=bool(cfg.method.get("log_model", True)) and bool(cfg.tracking.enabled),
     )
     _raise_store_failure(tracker, context.out_dir)
     return JobOutcome(summary=outcome.summary, out_dir=context.out_dir)

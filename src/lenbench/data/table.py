@@ -100,13 +100,14 @@ class TablePlan:
     def encode(self, fit_rows: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         """x (float32 0/1, every row) with imputers and binners fitted on ``fit_rows`` (all rows when None), and
         what was fitted: ``{"fitted_on_rows", "imputed": {col: value}, "bin_edges": {col: [edges]},
-        "thresholds": {col: value}}`` (plain values, only the columns they concern)."""
+        "thresholds": {col: value}, "columns": [{source, kind, concepts, categories, fill}]}`` (plain values)."""
         fit = np.arange(self.n_rows) if fit_rows is None else np.asarray(fit_rows)
         record: dict[str, Any] = {
             "fitted_on_rows": int(fit.size),
             "imputed": {},
             "bin_edges": {},
             "thresholds": {},
+            "columns": [],  # every column's kind, concepts and fill value: what encodes new rows the same way
         }
         blocks = [self._encode_column(column, fit, record) for column in self.columns]
         return np.hstack(blocks).astype(np.float32), record
@@ -130,6 +131,15 @@ class TablePlan:
             block = self._bin(column, filled, filled[fit], record)
         if missing.any():
             record["imputed"][column.source] = fill
+        record["columns"].append(
+            {
+                "source": column.source,
+                "kind": column.kind,
+                "concepts": list(column.concepts),
+                "categories": list(column.categories),
+                "fill": fill,
+            }
+        )
         return block.astype(np.float32)
 
     def _bin(self, column: Column, values: np.ndarray, fit_values: np.ndarray, record: dict) -> np.ndarray:

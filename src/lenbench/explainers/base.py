@@ -50,3 +50,8 @@ class Explainer(ABC):
 
     def info(self) -> dict[str, Any]:
         return {}
+
+    def model_parts(self) -> dict[str, Any] | None:
+        """The fitted model as plain data for :mod:`lenbench.models`: ``{"predictor": ..., "local": ...}`` (see
+        :class:`~lenbench.models.export.ModelExport`); None when the method cannot be saved as a model."""
+        return None

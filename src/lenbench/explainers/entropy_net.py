@@ -172,6 +172,16 @@ class EntropyNetExplainer(NetworkExplainer):
         with torch.no_grad():
             return self.entropy_layer.attention().numpy()
 
+    def local_reading(self) -> dict[str, Any]:
+        """Per class, the concepts its local explanations use (least attended first), as :meth:`explain` reads."""
+        with torch.no_grad():
+            alpha = self.entropy_layer.attention().numpy().astype(np.float64)
+            mask = self.entropy_layer.concept_mask().numpy()
+        concepts = [
+            explanation_concepts(a, m, self.max_literals).tolist() for a, m in zip(alpha, mask, strict=True)
+        ]
+        return {"kind": "entropy", "concepts": concepts}
+
     # -- explanation ---------------------------------------------------------------------------------------------
 
     def explain(self, fold: Fold, target_class: int = 1) -> Formula:

@@ -162,3 +162,17 @@ class NetworkExplainer(Explainer):
 
     def info(self) -> dict[str, Any]:
         return dict(self._info)
+
+    def output_head(self) -> dict[str, Any]:
+        """How outputs become labels and scores, as data (:func:`lenbench.models.predict._network_outputs`)."""
+        return {"kind": "argmax", "probabilities": False}
+
+    def local_reading(self) -> dict[str, Any] | None:
+        """How a row's local explanation is read from the network, as data; None when the method has none."""
+        return None
+
+    def model_parts(self) -> dict[str, Any]:
+        from lenbench.models.network import network_spec
+
+        predictor = {"kind": "network", "layers": network_spec(self.network), "head": self.output_head()}
+        return {"predictor": predictor, "local": self.local_reading()}

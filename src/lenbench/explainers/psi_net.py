@@ -100,6 +100,9 @@ class PsiNetExplainer(NetworkExplainer):
         p = output.squeeze(1).numpy()
         return p if self.target_class == 1 else 1.0 - p
 
+    def output_head(self) -> dict[str, Any]:
+        return {"kind": "threshold", "target_class": self.target_class}
+
     def explain(self, fold: Fold, target_class: int = 1) -> Formula:
         if target_class != self.target_class:
             raise ValueError(

@@ -128,6 +128,18 @@ class ReluNetExplainer(NetworkExplainer):
         probabilities = output if self.output_kind == "softmax" else torch.softmax(output, dim=1)
         return probabilities[:, 1].numpy()
 
+    def output_head(self) -> dict[str, Any]:
+        return {"kind": "argmax", "probabilities": self.output_kind == "softmax"}
+
+    def local_reading(self) -> dict[str, Any]:
+        if self.feature_selection == "pruning":
+            return {"kind": "relu_pruning"}
+        return {
+            "kind": "relu_weights",
+            "threshold": self.weights_threshold,
+            "negative_slope": self.negative_slope,
+        }
+
     @property
     def negative_slope(self) -> float:
         return 0.0 if self.activation == "relu" else LEAKY_SLOPE

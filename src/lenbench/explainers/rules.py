@@ -142,6 +142,22 @@ class RuleListExplainer(Explainer):
     def info(self) -> dict[str, Any]:
         return dict(self._info)
 
+    def model_parts(self) -> dict[str, Any]:
+        rule_list = self.rule_list()
+        rules = [
+            ([(str(n), bool(neg)) for n, neg in rule.condition], int(rule.prediction))
+            for rule in rule_list.rules
+        ]
+        rules.append(([], int(rule_list.default)))
+        predictor = {
+            "kind": "sklearn",
+            "estimator": self.model,
+            "binarize": "float64",
+            "negations": bool(getattr(self, "negations", False)),
+            "scores": "column1",
+        }
+        return {"predictor": predictor, "local": {"kind": "rule_list", "rules": rules}}
+
 
 class GreedyRuleListExplainer(RuleListExplainer):
     """``imodels.GreedyRuleListClassifier``: splits on one concept at a time along a single path (method
@@ -312,6 +328,17 @@ class RandomForestExplainer(Explainer):
 
     def explain(self, fold: Fold, target_class: int = 1) -> Formula:
         return Formula.false()
+
+    def model_parts(self) -> dict[str, Any]:
+        binarize = "float64" if self.binarize_inputs else None
+        return {
+            "predictor": {
+                "kind": "sklearn",
+                "estimator": self.forest,
+                "binarize": binarize,
+                "scores": "classes",
+            }
+        }
 
     def info(self) -> dict[str, Any]:
         return dict(self._info)

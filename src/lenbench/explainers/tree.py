@@ -59,6 +59,11 @@ class TreeExplainer(Explainer):
     def explain(self, fold: Fold, target_class: int = 1) -> Formula:
         return tree_to_formula(self.tree, fold.concept_names, target_class)
 
+    def model_parts(self) -> dict[str, Any]:
+        binarize = "float32" if self.binarize_inputs else None
+        predictor = {"kind": "sklearn", "estimator": self.tree, "binarize": binarize, "scores": "classes"}
+        return {"predictor": predictor, "local": {"kind": "tree_path"}}
+
     def info(self) -> dict[str, Any]:
         if self._tree is None:
             return {}

@@ -237,6 +237,20 @@ class MlflowTracker:
                 time.sleep(0.1 * (attempt + 1))
         log.warning("fold %d: its dataset inputs were not recorded (%s)", fold, short_error(error))
 
+    def log_fold_model(self, fold: int, model: Any) -> None:
+        """The fold's fitted explainer as the MLflow model ``model`` of its run (:mod:`lenbench.models.store`); the
+        parent run names it (tag ``lenbench.model.fold<k>``). A model that cannot be saved is a warning, not the
+        end of the job's tracking."""
+        from lenbench.models.store import PARENT_MODEL_TAG, log_model
+
+        child = self._child(fold)
+        try:
+            uri = log_model(self.client, self.experiment_id, child, model)
+        except Exception as exc:  # noqa: BLE001 - the fold's metrics and formula still get logged
+            log.warning("fold %d: its model was not logged (%s)", fold, short_error(exc))
+            return
+        self.client.set_tag(self.run_id, PARENT_MODEL_TAG.format(fold=fold), uri)
+
     def fail_fold(self, fold: int, error: str) -> None:
         child = self._child(fold)
         self.client.set_tag(child, "error", error[:MAX_TAG_CHARS])

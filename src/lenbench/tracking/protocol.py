@@ -49,6 +49,8 @@ class Tracker(Protocol):
         source: str | None = None,
     ) -> None: ...
 
+    def log_fold_model(self, fold: int, model: Any) -> None: ...
+
     def fail_fold(self, fold: int, error: str) -> None: ...
 
     def finish_job(
@@ -83,6 +85,9 @@ class NullTracker:
         return {}
 
     def log_fold_inputs(self, fold, dataset_name, checksum, splits, source=None) -> None:  # noqa: ANN001
+        return None
+
+    def log_fold_model(self, fold: int, model: Any) -> None:
         return None
 
     def fail_fold(self, fold: int, error: str) -> None:
@@ -146,6 +151,9 @@ class ResilientTracker:
 
     def log_fold_inputs(self, *args: Any, **kwargs: Any) -> None:
         self._call("log_fold_inputs", *args, **kwargs)
+
+    def log_fold_model(self, *args: Any, **kwargs: Any) -> None:
+        self._call("log_fold_model", *args, **kwargs)
 
     def fail_fold(self, *args: Any, **kwargs: Any) -> None:
         self._call("fail_fold", *args, **kwargs)

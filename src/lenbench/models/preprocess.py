@@ -1,0 +1,96 @@
+"""Raw table rows to concepts, with what a fold fitted: the model's own copy of ``data=csv``'s preprocessing.
+
+A table's fold record (:meth:`lenbench.data.table.TablePlan.encode`) lists every column's kind, the concepts it
+gives, its categories and its fill value, with the bin edges and thresholds fitted on the fold's training rows.
+:func:`encode_raw` applies exactly that to new rows (same parsing, same binning rule: a value equal to an edge goes
+to the upper bin), so the training table's own rows give the fold's concept matrix again (tested). Problems with
+the new rows (a missing column, text in a numeric column, an unknown category) raise
+:class:`~lenbench.errors.UserError` naming the column and the fix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lenbench.errors import UserError
+
+
+def raw_encoding(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The part of a fold's preprocessing record that encodes raw rows; None when it does not describe columns."""
+    if not record or not record.get("columns"):
+        return None
+    keys = ("columns", "bin_edges", "thresholds")
+    return {key: record.get(key, {}) for key in keys}
+
+
+def raw_columns(encoding: dict[str, Any]) -> list[str]:
+    """The raw columns the encoding reads, in order."""
+    return [str(c["source"]) for c in encoding["columns"]]
+
+
+def encode_raw(encoding: dict[str, Any], frame: pd.DataFrame, where: str = "input") -> np.ndarray:
+    """float32 [n, k] concepts of the raw rows of ``frame`` (every column of :func:`raw_columns` needed)."""
+    missing = [c for c in raw_columns(encoding) if c not in frame.columns]
+    if missing:
+        raise UserError(
+            f"{where}: column(s) {', '.join(repr(c) for c in missing)} missing; fix: give every column the model "
+            f"was trained on ({', '.join(raw_columns(encoding))})"
+        )
+    blocks = [_encode_column(spec, frame[spec["source"]], encoding, where) for spec in encoding["columns"]]
+    return np.hstack(blocks).astype(np.float32) if blocks else np.zeros((len(frame), 0), np.float32)
+
+
+def _encode_column(
+    spec: dict[str, Any], series: pd.Series, encoding: dict[str, Any], where: str
+) -> np.ndarray:
+    source, kind = spec["source"], spec["kind"]
+    if kind == "categorical":
+        values = np.array([spec["fill"] if pd.isna(v) else _text(v) for v in series], dtype=object)
+        unknown = sorted({str(v) for v in values} - set(spec["categories"]))
+        if unknown:
+            raise UserError(
+                f"{where}: column {source!r} holds {unknown[0]!r}, a value the model never saw; fix: use one of "
+                f"{', '.join(spec['categories'])} (or leave the cell empty)"
+            )
+        return np.column_stack([values == c for c in spec["categories"]])
+    values = _numbers(series, source, where)
+    values = np.where(np.isnan(values), float(spec["fill"]), values)
+    if kind == "binary":
+        return values[:, None]
+    if source in encoding["thresholds"]:
+        return (values >= float(encoding["thresholds"][source]))[:, None]
+    edges = np.asarray(encoding["bin_edges"][source], dtype=np.float64)
+    bins = len(edges) - 1
+    if edges[0] == edges[-1]:
+        return np.eye(bins)[np.zeros(values.shape[0], dtype=np.intp)]
+    return np.eye(bins)[np.digitize(values, edges[1:-1])]
+
+
+def _numbers(series: pd.Series, source: str, where: str) -> np.ndarray:
+    """float64 with NaN; booleans and true/false text as 0/1; any other text is an error."""
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return series.astype("float64").to_numpy(na_value=np.nan)
+    if pd.api.types.is_numeric_dtype(series.dtype):
+        return series.astype("float64").to_numpy(na_value=np.nan)
+    text = series.map(lambda v: v if pd.isna(v) else str(v).strip().lower())
+    flags = text.map({"true": 1.0, "false": 0.0})
+    numbers = pd.to_numeric(text.where(flags.isna()), errors="coerce")
+    values = flags.fillna(numbers).astype("float64").to_numpy(na_value=np.nan)
+    bad = np.flatnonzero(series.notna().to_numpy() & np.isnan(values))
+    if bad.size or np.isinf(values).any():
+        row = int(bad[0]) if bad.size else int(np.flatnonzero(np.isinf(values))[0])
+        raise UserError(
+            f"{where}: column {source!r} must hold numbers, but row {row + 1} holds {series.iloc[row]!r}; fix: "
+            f"correct that cell (an empty cell is imputed)"
+        )
+    return values
+
+
+def _text(value: Any) -> str:
+    """A category as the table's encoder spells it (1.0 -> "1")."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value).strip()

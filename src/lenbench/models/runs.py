@@ -1,0 +1,121 @@
+"""Finding the model(s) of a run in the store, by id or by name: a fold run gives its own model, a job's parent run
+the models of its folds (an ensemble). Every way this can go wrong is one :class:`~lenbench.errors.UserError` line.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from lenbench.errors import UserError
+from lenbench.models.export import FORMAT_VERSION
+from lenbench.models.pyfunc import LenbenchModel, check_version
+from lenbench.models.store import MODEL_ID_TAG, PARENT_MODEL_TAG
+
+log = logging.getLogger(__name__)
+
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+_FOLD_TAG = re.compile(r"^" + re.escape(PARENT_MODEL_TAG).replace(r"\{fold\}", r"(\d+)") + "$")
+
+
+@dataclass(frozen=True)
+class FoundModels:
+    """The run asked for and the URIs of its model(s), by fold (one entry for a fold run)."""
+
+    run_id: str
+    run_name: str
+    is_fold: bool
+    uris: dict[int, str]
+
+
+def find_run(client: Any, run: str, uri: str) -> Any:
+    """The run ``run`` (an id, or a run name: the most recent run of that name wins, with a log line)."""
+    if _RUN_ID.match(run):
+        try:
+            return client.get_run(run)
+        except Exception:  # noqa: BLE001 - MLflow raises its own exception for an unknown id
+            raise UserError(
+                f"run={run}: no such run in the MLflow store {uri}; fix: copy a run id from the UI "
+                f"or `mlflow runs list`, or give a run name such as pruning-s42-fold0"
+            ) from None
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = (
+        client.search_runs(
+            experiments,
+            filter_string=f"attributes.run_name = '{_quoted(run)}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=20,
+        )
+        if experiments
+        else []
+    )
+    if not runs:
+        raise UserError(
+            f"run={run}: no run of that name (or id) in the MLflow store {uri}; fix: give a run id, "
+            f"or a run name such as pruning-s42 (a job) or pruning-s42-fold0 (one fold)"
+        )
+    if len(runs) > 1:
+        log.info("%d runs are named %s; using the most recent, %s", len(runs), run, runs[0].info.run_id)
+    return runs[0]
+
+
+def run_models(client: Any, run: Any) -> FoundModels:
+    """The model URIs of a fold run (its own) or of a job's parent run (one per fold)."""
+    tags, name = run.data.tags, run.data.tags.get("mlflow.runName", run.info.run_id)
+    if "fold" in tags and "mlflow.parentRunId" in tags:
+        model_id = tags.get(MODEL_ID_TAG) or _reused_model(client, tags.get("reused_from"))
+        if not model_id:
+            raise _no_model(name, "fold run")
+        return FoundModels(run.info.run_id, name, True, {int(tags["fold"]): f"models:/{model_id}"})
+    uris = {int(m.group(1)): value for key, value in tags.items() if (m := _FOLD_TAG.match(key))}
+    if not uris:
+        raise _no_model(name, "run")
+    return FoundModels(run.info.run_id, name, False, dict(sorted(uris.items())))
+
+
+def load_models(uris: dict[int, str]) -> dict[int, LenbenchModel]:
+    """Each URI's model, its lenbench version checked first (from the MLmodel file, before unpickling)."""
+    import mlflow.models
+    import mlflow.pyfunc
+
+    models = {}
+    for fold, uri in uris.items():
+        try:
+            metadata = mlflow.models.get_model_info(uri).metadata or {}
+        except Exception as exc:  # noqa: BLE001 - missing or unreadable artifacts
+            raise UserError(
+                f"the model {uri} cannot be read ({_first_line(exc)}); fix: check that the store's "
+                f"artifacts are reachable (the folder beside the SQLite file, or the server)"
+            ) from None
+        check_version(metadata.get("lenbench_version", "unknown"), metadata.get("lenbench_format", -1), uri)
+        models[fold] = mlflow.pyfunc.load_model(uri).unwrap_python_model()
+    return models
+
+
+def _reused_model(client: Any, run_id: str | None) -> str | None:
+    """A fold reused from an earlier run has its model there."""
+    if not run_id:
+        return None
+    try:
+        return client.get_run(run_id).data.tags.get(MODEL_ID_TAG)
+    except Exception:  # noqa: BLE001 - the earlier run was deleted
+        return None
+
+
+def _no_model(name: str, what: str) -> UserError:
+    return UserError(
+        f"run {name}: this {what} has no model (trained with method.log_model=false, or before "
+        f"lenbench logged models, format {FORMAT_VERSION}); fix: train it again with "
+        f"method.log_model=true, or pick a run whose Models column shows one"
+    )
+
+
+def _quoted(text: str) -> str:
+    return text.replace("'", "\\'")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,105 @@
+"""Logging a fold's model to MLflow, and the tags that name it.
+
+:func:`log_model` does what ``mlflow.pyfunc.log_model(name="model")`` does inside an active run (a LoggedModel
+linked to the fold's run as its output, its MLmodel and pickled :class:`~lenbench.models.pyfunc.LenbenchModel`
+uploaded, the model READY), through an explicit ``MlflowClient``: lenbench never sets MLflow's global tracking
+URI or active run. ``runs:/<fold run>/model`` and ``models:/<model id>`` both load it. Cheap on purpose: the
+requirements are the installed versions of what the model imports (no inference by importing the model in a
+subprocess), no input example, so a fold's model costs a few hundred milliseconds (``benchmarks/bench_log_model.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from lenbench.models.export import ModelExport
+
+MODEL_NAME = "model"  # runs:/<fold run>/model
+MODEL_ID_TAG = "lenbench.model_id"  # on a fold run: its LoggedModel's id
+PARENT_MODEL_TAG = "lenbench.model.fold{fold}"  # on a parent run: each fold's model URI
+
+
+class _DropAdvice(logging.Filter):
+    """MLflow's advice on every save (pickled models, input examples): said once in the README, not per fold."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "CloudPickle" not in record.getMessage()
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    pyfunc_log, advice = logging.getLogger("mlflow.pyfunc"), _DropAdvice()
+    pyfunc_log.addFilter(advice)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*input example was not provided.*")
+            yield
+    finally:
+        pyfunc_log.removeFilter(advice)
+
+
+@cache
+def _pinned(package: str) -> str | None:
+    try:
+        return f"{package}=={version(package)}"
+    except PackageNotFoundError:
+        return None
+
+
+def requirements(export: ModelExport) -> list[str]:
+    """What the model needs installed: lenbench and the libraries its predictor uses, at the logging versions."""
+    packages = ["lenbench", "mlflow", "numpy", "pandas", "scikit-learn", "torch"]
+    if export.local and export.local.get("kind") == "rule_list":
+        packages.append("imodels")
+    return [p for p in (_pinned(name) for name in packages) if p is not None]
+
+
+def log_model(client: Any, experiment_id: str, run_id: str, export: ModelExport) -> str:
+    """Log ``export`` as the pyfunc model ``model`` of the run ``run_id``; returns its ``models:/<id>`` URI."""
+    import mlflow.pyfunc
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+    from mlflow.models import Model
+
+    from lenbench.models.pyfunc import LenbenchModel, signature
+
+    logged = client.create_logged_model(
+        experiment_id,
+        name=MODEL_NAME,
+        source_run_id=run_id,
+        tags={"method": export.method, "fold": str(export.fold)},
+        model_type="lenbench",
+    )
+    try:
+        client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+        with tempfile.TemporaryDirectory(prefix="lenbench-model-") as tmp:
+            path = Path(tmp) / MODEL_NAME
+            description = Model(
+                artifact_path=logged.artifact_location,
+                model_uuid=logged.model_id,
+                run_id=run_id,
+                metadata=export.metadata(),
+                model_id=logged.model_id,
+            )
+            with _quiet():
+                mlflow.pyfunc.save_model(
+                    path,
+                    python_model=LenbenchModel(export),
+                    mlflow_model=description,
+                    signature=signature(export),
+                    pip_requirements=requirements(export),
+                )
+            client.log_model_artifacts(logged.model_id, str(path))
+    except BaseException:
+        client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+        raise
+    client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+    client.set_tag(run_id, MODEL_ID_TAG, logged.model_id)
+    return f"models:/{logged.model_id}"

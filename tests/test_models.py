@@ -1,0 +1,205 @@
+"""Every method's fitted explainer, logged as an MLflow model and loaded back, predicts exactly what the explainer
+predicted on its fold's test rows (bit for bit, CPU), scores the same, fires its formula where the formula is true,
+and reads local explanations that hold on their rows; a table model takes raw rows through the fold's own
+preprocessing."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from lenbench.data import load_breast_cancer, make_xor
+from lenbench.errors import UserError
+from lenbench.folds import CVConfig, run_fold
+from lenbench.logic.formula import Formula
+from lenbench.models.frames import concept_rows
+from lenbench.models.preprocess import encode_raw
+from lenbench.models.store import log_model
+from lenbench.tracking.store import check_store
+
+TRAINER = {
+    "accelerator": "cpu",
+    "devices": 1,
+    "strategy": "auto",
+    "precision": "32-true",
+    "log_every_n_epochs": 10,
+    "epochs_per_batch": 100,
+}
+
+
+def _explainer(method: str):  # noqa: ANN202
+    from lenbench.callbacks.entropy import EntropyPenalty
+    from lenbench.callbacks.l1 import L1Regularization
+    from lenbench.callbacks.pruning import FanInPruning, FeaturePruning
+    from lenbench.explainers import entropy_net, psi_net, relu_net, rules, tree
+
+    net = {"seed": 1, "trainer": TRAINER, "epochs": 40}
+    if method == "pruning":
+        l1 = L1Regularization(strength=1e-3, layers="first", include_bias=True)
+        pruning = FeaturePruning(start_epoch=20, period=10, offset=1, threshold=0.5, layer=0)
+        return relu_net.ReluNetExplainer(hidden=[8, 4], callbacks=[l1, pruning], **net)
+    if method == "weights":
+        return relu_net.ReluNetExplainer(feature_selection="weights", activation="relu", hidden=[8, 4], **net)
+    if method == "psi":
+        l1 = L1Regularization(strength=1e-5, layers="all", include_bias=False)
+        return psi_net.PsiNetExplainer(hidden=[6, 3], callbacks=[l1, FanInPruning(fan_in=2, epoch=20)], **net)
+    if method == "entropy":
+        return entropy_net.EntropyNetExplainer(hidden=[8], callbacks=[EntropyPenalty(strength=1e-3)], **net)
+    if method == "tree":
+        return tree.TreeExplainer(seed=1)
+    if method == "brl":
+        return rules.BayesianRuleListExplainer(seed=1, max_iter=300, n_chains=1)
+    if method == "rulelist":
+        return rules.GreedyRuleListExplainer(seed=1)
+    return rules.RandomForestExplainer(seed=1, n_estimators=10)
+
+
+METHODS = ("tree", "pruning", "weights", "psi", "entropy", "brl", "rulelist", "rf")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[MlflowClient, str]:
+    folder = tmp_path_factory.mktemp("models")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    check_store(uri)
+    client = MlflowClient(uri)
+    return client, client.create_experiment("models", artifact_location=str(folder / "artifacts"))
+
+
+def _fit(dataset, method: str):  # noqa: ANN001, ANN202
+    """Fold 0 of ``dataset`` scored by run_fold with its model exported, and the explainer that fitted it."""
+    made = []
+
+    def make():  # noqa: ANN202
+        made.append(_explainer(method))
+        return made[-1]
+
+    result = run_fold(dataset, 0, CVConfig(n_splits=3), make, export_model=True)
+    return result, made[0]
+
+
+def _reload(store: tuple[MlflowClient, str], export):  # noqa: ANN001, ANN202
+    import mlflow.pyfunc
+
+    client, experiment = store
+    run = client.create_run(experiment).info.run_id
+    uri = log_model(client, experiment, run, export)
+    assert uri.startswith("models:/")
+    assert client.get_run(run).data.tags["lenbench.model_id"] == uri.removeprefix("models:/")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", client.tracking_uri)
+        return mlflow.pyfunc.load_model(f"runs:/{run}/model")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_reloaded_model_predicts_exactly_what_the_explainer_did(method: str, store) -> None:  # noqa: ANN001
+    dataset = make_xor(n_samples=240, n_concepts=6, seed=3)
+    result, explainer = _fit(dataset, method)
+    test = result.splits["test"]
+    x_test = dataset.x[test]
+    model = _reload(store, result.model)
+    answer = model.predict(pd.DataFrame(x_test, columns=dataset.concept_names))
+
+    assert list(answer.columns) == ["predicted_class", "score", "formula_fires", "local_explanation"]
+    assert np.array_equal(answer["predicted_class"].to_numpy(), explainer.predict(x_test))
+    scores = explainer.scores(x_test)
+    assert np.array_equal(answer["score"].to_numpy(), np.asarray(scores, dtype=np.float64), equal_nan=True)
+    if method == "rf":
+        assert answer["formula_fires"].isna().all() and (answer["local_explanation"] == "").all()
+    else:
+        expected = Formula.parse(str(result.formula)).evaluate(x_test, dataset.concept_names)
+        assert np.array_equal(answer["formula_fires"].to_numpy(dtype=bool), expected)
+    if method not in ("psi", "rf"):  # a local explanation is the row's own values of the concepts behind it
+        for row, text in zip(x_test, answer["local_explanation"], strict=True):
+            assert Formula.parse(text).evaluate(row[None, :], dataset.concept_names)[0]
+
+
+def test_tree_local_explanation_is_the_leaf_it_decides_in() -> None:
+    dataset = make_xor(n_samples=240, n_concepts=6, seed=3)
+    result, explainer = _fit(dataset, "tree")
+    from lenbench.models.frames import explain_frame
+    from lenbench.models.predict import Predictor
+
+    predictor = Predictor(result.model)
+    rows = concept_rows(result.model, pd.DataFrame(dataset.x, columns=dataset.concept_names))
+    answer = explain_frame(predictor, rows)
+    predicted = explainer.predict(dataset.x)
+    assert np.array_equal(answer["predicted_class"].to_numpy(), predicted)
+    for text in answer["local_explanation"].unique():  # every row on a path ends in that path's leaf
+        region = Formula.parse(text).evaluate(dataset.x, dataset.concept_names)
+        assert region.any() and (predicted[region] == predicted[region][0]).all()
+
+
+def test_pruning_local_explanation_uses_the_concepts_still_connected() -> None:
+    dataset = make_xor(n_samples=240, n_concepts=6, seed=3)
+    result, explainer = _fit(dataset, "pruning")
+    from lenbench.models.predict import Predictor
+
+    connected = {
+        dataset.concept_names[j] for j in np.flatnonzero(np.abs(explainer.layer_arrays()[0][0]).sum(axis=0))
+    }
+    texts = Predictor(result.model).local_explanations(dataset.x[:20], explainer.predict(dataset.x[:20]))
+    assert all(Formula.parse(t).concepts == connected for t in texts)
+
+
+@pytest.mark.parametrize("method", ("tree", "entropy"))
+def test_a_table_model_takes_raw_rows_through_the_folds_own_preprocessing(method: str, store) -> None:  # noqa: ANN001
+    from lenbench.data.bundled import breast_cancer_frame
+
+    dataset = load_breast_cancer(fit_scope="train")
+    result, explainer = _fit(dataset, method)
+    raw = breast_cancer_frame()
+    encoding = result.model.preprocessing
+    assert encoding is not None
+    fold_x = dataset.refit(np.concatenate([result.splits["train"], result.splits["validation"]])).x
+    assert np.array_equal(encode_raw(encoding, raw.drop(columns=["diagnosis"])), fold_x)
+
+    test = result.splits["test"]
+    model = _reload(store, result.model)
+    answer = model.predict(raw.iloc[test].drop(columns=["diagnosis"]))
+    assert np.array_equal(answer["predicted_class"].to_numpy(), explainer.predict(fold_x[test]))
+    assert np.array_equal(answer["score"].to_numpy(), explainer.scores(fold_x[test]))
+
+
+def test_bad_rows_are_one_line_naming_the_column() -> None:
+    dataset = make_xor(n_samples=240, n_concepts=6, seed=3)
+    result, _ = _fit(dataset, "tree")
+    good = pd.DataFrame(dataset.x[:5], columns=dataset.concept_names)
+    cases = {
+        "missing": (good.drop(columns=["c2"]), r"1 concept column\(s\) missing \(c2\)"),
+        "extra": (good.assign(age=1.0), r"1 column\(s\) the model does not know \(age\)"),
+        "range": (
+            good.assign(c3=[0, 1, 2.5, 0, 1]),
+            r"concept 'c3' in row 3 is 2\.5, not a number in \[0, 1\]",
+        ),
+        "text": (good.assign(c0=["1", "0", "yes", "1", "0"]), r"concept 'c0' in row 3 is 'yes'"),
+    }
+    for frame, message in cases.values():
+        with pytest.raises(UserError, match=message) as caught:
+            concept_rows(result.model, frame)
+        assert "\n" not in str(caught.value) and "fix:" in str(caught.value)
+    with_label = concept_rows(result.model, good.assign(y=dataset.y[:5]))
+    assert np.array_equal(with_label.labels, dataset.y[:5])
+
+
+def test_a_model_of_another_lenbench_version_is_refused(store) -> None:  # noqa: ANN001
+    import mlflow.pyfunc
+
+    from lenbench.models.runs import load_models
+
+    dataset = make_xor(n_samples=240, n_concepts=6, seed=3)
+    result, _ = _fit(dataset, "tree")
+    client, experiment = store
+    old = dataclasses.replace(result.model, lenbench_version="0.0.1")
+    run = client.create_run(experiment).info.run_id
+    uri = log_model(client, experiment, run, old)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", client.tracking_uri)
+        with pytest.raises(UserError, match=r"was logged by lenbench 0\.0\.1 .* fix: use lenbench 0\.0\.1"):
+            load_models({0: uri})
+        with pytest.raises(Exception, match="logged by lenbench 0.0.1"):
+            mlflow.pyfunc.load_model(uri)
