@@ -87,7 +87,8 @@ def test_train_on_breast_cancer(tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 def test_train_on_digits_parity_finds_the_formula(tmp_path: Path) -> None:
-    summary = _summary(tmp_path, "data=digits_parity")
+    # The true digit identities (the encoder mode, the default, is tested in test_encoder.py).
+    summary = _summary(tmp_path, "data=digits_parity", "data.concepts_from=truth")
     assert summary["model_accuracy_mean"] == pytest.approx(1.0)
     assert summary["explanation_accuracy_mean"] == pytest.approx(1.0)
     explanations = json.loads((tmp_path / "job" / "explanations.json").read_text())
