@@ -14,7 +14,7 @@ PORT ?= 5000
 STORE := sqlite:///$(CURDIR)/mlruns/mlflow.db
 ARTIFACTS := $(CURDIR)/mlruns/artifacts
 
-.PHONY: install train sweep paper report readme-tables ui server cleanup test test-fast lint format bench clean
+.PHONY: install train sweep tune paper report readme-tables ui server cleanup test test-fast lint format bench clean
 
 install: $(STAMP)
 
@@ -29,6 +29,9 @@ train: install  ## the main job: 10-fold MIMIC-II study of the default method (A
 
 sweep: install  ## a Hydra multirun, e.g. make sweep ARGS="method=psi seed=0,1,2"
 	$(PY) -m train -m $(ARGS)
+
+tune: install  ## accuracy/complexity Pareto front of one method, e.g. make tune ARGS="method=entropy data=mimic"
+	$(PY) -m lenbench.tune $(ARGS)
 
 paper: install  ## the notebook's whole study (4 methods), each job's folds in parallel on this machine's cores
 	$(PY) -m train -m experiment=mimic_paper $(ARGS)

@@ -122,7 +122,7 @@ class MlflowTracker:
         runs = self.client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.config_hash = '{config_hash}' and attributes.status = 'FINISHED'",
-            max_results=10,
+            max_results=1000,  # its fold runs carry the same tag: 10 of them once hid the parent
         )
         parents = [r for r in runs if PARENT_RUN_ID_TAG not in r.data.tags]
         return parents[0].info.run_id if parents else None

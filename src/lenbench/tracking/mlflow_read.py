@@ -122,11 +122,13 @@ def _job_query(sweep_id: str | None, filter_string: str) -> str:
 
 
 def finished_jobs(client: Any, experiment_id: str, query: str) -> list[Any]:
-    """The parent runs (jobs; report runs excluded) matching ``query`` (which includes the FINISHED status)."""
+    """The parent runs (jobs; report and tuning-study runs excluded) matching ``query`` (which includes the
+    FINISHED status)."""
     return [
         run
         for run in _search(client, experiment_id, query)
-        if PARENT_RUN_ID_TAG not in run.data.tags and run.data.tags.get(KIND_TAG) != "report"
+        if PARENT_RUN_ID_TAG not in run.data.tags
+        and run.data.tags.get(KIND_TAG) not in ("report", "tune_study")
     ]
 
 

@@ -1,0 +1,183 @@
+"""MLflow record of a tuning study: one parent run per study, one child run per trial, Pareto members tagged and
+linked to the jobs that scored them on the test folds.
+
+The study's parent run (tag ``kind=tune_study``, ``tune.study`` = the study's name) lives in the same experiment as
+the jobs, so the Pareto members' jobs (ordinary job runs, found by their ``config_hash``) sit beside the jobs of
+``python -m train`` and the report compares them; the report's job reader skips study runs. A resumed study (the same
+command again, or a second command on the same storage) reopens its parent run. A trial's child run holds its
+params, its validation objectives (``val_<metric>``, mean over the outer folds; the per-fold values as steps
+0..k-1) and, once the study ends, ``pareto`` = true/false and, for a member, ``test_run_id`` and its test means.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lenbench.tracking.cleanup import process_tags
+from lenbench.tracking.mlflow import KIND_TAG, PARENT_RUN_ID_TAG, MlflowTracker, _finite, _now_ms
+from lenbench.tracking.store import store_lock
+
+log = logging.getLogger(__name__)
+
+STUDY_KIND = "tune_study"
+TRIAL_KIND = "tune_trial"
+STUDY_TAG = "tune.study"
+TRIAL_TAG = "tune.trial"
+PARETO_TAG = "pareto"
+TEST_RUN_TAG = "test_run_id"
+
+
+class StudyRecorder:
+    """Writes one study's runs; every process of the study (workers included) opens its own."""
+
+    def __init__(self, uri: str, experiment: str, study_name: str) -> None:
+        tracker = MlflowTracker(uri, experiment)  # checks the store (one line when it cannot be used)
+        self.uri, self.client, self.experiment_id = uri, tracker.client, tracker.experiment_id
+        self.study_name = study_name
+
+    def _study_runs(self, kind: str, extra: str = "") -> list[Any]:
+        query = f"tags.{KIND_TAG} = '{kind}' and tags.`{STUDY_TAG}` = '{self.study_name}'" + extra
+        return list(self.client.search_runs([self.experiment_id], query, max_results=5000))
+
+    def open_study(self, tags: Mapping[str, str], params: Mapping[str, Any]) -> str:
+        """The study's parent run: reopened (RUNNING, this process's tags) when it exists, else created."""
+        from mlflow.entities import Param
+
+        with store_lock(self.uri):  # two commands starting the same study create one parent run
+            found = self._study_runs(STUDY_KIND)
+            mine = {**tags, **process_tags(), KIND_TAG: STUDY_KIND, STUDY_TAG: self.study_name}
+            if found:
+                run_id = found[0].info.run_id
+                self.client.update_run(run_id, status="RUNNING")
+                for key, value in mine.items():
+                    self.client.set_tag(run_id, key, str(value))
+                return run_id
+            mine["mlflow.runName"] = f"tune-{self.study_name}"
+            run_id = self.client.create_run(self.experiment_id, tags=mine).info.run_id
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[start : start + 100])
+        return run_id
+
+    def start_trial(self, parent: str, number: int, params: Mapping[str, Any]) -> str:
+        from mlflow.entities import Param
+
+        tags = {
+            **process_tags(),
+            PARENT_RUN_ID_TAG: parent,
+            KIND_TAG: TRIAL_KIND,
+            STUDY_TAG: self.study_name,
+            TRIAL_TAG: str(number),
+            "mlflow.runName": f"{self.study_name}-t{number}",
+        }
+        run_id = self.client.create_run(self.experiment_id, tags=tags).info.run_id
+        self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        return run_id
+
+    def finish_trial(
+        self, run_id: str, means: Mapping[str, float], per_fold: Sequence[Mapping[str, float]]
+    ) -> None:
+        """``val_<metric>``: the mean over outer folds at step k (the number of folds), each fold's value at its
+        position 0..k-1 (MLflow shows the history)."""
+        from mlflow.entities import Metric
+
+        now = _now_ms()
+        entries = [Metric(f"val_{k}", v, now, len(per_fold)) for k, v in _finite(means).items()]
+        for step, fold in enumerate(per_fold):
+            entries += [Metric(f"val_{k}", v, now, step) for k, v in _finite(fold).items()]
+        for start in range(0, len(entries), 1000):
+            self.client.log_batch(run_id, metrics=entries[start : start + 1000])
+        self.client.set_terminated(run_id, "FINISHED")
+
+    def fail_trial(self, run_id: str, error: str) -> None:
+        self.client.set_tag(run_id, "error", error[:5000])
+        self.client.set_terminated(run_id, "FAILED")
+
+    def trial_runs(self) -> dict[int, str]:
+        """Trial number -> its latest run id (a trial rerun after a crash has two runs)."""
+        latest: dict[int, Any] = {}
+        for run in self._study_runs(TRIAL_KIND):
+            number = int(run.data.tags[TRIAL_TAG])
+            if number not in latest or run.info.start_time > latest[number].info.start_time:
+                latest[number] = run
+        return {n: r.info.run_id for n, r in latest.items()}
+
+    def job_run(self, config_hash: str) -> str | None:
+        """The FINISHED job run of a configuration (the parent run of its folds)."""
+        query = f"tags.config_hash = '{config_hash}' and attributes.status = 'FINISHED'"
+        runs = self.client.search_runs([self.experiment_id], query, max_results=50)
+        parents = [r for r in runs if PARENT_RUN_ID_TAG not in r.data.tags]
+        return parents[0].info.run_id if parents else None
+
+    def mark_front(
+        self, front: pd.DataFrame, on_front: set[int], trials: Mapping[int, str], parent: str
+    ) -> None:
+        """Tag every trial run ``pareto`` (true for each trial on the front, a repeat of a member's params
+        included); a member's run gets its test job's id and test means, the job run the study and trial it came
+        from."""
+        from mlflow.entities import Metric
+
+        members = {int(row.trial): row for row in front.itertuples()}
+        for number, run_id in trials.items():
+            self.client.set_tag(run_id, PARETO_TAG, str(number in on_front).lower())
+        for number, row in members.items():
+            test_run = str(getattr(row, "test_run_id", "") or "")
+            run_id = trials.get(number)
+            if run_id is None:
+                continue
+            tests = {k: float(v) for k, v in row._asdict().items() if k.startswith("test_") and _number(v)}
+            now = _now_ms()
+            self.client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in _finite(tests).items()])
+            if test_run:
+                self.client.set_tag(run_id, TEST_RUN_TAG, test_run)
+                self.client.set_tag(test_run, STUDY_TAG, self.study_name)
+                self.client.set_tag(test_run, TRIAL_TAG, str(number))
+                self.client.set_tag(test_run, "tune.study_run_id", parent)
+
+    def finish_study(self, parent: str, summary: Mapping[str, float], files: Sequence[Path]) -> None:
+        from mlflow.entities import Metric
+
+        now = _now_ms()
+        self.client.log_batch(parent, metrics=[Metric(k, v, now, 0) for k, v in _finite(summary).items()])
+        for path in files:
+            self.client.log_artifact(parent, str(path))
+        self.client.set_terminated(parent, "FINISHED")
+
+    def fail_study(self, parent: str, error: str, status: str = "FAILED") -> None:
+        self.client.set_tag(parent, "error", error[:5000])
+        self.client.set_terminated(parent, status)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def load_fronts(uri: str, experiment: str) -> list[tuple[dict[str, str], pd.DataFrame]]:
+    """Every FINISHED study of ``experiment`` with its ``pareto.csv``: (its tags, the table); [] when none."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    query = f"tags.{KIND_TAG} = '{STUDY_KIND}' and attributes.status = 'FINISHED'"
+    fronts = []
+    for run in client.search_runs([found.experiment_id], query, max_results=1000):
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                table = pd.read_csv(client.download_artifacts(run.info.run_id, "pareto.csv", tmp))
+                meta = json.loads(
+                    Path(client.download_artifacts(run.info.run_id, "study.json", tmp)).read_text()
+                )
+        except Exception as exc:  # noqa: BLE001 - a study without its files is reported, not fatal
+            log.warning("study run %s has no readable pareto.csv/study.json (%s)", run.info.run_id, exc)
+            continue
+        fronts.append(({**run.data.tags, "study_json": json.dumps(meta)}, table))
+    return fronts

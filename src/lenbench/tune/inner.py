@@ -1,0 +1,102 @@
+"""Validation scores of one configuration: each outer fold's train+validation rows, split again, never its test rows.
+
+For outer fold k the CV protocol splits the rows that are not test rows into train and validation rows
+(``cv.val_size``, ``cv.inner_split_seed``). Tuning treats those validation rows as the held-out rows: the method is
+fitted on fold k's *train* rows only (which it splits once more, the same way, into the rows it trains on and the
+rows it builds or ranks explanations on), and every metric of the registry is computed on fold k's validation rows.
+A data set whose preprocessing is learnt (``data.fit_scope=train``) is refitted on the train rows alone. So no test
+row, and no validation row, reaches the fitted model or its explanation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from lenbench.data.base import ConceptDataset, Fold, Refitted
+from lenbench.explainers.base import Explainer
+from lenbench.folds import CVConfig, FoldFailed
+from lenbench.scoring import METRICS, FoldEvidence, MetricSet
+
+
+def inner_fold(dataset: ConceptDataset, cv: CVConfig, fold_index: int) -> Fold:
+    """Outer fold ``fold_index`` seen from inside: its train rows fit (split into train/validation as the protocol
+    splits), its validation rows are the ``test`` rows scored. Its ``test_index`` are the outer validation rows."""
+    module = cv.datamodule(dataset, fold_index)
+    module.setup()
+    outer = module.fold
+    assert outer is not None
+    fit_index, held_out = outer.train_index, outer.val_index
+    train_pos, val_pos = train_test_split(
+        np.arange(fit_index.shape[0]), test_size=cv.val_size, random_state=cv.inner_split_seed
+    )
+    x, preprocessing = dataset.x, dict(dataset.preprocessing or {})
+    if dataset.refit is not None:
+        refitted = dataset.refit(fit_index)
+        refitted, preprocessing = refitted if isinstance(refitted, Refitted) else (refitted, {})
+        x = np.asarray(refitted, dtype=np.float32)
+    y = dataset.y
+    train_index, val_index = fit_index[train_pos], fit_index[val_pos]
+    return Fold(
+        index=fold_index,
+        concept_names=list(dataset.concept_names),
+        x_trainval=x[fit_index],
+        y_trainval=y[fit_index],
+        trainval_index=fit_index,
+        x_train=x[train_index],
+        y_train=y[train_index],
+        x_val=x[val_index],
+        y_val=y[val_index],
+        x_test=x[held_out],
+        y_test=y[held_out],
+        train_index=train_index,
+        val_index=val_index,
+        test_index=held_out,
+        preprocessing=dict(preprocessing),
+    )
+
+
+def score_on_validation(
+    fold: Fold,
+    make_explainer: Callable[[], Explainer],
+    target_class: int = 1,
+    metrics: MetricSet = METRICS,
+) -> dict[str, float]:
+    """Fit on an inner fold and score every fold metric on its held-out (outer validation) rows."""
+    explainer = make_explainer()
+    try:
+        start = time.perf_counter()
+        explainer.fit(fold)
+        training = time.perf_counter() - start
+        y_pred = explainer.predict(fold.x_test)
+        start = time.perf_counter()
+        formula = explainer.explain(fold, target_class)
+        extraction = time.perf_counter() - start
+    except Exception as exc:  # noqa: BLE001 - named by fold, kept as the cause; the trial fails, the study goes on
+        raise FoldFailed(fold.index, exc) from exc
+    info = dict(explainer.info())
+    evidence = FoldEvidence(
+        y_true=fold.y_test,
+        y_pred=y_pred,
+        x=fold.x_test,
+        concept_names=fold.concept_names,
+        target_class=target_class,
+        formula=formula if explainer.provides_explanations else None,
+        scores=explainer.scores(fold.x_test),
+        timings={"training": float(info.get("training_time", training)), "extraction": extraction},
+    )
+    return metrics.score_fold(evidence)
+
+
+def mean_scores(per_fold: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Mean of each metric over folds (NaN-free folds only; NaN when no fold has a value)."""
+    names = per_fold[0].keys() if per_fold else ()
+    out = {}
+    for name in names:
+        values = np.array([f[name] for f in per_fold], dtype=float)
+        values = values[np.isfinite(values)]
+        out[name] = float(values.mean()) if values.size else float("nan")
+    return out
