@@ -14,7 +14,7 @@ PORT ?= 5000
 STORE := sqlite:///$(CURDIR)/mlruns/mlflow.db
 ARTIFACTS := $(CURDIR)/mlruns/artifacts
 
-.PHONY: install train sweep tune paper report readme-tables ui server cleanup test test-fast lint format bench clean
+.PHONY: install train sweep tune paper report readme-tables ui server cleanup test test-fast lint format bench numerics clean
 
 install: $(STAMP)
 
@@ -68,6 +68,9 @@ lint: install
 format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+numerics: install  ## do MKL_CBWR / ATEN_CPU_CAPABILITY change results, and at what cost (~5 min): benchmarks/results/numerics-<cpu>.json
+	$(PY) benchmarks/numerics.py $(ARGS)
 
 bench: install  ## speed benchmarks (~10 min; ARGS=--quick ~3 min): prints figures, writes benchmarks/results/latest.json
 	$(PY) benchmarks/bench.py $(ARGS)
