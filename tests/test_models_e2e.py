@@ -1,0 +1,243 @@
+"""A job's fold models end to end: logged by ``python -m train``, named by the parent run, used by
+``python -m lenbench.explain`` and by MLflow's own ``mlflow models predict`` and ``mlflow models serve`` with the
+same numbers; every bad input to the command line is one line and exit status 2."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from tests.helpers import REPO, job_env, run_command, run_train, store_uri, wait_until
+
+pytestmark = pytest.mark.e2e
+
+JOB = ("data=xor", "data.n_samples=300", "data.n_concepts=6", "method=tree", "cv.n_splits=3", "cv.n_jobs=1")
+ANSWER = ["predicted_class", "score", "formula_fires", "local_explanation"]
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One tree job on xor (3 folds) in its own store, and a table of new rows (with the label column)."""
+    tmp = tmp_path_factory.mktemp("models_e2e")
+    done = run_train(tmp, *JOB)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(store_uri(tmp))
+    runs = client.search_runs([client.get_experiment_by_name("xor").experiment_id])
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    folds = {int(r.data.tags["fold"]): r for r in runs if "fold" in r.data.tags}
+    from lenbench.data import make_xor
+
+    data = make_xor(n_samples=40, n_concepts=6, seed=7)
+    new = pd.DataFrame(data.x, columns=data.concept_names).assign(y=data.y)
+    new.to_csv(tmp / "new.csv", index=False)
+    return {"tmp": tmp, "client": client, "parent": parent, "folds": folds, "new": new}
+
+
+def explain(job: dict, *args: str) -> subprocess.CompletedProcess:
+    return run_command([sys.executable, "-m", "lenbench.explain", *args], job_env(job["tmp"]))
+
+
+def test_every_fold_run_has_a_model_the_parent_names(job: dict) -> None:
+    client, parent, folds = job["client"], job["parent"], job["folds"]
+    models = client.search_logged_models([parent.info.experiment_id])
+    assert sorted(m.source_run_id for m in models) == sorted(r.info.run_id for r in folds.values())
+    assert all(m.name == "model" and str(m.status) in ("READY", "LoggedModelStatus.READY") for m in models)
+    for fold, run in folds.items():
+        model_id = run.data.tags["lenbench.model_id"]
+        assert parent.data.tags[f"lenbench.model.fold{fold}"] == f"models:/{model_id}"
+        assert run.data.metrics["model_logging_time"] > 0  # measured per fold: benchmarks read it
+
+
+def test_explain_and_mlflow_models_predict_give_the_same_numbers(job: dict) -> None:
+    fold_run = job["folds"][1]
+    out = job["tmp"] / "fold1.csv"
+    done = explain(job, f"run={fold_run.info.run_name}", f"data.path={job['tmp'] / 'new.csv'}", f"out={out}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "fold 1 model" in done.stdout and "accuracy against column y" in done.stdout
+    ours = pd.read_csv(out, keep_default_na=False)
+    assert list(ours.columns) == [*job["new"].columns, *ANSWER]
+
+    pred = job["tmp"] / "pred.json"
+    cmd = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "models",
+        "predict",
+        "-m",
+        f"runs:/{fold_run.info.run_id}/model",
+    ]
+    cmd += ["-i", str(job["tmp"] / "new.csv"), "-t", "csv", "--env-manager", "local", "-o", str(pred)]
+    done = run_command(cmd, job_env(job["tmp"]))
+    assert done.returncode == 0, done.stderr[-2000:]
+    theirs = pd.DataFrame(json.loads(pred.read_text())["predictions"])
+    assert np.array_equal(theirs["predicted_class"], ours["predicted_class"])
+    assert np.array_equal(theirs["score"].to_numpy(float), ours["score"].to_numpy(float))
+    assert list(theirs["formula_fires"]) == list(ours["formula_fires"])
+    assert list(theirs["local_explanation"]) == list(ours["local_explanation"])
+
+
+def test_the_parent_run_explains_with_the_folds_majority(job: dict) -> None:
+    answers = []
+    for fold in sorted(job["folds"]):
+        out = job["tmp"] / f"each{fold}.csv"
+        run = f"run={job['folds'][fold].info.run_id}"
+        assert explain(job, run, f"data.path={job['tmp'] / 'new.csv'}", f"out={out}").returncode == 0
+        answers.append(pd.read_csv(out)["predicted_class"].to_numpy())
+    out = job["tmp"] / "ensemble.csv"
+    done = explain(
+        job, f"run={job['parent'].info.run_name}", f"data.path={job['tmp'] / 'new.csv'}", f"out={out}"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ensemble of 3 fold models" in done.stdout
+    ensemble = pd.read_csv(out)
+    votes = np.sum(answers, axis=0)
+    assert np.array_equal(ensemble["votes"], votes)
+    assert np.array_equal(ensemble["predicted_class"], (votes >= 2).astype(int))
+    assert ensemble["formulas_agreeing"].between(0, 3).all()
+
+
+def test_bad_input_is_one_line_and_exit_2(job: dict, tmp_path: Path) -> None:
+    from lenbench.models.store import log_model
+
+    client, parent, folds = job["client"], job["parent"], job["folds"]
+    new = job["new"]
+    old_run = client.create_run(
+        parent.info.experiment_id,
+        run_name="old-version",
+        tags={"fold": "0", "mlflow.parentRunId": parent.info.run_id},
+    ).info.run_id
+    from lenbench.models.export import ModelExport  # a model as another lenbench version would have logged it
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", client.tracking_uri)
+        import mlflow.pyfunc
+
+        export = (
+            mlflow.pyfunc.load_model(f"models:/{folds[0].data.tags['lenbench.model_id']}")
+            .unwrap_python_model()
+            .export
+        )
+    assert isinstance(export, ModelExport)
+    log_model(
+        client, parent.info.experiment_id, old_run, dataclasses.replace(export, lenbench_version="0.0.1")
+    )
+    client.create_run(parent.info.experiment_id, run_name="no-model")
+    tables = {
+        "missing.csv": new.drop(columns=["c2"]),
+        "extra.csv": new.assign(age=50),
+        "range.csv": new.assign(c3=np.where(np.arange(len(new)) == 4, 3.0, new["c3"])),
+    }
+    for name, frame in tables.items():
+        frame.to_csv(tmp_path / name, index=False)
+    good = f"data.path={job['tmp'] / 'new.csv'}"
+    cases = [
+        (("run=0123456789abcdef0123456789abcdef", good), "no such run in the MLflow store"),
+        (("run=nobody-s1", good), "no run of that name"),
+        (("run=no-model", good), "has no model"),
+        (("run=old-version", good), "was logged by lenbench 0.0.1"),
+        (
+            (f"run={folds[0].info.run_id}", f"data.path={tmp_path / 'missing.csv'}"),
+            "concept column(s) missing (c2)",
+        ),
+        ((f"run={folds[0].info.run_id}", f"data.path={tmp_path / 'extra.csv'}"), "does not know (age)"),
+        (
+            (f"run={folds[0].info.run_id}", f"data.path={tmp_path / 'range.csv'}"),
+            "concept 'c3' in row 5 is 3",
+        ),
+        ((f"run={folds[0].info.run_id}", f"data.path={tmp_path / 'absent.csv'}"), "no such file"),
+        (("run=x", good, "epochs=3"), "not an argument of lenbench.explain"),
+        ((good,), "run is not set"),
+    ]
+    for args, message in cases:
+        done = explain(job, *args)
+        assert done.returncode == 2, (args, done.stderr[-2000:])
+        errors = [line for line in done.stderr.splitlines() if "ERROR" in line]
+        assert len(errors) == 1 and message in errors[0], (args, done.stderr[-2000:])
+        assert "Traceback" not in done.stderr
+
+
+def test_log_model_false_logs_none_and_does_not_change_the_job(job: dict) -> None:
+    done = run_train(job["tmp"], *JOB, "method.log_model=false")
+    assert done.returncode == 0 and "skipped, run" in done.stderr  # not part of the job's identity
+    done = run_train(
+        job["tmp"], *JOB, "method.log_model=false", "resume=false", "tracking.experiment=nomodel"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    client = job["client"]
+    experiment = client.get_experiment_by_name("nomodel").experiment_id
+    assert client.search_logged_models([experiment]) == []
+    # By name, the most recent run of that name: the job just run, without models.
+    done = explain(
+        job, "run=tree-s42", f"data.path={job['tmp'] / 'new.csv'}", f"tracking.uri={client.tracking_uri}"
+    )
+    assert done.returncode == 2 and "has no model" in done.stderr and "method.log_model=true" in done.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ping(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+def test_mlflow_models_serve_answers_a_request(job: dict) -> None:
+    run = job["folds"][2]
+    port = _free_port()
+    mlflow_cli = str(Path(sys.executable).parent / "mlflow")
+    cmd = [mlflow_cli, "models", "serve", "-m", f"runs:/{run.info.run_id}/model", "-h", "127.0.0.1"]
+    cmd += ["-p", str(port), "--env-manager", "local", "-w", "1"]
+    log = (job["tmp"] / "serve.log").open("w")
+    bin_dir = str(
+        Path(sys.executable).parent
+    )  # mlflow starts uvicorn from PATH: the venv's, as after activating it
+    env = job_env(job["tmp"], PATH=f"{bin_dir}:{os.environ.get('PATH', '')}")
+    server = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(
+            lambda: _ping(f"{url}/ping"),
+            "the model server answering /ping",
+            server,
+            details=lambda: (job["tmp"] / "serve.log").read_text()[-2000:],
+        )
+        rows = job["new"].drop(columns=["y"]).head(5)
+        body = json.dumps({"dataframe_split": {"columns": list(rows.columns), "data": rows.values.tolist()}})
+        request = urllib.request.Request(
+            f"{url}/invocations", body.encode(), {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            served = pd.DataFrame(json.loads(response.read())["predictions"])
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+        log.close()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", job["client"].tracking_uri)
+        import mlflow.pyfunc
+
+        local = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(rows)
+    assert list(served.columns) == ANSWER
+    assert np.array_equal(served["predicted_class"], local["predicted_class"])
+    assert np.array_equal(served["score"].to_numpy(float), local["score"].to_numpy(float))
+    assert list(served["local_explanation"]) == list(local["local_explanation"])
