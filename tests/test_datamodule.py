@@ -129,7 +129,7 @@ def test_mimic_fit_scope_train(mimic_root: Path, mimic: ConceptDataset) -> None:
     np.testing.assert_array_equal(f.test_index, fold_indices(mimic.y, 10, 42)[0][1])
     assert f.x_test.shape == (len(f.test_index), 90)
     assert not np.array_equal(f.x_test, mimic.x[f.test_index])  # fitted without the test rows
-    np.testing.assert_array_equal(f.x_test, scoped.refit(module.trainval_index)[f.test_index])
+    np.testing.assert_array_equal(f.x_test, scoped.refit(module.trainval_index).x[f.test_index])
 
 
 def test_lightning_accepts_the_dataloaders(dnf: ConceptDataset) -> None:

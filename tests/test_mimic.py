@@ -144,10 +144,10 @@ def test_fit_scope_train_refits_on_given_rows(mimic_root: Path, mimic: ConceptDa
     scoped = load_mimic(mimic_root, fit_scope="train", download=False)
     np.testing.assert_array_equal(scoped.x, mimic.x)
     assert scoped.refit is not None
-    refitted = scoped.refit(np.arange(0, 1776, 2))
+    refitted = scoped.refit(np.arange(0, 1776, 2)).x
     assert refitted.shape == mimic.x.shape and refitted.dtype == np.float32
     assert not np.array_equal(refitted, mimic.x)
-    np.testing.assert_array_equal(scoped.refit(np.arange(1776)), mimic.x)
+    np.testing.assert_array_equal(scoped.refit(np.arange(1776)).x, mimic.x)
     with pytest.raises(ValueError, match="train_index"):
         scoped.refit(np.array([0, 5000]))
 

@@ -17,9 +17,11 @@ from lenbench.errors import UserError
 from lenbench.folds import CVConfig, run_fold
 from lenbench.logic.formula import Formula
 from lenbench.models.frames import concept_rows
-from lenbench.models.preprocess import encode_raw
+from lenbench.models.preprocess import encode_raw, raw_encoding
 from lenbench.models.store import log_model
 from lenbench.tracking.store import check_store
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TRAINER = {
     "accelerator": "cpu",
@@ -203,3 +205,19 @@ def test_a_model_of_another_lenbench_version_is_refused(store) -> None:  # noqa:
             load_models({0: uri})
         with pytest.raises(Exception, match="logged by lenbench 0.0.1"):
             mlflow.pyfunc.load_model(uri)
+
+
+def test_mimic_raw_rows_give_the_notebooks_concepts(mimic_root, mimic, mimic_csv) -> None:  # noqa: ANN001
+    """The notebook's imputation, scaling and tolerant binning, replayed on the raw file, bit for bit; also with
+    the preprocessing fitted on some rows only (data.fit_scope=train)."""
+    from lenbench.data import load_mimic
+
+    raw = pd.read_csv(mimic_csv)
+    assert np.array_equal(encode_raw(raw_encoding(mimic.preprocessing), raw), mimic.x)
+    refitted = load_mimic(mimic_root, fit_scope="train", download=False).refit(np.arange(0, 1776, 3))
+    assert np.array_equal(encode_raw(raw_encoding(refitted.preprocessing), raw), refitted.x)
+
+    result, explainer = _fit(mimic, "tree")
+    rows = concept_rows(result.model, raw)  # the file as published: outcomes and text columns are ignored
+    assert rows.kind == "raw" and np.array_equal(rows.labels, mimic.y)
+    assert np.array_equal(rows.x, mimic.x)

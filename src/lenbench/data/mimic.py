@@ -17,13 +17,14 @@ import io
 import logging
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.impute import SimpleImputer
 from sklearn.preprocessing import MinMaxScaler
 
-from lenbench.data.base import ConceptDataset
+from lenbench.data.base import ConceptDataset, Refitted
 from lenbench.data.download import download
 from lenbench.data.errors import DataError
 
@@ -167,7 +168,48 @@ def load_mimic(
         label=label,
         checksum=digest,
         refit=refit,
+        preprocessing=preprocessing_record(flags, numeric, numeric_names),
     )
+
+
+def preprocessing_record(
+    flags: np.ndarray, numeric: np.ndarray, numeric_names: list[str], fit_rows: np.ndarray | None = None
+) -> dict[str, Any]:
+    """What :func:`_preprocess` fits on ``fit_rows``, as plain values in the table record's layout
+    (:meth:`lenbench.data.table.TablePlan.encode`): flags are ``binary`` columns filled with their mean; every other
+    column is ``scaled_uniform``: filled with its mean, scaled by ``scale``/``offset`` (MinMaxScaler's), and cut into
+    3 bins between ``low`` and ``high`` with the notebook-era tolerance. A trained model applies it to raw rows."""
+    fit = slice(None) if fit_rows is None else fit_rows
+    flag_fill = SimpleImputer(missing_values=np.nan, strategy="mean").fit(flags[fit]).statistics_
+    imputer = SimpleImputer(missing_values=np.nan, strategy="mean").fit(numeric[fit])
+    scaler = MinMaxScaler((0, 1)).fit(imputer.transform(numeric)[fit])
+    scaled = scaler.transform(imputer.transform(numeric))[fit]
+    low, high = scaled.min(axis=0), scaled.max(axis=0)
+    columns = [
+        {"source": n, "kind": "binary", "concepts": [n], "categories": [], "fill": float(v)}
+        for n, v in zip(FLAG_COLUMNS, flag_fill, strict=True)
+    ]
+    for j, name in enumerate(numeric_names):
+        columns.append(
+            {
+                "source": name,
+                "kind": "scaled_uniform",
+                "concepts": [name + s for s in BIN_SUFFIXES],
+                "categories": [],
+                "fill": float(imputer.statistics_[j]),
+                "scale": float(scaler.scale_[j]),
+                "offset": float(scaler.min_[j]),
+                "low": float(low[j]),
+                "high": float(high[j]),
+            }
+        )
+    n_fit = flags.shape[0] if fit_rows is None else len(fit_rows)
+    return {"fitted_on_rows": int(n_fit), "columns": columns, "ignored": list(EXCLUDED_COLUMNS)}
+
+
+def bin_scaled(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """One column's 3-bin one-hot as :func:`_bin_uniform` makes it, from its fitted ``low``/``high``."""
+    return _bin_uniform(values[:, None], np.array([[low], [high]]), ["column"])
 
 
 def _checked_bytes(
@@ -361,7 +403,7 @@ def _bin_uniform(values: np.ndarray, fit_values: np.ndarray, names: list[str], n
 
 def _refit(
     flags: np.ndarray, numeric: np.ndarray, numeric_names: list[str], train_index: np.ndarray
-) -> np.ndarray:
+) -> Refitted:
     """ConceptDataset.refit for fit_scope=train: x of all rows, preprocessing fitted on ``train_index`` only."""
     rows = np.asarray(train_index)
     n = flags.shape[0]
@@ -373,4 +415,5 @@ def _refit(
         raise ValueError(
             f"train_index must hold row positions in [0, {n - 1}], got {rows.min()}..{rows.max()}"
         )
-    return _preprocess(flags, numeric, numeric_names, rows)
+    x = _preprocess(flags, numeric, numeric_names, rows)
+    return Refitted(x, preprocessing_record(flags, numeric, numeric_names, rows))

@@ -45,6 +45,9 @@ def concept_rows(export: ModelExport, frame: pd.DataFrame, where: str = "input")
     raw = raw_columns(export.preprocessing) if export.preprocessing else None
     use_raw = raw is not None and not set(concepts) <= set(features.columns)
     expected = raw if use_raw else concepts
+    if use_raw:
+        ignored = set(export.preprocessing.get("ignored", []))
+        features = features[[c for c in features.columns if c not in ignored]]
     _check_columns(list(features.columns), expected, "raw" if use_raw else "concept", where)
     if use_raw:
         x = encode_raw(export.preprocessing, features, where)

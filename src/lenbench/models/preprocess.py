@@ -1,7 +1,9 @@
 """Raw table rows to concepts, with what a fold fitted: the model's own copy of ``data=csv``'s preprocessing.
 
-A table's fold record (:meth:`lenbench.data.table.TablePlan.encode`) lists every column's kind, the concepts it
-gives, its categories and its fill value, with the bin edges and thresholds fitted on the fold's training rows.
+A table's fold record (:meth:`lenbench.data.table.TablePlan.encode`, and MIMIC-II's
+:func:`lenbench.data.mimic.preprocessing_record`) lists every column's kind, the concepts it gives, its categories
+and its fill value, with the bin edges, thresholds or scaling fitted on the fold's training rows, and the columns
+the data set never uses (``ignored``: MIMIC-II's outcomes and text columns).
 :func:`encode_raw` applies exactly that to new rows (same parsing, same binning rule: a value equal to an edge goes
 to the upper bin), so the training table's own rows give the fold's concept matrix again (tested). Problems with
 the new rows (a missing column, text in a numeric column, an unknown category) raise
@@ -22,8 +24,8 @@ def raw_encoding(record: dict[str, Any] | None) -> dict[str, Any] | None:
     """The part of a fold's preprocessing record that encodes raw rows; None when it does not describe columns."""
     if not record or not record.get("columns"):
         return None
-    keys = ("columns", "bin_edges", "thresholds")
-    return {key: record.get(key, {}) for key in keys}
+    encoding = {key: record.get(key, {}) for key in ("columns", "bin_edges", "thresholds")}
+    return {**encoding, "ignored": list(record.get("ignored", []))}
 
 
 def raw_columns(encoding: dict[str, Any]) -> list[str]:
@@ -60,6 +62,13 @@ def _encode_column(
     values = np.where(np.isnan(values), float(spec["fill"]), values)
     if kind == "binary":
         return values[:, None]
+    if kind == "scaled_uniform":  # MIMIC-II's notebook binning (lenbench.data.mimic)
+        from lenbench.data.mimic import bin_scaled
+
+        scaled = values * spec["scale"] + spec["offset"]
+        if spec["low"] == spec["high"]:
+            return np.eye(3)[np.zeros(values.shape[0], dtype=np.intp)]
+        return bin_scaled(scaled, spec["low"], spec["high"])
     if source in encoding["thresholds"]:
         return (values >= float(encoding["thresholds"][source]))[:, None]
     edges = np.asarray(encoding["bin_edges"][source], dtype=np.float64)
