@@ -90,9 +90,21 @@ def reproduction(analysis: Analysis, notebook: pd.DataFrame, metrics: MetricSet 
     )
 
 
+def with_values(analysis: Analysis, metrics: MetricSet) -> MetricSet:
+    """The metrics some row of the study has a value for: a metric no row can have (the truth metrics on a data set
+    without a known formula, concept accuracy without a concept encoder) is no column of a README table."""
+    rows = analysis.by_row
+    kept = []
+    for metric in metrics:
+        column = f"{metric.name}_mean" if metric.level == "fold" else metric.name
+        if column not in rows or rows[column].notna().any():
+            kept.append(metric)
+    return MetricSet(kept)
+
+
 def every_method(analysis: Analysis, with_formula: bool, metrics: MetricSet = METRICS) -> str:
     """All rows of the study on the metrics that need a formula (``with_formula``) or do not."""
-    subset = MetricSet([m for m in metrics if ("formula" in m.needs) == with_formula])
+    subset = with_values(analysis, MetricSet([m for m in metrics if ("formula" in m.needs) == with_formula]))
     table = render.human_table(ordered(analysis), ["row"], subset)
     return render.to_markdown(table)
 
@@ -140,7 +152,9 @@ def tables(root: Path, metrics: MetricSet = METRICS) -> dict[str, str]:
         "entropy_paper": against_paper(entropy, entropy_paper, entropy_rows, metrics),
         "entropy_paper_more": render.to_markdown(
             render.human_table(
-                ordered(entropy), ["row"], MetricSet([m for m in metrics if m.name not in paper_metrics])
+                ordered(entropy),
+                ["row"],
+                with_values(entropy, MetricSet([m for m in metrics if m.name not in paper_metrics])),
             )
         ),
         "brl_paper": against_paper(
