@@ -70,6 +70,7 @@ def run_models(client: Any, run: Any) -> FoundModels:
             raise _no_model(name, "fold run")
         return FoundModels(run.info.run_id, name, True, {int(tags["fold"]): f"models:/{model_id}"})
     uris = {int(m.group(1)): value for key, value in tags.items() if (m := _FOLD_TAG.match(key))}
+    uris |= {f: u for f, u in _reused_folds(client, run).items() if f not in uris}
     if not uris:
         raise _no_model(name, "run")
     return FoundModels(run.info.run_id, name, False, dict(sorted(uris.items())))
@@ -92,6 +93,21 @@ def load_models(uris: dict[int, str]) -> dict[int, LenbenchModel]:
         check_version(metadata.get("lenbench_version", "unknown"), metadata.get("lenbench_format", -1), uri)
         models[fold] = mlflow.pyfunc.load_model(uri).unwrap_python_model()
     return models
+
+
+def _reused_folds(client: Any, run: Any) -> dict[int, str]:
+    """Folds a resumed job reused from an earlier run: their models are on the runs they came from."""
+    children = client.search_runs(
+        [run.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}' and tags.reused_from != ''",
+        max_results=1000,
+    )
+    found = {}
+    for child in children:
+        model_id = _reused_model(client, child.data.tags.get("reused_from"))
+        if model_id and "fold" in child.data.tags:
+            found[int(child.data.tags["fold"])] = f"models:/{model_id}"
+    return found
 
 
 def _reused_model(client: Any, run_id: str | None) -> str | None:
