@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from lenbench.report import compare, figures, publish, render, rows, stats
+from lenbench.report import compare, figures, pareto, publish, render, rows, stats
 from lenbench.scoring import METRICS, MetricSet
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,9 @@ def build_report(
     analysis = analyse(jobs.folds, jobs.runs, metrics)
     meta = publish.provenance(analysis.runs, experiment, sweep_id, filter_string)
     drawn = figures.figures(analysis.folds, analysis.by_row, analysis.ranks, metrics)
-    files = publish.write_files(out_dir, report_texts(analysis, metrics), drawn, meta)
+    front_texts, front_figures = pareto.pareto_outputs(uri, experiment)  # tuning studies, when there are any
+    texts = {**report_texts(analysis, metrics), **front_texts}
+    files = publish.write_files(out_dir, texts, {**drawn, **front_figures}, meta)
     if log_to_mlflow:
         publish.log_to_mlflow(uri, experiment, files, sweep_id)
     return files

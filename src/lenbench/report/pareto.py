@@ -1,0 +1,64 @@
+"""The report's view of tuning studies: every study's front overlaid per data set, and one hypervolume per front.
+
+Studies are read from MLflow (:func:`lenbench.tracking.tune_runs.load_fronts`: each FINISHED study run's
+``pareto.csv`` and ``study.json``). The figure ``pareto_fronts.png`` draws each front's members at their test-fold
+means (their validation values where a study did not score the test folds), one panel per data set, with the
+majority-class accuracy; ``pareto_hypervolume.{csv,md}`` list each study's hypervolumes with the fixed reference
+point they were measured against, so fronts of one data set compare as single numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pandas as pd
+
+from lenbench.report.render import to_markdown
+
+log = logging.getLogger(__name__)
+
+
+def hypervolume_table(studies: list[tuple[dict[str, Any], pd.DataFrame]]) -> pd.DataFrame:
+    """One row per study: method, data, trials, front size, validation and test hypervolume, reference point."""
+    rows = []
+    for meta, _ in studies:
+        rows.append(
+            {
+                "data": meta["data"],
+                "method": meta["method"],
+                "study": meta["study"],
+                "completed trials": int(meta.get("n_complete", 0)),
+                "front size": int(meta.get("n_pareto", 0)),
+                "hypervolume (validation)": meta.get("hypervolume_val", float("nan")),
+                "hypervolume (test)": meta.get("hypervolume_test", float("nan")),
+                "reference point": ", ".join(f"{k}={v:g}" for k, v in meta["reference"].items()),
+            }
+        )
+    return pd.DataFrame(rows).sort_values(["data", "hypervolume (test)"], ascending=[True, False])
+
+
+def pareto_outputs(uri: str, experiment: str) -> tuple[dict[str, str], dict[str, Any]]:
+    """(tables, figures) of the experiment's tuning studies; both empty when it has none."""
+    from lenbench.tracking.tune_runs import load_fronts
+    from lenbench.tune.plot import overlay_figure
+
+    studies = [(json.loads(tags["study_json"]), table) for tags, table in load_fronts(uri, experiment)]
+    if not studies:
+        return {}, {}
+    table = hypervolume_table(studies)
+    shown = table.map(lambda v: f"{v:.4g}" if isinstance(v, float) else v)
+    texts = {"pareto_hypervolume.csv": table.to_csv(index=False), "pareto_hypervolume.md": to_markdown(shown)}
+    figures = {}
+    for data in sorted({meta["data"] for meta, _ in studies}):
+        fronts = [(f"{m['method']} ({m['study']})", t, m) for m, t in studies if m["data"] == data]
+        name = (
+            "pareto_fronts.png" if len({m["data"] for m, _ in studies}) == 1 else f"pareto_fronts_{data}.png"
+        )
+        figures[name] = overlay_figure(
+            fronts,
+            f"Pareto fronts on {data}: {len(fronts)} tuning {'study' if len(fronts) == 1 else 'studies'}",
+        )
+    log.info("report: %d tuning study front(s) overlaid", len(studies))
+    return texts, figures
