@@ -91,7 +91,9 @@ def _reload(store: tuple[MlflowClient, str], export):  # noqa: ANN001, ANN202
     run = client.create_run(experiment).info.run_id
     uri = log_model(client, experiment, run, export)
     assert uri.startswith("models:/")
-    assert client.get_run(run).data.tags["lenbench.model_id"] == uri.removeprefix("models:/")
+    assert [m.model_id for m in client.search_logged_models([experiment]) if m.source_run_id == run] == [
+        uri.removeprefix("models:/")
+    ]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", client.tracking_uri)
         return mlflow.pyfunc.load_model(f"runs:/{run}/model")

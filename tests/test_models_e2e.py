@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -20,7 +21,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from tests.helpers import REPO, job_env, run_command, run_train, store_uri, wait_until
+from tests.helpers import HANG_GUARD_S, REPO, job_env, run_command, run_train, store_uri, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -130,9 +131,9 @@ def test_bad_input_is_one_line_and_exit_2(job: dict, tmp_path: Path) -> None:
             .export
         )
     assert isinstance(export, ModelExport)
-    log_model(
-        client, parent.info.experiment_id, old_run, dataclasses.replace(export, lenbench_version="0.0.1")
-    )
+    old = dataclasses.replace(export, lenbench_version="0.0.1")
+    uri = log_model(client, parent.info.experiment_id, old_run, old)
+    client.set_tag(old_run, "lenbench.model_id", uri.removeprefix("models:/"))
     client.create_run(parent.info.experiment_id, run_name="no-model")
     tables = {
         "missing.csv": new.drop(columns=["c2"]),
@@ -241,3 +242,54 @@ def test_mlflow_models_serve_answers_a_request(job: dict) -> None:
     assert np.array_equal(served["predicted_class"], local["predicted_class"])
     assert np.array_equal(served["score"].to_numpy(float), local["score"].to_numpy(float))
     assert list(served["local_explanation"]) == list(local["local_explanation"])
+
+
+def test_a_resumed_jobs_reused_folds_keep_their_models(job: dict) -> None:
+    """A fold reused from an interrupted run (tag reused_from) was not trained again: its model is the earlier
+    run's, and the resumed job's ensemble includes it."""
+    from lenbench.models.runs import run_models
+
+    client, experiment, fold0 = job["client"], job["parent"].info.experiment_id, job["folds"][0]
+    parent = client.create_run(experiment, run_name="resumed-s42")
+    tags = {"fold": "0", "mlflow.parentRunId": parent.info.run_id, "reused_from": fold0.info.run_id}
+    client.create_run(experiment, run_name="resumed-s42-fold0", tags=tags)
+    found = run_models(client, client.get_run(parent.info.run_id))
+    assert not found.is_fold and found.uris == {0: f"models:/{fold0.data.tags['lenbench.model_id']}"}
+
+
+def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
+    """The commands of the README's "Explain new rows with a trained model" section, in a fresh folder that holds
+    the repository's virtual environment and examples (the server and curl lines are tested above)."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Explain new rows with a trained model", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL)
+    lines = [line for block in blocks for line in block.splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith(("mlflow models serve", "curl"))]
+    assert any("lenbench.explain" in line for line in lines) and any(
+        "models predict" in line for line in lines
+    )
+    for name in (".venv", "examples"):
+        (tmp_path / name).symlink_to(REPO / name)
+    lookup = (
+        '.venv/bin/python -c "from mlflow import MlflowClient; c = MlflowClient(); '
+        "print(c.search_runs([e.experiment_id for e in c.search_experiments()], "
+        '\\"attributes.run_name = \'entropy-s42-fold0\'\\")[0].info.run_id)"'
+    )
+    script = ["set -e"]
+    for line in lines:
+        if "<fold run id>" in line:
+            script.append(f"FOLD_RUN_ID=$({lookup})")
+        script.append(line.replace("<fold run id>", "$FOLD_RUN_ID"))
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    done = subprocess.run(
+        ["bash", "-c", "\n".join(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "outputs" / "explain" / "fold0.csv").is_file()
+    assert (tmp_path / "outputs" / "explain" / "ensemble.csv").is_file()
+    assert '"predictions"' in done.stdout and "ensemble of 5 fold models" in done.stdout

@@ -23,7 +23,7 @@ from typing import Any
 from lenbench.models.export import ModelExport
 
 MODEL_NAME = "model"  # runs:/<fold run>/model
-MODEL_ID_TAG = "lenbench.model_id"  # on a fold run: its LoggedModel's id
+MODEL_ID_TAG = "lenbench.model_id"  # on a fold run: its LoggedModel's id (lenbench.tracking.mlflow sets it)
 PARENT_MODEL_TAG = "lenbench.model.fold{fold}"  # on a parent run: each fold's model URI
 
 
@@ -63,7 +63,9 @@ def requirements(export: ModelExport) -> list[str]:
 
 
 def log_model(client: Any, experiment_id: str, run_id: str, export: ModelExport) -> str:
-    """Log ``export`` as the pyfunc model ``model`` of the run ``run_id``; returns its ``models:/<id>`` URI."""
+    """Log ``export`` as the pyfunc model ``model`` of the run ``run_id``; returns its ``models:/<id>`` URI. The
+    tags naming it (:data:`MODEL_ID_TAG`, :data:`PARENT_MODEL_TAG`) are the caller's, batched with its others:
+    each SQLite write is a commit, the largest part of this call's cost."""
     import mlflow.pyfunc
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus
     from mlflow.models import Model
@@ -101,5 +103,4 @@ def log_model(client: Any, experiment_id: str, run_id: str, export: ModelExport)
         client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
         raise
     client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
-    client.set_tag(run_id, MODEL_ID_TAG, logged.model_id)
     return f"models:/{logged.model_id}"

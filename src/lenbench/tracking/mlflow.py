@@ -53,6 +53,7 @@ REUSED_FROM_TAG = (
     "reused_from"  # on a child run: the fold run of an earlier, interrupted run it was taken from
 )
 MAX_TAG_CHARS = 5000
+MODEL_ID_TAG = "lenbench.model_id"  # on a child run: its fold's MLflow model (lenbench.models.store)
 
 
 def _now_ms() -> int:
@@ -93,6 +94,9 @@ class MlflowTracker:
         self._tags: dict[str, str] = {}
         self._child_runs: dict[int, str] = {}
         self._streamed: dict[int, int] = {}  # fold -> last epoch whose loss was logged while training
+        self._models: dict[
+            int, str
+        ] = {}  # fold -> its model's URI (models:/<id>), tagged with the fold's results
 
     def _experiment_id(self, name: str, artifact_location: str | None) -> str:
         """Get or create the experiment, tagged as a machine-learning experiment; a parallel job creating it first
@@ -193,6 +197,11 @@ class MlflowTracker:
         entries = [Metric(k, v, now, 0) for k, v in _finite(metrics).items()]
         entries += [Metric("train_loss", float(v), now, int(e)) for e, v in loss_curve if int(e) > streamed]
         tags = [RunTag(FORMULA_TAG, formula[:MAX_TAG_CHARS])]
+        tags += (
+            [RunTag(MODEL_ID_TAG, self._models[fold].removeprefix("models:/"))]
+            if fold in self._models
+            else []
+        )
         tags += [RunTag(REUSED_FROM_TAG, reused_from)] if reused_from else []
         for start in range(0, max(len(entries), 1), 1000):
             self.client.log_batch(child, metrics=entries[start : start + 1000], tags=tags)
@@ -241,15 +250,20 @@ class MlflowTracker:
         """The fold's fitted explainer as the MLflow model ``model`` of its run (:mod:`lenbench.models.store`); the
         parent run names it (tag ``lenbench.model.fold<k>``). A model that cannot be saved is a warning, not the
         end of the job's tracking."""
-        from lenbench.models.store import PARENT_MODEL_TAG, log_model
+        from lenbench.models.store import log_model
 
-        child = self._child(fold)
         try:
-            uri = log_model(self.client, self.experiment_id, child, model)
+            self._models[fold] = log_model(self.client, self.experiment_id, self._child(fold), model)
         except Exception as exc:  # noqa: BLE001 - the fold's metrics and formula still get logged
             log.warning("fold %d: its model was not logged (%s)", fold, short_error(exc))
-            return
-        self.client.set_tag(self.run_id, PARENT_MODEL_TAG.format(fold=fold), uri)
+
+    def _model_tags(self) -> list[Any]:
+        """The parent run's tags naming each fold's model (written with the job's summary, in one batch)."""
+        from mlflow.entities import RunTag
+
+        from lenbench.models.store import PARENT_MODEL_TAG
+
+        return [RunTag(PARENT_MODEL_TAG.format(fold=f), uri) for f, uri in sorted(self._models.items())]
 
     def fail_fold(self, fold: int, error: str) -> None:
         child = self._child(fold)
@@ -269,8 +283,9 @@ class MlflowTracker:
 
         now = _now_ms()
         entries = [Metric(k, v, now, 0) for k, v in _finite(summary).items()]
-        for start in range(0, len(entries), 1000):
-            self.client.log_batch(self.run_id, metrics=entries[start : start + 1000])
+        for start in range(0, max(len(entries), 1), 1000):
+            tags = self._model_tags() if start == 0 else []
+            self.client.log_batch(self.run_id, metrics=entries[start : start + 1000], tags=tags)
         for path in artifacts:
             self.client.log_artifact(self.run_id, str(path))
         for name, text in texts.items():
@@ -295,6 +310,8 @@ class MlflowTracker:
         if self.run_id is None:
             return
         self.client.set_tag(self.run_id, "error", error[:MAX_TAG_CHARS])
+        if self._models:  # the folds that finished keep their models, named on the parent
+            self.client.log_batch(self.run_id, tags=self._model_tags())
         for child in self._child_runs.values():
             run = self.client.get_run(child)
             if run.info.status == "RUNNING":
