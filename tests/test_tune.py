@@ -280,3 +280,34 @@ def test_the_default_study_name_follows_the_config_and_space_not_the_budget() ->
     assert default_study_name(cfg, wider, ("explanation_accuracy",)) != name
     cfg.data.n_samples = 200
     assert default_study_name(cfg, space, ("explanation_accuracy",)) != name
+
+
+def test_a_journal_file_storage_holds_the_study_too(tmp_path: Path) -> None:
+    from lenbench.tune import optuna_study
+
+    spec = _spec(tmp_path, storage=f"journal:{tmp_path / 'optuna.log'}", n_trials=3)
+    study = optuna_study.open_study(spec)
+    optuna_study.run_trials(study, lambda t: [t.suggest_float("x", 0, 1), 1.0], spec, 3)
+    assert len(optuna_study.load(spec, worker=1).trials) == 3
+    assert (tmp_path / "optuna.log").stat().st_size > 0
+
+
+def test_a_tuning_sweep_summary_names_each_study(tmp_path: Path) -> None:
+    import json
+
+    from lenbench.tune.files import studies_summary
+
+    done, failed = tmp_path / "0-tree-xor", tmp_path / "1-rulelist-xor"
+    for folder in (done, failed):
+        (folder / ".hydra").mkdir(parents=True)
+    meta = {
+        "study": "tree-xor-1",
+        "n_complete": 6,
+        "n_pareto": 3,
+        "hypervolume_val": 9.0,
+        "hypervolume_test": 5.0,
+    }
+    (done / "study.json").write_text(json.dumps(meta))
+    text = studies_summary(tmp_path, "xor")
+    assert "0-tree-xor: tree-xor-1, 6 completed trial(s), 3 on the front" in text
+    assert "1-rulelist-xor: no study.json" in text and "--experiment xor" in text

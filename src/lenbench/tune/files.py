@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -104,3 +104,41 @@ def format_study(front: pd.DataFrame, summary: Mapping[str, float], spec: StudyS
     lines.append(f"hypervolume ({reference}): {hv}")
     lines.append(f"files: {out_dir / 'pareto.csv'}, {out_dir / 'pareto.png'}")
     return "\n".join(lines)
+
+
+def studies_summary(sweep_dir: Path, experiment: str) -> str:
+    """One line per study of a tuning sweep (front size, hypervolumes, where its front is), and the report
+    command that overlays them."""
+    from lenbench.report.sweep_summary import job_folders
+
+    folders = job_folders(sweep_dir)
+    lines = [f"tuning sweep {sweep_dir}: {len(folders)} stud{'y' if len(folders) == 1 else 'ies'}"]
+    for folder in folders:
+        meta_file = folder / "study.json"
+        if not meta_file.exists():
+            lines.append(f"  {folder.name}: no study.json (failed or interrupted; see its log)")
+            continue
+        meta = json.loads(meta_file.read_text())
+        hv = f"hypervolume validation {meta['hypervolume_val']:.4g}"
+        hv += f", test {meta['hypervolume_test']:.4g}" if "hypervolume_test" in meta else ""
+        lines.append(
+            f"  {folder.name}: {meta['study']}, {int(meta['n_complete'])} completed trial(s), "
+            f"{int(meta['n_pareto'])} on the front, {hv} -> {folder / 'pareto.csv'}"
+        )
+    lines.append(f"overlay the fronts: python -m lenbench.report --experiment {experiment}")
+    return "\n".join(lines)
+
+
+class StudiesSummary:
+    """Hydra callback (duck-typed, as :class:`lenbench.report.sweep_summary.SweepSummary`): prints
+    :func:`studies_summary` when a tuning sweep ends."""
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        from lenbench.job import experiment_name
+
+        print(studies_summary(Path(str(config.hydra.sweep.dir)), experiment_name(config)), flush=True)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("on_"):  # every other hook of Hydra's Callback does nothing
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
