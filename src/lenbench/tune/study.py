@@ -318,6 +318,12 @@ def run_worker(search: Search, worker: int, n_trials: int) -> None:
     try:
         recorder = StudyRecorder(search.uri, search.experiment, search.spec.name)
         study = optuna_study.load(search.spec, worker)
+        log.info(
+            "trial process %d joined study %s (sampler seed %d)",
+            worker,
+            study.study_name,
+            search.spec.seed + worker,
+        )
         optuna_study.run_trials(study, partial(search.objective, recorder), search.spec, n_trials)
     except UserError as exc:
         log.error("%s", exc)
