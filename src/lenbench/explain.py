@@ -6,7 +6,8 @@ folds (:mod:`lenbench.models.ensemble`). The table holds the model's concept col
 table (``data=csv``, ``data=breast_cancer``), its raw columns, which go through the fold's own preprocessing; the
 data set's label column may be there too (then the summary gives the accuracy). Writes the input with the answer
 columns appended and prints a short summary. Other keys: ``tracking.uri`` (default ``MLFLOW_TRACKING_URI``, else the
-project's ``mlruns/mlflow.db``). Every input problem is one line and exit status 2.
+project's ``mlruns/mlflow.db``), ``tracking.experiment`` (look a run name up in that experiment only). Every input
+problem is one line and exit status 2.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from lenbench.errors import UserError, exit_with
 
 log = logging.getLogger("lenbench")
 
-KEYS = ("run", "data.path", "out", "tracking.uri")
+KEYS = ("run", "data.path", "out", "tracking.uri", "tracking.experiment")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Request:
     path: Path
     out: Path | None
     uri: str
+    experiment: str | None = None
 
 
 def parse_args(argv: list[str]) -> Request:
@@ -58,11 +60,9 @@ def parse_args(argv: list[str]) -> Request:
         or os.environ.get("MLFLOW_TRACKING_URI")
         or default_tracking_uri(Path.cwd())
     )
+    out = Path(values["out"]) if values.get("out") else None
     return Request(
-        values["run"],
-        Path(values["data.path"]).expanduser(),
-        Path(values["out"]) if values.get("out") else None,
-        uri,
+        values["run"], Path(values["data.path"]).expanduser(), out, uri, values.get("tracking.experiment")
     )
 
 
@@ -85,7 +85,7 @@ def explain(request: Request) -> tuple[pd.DataFrame, list[str]]:
     check_store(request.uri)
     frame = read_table(request.path)
     client = MlflowClient(request.uri)
-    found = run_models(client, find_run(client, request.run, request.uri))
+    found = run_models(client, find_run(client, request.run, request.uri, request.experiment))
     models = load_models(found.uris)
     answers, rows = {}, None
     for fold, model in models.items():
@@ -107,7 +107,7 @@ def summary(found, models, answer: pd.DataFrame, rows, request: Request) -> list
     kind = f"ensemble of {len(models)} fold models" if not found.is_fold else f"fold {export.fold} model"
     lines = [
         f"{found.run_name} ({found.run_id}): {export.method} {kind}, trained on {export.data.get('name')} "
-        f"(label {export.label}); {n} row(s) of {rows.kind if rows is not None else 'concepts'}",
+        f"(label {export.label}); {n} row(s) of {'raw columns' if rows is not None and rows.kind == 'raw' else 'concepts'}",
         f"predicted class {export.target_class}: {_share(int((answer['predicted_class'] == export.target_class).sum()), n)}"
         + (f"; mean score {np.nanmean(answer['score']):.3f}" if answer["score"].notna().any() else ""),
     ]
@@ -116,13 +116,21 @@ def summary(found, models, answer: pd.DataFrame, rows, request: Request) -> list
         fires = answer["formula_fires"].astype(bool)
         agree = fires == (answer["predicted_class"] == export.target_class)
         for text, folds in formula_agreement(formulas)[:3]:
-            where = f" (folds {', '.join(map(str, folds))})" if not found.is_fold else ""
+            where = (
+                f" (fold{'s' if len(folds) > 1 else ''} {', '.join(map(str, folds))})"
+                if not found.is_fold
+                else ""
+            )
             lines.append(f"formula{where}: {_short(text)}")
         lines.append(
             f"formula fires on {_share(int(fires.sum()), n)}; agrees with the model on {_share(int(agree.sum()), n)}"
         )
-    top = Counter(t for t in answer["local_explanation"] if t).most_common(3)
-    lines += [f"local explanation x{count}: {_short(text)}" for text, count in top]
+    local = Counter(t for t in answer["local_explanation"] if t)
+    if local:
+        text, count = local.most_common(1)[0]
+        lines.append(
+            f"local explanations: {len(local)} distinct; the most frequent ({count} row{'s' if count != 1 else ''}): {_short(text, 160)}"
+        )
     if rows is not None and rows.labels is not None:
         accuracy = float(np.mean(answer["predicted_class"].to_numpy() == rows.labels))
         lines.append(f"accuracy against column {export.label}: {accuracy:.4f}")
@@ -149,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar per downloaded model file
     try:
         request = parse_args(sys.argv[1:] if argv is None else argv)
+        os.environ["MLFLOW_TRACKING_URI"] = request.uri  # models:/ and runs:/ URIs resolve against this store
         result, lines = explain(request)
         out = write(result, request.out or default_out(request))
     except UserError as exc:

@@ -30,8 +30,9 @@ class FoundModels:
     uris: dict[int, str]
 
 
-def find_run(client: Any, run: str, uri: str) -> Any:
-    """The run ``run`` (an id, or a run name: the most recent run of that name wins, with a log line)."""
+def find_run(client: Any, run: str, uri: str, experiment: str | None = None) -> Any:
+    """The run ``run`` (an id, or a run name: the most recent run of that name wins, with a log line), by name
+    only in the MLflow experiment ``experiment`` when given."""
     if _RUN_ID.match(run):
         try:
             return client.get_run(run)
@@ -40,7 +41,12 @@ def find_run(client: Any, run: str, uri: str) -> Any:
                 f"run={run}: no such run in the MLflow store {uri}; fix: copy a run id from the UI "
                 f"or `mlflow runs list`, or give a run name such as pruning-s42-fold0"
             ) from None
-    experiments = [e.experiment_id for e in client.search_experiments()]
+    experiments = [e.experiment_id for e in client.search_experiments() if experiment in (None, e.name)]
+    if experiment is not None and not experiments:
+        raise UserError(
+            f"tracking.experiment={experiment}: no such experiment in the MLflow store {uri}; fix: use the data "
+            f"set's name (e.g. breast_cancer) or the job's tracking.experiment"
+        )
     runs = (
         client.search_runs(
             experiments,
@@ -122,9 +128,9 @@ def _reused_model(client: Any, run_id: str | None) -> str | None:
 
 def _no_model(name: str, what: str) -> UserError:
     return UserError(
-        f"run {name}: this {what} has no model (trained with method.log_model=false, or before "
-        f"lenbench logged models, format {FORMAT_VERSION}); fix: train it again with "
-        f"method.log_model=true, or pick a run whose Models column shows one"
+        f"run {name}: this {what} has no model (trained with method.log_model=false, or before lenbench logged "
+        f"models, format {FORMAT_VERSION}); fix: train it again with method.log_model=true resume=false, or pick "
+        f"a run whose Models column shows one"
     )
 
 
