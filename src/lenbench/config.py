@@ -48,7 +48,6 @@ class TrainSchema:
     trainer: Any = MISSING
     tracking: TrackingSchema = field(default_factory=TrackingSchema)
     experiment: Any = None
-    task: Any = None
     seed: int = 42
     torch_threads: int = 1
     target_class: int = 1
