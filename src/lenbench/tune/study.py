@@ -29,7 +29,6 @@ from omegaconf import DictConfig, OmegaConf
 from lenbench.config import config_hash, flatten
 from lenbench.data.base import ConceptDataset, Fold
 from lenbench.errors import ConfigError
-from lenbench.folds import FoldFailed
 from lenbench.job import JobContext, cv_config, experiment_name, instantiate, run_job, tracking_uri
 from lenbench.scoring import METRICS, MetricSet
 from lenbench.tune.inner import inner_fold, mean_scores, score_on_validation
@@ -355,6 +354,3 @@ def spawn_workers(search: Search, n_trials: int) -> None:
     failed = [p.name for p in workers if p.exitcode != 0]
     if failed:
         raise RuntimeError(f"trial process(es) {', '.join(failed)} failed (exit codes in the log above)")
-
-
-__all__ = ["FoldFailed", "Search", "StudyOutcome", "StudySpec", "run_study", "study_spec"]
