@@ -9,7 +9,8 @@ its source. ``--check`` only compares, and fails when the README is not what the
 Tables: ``reproduction`` (the notebook's four methods, notebook in brackets), ``every_method_model`` and
 ``every_method_explanation`` (every method of ``results/mimic``: metrics without and with a formula),
 ``entropy_paper`` (the entropy LEN paper beside lenbench's runs), ``entropy_paper_more`` (lenbench's other
-metrics on that study) and ``brl_paper`` (the LEN paper's BRL beside lenbench's).
+metrics on that study) and ``brl_paper`` (the LEN paper's BRL beside lenbench's); with a ``results/suite``
+snapshot (``experiment=suite``), ``suite`` (every task and method) and ``suite_ranks`` (ranks across the tasks).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lenbench.report import render, snapshot
+from lenbench.report import compare, render, snapshot
 from lenbench.report.build import Analysis, analyse
 from lenbench.scoring import METRICS, Metric, MetricSet
 
@@ -30,6 +31,9 @@ BLOCK = re.compile(
     r"(<!-- BEGIN table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- END table:(?P=name) -->)", re.S
 )
 MAIN_STUDY, ENTROPY_STUDY, REFERENCE = "mimic", "mimic_entropy_paper", "reference"
+SUITE_STUDY = "suite"
+# The suite table's columns besides the headline metrics: how well formulas recover a known truth.
+SUITE_EXTRA = ("truth_agreement", "truth_exact", "concept_accuracy")
 
 
 def ordered(analysis: Analysis) -> pd.DataFrame:
@@ -160,7 +164,22 @@ def tables(root: Path, metrics: MetricSet = METRICS) -> dict[str, str]:
         "brl_paper": against_paper(
             main, pd.read_csv(reference / "brl_paper.csv", comment="#"), brl_rows, metrics
         ),
+        **suite_tables(root, metrics),
     }
+
+
+def suite_tables(root: Path, metrics: MetricSet = METRICS) -> dict[str, str]:
+    """``suite``: every task (study) and method on the headline and ground-truth metrics; ``suite_ranks``: the
+    methods' average ranks across the tasks, Friedman test and Nemenyi CD. Empty without a suite snapshot."""
+    folder = root / SUITE_STUDY
+    if not folder.is_dir():
+        return {}
+    suite = analyse(*snapshot.load(folder, metrics), metrics)
+    shown = MetricSet([m for m in metrics if m.headline or m.name in SUITE_EXTRA])
+    by_row = suite.by_row.sort_values(["study", "row"], kind="stable")
+    table = render.human_table(by_row, ["study", "row"], with_values(suite, shown))
+    ranks = render.ranks_texts(compare.ranks_table(suite.ranks, metrics), metrics)
+    return {"suite": render.to_markdown(table), "suite_ranks": ranks.get("ranks_across_studies.md", "")}
 
 
 def rewrite(readme: str, generated: Mapping[str, str]) -> str:
