@@ -258,16 +258,17 @@ def test_a_resumed_jobs_reused_folds_keep_their_models(job: dict) -> None:
 
 
 def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
-    """The commands of the README's "Explain new rows with a trained model" section, in a fresh folder that holds
-    the repository's virtual environment and examples (the server and curl lines are tested above)."""
+    """The commands of the README's "Explain new rows with a trained model" section, in order, in a fresh folder
+    that holds the repository's virtual environment and examples: the server on a free port (its own process group,
+    ended at the end), asked once it answers /ping."""
     readme = (REPO / "README.md").read_text()
     section = readme.split("## Explain new rows with a trained model", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL)
     lines = [line for block in blocks for line in block.splitlines() if line.strip()]
-    lines = [line for line in lines if not line.startswith(("mlflow models serve", "curl"))]
-    assert any("lenbench.explain" in line for line in lines) and any(
-        "models predict" in line for line in lines
-    )
+    assert [line.split()[0] for line in lines if line.startswith(("mlflow models serve", "curl"))] == [
+        "mlflow",
+        "curl",
+    ]
     for name in (".venv", "examples"):
         (tmp_path / name).symlink_to(REPO / name)
     lookup = (
@@ -275,11 +276,19 @@ def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
         "print(c.search_runs([e.experiment_id for e in c.search_experiments()], "
         '\\"attributes.run_name = \'entropy-s42-fold0\'\\")[0].info.run_id)"'
     )
-    script = ["set -e"]
+    port = str(_free_port())
+    script = ["set -e", "trap 'if [ -n \"$SERVER\" ]; then kill -TERM -- -$SERVER; fi' EXIT"]
     for line in lines:
         if "<fold run id>" in line:
             script.append(f"FOLD_RUN_ID=$({lookup})")
-        script.append(line.replace("<fold run id>", "$FOLD_RUN_ID"))
+        line = line.replace("<fold run id>", "$FOLD_RUN_ID").replace("5002", port)
+        if line.startswith("mlflow models serve"):  # as the README says: in an activated environment
+            script += ["source .venv/bin/activate", f"setsid {line} > serve.log 2>&1 &", "SERVER=$!"]
+            script.append(
+                f"until curl -s -o /dev/null http://127.0.0.1:{port}/ping; do kill -0 $SERVER; sleep 0.5; done"
+            )
+        else:
+            script.append(line)
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     done = subprocess.run(
         ["bash", "-c", "\n".join(script)],
@@ -292,4 +301,4 @@ def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "outputs" / "explain" / "fold0.csv").is_file()
     assert (tmp_path / "outputs" / "explain" / "ensemble.csv").is_file()
-    assert '"predictions"' in done.stdout and "ensemble of 5 fold models" in done.stdout
+    assert "ensemble of 5 fold models" in done.stdout and done.stdout.count('{"predictions": [') == 2
