@@ -46,7 +46,9 @@ def test_tree_on_xor_end_to_end(tmp_path: Path) -> None:
     assert summary["model_accuracy_mean"] == pytest.approx(results["model_accuracy"].mean())
     assert summary["model_accuracy_sem"] == pytest.approx(results["model_accuracy"].sem())
     assert summary["environment"]["torch_threads"] == 1
-    numerics = summary["environment"]["numerics"]  # what picks the float kernels: results differ across CPU types
+    numerics = summary["environment"][
+        "numerics"
+    ]  # what picks the float kernels: results differ across CPU types
     assert numerics["blas"] and numerics["aten_cpu_capability"] and "MKL_CBWR" in numerics["variables"]
 
     runs = mlflow_runs(tmp_path, "xor")
