@@ -311,3 +311,19 @@ def test_a_tuning_sweep_summary_names_each_study(tmp_path: Path) -> None:
     text = studies_summary(tmp_path, "xor")
     assert "0-tree-xor: tree-xor-1, 6 completed trial(s), 3 on the front" in text
     assert "1-rulelist-xor: no study.json" in text and "--experiment xor" in text
+
+
+def test_the_timeout_stops_the_search_after_the_running_trial(tmp_path: Path) -> None:
+    import time
+
+    from lenbench.tune import optuna_study
+
+    spec = _spec(tmp_path, timeout=1e-6, n_trials=50)
+    study = optuna_study.open_study(spec)
+
+    def objective(trial) -> list[float]:  # noqa: ANN001
+        time.sleep(0.01)  # longer than the timeout: the search stops once this trial ends
+        return [trial.suggest_float("x", 0, 1), 1.0]
+
+    optuna_study.run_trials(study, objective, spec, spec.n_trials)
+    assert len(study.trials) == 1
