@@ -59,6 +59,8 @@ def test_every_fold_run_has_a_model_the_parent_names(job: dict) -> None:
     for fold, run in folds.items():
         model_id = run.data.tags["lenbench.model_id"]
         assert parent.data.tags[f"lenbench.model.fold{fold}"] == f"models:/{model_id}"
+        # the runs table's Models column lists a run's model outputs
+        assert [o.model_id for o in client.get_run(run.info.run_id).outputs.model_outputs] == [model_id]
         assert run.data.metrics["model_logging_time"] > 0  # measured per fold: benchmarks read it
 
 

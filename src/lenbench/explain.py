@@ -18,11 +18,17 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from lenbench.errors import UserError, exit_with
+
+if TYPE_CHECKING:
+    from lenbench.models.frames import Rows
+    from lenbench.models.pyfunc import LenbenchModel
+    from lenbench.models.runs import FoundModels
 
 log = logging.getLogger("lenbench")
 
@@ -95,10 +101,15 @@ def explain(request: Request) -> tuple[pd.DataFrame, list[str]]:
     answer = answers[next(iter(answers))] if found.is_fold else ensemble_frame(answers, first.target_class)
     clash = [c for c in answer.columns if c in frame.columns]
     result = pd.concat([frame, answer.add_prefix("model_") if clash else answer], axis=1)
-    return result, summary(found, models, answer, rows, request)
+    return result, summary(found, models, answer, rows)
 
 
-def summary(found, models, answer: pd.DataFrame, rows, request: Request) -> list[str]:  # noqa: ANN001
+def summary(
+    found: FoundModels,
+    models: dict[int, LenbenchModel],
+    answer: pd.DataFrame,
+    rows: Rows | None,
+) -> list[str]:
     """A few lines: which model, how many rows per class, the formula(s) and how often they fire and agree."""
     from lenbench.models.ensemble import formula_agreement
 
