@@ -313,7 +313,7 @@ def test_a_tuning_sweep_summary_names_each_study(tmp_path: Path) -> None:
     assert "1-rulelist-xor: no study.json" in text and "--experiment xor" in text
 
 
-def test_the_timeout_stops_the_search_after_the_running_trial(tmp_path: Path) -> None:
+def test_no_trial_starts_once_the_timeout_has_passed(tmp_path: Path) -> None:
     import time
 
     from lenbench.tune import optuna_study
@@ -322,8 +322,8 @@ def test_the_timeout_stops_the_search_after_the_running_trial(tmp_path: Path) ->
     study = optuna_study.open_study(spec)
 
     def objective(trial) -> list[float]:  # noqa: ANN001
-        time.sleep(0.01)  # longer than the timeout: the search stops once this trial ends
+        time.sleep(0.01)  # longer than the timeout: no trial after this one may start
         return [trial.suggest_float("x", 0, 1), 1.0]
 
     optuna_study.run_trials(study, objective, spec, spec.n_trials)
-    assert len(study.trials) == 1
+    assert len(study.trials) <= 1  # 50 were asked for
