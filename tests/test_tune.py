@@ -327,3 +327,53 @@ def test_no_trial_starts_once_the_timeout_has_passed(tmp_path: Path) -> None:
 
     optuna_study.run_trials(study, objective, spec, spec.n_trials)
     assert len(study.trials) <= 1  # 50 were asked for
+
+
+class FlakyTree(TreeExplainer):
+    """A tree whose training fails at depth 2, as a diverging network would (``_target_`` of the test below)."""
+
+    def fit(self, fold):  # noqa: ANN001, ANN201
+        if self.max_depth == 2:
+            raise RuntimeError("training diverged at epoch 1")
+        return super().fit(fold)
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.finished: list[int] = []
+        self.failed: list[str] = []
+
+    def start_trial(self, parent: str, number: int, params: dict) -> str:
+        return str(number)
+
+    def finish_trial(self, run_id: str, means: dict, per_fold: list) -> None:
+        self.finished.append(int(run_id))
+
+    def fail_trial(self, run_id: str, error: str) -> None:
+        self.failed.append(error)
+
+
+def test_a_failing_fold_fails_its_trial_and_the_study_goes_on(tmp_path: Path) -> None:
+    import optuna
+
+    from lenbench.tune import optuna_study
+    from lenbench.tune.space import SearchParam
+    from lenbench.tune.study import Search
+
+    spec = _spec(tmp_path, n_trials=2, recorded=())
+    cfg = OmegaConf.create(
+        {"method": {"explainer": {"_target_": "test_tune.FlakyTree", "seed": 0}}, "target_class": 1}
+    )
+    space = (SearchParam(name="d", key="method.explainer.max_depth", kind="categorical", choices=(1, 2, 3)),)
+    folds = [inner_fold(make_xor(n_samples=200), CVConfig(n_splits=3), k) for k in range(3)]
+    search = Search(job_cfg=cfg, space=space, folds=folds, spec=spec, uri="", parent="p", experiment="xor")
+    study = optuna_study.open_study(spec)
+    for depth in (2, 1, 3):
+        study.enqueue_trial({"d": depth})
+    recorder = _Recorder()
+    optuna_study.run_trials(study, lambda trial: search.objective(recorder, trial), spec, 5)
+    states = [t.state for t in study.trials]
+    assert states == [optuna.trial.TrialState.FAIL, *[optuna.trial.TrialState.COMPLETE] * 2]
+    assert (
+        recorder.finished == [1, 2] and "fold 0 failed: RuntimeError: training diverged" in recorder.failed[0]
+    )

@@ -3,12 +3,17 @@ parallel trial processes sharing the storage, and every bad input as one line wi
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import job_env, run_command, run_report, store_uri
+from helpers import Job, job_env, run_command, run_report, store_uri, wait_until
+from test_tracking_record import _answers
+from ui_helpers import free_port, kill_group
 
 from lenbench.tracking.mlflow import PARENT_RUN_ID_TAG
 
@@ -145,3 +150,58 @@ def test_a_study_name_taken_by_other_objectives_is_refused(tmp_path: Path) -> No
     )
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "tune.study_name=s1: that study" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _server(folder: Path) -> tuple[str, subprocess.Popen]:
+    """``mlflow server`` on a free loopback port over ``folder``, once /health answers."""
+    folder.mkdir()
+    port = free_port()
+    with (folder / "server.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "mlflow"),
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{folder / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(folder / "artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            cwd=folder,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    uri = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _answers(f"{uri}/health"), "an answer from the MLflow server's /health", proc=proc)
+    return uri, proc
+
+
+def test_a_store_lost_during_the_study_is_one_line_and_the_trials_are_kept(tmp_path: Path) -> None:
+    import optuna
+
+    uri, server = _server(tmp_path / "server")
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    cmd = [sys.executable, "-m", "lenbench.tune", f"hydra.run.dir={tmp_path / 'lost'}", *SMALL, "method=tree"]
+    cmd += ["tune.n_trials=200", f"tune.storage={storage}"]
+    try:
+        with Job(cmd, job_env(tmp_path, uri, MLFLOW_HTTP_REQUEST_MAX_RETRIES="0")) as job:
+            job.wait_for_line(r"trial 1: ")
+            os.kill(job.proc.pid, signal.SIGSTOP)  # the server goes away between two trials
+            kill_group(server)
+            os.kill(job.proc.pid, signal.SIGCONT)
+            code = job.finish()
+    finally:
+        kill_group(server)
+    assert code == 2, job.stderr[-3000:]
+    errors = [line for line in job.stderr.splitlines() if "ERROR" in line]
+    assert errors and "failed during the study" in errors[-1], job.stderr[-3000:]
+    assert "Traceback" not in job.stderr
+    kept = optuna.get_all_study_summaries(storage)
+    assert kept[0].n_trials >= 2  # trials 0 and 1 completed and stay in the Optuna storage

@@ -11,18 +11,20 @@ params, its validation objectives (``val_<metric>``, mean over the outer folds; 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from lenbench.tracking.cleanup import process_tags
+from lenbench.tracking.errors import TrackingError
 from lenbench.tracking.mlflow import KIND_TAG, PARENT_RUN_ID_TAG, MlflowTracker, _finite, _now_ms
-from lenbench.tracking.store import store_lock
+from lenbench.tracking.store import short_error, store_lock
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,25 @@ STUDY_TAG = "tune.study"
 TRIAL_TAG = "tune.trial"
 PARETO_TAG = "pareto"
 TEST_RUN_TAG = "test_run_id"
+
+
+def _store_call(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A store that fails during the study (server down, database gone) ends it with one line: the completed
+    trials are kept in the Optuna storage, and the same command resumes once the store works."""
+
+    @functools.wraps(method)
+    def call(self: StudyRecorder, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except TrackingError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any store failure is reported, with what is kept
+            raise TrackingError(
+                f"the MLflow store {self.uri} failed during the study ({short_error(exc)}); the completed trials "
+                "are kept in the Optuna storage: run the same command again once the store works"
+            ) from exc
+
+    return call
 
 
 class StudyRecorder:
@@ -46,6 +67,7 @@ class StudyRecorder:
         query = f"tags.{KIND_TAG} = '{kind}' and tags.`{STUDY_TAG}` = '{self.study_name}'" + extra
         return list(self.client.search_runs([self.experiment_id], query, max_results=5000))
 
+    @_store_call
     def open_study(self, tags: Mapping[str, str], params: Mapping[str, Any]) -> str:
         """The study's parent run: reopened (RUNNING, this process's tags) when it exists, else created."""
         from mlflow.entities import Param
@@ -66,6 +88,7 @@ class StudyRecorder:
             self.client.log_batch(run_id, params=items[start : start + 100])
         return run_id
 
+    @_store_call
     def start_trial(self, parent: str, number: int, params: Mapping[str, Any]) -> str:
         from mlflow.entities import Param
 
@@ -81,6 +104,7 @@ class StudyRecorder:
         self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
         return run_id
 
+    @_store_call
     def finish_trial(
         self, run_id: str, means: Mapping[str, float], per_fold: Sequence[Mapping[str, float]]
     ) -> None:
@@ -96,10 +120,12 @@ class StudyRecorder:
             self.client.log_batch(run_id, metrics=entries[start : start + 1000])
         self.client.set_terminated(run_id, "FINISHED")
 
+    @_store_call
     def fail_trial(self, run_id: str, error: str) -> None:
         self.client.set_tag(run_id, "error", error[:5000])
         self.client.set_terminated(run_id, "FAILED")
 
+    @_store_call
     def trial_runs(self) -> dict[int, str]:
         """Trial number -> its latest run id (a trial rerun after a crash has two runs)."""
         latest: dict[int, Any] = {}
@@ -109,6 +135,7 @@ class StudyRecorder:
                 latest[number] = run
         return {n: r.info.run_id for n, r in latest.items()}
 
+    @_store_call
     def job_run(self, config_hash: str) -> str | None:
         """The FINISHED job run of a configuration (the parent run of its folds)."""
         query = f"tags.config_hash = '{config_hash}' and attributes.status = 'FINISHED'"
@@ -116,6 +143,7 @@ class StudyRecorder:
         parents = [r for r in runs if PARENT_RUN_ID_TAG not in r.data.tags]
         return parents[0].info.run_id if parents else None
 
+    @_store_call
     def mark_front(
         self, front: pd.DataFrame, on_front: set[int], trials: Mapping[int, str], parent: str
     ) -> None:
@@ -141,6 +169,7 @@ class StudyRecorder:
                 self.client.set_tag(test_run, TRIAL_TAG, str(number))
                 self.client.set_tag(test_run, "tune.study_run_id", parent)
 
+    @_store_call
     def finish_study(self, parent: str, summary: Mapping[str, float], files: Sequence[Path]) -> None:
         from mlflow.entities import Metric
 
@@ -151,8 +180,15 @@ class StudyRecorder:
         self.client.set_terminated(parent, "FINISHED")
 
     def fail_study(self, parent: str, error: str, status: str = "FAILED") -> None:
-        self.client.set_tag(parent, "error", error[:5000])
-        self.client.set_terminated(parent, status)
+        """Close the study's run on the way out of a failure; a store that fails here too only warns (the first
+        error is the one to report)."""
+        try:
+            self.client.set_tag(parent, "error", error[:5000])
+            self.client.set_terminated(parent, status)
+        except Exception as exc:  # noqa: BLE001
+            log.warning(
+                "the study's MLflow run %s could not be closed as %s (%s)", parent, status, short_error(exc)
+            )
 
 
 def _number(value: Any) -> bool:

@@ -61,7 +61,7 @@ def open_study(spec: StudySpec) -> Any:
     """Create the study, or load it after checking it optimises the same objectives in the same directions."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed trials: logged by the objective
     store = storage(spec)
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(store, include_best_trial=False)}
     if spec.name in existing:
@@ -94,7 +94,7 @@ def load(spec: StudySpec, worker: int) -> Any:
     """The study as a trial process opens it: its own storage connection and sampler seed."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed trials: logged by the objective
     return optuna.load_study(study_name=spec.name, storage=storage(spec), sampler=sampler(spec, worker))
 
 

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -29,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from lenbench.config import config_hash, flatten
 from lenbench.data.base import ConceptDataset, Fold
 from lenbench.errors import ConfigError
+from lenbench.folds import FoldFailed
 from lenbench.job import JobContext, cv_config, experiment_name, instantiate, run_job, tracking_uri
 from lenbench.scoring import METRICS, MetricSet
 from lenbench.tune.inner import inner_fold, mean_scores, score_on_validation
@@ -240,7 +242,10 @@ class Search:
             make()  # a value the method refuses is a user error: the study stops with its message
             per_fold = [score_on_validation(f, make, int(job.target_class)) for f in self.folds]
         except BaseException as exc:
-            recorder.fail_trial(run_id, f"{type(exc).__name__}: {exc}")
+            with contextlib.suppress(Exception):  # the trial's own error is the one to report
+                recorder.fail_trial(run_id, f"{type(exc).__name__}: {exc}")
+            if isinstance(exc, FoldFailed):
+                log.warning("trial %d failed, the study goes on: %s (params %s)", trial.number, exc, values)
             raise
         means = mean_scores(per_fold)
         for name in (*self.spec.objectives, *self.spec.recorded):
