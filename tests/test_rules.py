@@ -247,3 +247,25 @@ def test_mimic_extended_lists_every_method() -> None:
     methods = cfg.hydra.sweeper.params.method.split(",")
     assert methods == ["pruning", "weights", "psi", "tree", "entropy", "brl", "rulelist", "rf"]
     assert cfg.data.label == "day_28_flg" and cfg.cv.n_splits == 10 and cfg.tracking.experiment == "mimic"
+
+
+def test_greedy_rule_list_is_deterministic_for_a_seed_when_concepts_tie() -> None:
+    # Four identical copies of the concept that decides the label: every stump ties, and imodels' unseeded
+    # scikit-learn stumps used to pick one of them at random on each fit (P(8 equal fits) = 4**-7 unseeded).
+    from lenbench.data.base import ConceptDataset
+
+    rng = np.random.default_rng(0)
+    decisive = rng.integers(0, 2, size=400)
+    x = np.column_stack([decisive] * 4 + [rng.integers(0, 2, size=(400, 3))]).astype(np.float32)
+    names = [f"copy{i}" for i in range(4)] + ["d0", "d1", "d2"]
+    dataset = ConceptDataset(name="ties", x=x, y=decisive.astype(np.int64), concept_names=names)
+    fold = fold_of(dataset)
+    formulas = set()
+    for state in range(
+        8
+    ):  # whatever numpy's global generator holds when the fit starts (another process, ...)
+        np.random.seed(state)
+        formulas.add(str(GreedyRuleListExplainer(seed=5).fit(fold).explain(fold)))
+        assert np.random.randint(1000) == np.random.RandomState(state).randint(1000)  # left as it was
+    assert len(formulas) == 1, formulas
+    assert next(iter(formulas)).startswith("copy")

@@ -161,8 +161,8 @@ class RuleListExplainer(Explainer):
 
 class GreedyRuleListExplainer(RuleListExplainer):
     """``imodels.GreedyRuleListClassifier``: splits on one concept at a time along a single path (method
-    ``rulelist``). Each rule is one literal, so its DNF never blows up. Deterministic: the stumps are
-    scikit-learn trees on a fixed row order (``seed`` is recorded, not used)."""
+    ``rulelist``). Each rule is one literal, so its DNF never blows up. Deterministic for a fixed ``seed``: the stumps
+    break ties between equally good concepts at random, from numpy's generator seeded with it."""
 
     name = "rulelist"
 
@@ -193,7 +193,14 @@ class GreedyRuleListExplainer(RuleListExplainer):
         # class_weight only when set: older imodels releases do not take it.
         extra = {} if self.class_weight is None else {"class_weight": self.class_weight}
         model = GreedyRuleListClassifier(max_depth=self.max_depth, criterion=self.criterion, **extra)
-        return model.fit(x, y, feature_names=names)
+        # imodels' stumps are DecisionTreeClassifier(random_state=None): ties between equally good concepts are
+        # broken by numpy's global generator, so the list changed from run to run. Seeded here, restored after.
+        state = np.random.get_state()
+        np.random.seed(self.seed)
+        try:
+            return model.fit(x, y, feature_names=names)
+        finally:
+            np.random.set_state(state)
 
     def _read_rule_list(self, model: Any, names: list[str]) -> RuleList:
         return greedy_rule_list(model, names)
