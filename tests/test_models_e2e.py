@@ -54,7 +54,9 @@ def explain(job: dict, *args: str) -> subprocess.CompletedProcess:
 def test_every_fold_run_has_a_model_the_parent_names(job: dict) -> None:
     client, parent, folds = job["client"], job["parent"], job["folds"]
     models = client.search_logged_models([parent.info.experiment_id])
-    assert sorted(m.source_run_id for m in models) == sorted(r.info.run_id for r in folds.values())
+    runs = [parent.info.run_id, *(r.info.run_id for r in folds.values())]  # the parent's: the folds' vote
+    assert sorted(m.source_run_id for m in models) == sorted(runs)
+    assert parent.data.tags["lenbench.model_id"] in [m.model_id for m in models]
     assert all(m.name == "model" and str(m.status) in ("READY", "LoggedModelStatus.READY") for m in models)
     for fold, run in folds.items():
         model_id = run.data.tags["lenbench.model_id"]
@@ -104,11 +106,19 @@ def test_the_parent_run_explains_with_the_folds_majority(job: dict) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "ensemble of 3 fold models" in done.stdout
-    ensemble = pd.read_csv(out)
+    ensemble = pd.read_csv(out, keep_default_na=False)
     votes = np.sum(answers, axis=0)
     assert np.array_equal(ensemble["votes"], votes)
     assert np.array_equal(ensemble["predicted_class"], (votes >= 2).astype(int))
     assert ensemble["formulas_agreeing"].between(0, 3).all()
+    with pytest.MonkeyPatch.context() as patch:  # the parent run's own MLflow model gives the same answers
+        patch.setenv("MLFLOW_TRACKING_URI", job["client"].tracking_uri)
+        import mlflow.pyfunc
+
+        model = mlflow.pyfunc.load_model(f"runs:/{job['parent'].info.run_id}/model")
+        served = model.predict(job["new"].drop(columns=["y"]))
+    for column in served.columns:
+        assert list(served[column]) == list(ensemble[column]), column
 
 
 def test_bad_input_is_one_line_and_exit_2(job: dict, tmp_path: Path) -> None:

@@ -135,6 +135,8 @@ def run_experiment(
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise JobInterrupted(len(loop.done), len(indices), out_dir) from exc
         raise
+    if log_models:
+        _log_ensemble(tracker, loop.done)
     files, results, summary = writer.write(loop.done, partial=False)
     tracker.finish_job(summary, list(files.values()), record.texts, results)
     return ExperimentResult(
@@ -181,6 +183,20 @@ class _FoldLoop:
             result.reused_from,
         )
         _log_fold(self.method, result, len(self.done), self.total)  # after the fold's run is FINISHED
+
+
+def _log_ensemble(tracker: Tracker, done: Sequence[FoldResult]) -> None:
+    """The parent run's model: the folds' models voting; only when every fold has its model in hand (a fold
+    reused from an earlier run has it on that run, where ``python -m lenbench.explain`` finds it)."""
+    models = {r.fold: r.model for r in done if r.model is not None}
+    if models and len(models) == len(done):
+        tracker.log_job_model(models)
+    elif models:
+        log.info(
+            "the job's ensemble model is not logged: %d fold(s) were reused from an earlier run; "
+            "python -m lenbench.explain run=<this job's run> combines every fold's model",
+            len(done) - len(models),
+        )
 
 
 def _fail(exc: BaseException, tracker: Tracker, writer: _ResultWriter, done: list[FoldResult]) -> None:

@@ -66,9 +66,28 @@ class LenbenchModel(mlflow.pyfunc.PythonModel):
         return explain_frame(self.predictor, rows, getattr(model_input, "index", None))
 
 
-def signature(export: ModelExport) -> Any:
+class LenbenchEnsemble(mlflow.pyfunc.PythonModel):
+    """A job's fold models voting (the parent run's model): :func:`lenbench.models.ensemble.ensemble_frame`."""
+
+    def __init__(self, exports: dict[int, ModelExport]) -> None:
+        self.folds = {fold: LenbenchModel(export) for fold, export in sorted(exports.items())}
+
+    def load_context(self, context: Any) -> None:
+        for model in self.folds.values():
+            model.load_context(context)
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        from lenbench.models.ensemble import ensemble_frame
+
+        answers = {fold: model.predict(context, model_input) for fold, model in self.folds.items()}
+        return ensemble_frame(answers, next(iter(self.folds.values())).export.target_class)
+
+
+def signature(export: ModelExport, ensemble: bool = False) -> Any:
     """Input: the raw columns of a table model (numbers, text for categorical columns) or the concepts (numbers);
-    output: the four answer columns."""
+    output: the four answer columns (an ensemble's six)."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, Schema
 
@@ -85,5 +104,16 @@ def signature(export: ModelExport) -> Any:
         "formula_fires": "boolean",
         "local_explanation": "string",
     }
-    outputs = [ColSpec(types[c], c, required=c != "formula_fires") for c in OUTPUT_COLUMNS]
+    columns = list(OUTPUT_COLUMNS)
+    if ensemble:
+        types |= {"votes": "long", "formulas_agreeing": "long"}
+        columns = [
+            "predicted_class",
+            "score",
+            "votes",
+            "formula_fires",
+            "formulas_agreeing",
+            "local_explanation",
+        ]
+    outputs = [ColSpec(types[c], c, required=c != "formula_fires") for c in columns]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))

@@ -66,18 +66,51 @@ def log_model(client: Any, experiment_id: str, run_id: str, export: ModelExport)
     """Log ``export`` as the pyfunc model ``model`` of the run ``run_id``; returns its ``models:/<id>`` URI. The
     tags naming it (:data:`MODEL_ID_TAG`, :data:`PARENT_MODEL_TAG`) are the caller's, batched with its others:
     each SQLite write is a commit, the largest part of this call's cost."""
+    from lenbench.models.pyfunc import LenbenchModel, signature
+
+    tags = {"method": export.method, "fold": str(export.fold)}
+    return _log_pyfunc(
+        client,
+        experiment_id,
+        run_id,
+        LenbenchModel(export),
+        signature(export),
+        export.metadata(),
+        export,
+        tags,
+    )
+
+
+def log_ensemble(client: Any, experiment_id: str, run_id: str, exports: dict[int, ModelExport]) -> str:
+    """Log the folds' models as one pyfunc model ``model`` of the job's parent run: their majority vote
+    (:class:`~lenbench.models.pyfunc.LenbenchEnsemble`); returns its ``models:/<id>`` URI."""
+    from lenbench.models.pyfunc import LenbenchEnsemble, signature
+
+    first = next(iter(exports.values()))
+    metadata = {**first.metadata(), "fold": -1, "folds": sorted(exports), "ensemble": True}
+    tags = {"method": first.method, "folds": ",".join(map(str, sorted(exports)))}
+    model = LenbenchEnsemble(exports)
+    return _log_pyfunc(
+        client, experiment_id, run_id, model, signature(first, ensemble=True), metadata, first, tags
+    )
+
+
+def _log_pyfunc(
+    client: Any,
+    experiment_id: str,
+    run_id: str,
+    python_model: Any,
+    model_signature: Any,
+    metadata: dict[str, Any],
+    export: ModelExport,
+    tags: dict[str, str],
+) -> str:
     import mlflow.pyfunc
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus
     from mlflow.models import Model
 
-    from lenbench.models.pyfunc import LenbenchModel, signature
-
     logged = client.create_logged_model(
-        experiment_id,
-        name=MODEL_NAME,
-        source_run_id=run_id,
-        tags={"method": export.method, "fold": str(export.fold)},
-        model_type="lenbench",
+        experiment_id, name=MODEL_NAME, source_run_id=run_id, tags=tags, model_type="lenbench"
     )
     try:
         client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
@@ -87,15 +120,15 @@ def log_model(client: Any, experiment_id: str, run_id: str, export: ModelExport)
                 artifact_path=logged.artifact_location,
                 model_uuid=logged.model_id,
                 run_id=run_id,
-                metadata=export.metadata(),
+                metadata=metadata,
                 model_id=logged.model_id,
             )
             with _quiet():
                 mlflow.pyfunc.save_model(
                     path,
-                    python_model=LenbenchModel(export),
+                    python_model=python_model,
                     mlflow_model=description,
-                    signature=signature(export),
+                    signature=model_signature,
                     pip_requirements=requirements(export),
                 )
             client.log_model_artifacts(logged.model_id, str(path))

@@ -94,9 +94,9 @@ class MlflowTracker:
         self._tags: dict[str, str] = {}
         self._child_runs: dict[int, str] = {}
         self._streamed: dict[int, int] = {}  # fold -> last epoch whose loss was logged while training
-        self._models: dict[
-            int, str
-        ] = {}  # fold -> its model's URI (models:/<id>), tagged with the fold's results
+        # fold -> its model's URI (models:/<id>), tagged with the fold's results; the parent run's model (the vote)
+        self._models: dict[int, str] = {}
+        self._ensemble: str | None = None
 
     def _experiment_id(self, name: str, artifact_location: str | None) -> str:
         """Get or create the experiment, tagged as a machine-learning experiment; a parallel job creating it first
@@ -257,13 +257,26 @@ class MlflowTracker:
         except Exception as exc:  # noqa: BLE001 - the fold's metrics and formula still get logged
             log.warning("fold %d: its model was not logged (%s)", fold, short_error(exc))
 
+    def log_job_model(self, models: Mapping[int, Any]) -> None:
+        """The folds' models as one MLflow model of the parent run, their majority vote
+        (:func:`lenbench.models.store.log_ensemble`); tagged ``lenbench.model_id`` with the job's summary."""
+        from lenbench.models.store import log_ensemble
+
+        try:
+            self._ensemble = log_ensemble(self.client, self.experiment_id, self.run_id, dict(models))
+        except Exception as exc:  # noqa: BLE001 - the folds' own models are logged already
+            log.warning("the job's ensemble model was not logged (%s)", short_error(exc))
+
     def _model_tags(self) -> list[Any]:
         """The parent run's tags naming each fold's model (written with the job's summary, in one batch)."""
         from mlflow.entities import RunTag
 
         from lenbench.models.store import PARENT_MODEL_TAG
 
-        return [RunTag(PARENT_MODEL_TAG.format(fold=f), uri) for f, uri in sorted(self._models.items())]
+        tags = [RunTag(PARENT_MODEL_TAG.format(fold=f), uri) for f, uri in sorted(self._models.items())]
+        return tags + (
+            [RunTag(MODEL_ID_TAG, self._ensemble.removeprefix("models:/"))] if self._ensemble else []
+        )
 
     def fail_fold(self, fold: int, error: str) -> None:
         child = self._child(fold)

@@ -51,6 +51,8 @@ class Tracker(Protocol):
 
     def log_fold_model(self, fold: int, model: Any) -> None: ...
 
+    def log_job_model(self, models: Mapping[int, Any]) -> None: ...
+
     def fail_fold(self, fold: int, error: str) -> None: ...
 
     def finish_job(
@@ -88,6 +90,9 @@ class NullTracker:
         return None
 
     def log_fold_model(self, fold: int, model: Any) -> None:
+        return None
+
+    def log_job_model(self, models: Mapping[int, Any]) -> None:
         return None
 
     def fail_fold(self, fold: int, error: str) -> None:
@@ -154,6 +159,9 @@ class ResilientTracker:
 
     def log_fold_model(self, *args: Any, **kwargs: Any) -> None:
         self._call("log_fold_model", *args, **kwargs)
+
+    def log_job_model(self, *args: Any, **kwargs: Any) -> None:
+        self._call("log_job_model", *args, **kwargs)
 
     def fail_fold(self, *args: Any, **kwargs: Any) -> None:
         self._call("fail_fold", *args, **kwargs)
