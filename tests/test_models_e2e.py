@@ -241,6 +241,16 @@ def test_mlflow_models_serve_answers_a_request(job: dict) -> None:
         )
         with urllib.request.urlopen(request, timeout=60) as response:
             served = pd.DataFrame(json.loads(response.read())["predictions"])
+        bad = rows.assign(c3=2.0)  # a concept outside [0, 1]: a client error, answered as one
+        body = json.dumps({"dataframe_split": {"columns": list(bad.columns), "data": bad.values.tolist()}})
+        request = urllib.request.Request(
+            f"{url}/invocations", body.encode(), {"Content-Type": "application/json"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=60)
+        assert refused.value.code == 400 and "concept 'c3' in row 1 is 2, not a number in [0, 1]" in (
+            refused.value.read().decode()
+        )
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)

@@ -62,7 +62,14 @@ class LenbenchModel(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        rows = concept_rows(self.export, model_input)
+        from mlflow.exceptions import MlflowException
+
+        try:
+            rows = concept_rows(self.export, model_input)
+        except (
+            UserError
+        ) as exc:  # MLflow's own kind of bad input: mlflow models serve answers 400 with the message
+            raise MlflowException.invalid_parameter_value(str(exc)) from None
         return explain_frame(self.predictor, rows, getattr(model_input, "index", None))
 
 
