@@ -166,8 +166,12 @@ def write(result: pd.DataFrame, out: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(message)s")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar per downloaded model file
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        return 0
     try:
-        request = parse_args(sys.argv[1:] if argv is None else argv)
+        request = parse_args(argv)
         os.environ["MLFLOW_TRACKING_URI"] = request.uri  # models:/ and runs:/ URIs resolve against this store
         result, lines = explain(request)
         out = write(result, request.out or default_out(request))
