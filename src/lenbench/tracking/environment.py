@@ -7,6 +7,7 @@ import platform
 import re
 import subprocess
 import sys
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,12 @@ _PACKAGES = (
 )
 
 
+@lru_cache(maxsize=8)
 def git_commit(project_dir: str | Path) -> tuple[str, bool]:
-    """(commit sha or "unknown", dirty) of the project checkout; never raises."""
+    """(commit sha or "unknown", dirty) of the project checkout; never raises.
+
+    Read once per process: a sweep's jobs run the code its process imported, so a commit made while a long sweep
+    runs must not relabel the jobs that start after it (they used to record the HEAD of their own start)."""
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"],
