@@ -106,14 +106,29 @@ def _value_axis(ax: Any, values: np.ndarray) -> str:
     return "symmetric log scale\n(linear in [0, 1])"
 
 
+# Panels per figure row: a suite of eight studies in one row made a figure too wide to read.
+MAX_PANELS_PER_ROW = 3
+
+
+def _study_grid(n_studies: int, width: float, height: float) -> tuple[Any, list[Any]]:
+    """A figure with one panel per study, at most :data:`MAX_PANELS_PER_ROW` a row; unused panels hidden."""
+    n_cols = max(1, min(n_studies, MAX_PANELS_PER_ROW))
+    n_rows = -(-max(n_studies, 1) // n_cols)
+    fig, axes = _pyplot().subplots(
+        n_rows, n_cols, figsize=(width * n_cols, height * n_rows), constrained_layout=True, squeeze=False
+    )
+    flat = list(axes.flat)
+    for ax in flat[n_studies:]:
+        ax.set_axis_off()
+    return fig, flat[:n_studies]
+
+
 def accuracy_vs_complexity(by_row: pd.DataFrame, folds: pd.DataFrame, metrics: MetricSet = METRICS) -> Any:
     """Mean ± sem of explanation accuracy against complexity, one point per row, one panel per study; the
     majority-class accuracy of the study's test folds as a dashed line."""
     studies = sorted(by_row["study"].unique())
-    fig, axes = _pyplot().subplots(
-        1, len(studies), figsize=(6.5 * len(studies), 4.6), constrained_layout=True, squeeze=False
-    )
-    for ax, study in zip(axes[0], studies, strict=True):
+    fig, axes = _study_grid(len(studies), 6.5, 4.6)
+    for ax, study in zip(axes, studies, strict=False):
         table = by_row[(by_row["study"] == study) & by_row[f"{ACCURACY}_mean"].notna()]
         for _, row in table.iterrows():
             x, dx = row[f"{COMPLEXITY}_mean"], row[f"{COMPLEXITY}_sem"]
@@ -222,15 +237,8 @@ def concept_frequency(folds: pd.DataFrame) -> Any:
     so a method that mentions nearly every concept (the tree) shows as such. Rows without explanations are
     named below the panel."""
     studies = sorted(folds["study"].unique())
-    plt = _pyplot()
-    fig, axes = plt.subplots(
-        1,
-        len(studies),
-        figsize=(max(6.0, 1.1 * folds["row"].nunique() + 3) * len(studies), 9),
-        constrained_layout=True,
-        squeeze=False,
-    )
-    for ax, study in zip(axes[0], studies, strict=True):
+    fig, axes = _study_grid(len(studies), max(6.0, 1.1 * folds["row"].nunique() + 3), 9)
+    for ax, study in zip(axes, studies, strict=False):
         part = folds[folds["study"] == study]
         table, sizes, counts = _frequencies(part)
         left_out = sorted(set(part["row"]) - set(table.columns))
