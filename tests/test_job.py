@@ -81,11 +81,19 @@ def test_console_summary_lists_every_headline_metric_by_its_label(tmp_path: Path
     summary = {f"{m.name}_{s}": 0.5 for m in METRICS.at("fold") for s in ("mean", "sem")}
     summary.update({m.name: 0.25 for m in METRICS.at("job")})
     summary["n_folds"] = 3.0
+    per_data_set = [m for m in METRICS if m.needs & {"truth", "concepts"}]  # a known formula, an encoder
+    assert per_data_set
+    for m in per_data_set:  # a data set without them: NaN, and not shown
+        summary[f"{m.name}_mean"] = summary[f"{m.name}_sem"] = float("nan")
     text = format_summary("tree", summary, tmp_path)
     assert text.splitlines()[0] == "tree: mean +- sem over 3 fold(s)"
     for metric in METRICS:
         assert (metric.label in text) == metric.headline, metric.name
     assert str(tmp_path / "results.csv") in text
+    for m in per_data_set:  # a data set with them: shown beside the headline metrics
+        summary[f"{m.name}_mean"] = summary[f"{m.name}_sem"] = 0.5
+    text = format_summary("tree", summary, tmp_path)
+    assert all(m.label in text for m in per_data_set)
 
 
 @pytest.mark.e2e

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -219,7 +220,11 @@ def test_end_of_sweep_summary(tmp_path: Path) -> None:
     assert lines[2] == "  1-psi-s0: resumed, metrics in MLflow -> MLflow run abc"
     assert lines[3].startswith("  2-rf-s0: did not finish")
     assert lines[4].startswith("  10-brl-s0: did not start")  # job order, 10 after 2
-    assert lines[5] == f"compare them: python -m lenbench.report --experiment mimic --sweep-id {sweep}"
+    # The interpreter that ran the sweep, pasteable (a bare `python` is often one without lenbench).
+    python = (
+        os.path.relpath(sys.executable) if Path(sys.executable).is_relative_to(Path.cwd()) else sys.executable
+    )
+    assert lines[5] == f"compare them: {python} -m lenbench.report --experiment mimic --sweep-id {sweep}"
 
 
 @pytest.mark.e2e

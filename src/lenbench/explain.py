@@ -126,13 +126,16 @@ def summary(
     if formulas:
         fires = answer["formula_fires"].astype(bool)
         agree = fires == (answer["predicted_class"] == export.target_class)
-        for text, folds in formula_agreement(formulas)[:3]:
+        distinct = formula_agreement(formulas)
+        for text, folds in distinct[:3]:
             where = (
                 f" (fold{'s' if len(folds) > 1 else ''} {', '.join(map(str, folds))})"
                 if not found.is_fold
                 else ""
             )
             lines.append(f"formula{where}: {_short(text)}")
+        if len(distinct) > 3:  # the summary stays short; every fold's formula is in the run's tags
+            lines.append(f"... and {len(distinct) - 3} more distinct formula(s) of other folds")
         lines.append(
             f"formula fires on {_share(int(fires.sum()), n)}; agrees with the model on {_share(int(agree.sum()), n)}"
         )

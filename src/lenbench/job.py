@@ -314,19 +314,28 @@ def _raise_store_failure(tracker: Tracker, out_dir: Path) -> None:
         )
 
 
+# Needs that depend on the data set rather than the method: a ground-truth formula, concepts from an encoder.
+_DATA_SET_NEEDS = frozenset({"truth", "concepts"})
+
+
 def format_summary(
     method: str, summary: dict[str, float], out_dir: Path, metrics: MetricSet = METRICS
 ) -> str:
-    """The console table of a finished job: every headline metric of the registry, mean +- sem over folds."""
+    """The console table of a finished job: every headline metric of the registry, mean +- sem over folds, and
+    the metrics that only some data sets have (a known formula, concepts from an encoder) where this one has them."""
     lines = [f"{method}: mean +- sem over {int(summary['n_folds'])} fold(s)"]
+    width = max([24, *(len(m.label) for m in metrics)])
     for metric in metrics:
-        if not metric.headline:
+        shown_here = metric.needs & _DATA_SET_NEEDS and summary.get(f"{metric.name}_mean") == summary.get(
+            f"{metric.name}_mean"
+        )  # not NaN
+        if not (metric.headline or shown_here):
             continue
         if metric.level == "job":
-            lines.append(f"  {metric.label:<24} {summary[metric.name]:>10.4f}")
+            lines.append(f"  {metric.label:<{width}} {summary[metric.name]:>10.4f}")
         else:
             mean, sem = summary[f"{metric.name}_mean"], summary[f"{metric.name}_sem"]
             spread = "+- n/a (one fold)" if sem != sem and mean == mean else f"+- {sem:.4f}"
-            lines.append(f"  {metric.label:<24} {mean:>10.4f} {spread}")
+            lines.append(f"  {metric.label:<{width}} {mean:>10.4f} {spread}")
     lines.append(f"  results: {out_dir / 'results.csv'}")
     return "\n".join(lines)

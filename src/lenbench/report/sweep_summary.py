@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -100,10 +102,24 @@ def sweep_summary(
             experiments.append(found)
     for name in experiments or ([experiment] if experiment else []):
         lines.append(
-            f"compare them: python -m lenbench.report --experiment {shlex.quote(name)} "
+            f"compare them: {_python()} -m lenbench.report --experiment {shlex.quote(name)} "
             f"--sweep-id {shlex.quote(str(sweep_dir))}"
         )
     return "\n".join(lines)
+
+
+def _python() -> str:
+    """The interpreter this sweep ran with, as a user can paste it (``.venv/bin/python`` from the repository):
+    a bare ``python`` is often another one, without lenbench."""
+    executable = Path(sys.executable)
+    try:
+        return (
+            shlex.quote(os.path.relpath(executable))
+            if executable.is_relative_to(Path.cwd())
+            else str(executable)
+        )
+    except ValueError:
+        return shlex.quote(str(executable))
 
 
 class SweepSummary:
