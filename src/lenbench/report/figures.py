@@ -78,6 +78,8 @@ def _complexity_axis(ax: Any, values: np.ndarray) -> str:
     from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     finite = values[np.isfinite(values)]
+    if len(finite) and (finite > 0).all() and finite.max() < 10 * finite.min():
+        return "linear scale"  # within one decade a log axis would show no tick label at all
     if len(finite) and (finite > 0).all():
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(LogLocator(base=10))
@@ -106,6 +108,8 @@ def _value_axis(ax: Any, values: np.ndarray) -> str:
     return "symmetric log scale\n(linear in [0, 1])"
 
 
+# Characters per legend line: row names carry their settings and can be long.
+LEGEND_WIDTH = 70
 # Panels per figure row: a suite of eight studies in one row made a figure too wide to read.
 MAX_PANELS_PER_ROW = 3
 
@@ -127,7 +131,7 @@ def accuracy_vs_complexity(by_row: pd.DataFrame, folds: pd.DataFrame, metrics: M
     """Mean ± sem of explanation accuracy against complexity, one point per row, one panel per study; the
     majority-class accuracy of the study's test folds as a dashed line."""
     studies = sorted(by_row["study"].unique())
-    fig, axes = _study_grid(len(studies), 6.5, 4.6)
+    fig, axes = _study_grid(len(studies), 6.5, 7.0)
     for ax, study in zip(axes, studies, strict=False):
         table = by_row[(by_row["study"] == study) & by_row[f"{ACCURACY}_mean"].notna()]
         for _, row in table.iterrows():
@@ -140,14 +144,15 @@ def accuracy_vs_complexity(by_row: pd.DataFrame, folds: pd.DataFrame, metrics: M
                 yerr=None if row[f"{ACCURACY}_sem"] != row[f"{ACCURACY}_sem"] else row[f"{ACCURACY}_sem"],
                 fmt="o",
                 capsize=3,
-                label=f"{row['row']} ({_n(row)})",
+                label=textwrap.fill(f"{row['row']} ({_n(row)})", LEGEND_WIDTH),
             )
         scale = _complexity_axis(ax, table[f"{COMPLEXITY}_mean"].to_numpy(dtype=float))
         _draw_baseline(ax, baseline_value(folds, study, metrics[ACCURACY]), metrics, metrics[ACCURACY])
         ax.set_xlabel(f"{_axis_label(metrics, COMPLEXITY)}, {scale}")
         ax.set_ylabel(_axis_label(metrics, ACCURACY))
         ax.set_title(f"{study}\nmean ± sem over test folds (n = folds × seeds)", fontsize=9)
-        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        # Below the panel, long row names wrapped: beside it, a report's long settings ran into the next panel.
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1)
     fig.suptitle("Explanation accuracy against complexity")
     return fig
 
