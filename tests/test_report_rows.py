@@ -145,3 +145,24 @@ def test_a_hyperparameter_run_is_its_own_row_and_a_sweep_includes_what_it_resume
     provenance = json.loads((tmp_path / "B-report" / "provenance.json").read_text())
     assert len(provenance["runs"]) == 3 and len(provenance["resumed_runs"]) == 2
     assert "2 resumed from earlier runs" in swept.stderr
+
+
+def test_a_mapping_set_in_one_row_and_null_in_another_is_one_setting() -> None:
+    # data=csv: data.thresholds is null in one job and {col: value} (flattened into children) in the other.
+    from lenbench.report.rows import _describe
+
+    configs = pd.DataFrame(
+        {
+            "_settings": [
+                {"data.binarize": "quantile", "data.thresholds": "None"},
+                {"data.binarize": "threshold", "data.thresholds.age": "70", "data.thresholds.bmi": "30"},
+            ]
+        }
+    )
+    assert _describe(configs) == [
+        "binarize=quantile, thresholds=None",
+        "binarize=threshold, thresholds={age=70, bmi=30}",
+    ]
+    # A key that is a value and a parent in every row (callbacks.0 = its class, .strength its setting) stays flat.
+    configs = pd.DataFrame({"_settings": [{"cb.0": "L1", "cb.0.strength": s} for s in ("0.1", "0.2")]})
+    assert _describe(configs) == ["strength=0.1", "strength=0.2"]

@@ -82,9 +82,28 @@ def short_names(keys: list[str]) -> dict[str, str]:
     return names
 
 
+def _nest(settings: Mapping[str, str], parents: list[str]) -> dict[str, str]:
+    """``settings`` with the flattened entries of a mapping (``data.thresholds.age``) folded back under their
+    parent key (``data.thresholds={age=70}``), so a row that set the mapping and one that left it null
+    (``data.thresholds=None``) differ in one key, not in a null parent and each child ``(unset)``."""
+    out = dict(settings)
+    for parent in parents:
+        children = {k: out.pop(k) for k in list(out) if k.startswith(parent + ".")}
+        if children:
+            inner = ", ".join(f"{k[len(parent) + 1 :]}={v}" for k, v in sorted(children.items()))
+            out[parent] = "{" + inner + "}"
+    return out
+
+
 def _describe(configs: pd.DataFrame) -> list[str]:
     """Per configuration of one method in one study: the settings that differ from its siblings, ``k=v, ...``."""
-    settings = configs["_settings"].tolist()
+    flat = configs["_settings"].tolist()
+    every = {k for s in flat for k in s}
+    # A key that is null in one run and a mapping (flattened into children) in another is one setting.
+    nulls = {k for s in flat for k, v in s.items() if v == "None"}
+    parents = sorted(k for k in nulls if any(o.startswith(k + ".") for o in every))
+    parents = [p for p in parents if not any(p.startswith(q + ".") for q in parents)]  # outermost only
+    settings = [_nest(s, parents) for s in flat]
     keys = sorted({k for s in settings for k in s})
     differing = [k for k in keys if len({s.get(k, "(unset)") for s in settings}) > 1]
     short = short_names(differing)
