@@ -121,35 +121,9 @@ class ConceptDataModule(pl.LightningDataModule):
         trainval_index, test_index = fold_indices(self.dataset.y, self.n_splits, self.split_seed)[
             self.fold_number
         ]
-        # The notebook splits x_trainval, so the inner split is over positions within trainval.
-        train_pos, val_pos = train_test_split(
-            np.arange(trainval_index.shape[0]), test_size=self.val_size, random_state=self.inner_split_seed
-        )
-        train_index, val_index = trainval_index[train_pos], trainval_index[val_pos]
-        refit = self.dataset.refit
-        x, preprocessing = self.dataset.x, self.dataset.preprocessing or {}
-        if refit is not None:
-            refitted = refit(trainval_index)
-            refitted, preprocessing = refitted if isinstance(refitted, Refitted) else (refitted, {})
-            x = np.asarray(refitted, dtype=np.float32)
-        y = self.dataset.y
         self.trainval_index = trainval_index
-        self.fold = Fold(
-            index=self.fold_number,
-            concept_names=list(self.dataset.concept_names),
-            x_trainval=x[trainval_index],
-            y_trainval=y[trainval_index],
-            trainval_index=trainval_index,
-            x_train=x[train_index],
-            y_train=y[train_index],
-            x_val=x[val_index],
-            y_val=y[val_index],
-            x_test=x[test_index],
-            y_test=y[test_index],
-            train_index=train_index,
-            val_index=val_index,
-            test_index=test_index,
-            preprocessing=dict(preprocessing),
+        self.fold = build_fold(
+            self.dataset, self.fold_number, trainval_index, test_index, self.val_size, self.inner_split_seed
         )
         self._trainval = _tensors(self.fold.x_trainval, self.fold.y_trainval)
         self._val = _tensors(self.fold.x_val, self.fold.y_val)
@@ -159,10 +133,10 @@ class ConceptDataModule(pl.LightningDataModule):
             self.dataset.name,
             self.fold_number,
             self.n_splits,
-            train_index.shape[0],
-            val_index.shape[0],
+            self.fold.train_index.shape[0],
+            self.fold.val_index.shape[0],
             test_index.shape[0],
-            "all rows" if refit is None else "the fold's train+validation rows",
+            "all rows" if self.dataset.refit is None else "the fold's train+validation rows",
         )
 
     def train_dataloader(self) -> FullBatch:
@@ -189,4 +163,44 @@ def _tensors(x: np.ndarray, y: np.ndarray) -> FullBatch:
     return FullBatch(
         torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
         torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64)),
+    )
+
+
+def build_fold(
+    dataset: ConceptDataset,
+    index: int,
+    trainval_index: np.ndarray,
+    test_index: np.ndarray,
+    val_size: float,
+    inner_split_seed: int,
+) -> Fold:
+    """The :class:`Fold` whose model rows are ``trainval_index`` (split into train/validation as the notebook
+    splits ``x_trainval``: over positions within it) and whose scored rows are ``test_index``, with the data set's
+    refit (imputer, binner, encoder) fitted on the model rows only."""
+    train_pos, val_pos = train_test_split(
+        np.arange(trainval_index.shape[0]), test_size=val_size, random_state=inner_split_seed
+    )
+    train_index, val_index = trainval_index[train_pos], trainval_index[val_pos]
+    x, preprocessing = dataset.x, dataset.preprocessing or {}
+    if dataset.refit is not None:
+        refitted = dataset.refit(trainval_index)
+        refitted, preprocessing = refitted if isinstance(refitted, Refitted) else (refitted, {})
+        x = np.asarray(refitted, dtype=np.float32)
+    y = dataset.y
+    return Fold(
+        index=index,
+        concept_names=list(dataset.concept_names),
+        x_trainval=x[trainval_index],
+        y_trainval=y[trainval_index],
+        trainval_index=trainval_index,
+        x_train=x[train_index],
+        y_train=y[train_index],
+        x_val=x[val_index],
+        y_val=y[val_index],
+        x_test=x[test_index],
+        y_test=y[test_index],
+        train_index=train_index,
+        val_index=val_index,
+        test_index=test_index,
+        preprocessing=dict(preprocessing),
     )

@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
-from lenbench.data.base import ConceptDataset, Fold, Refitted
+from lenbench.data.base import ConceptDataset, Fold
+from lenbench.data.datamodule import build_fold
 from lenbench.explainers.base import Explainer
 from lenbench.folds import CVConfig, FoldFailed
 from lenbench.scoring import METRICS, FoldEvidence, MetricSet
@@ -29,33 +29,8 @@ def inner_fold(dataset: ConceptDataset, cv: CVConfig, fold_index: int) -> Fold:
     module.setup()
     outer = module.fold
     assert outer is not None
-    fit_index, held_out = outer.train_index, outer.val_index
-    train_pos, val_pos = train_test_split(
-        np.arange(fit_index.shape[0]), test_size=cv.val_size, random_state=cv.inner_split_seed
-    )
-    x, preprocessing = dataset.x, dict(dataset.preprocessing or {})
-    if dataset.refit is not None:
-        refitted = dataset.refit(fit_index)
-        refitted, preprocessing = refitted if isinstance(refitted, Refitted) else (refitted, {})
-        x = np.asarray(refitted, dtype=np.float32)
-    y = dataset.y
-    train_index, val_index = fit_index[train_pos], fit_index[val_pos]
-    return Fold(
-        index=fold_index,
-        concept_names=list(dataset.concept_names),
-        x_trainval=x[fit_index],
-        y_trainval=y[fit_index],
-        trainval_index=fit_index,
-        x_train=x[train_index],
-        y_train=y[train_index],
-        x_val=x[val_index],
-        y_val=y[val_index],
-        x_test=x[held_out],
-        y_test=y[held_out],
-        train_index=train_index,
-        val_index=val_index,
-        test_index=held_out,
-        preprocessing=dict(preprocessing),
+    return build_fold(
+        dataset, fold_index, outer.train_index, outer.val_index, cv.val_size, cv.inner_split_seed
     )
 
 
