@@ -17,7 +17,7 @@ from lenbench.explainers.psi_net import PsiNetExplainer
 from lenbench.explainers.relu_net import ReluNetExplainer
 from lenbench.nn.module import FullBatchModule
 
-TRAINER = {"log_every_n_epochs": 5, "epochs_per_batch": 4}
+TRAINER = {"log_every_n_epochs": 5}
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: one thread, as the protocol

@@ -27,7 +27,6 @@ DDP = {
     "accelerator": "cpu",
     "devices": 2,
     "process_group_backend": "gloo",
-    "epochs_per_batch": 50,
 }
 # A short pruning schedule on the synthetic DNF: prunes after epochs 101 and 201 of 300.
 PRUNING_JOB = (
@@ -91,7 +90,7 @@ def test_ddp_job_gives_the_single_process_results(tmp_path: Path) -> None:
 
 def test_ddp_weights_equal_full_batch_training_with_unequal_shards() -> None:
     x, y = _rows()
-    single = _psi({"epochs_per_batch": 50}).train(x, y)
+    single = _psi({}).train(x, y)
     ddp = _psi(DDP).train(x, y)
     a, b = single.network.state_dict(), ddp.network.state_dict()
     assert sorted(a) == sorted(b)  # the pruning reparametrisation came back from rank 0
@@ -113,9 +112,7 @@ def test_ddp_weights_equal_full_batch_training_with_unequal_shards() -> None:
 def test_ddp_pruning_history_and_l1_come_back() -> None:
     x, y = _rows()
     callbacks = [L1Regularization(1e-3, "first", True), FeaturePruning(start_epoch=100, period=100, offset=1)]
-    single = ReluNetExplainer(
-        seed=42, trainer={"epochs_per_batch": 50}, epochs=300, lr=1e-2, callbacks=callbacks
-    )
+    single = ReluNetExplainer(seed=42, trainer={}, epochs=300, lr=1e-2, callbacks=callbacks)
     ddp = ReluNetExplainer(seed=42, trainer=DDP, epochs=300, lr=1e-2, callbacks=callbacks)
     single.train(x, y)
     ddp.train(x, y)
@@ -135,10 +132,10 @@ class _Poison(pl.Callback):
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def on_protocol_epoch_end(self, trainer, module, epoch: int) -> None:  # noqa: ANN001
-        if epoch == self.epoch:
+    def on_train_epoch_end(self, trainer, module) -> None:  # noqa: ANN001
+        if trainer.current_epoch == self.epoch:
             with torch.no_grad():
-                linear_layers(module)[0].bias[0] = float("nan")
+                linear_layers(module.networks()[0])[0].bias[0] = float("nan")
 
 
 def test_ddp_divergence_names_the_first_bad_epoch() -> None:

@@ -13,8 +13,10 @@ import torch
 from helpers import boolean_rows, run_train
 
 from lenbench.callbacks import FanInPruning, FeaturePruning, L1Regularization
+from lenbench.callbacks.base import training_networks
 from lenbench.callbacks.l1 import linear_layers
 from lenbench.data.synthetic import make_dnf
+from lenbench.explainers.network import train_together
 from lenbench.explainers.psi_net import PsiNetExplainer
 from lenbench.explainers.relu_net import ReluNetExplainer
 from lenbench.fold_runner import iter_folds
@@ -24,28 +26,26 @@ from lenbench.nn.module import TrainingDiverged
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: one thread, as the protocol
 
 
-def _pruning(lr: float = 1e-2, epochs_per_batch: int = 100, extra: list | None = None) -> ReluNetExplainer:
+def _pruning(lr: float = 1e-2, extra: list | None = None, seed: int = 42) -> ReluNetExplainer:
     callbacks = [*(extra or []), L1Regularization(1e-3, include_bias=True), FeaturePruning(50, 50)]
-    trainer = {"epochs_per_batch": epochs_per_batch}
-    return ReluNetExplainer(seed=42, trainer=trainer, epochs=200, lr=lr, callbacks=callbacks)
+    return ReluNetExplainer(seed=seed, epochs=200, lr=lr, callbacks=callbacks)
 
 
-def _psi(epochs_per_batch: int = 100, extra: list | None = None) -> PsiNetExplainer:
+def _psi(extra: list | None = None) -> PsiNetExplainer:
     callbacks = [*(extra or []), L1Regularization(1e-5, "all"), FanInPruning(2, 50)]
-    trainer = {"epochs_per_batch": epochs_per_batch}
-    return PsiNetExplainer(seed=42, trainer=trainer, epochs=200, lr=1e-2, callbacks=callbacks)
+    return PsiNetExplainer(seed=42, epochs=200, lr=1e-2, callbacks=callbacks)
 
 
 class _Poison(pl.Callback):
-    """Puts ``value`` into a first-layer bias after the optimiser step of ``epoch``."""
+    """Puts ``value`` into a first-layer bias of the last network after the optimiser step of ``epoch``."""
 
     def __init__(self, epoch: int, value: float = float("nan")) -> None:
         self.epoch, self.value = epoch, value
 
-    def on_protocol_epoch_end(self, trainer, module, epoch: int) -> None:  # noqa: ANN001
-        if epoch == self.epoch:
+    def on_train_epoch_end(self, trainer, module) -> None:  # noqa: ANN001
+        if trainer.current_epoch == self.epoch:
             with torch.no_grad():
-                linear_layers(module)[0].bias[0] = self.value
+                linear_layers(training_networks(module)[-1])[0].bias[0] = self.value
 
 
 def test_a_huge_learning_rate_stops_training_with_a_clear_error() -> None:
@@ -57,23 +57,22 @@ def test_a_huge_learning_rate_stops_training_with_a_clear_error() -> None:
     assert str(error).startswith("pruning: training diverged at epoch 1: the loss is nan")
 
 
-@pytest.mark.parametrize("epochs_per_batch", [1, 7, 100])
+@pytest.mark.parametrize("together", [1, 3])
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
-def test_the_first_non_finite_epoch_is_reported_whatever_the_chunk_size(
-    epochs_per_batch: int, value: float
-) -> None:
+def test_the_first_non_finite_epoch_and_network_are_reported(together: int, value: float) -> None:
     x, y = boolean_rows(200, 8)
     # poisoned after the step of epoch 77: the forward of epoch 78 is the first to see it
+    explainers = [_pruning(extra=[_Poison(77, value)], seed=seed) for seed in range(together)]
     with pytest.raises(TrainingDiverged, match="pruning: training diverged at epoch 78") as caught:
-        _pruning(epochs_per_batch=epochs_per_batch, extra=[_Poison(77, value)]).train(x, y)
-    assert caught.value.epoch == 78
+        train_together(explainers, [(x, y)] * together)
+    assert caught.value.epoch == 78 and caught.value.network == together - 1
 
 
 def test_a_loss_that_refuses_nan_inputs_is_reported_as_divergence() -> None:
     # BCELoss raises on NaN probabilities instead of returning NaN: still a divergence, at the epoch it happened.
     x, y = boolean_rows(200, 8)
     with pytest.raises(TrainingDiverged, match="psi: training diverged at epoch 31") as caught:
-        _psi(epochs_per_batch=100, extra=[_Poison(30)]).train(x, y)
+        _psi(extra=[_Poison(30)]).train(x, y)
     assert isinstance(caught.value.__cause__, RuntimeError)
 
 
@@ -85,8 +84,8 @@ def test_non_finite_data_is_caught_at_the_first_epoch() -> None:
 
 
 def test_the_error_survives_pickling() -> None:
-    error = pickle.loads(pickle.dumps(TrainingDiverged("psi", 12, float("inf"))))
-    assert (error.method, error.epoch, error.loss) == ("psi", 12, float("inf"))
+    error = pickle.loads(pickle.dumps(TrainingDiverged("psi", 12, float("inf"), 3)))
+    assert (error.method, error.epoch, error.loss, error.network) == ("psi", 12, float("inf"), 3)
     assert "epoch 12" in str(error)
 
 

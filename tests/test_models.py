@@ -29,7 +29,6 @@ TRAINER = {
     "strategy": "auto",
     "precision": "32-true",
     "log_every_n_epochs": 10,
-    "epochs_per_batch": 100,
 }
 
 

@@ -15,13 +15,14 @@ from torch.nn.utils import prune
 
 from lenbench.callbacks import FanInPruning, FeaturePruning, L1Regularization
 from lenbench.data.synthetic import make_dnf, make_xor
+from lenbench.explainers.network import train_together
 from lenbench.explainers.psi_net import PsiNetExplainer
 from lenbench.explainers.relu_net import ReluNetExplainer
 from lenbench.logic.formula import Formula
 from lenbench.logic.metrics import explanation_accuracy
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-TRAINER = {"log_every_n_epochs": 50, "epochs_per_batch": 100}
+TRAINER = {"log_every_n_epochs": 50}
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: one thread, as the protocol
@@ -33,9 +34,9 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _notebook_relu(x, y, epochs, lr, l1, start, period):
+def _notebook_relu(x, y, epochs, lr, l1, start, period, seed=42):
     """The notebook's ``train_nn`` with ``prune_features`` (n_classes=1), its schedule scaled down."""
-    _seed(42)
+    _seed(seed)
     layers = [torch.nn.Linear(x.shape[1], 100), torch.nn.LeakyReLU(), torch.nn.Linear(100, 10)]
     layers += [torch.nn.LeakyReLU(), torch.nn.Linear(10, 2), torch.nn.Softmax(dim=1)]
     model = torch.nn.Sequential(*layers)
@@ -57,9 +58,9 @@ def _notebook_relu(x, y, epochs, lr, l1, start, period):
     return model
 
 
-def _notebook_psi(x, y, epochs, lr, start):
+def _notebook_psi(x, y, epochs, lr, start, seed=42):
     """The notebook's ``train_psi_nn`` with ``prune_equal_fanin(k=2)``, its schedule scaled down."""
-    _seed(42)
+    _seed(seed)
     layers = [torch.nn.Linear(x.shape[1], 10), torch.nn.Sigmoid(), torch.nn.Linear(10, 4), torch.nn.Sigmoid()]
     model = torch.nn.Sequential(*layers, torch.nn.Linear(4, 1), torch.nn.Sigmoid())
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -91,36 +92,51 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return sorted(sa) == sorted(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-@pytest.mark.parametrize("epochs_per_batch", [1, 7, 100])
-def test_pruning_network_trains_bit_for_bit_like_the_notebook_loop(epochs_per_batch: int) -> None:
+# Networks trained together (exact batching): network i is seeded with SEEDS[i] and trained on the rows from 20 * i.
+SEEDS = (42, 7, 8)
+
+
+@pytest.mark.parametrize("together", [1, 3])
+def test_pruning_network_trains_bit_for_bit_like_the_notebook_loop(together: int) -> None:
     x, y = boolean_rows(200, 8, rule="dnf")
-    explainer = ReluNetExplainer(
-        seed=42,
-        trainer={"epochs_per_batch": epochs_per_batch},
-        epochs=60,
-        lr=1e-2,
-        callbacks=[
-            L1Regularization(1e-2, layers="first", include_bias=True),
-            FeaturePruning(start_epoch=20, period=10, offset=1),
-        ],
-    ).train(x, y)
-    history = explainer.info()["feature_pruning"]
+    explainers = [
+        ReluNetExplainer(
+            seed=seed,
+            epochs=60,
+            lr=1e-2,
+            callbacks=[
+                L1Regularization(1e-2, layers="first", include_bias=True),
+                FeaturePruning(start_epoch=20, period=10, offset=1),
+            ],
+        )
+        for seed in SEEDS[:together]
+    ]
+    train_together(explainers, [(x[20 * i :], y[20 * i :]) for i in range(together)])
+    history = explainers[0].info()["feature_pruning"]
     assert [e for e, _ in history] == [21, 31, 41, 51] and history[-1][1] < x.shape[1]  # it really pruned
-    assert _same_weights(explainer.network, _notebook_relu(x, y, 60, 1e-2, 1e-2, 20, 10))
+    for i, explainer in enumerate(explainers):
+        notebook = _notebook_relu(x[20 * i :], y[20 * i :], 60, 1e-2, 1e-2, 20, 10, seed=SEEDS[i])
+        assert _same_weights(explainer.network, notebook), f"network {i} of {together}"
+        assert explainer.info()["networks_trained_together"] == together
 
 
-@pytest.mark.parametrize("epochs_per_batch", [1, 100])
-def test_psi_network_trains_bit_for_bit_like_the_notebook_loop(epochs_per_batch: int) -> None:
+@pytest.mark.parametrize("together", [1, 3])
+def test_psi_network_trains_bit_for_bit_like_the_notebook_loop(together: int) -> None:
     x, y = boolean_rows(200, 8, rule="dnf")
-    explainer = PsiNetExplainer(
-        seed=42,
-        trainer={"epochs_per_batch": epochs_per_batch},
-        epochs=60,
-        lr=1e-2,
-        callbacks=[L1Regularization(1e-5, layers="all"), FanInPruning(fan_in=2, epoch=20)],
-    ).train(x, y)
-    assert explainer.info()["fan_in_pruned_at"] == 21
-    assert _same_weights(explainer.network, _notebook_psi(x, y, 60, 1e-2, 20))
+    explainers = [
+        PsiNetExplainer(
+            seed=seed,
+            epochs=60,
+            lr=1e-2,
+            callbacks=[L1Regularization(1e-5, layers="all"), FanInPruning(fan_in=2, epoch=20)],
+        )
+        for seed in SEEDS[:together]
+    ]
+    train_together(explainers, [(x[20 * i :], y[20 * i :]) for i in range(together)])
+    assert explainers[0].info()["fan_in_pruned_at"] == 21
+    for i, explainer in enumerate(explainers):
+        notebook = _notebook_psi(x[20 * i :], y[20 * i :], 60, 1e-2, 20, seed=SEEDS[i])
+        assert _same_weights(explainer.network, notebook), f"network {i} of {together}"
 
 
 def _pruning(**kwargs) -> ReluNetExplainer:

@@ -1,5 +1,10 @@
 """Running the folds of a job: one after another, or in forked processes, with their lifecycle as events.
 
+Folds whose explainers train together (network methods, ``trainer.batching`` exact or fast) run in *groups*: the
+folds are dealt round-robin into one group per process (``cv.n_jobs``; one group when sequential), and each group's
+networks train in one LightningModule (:meth:`~lenbench.explainers.base.Explainer.fit_many`); other methods run one
+fold per task.
+
 :func:`iter_folds` yields :class:`~lenbench.folds.FoldResult`\\ s and reports, through ``on_event``, when each fold
 starts (:class:`FoldStarted`) and how its training goes (:class:`FoldTraining`, after every chunk of epochs). The
 events always reach ``on_event`` in the job's own process, also from parallel workers (through a pipe the loop
@@ -23,7 +28,7 @@ from typing import Any
 from lenbench.callbacks.progress import ProgressSink, TrainingProgress
 from lenbench.data.base import ConceptDataset
 from lenbench.explainers.base import Explainer
-from lenbench.folds import CVConfig, FoldFailed, FoldResult, run_fold
+from lenbench.folds import CVConfig, FoldFailed, FoldResult, run_folds
 from lenbench.scoring import METRICS, MetricSet
 
 
@@ -41,11 +46,19 @@ class FoldTraining:
 
 FoldEvent = FoldStarted | FoldTraining
 EventSink = Callable[[FoldEvent], None]
-RunOne = Callable[[int, ProgressSink], FoldResult]
+RunGroup = Callable[[list[int], list[ProgressSink]], list[FoldResult]]
 
 
 def _ignore(event: FoldEvent) -> None:
     return None
+
+
+def fold_groups(fold_indices: Sequence[int], n_jobs: int, together: bool) -> list[list[int]]:
+    """The folds of each task: dealt round-robin into ``n_jobs`` groups when they train together, else one each."""
+    if not together:
+        return [[f] for f in fold_indices]
+    n = max(1, min(n_jobs, len(fold_indices)))
+    return [list(fold_indices[i::n]) for i in range(n)]
 
 
 def iter_folds(
@@ -58,36 +71,44 @@ def iter_folds(
     on_event: EventSink = _ignore,
     export_models: bool = False,
 ) -> Iterator[FoldResult]:
-    """Yield fold results, in fold order when sequential, as they complete with ``cv.n_jobs`` > 1 processes;
-    ``export_models``: each carries its fitted model (:class:`~lenbench.models.export.ModelExport`)."""
+    """Yield fold results, in fold order when sequential, as their tasks complete with ``cv.n_jobs`` > 1
+    processes; ``export_models``: each carries its fitted model (:class:`~lenbench.models.export.ModelExport`)."""
 
-    def run(fold_index: int, progress: ProgressSink) -> FoldResult:
-        return run_fold(
-            dataset, fold_index, cv, make_explainer, target_class, metrics, progress, export_models
-        )
+    def run(group: list[int], sinks: list[ProgressSink]) -> list[FoldResult]:
+        return run_folds(dataset, group, cv, make_explainer, target_class, metrics, sinks, export_models)
 
     n_jobs = min(max(int(cv.n_jobs), 1), len(fold_indices))
+    groups = fold_groups(list(fold_indices), n_jobs, make_explainer().trains_together)
     if n_jobs <= 1:
-        yield from _iter_sequential(run, fold_indices, on_event)
+        results = _iter_sequential(run, groups, on_event)
     else:
-        yield from _iter_parallel(run, fold_indices, n_jobs, on_event)
+        results = _iter_parallel(run, groups, n_jobs, on_event)
+    if n_jobs <= 1 and len(groups) < len(fold_indices):
+        yield from sorted(results, key=lambda r: r.fold)  # one group: all at once, in fold order
+    else:
+        yield from results
 
 
-def _iter_sequential(run: RunOne, fold_indices: Sequence[int], on_event: EventSink) -> Iterator[FoldResult]:
-    for fold_index in fold_indices:
-        on_event(FoldStarted(fold_index, time.time()))
+def _sinks(group: list[int], emit: Callable[[FoldEvent], None]) -> list[ProgressSink]:
+    return [lambda p, f=fold: emit(FoldTraining(f, p)) for fold in group]
+
+
+def _iter_sequential(run: RunGroup, groups: list[list[int]], on_event: EventSink) -> Iterator[FoldResult]:
+    for group in groups:
+        for fold_index in group:
+            on_event(FoldStarted(fold_index, time.time()))
         try:
-            result = run(fold_index, lambda p, f=fold_index: on_event(FoldTraining(f, p)))
+            results = run(group, _sinks(group, on_event))
         except Exception as exc:
-            raise FoldFailed(fold_index, exc) from exc
-        yield result
+            raise FoldFailed.of_group(group, exc) from exc
+        yield from results
 
 
 # Per-process state of a fold worker, set once by its initializer (each worker is its own process).
 _worker_state: dict[str, Any] = {}
 
 
-def _init_worker(run: Callable[[int], FoldResult], torch_threads: int) -> None:
+def _init_worker(run: Callable[[list[int]], list[FoldResult]], torch_threads: int) -> None:
     import torch
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the job's process handles Ctrl-C and stops the workers
@@ -96,12 +117,12 @@ def _init_worker(run: Callable[[int], FoldResult], torch_threads: int) -> None:
     _worker_state["run"] = run
 
 
-def _run_in_worker(fold_index: int) -> FoldResult:
-    return _worker_state["run"](fold_index)
+def _run_in_worker(group: list[int]) -> list[FoldResult]:
+    return _worker_state["run"](group)
 
 
 def _iter_parallel(
-    run: RunOne, fold_indices: Sequence[int], n_jobs: int, on_event: EventSink
+    run: RunGroup, groups: list[list[int]], n_jobs: int, on_event: EventSink
 ) -> Iterator[FoldResult]:
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -111,28 +132,29 @@ def _iter_parallel(
     context = multiprocessing.get_context("fork")
     events = context.SimpleQueue()  # synchronous puts: a fold's events are in the pipe before its result
 
-    def observed(fold_index: int) -> FoldResult:
-        events.put(FoldStarted(fold_index, time.time()))
-        return run(fold_index, lambda p: events.put(FoldTraining(fold_index, p)))
+    def observed(group: list[int]) -> list[FoldResult]:
+        for fold_index in group:
+            events.put(FoldStarted(fold_index, time.time()))
+        return run(group, _sinks(group, events.put))
 
     pool = ProcessPoolExecutor(
         n_jobs, mp_context=context, initializer=_init_worker, initargs=(observed, torch.get_num_threads())
     )
     completed, workers = False, []
     try:
-        futures = {pool.submit(_run_in_worker, f): f for f in fold_indices}
+        futures = {pool.submit(_run_in_worker, g): g for g in groups}
         workers = list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             while not events.empty():
                 on_event(events.get())
-            for future in sorted(done, key=futures.__getitem__):
+            for future in sorted(done, key=lambda f: futures[f][0]):
                 try:
-                    result = future.result()
+                    results = future.result()
                 except Exception as exc:
-                    raise FoldFailed(futures[future], exc) from exc
-                yield result
+                    raise FoldFailed.of_group(futures[future], exc) from exc
+                yield from results
         completed = True
     finally:
         pool.shutdown(wait=False, cancel_futures=True)

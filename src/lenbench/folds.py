@@ -103,16 +103,49 @@ def run_fold(
     """Fit, predict, explain and score one fold. Pure of side effects but for the explainer's own training and
     the progress it reports to ``progress``. ``export_model``: the result carries the fitted model as plain data
     (:func:`lenbench.models.export.export_model`), for the job's process to log."""
-    datamodule = cv.datamodule(dataset, fold_index)
-    datamodule.setup()
-    fold = datamodule.fold
-    explainer = make_explainer().observe(progress)
+    return run_folds(
+        dataset, [fold_index], cv, make_explainer, target_class, metrics, [progress], export_model
+    )[0]
 
-    start = time.perf_counter()
-    explainer.fit(fold)
-    training_time = time.perf_counter() - start
+
+def run_folds(
+    dataset: ConceptDataset,
+    fold_indices: Sequence[int],
+    cv: CVConfig,
+    make_explainer: Callable[[], Explainer],
+    target_class: int = 1,
+    metrics: MetricSet = METRICS,
+    progress: Sequence[ProgressSink | None] | None = None,
+    export_model: bool = False,
+) -> list[FoldResult]:
+    """:func:`run_fold` for several folds whose explainers are fitted together (``Explainer.fit_many``: the
+    networks of the folds train in one module), then predicted, explained and scored one by one."""
+    folds = []
+    for fold_index in fold_indices:
+        datamodule = cv.datamodule(dataset, fold_index)
+        datamodule.setup()
+        folds.append(datamodule.fold)
+    sinks = list(progress) if progress is not None else [None] * len(folds)
+    explainers = [make_explainer().observe(sink) for sink in sinks]
+    seconds = type(explainers[0]).fit_many(explainers, folds)
+    return [
+        _evaluate(dataset, index, fold, explainer, training, target_class, metrics, export_model)
+        for index, fold, explainer, training in zip(fold_indices, folds, explainers, seconds, strict=True)
+    ]
+
+
+def _evaluate(
+    dataset: ConceptDataset,
+    fold_index: int,
+    fold: Fold,
+    explainer: Explainer,
+    training_time: float,
+    target_class: int,
+    metrics: MetricSet,
+    export_model: bool,
+) -> FoldResult:
+    """Predict, explain and score one fold with its fitted explainer."""
     y_pred = explainer.predict(fold.x_test)
-
     start = time.perf_counter()
     formula = explainer.explain(fold, target_class)
     extraction_time = time.perf_counter() - start
@@ -198,3 +231,11 @@ class FoldFailed(RuntimeError):
     def __init__(self, fold: int, error: BaseException) -> None:
         super().__init__(f"fold {fold} failed: {type(error).__name__}: {error}")
         self.fold = fold
+
+    @classmethod
+    def of_group(cls, folds: Sequence[int], error: BaseException) -> FoldFailed:
+        """The failure of folds trained together: the fold of the network that diverged, else the first."""
+        network = getattr(error, "network", 0)
+        return cls(
+            folds[network] if isinstance(network, int) and 0 <= network < len(folds) else folds[0], error
+        )

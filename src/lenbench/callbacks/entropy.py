@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from lenbench.callbacks.base import training_networks
 from lenbench.nn.layers import entropy_layers
 from lenbench.validation import is_number, refuse
 
@@ -28,7 +29,7 @@ class EntropyPenalty(pl.Callback):
         return f"EntropyPenalty(strength={self.strength})"
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if not entropy_layers(pl_module):
+        if not all(entropy_layers(net) for net in training_networks(pl_module)):
             raise ValueError(f"EntropyPenalty: {type(pl_module).__name__} has no EntropyLinear layer")
 
     def apply_gradient(self, module: nn.Module) -> None:
@@ -44,7 +45,8 @@ class EntropyPenalty(pl.Callback):
                 layer.weight.grad.add_(grad)
 
     def on_after_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.apply_gradient(pl_module)
+        for net in training_networks(pl_module):
+            self.apply_gradient(net)
 
     @torch.no_grad()
     def penalty(self, module: nn.Module) -> float:

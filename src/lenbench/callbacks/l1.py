@@ -17,6 +17,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from lenbench.callbacks.base import training_networks
 from lenbench.validation import is_number, refuse
 
 logger = logging.getLogger(__name__)
@@ -98,7 +99,8 @@ class L1Regularization(pl.Callback):
         return ["weight", "bias"] if self.include_bias and layer.bias is not None else ["weight"]
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self.selected_layers(pl_module)  # fail before training when the indices do not fit the network
+        for net in training_networks(pl_module):
+            self.selected_layers(net)  # fail before training when the indices do not fit the network
 
     @torch.no_grad()
     def apply_gradient(self, module: nn.Module) -> None:
@@ -115,7 +117,8 @@ class L1Regularization(pl.Callback):
                     param.grad.add_(step)
 
     def on_after_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.apply_gradient(pl_module)
+        for net in training_networks(pl_module):
+            self.apply_gradient(net)
 
     @torch.no_grad()
     def penalty(self, module: nn.Module) -> float:

@@ -1,7 +1,8 @@
 """Training progress that leaves a fold while it trains: epochs done, and the loss-curve points recorded so far.
 
-:class:`ProgressReporter` is a plain Lightning callback: after every Lightning step (a chunk of protocol epochs, see
-:mod:`lenbench.nn.module`) it hands a :class:`TrainingProgress` to a *sink*, a callable the fold loop provides.
+:class:`ProgressReporter` is a plain Lightning callback: whenever the module has checked a new stretch of epochs'
+losses (every ``SYNC_EVERY`` epochs, see :mod:`lenbench.nn.module`) it hands each network's
+:class:`TrainingProgress` to that network's *sink*, a callable the fold loop provides.
 The sink decides where it goes (the console's progress lines, the fold's MLflow run, a queue to the job's process
 when folds train in parallel); the network code never knows. Only rank 0 reports when a fit runs on several
 processes.
@@ -9,9 +10,8 @@ processes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import pytorch_lightning as pl
 
@@ -30,21 +30,27 @@ ProgressSink = Callable[[TrainingProgress], None]
 
 
 class ProgressReporter(pl.Callback):
-    """Reports a :class:`FullBatchModule`'s progress to ``sink`` after every Lightning step (rank 0 only)."""
+    """Reports a :class:`~lenbench.nn.module.FullBatchModule`'s progress, network ``i``'s to ``sinks[i]`` (a
+    ``None`` sink is skipped), once per checked stretch of epochs (rank 0 only)."""
 
-    def __init__(self, sink: ProgressSink) -> None:
-        self.sink = sink
-        self._sent = 0
+    def __init__(self, sinks: ProgressSink | Sequence[ProgressSink | None]) -> None:
+        self.sinks = [sinks] if callable(sinks) else list(sinks)
+        self._sent: list[int] = []
+        self._epochs = 0
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._sent = 0
+        self._sent = [0] * len(self.sinks)
+        self._epochs = 0
 
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        if trainer.global_rank != 0:
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        checked = int(getattr(pl_module, "checked_epochs", 0))
+        if trainer.global_rank != 0 or checked == self._epochs:
             return
-        curve = list(getattr(pl_module, "loss_curve", []))
-        new, self._sent = tuple(curve[self._sent :]), len(curve)
+        self._epochs = checked
         total = int(getattr(pl_module, "last_epoch", -1)) + 1
-        self.sink(TrainingProgress(int(getattr(pl_module, "epoch", -1)) + 1, total, new))
+        curves = getattr(pl_module, "loss_curves", [])
+        for i, sink in enumerate(self.sinks):
+            curve = curves[i] if i < len(curves) else []
+            new, self._sent[i] = tuple(curve[self._sent[i] :]), len(curve)
+            if sink is not None:
+                sink(TrainingProgress(checked, total, new))

@@ -1,14 +1,18 @@
 """Pruning schedules as Lightning callbacks, and the helpers that keep pruned networks pruned across checkpoints.
 
-Both schedules act *after the optimiser step* of a given epoch, as the reference does, keyed on the true epoch
-number also when the module runs several epochs inside one Lightning step (:class:`~lenbench.callbacks.base.
-EpochEndCallback`, :mod:`lenbench.nn.module`). Each reports its history (``report()``, merged into the fold's info)
-and hands it over between processes through ``state_dict``.
+Both schedules act *after the optimiser step* of a given epoch, as the reference does, in Lightning's standard
+``on_train_epoch_end`` keyed on ``trainer.current_epoch`` (one Lightning epoch is one protocol epoch, see
+:mod:`lenbench.nn.module`), on every network the module trains (:func:`~lenbench.callbacks.base.training_networks`).
+Each reports its history per network (``report(network)``, merged into that fold's info) and hands it over between
+processes through ``state_dict``.
 
-Masks use :mod:`torch.nn.utils.prune` (``weight_orig`` is the Parameter, ``weight_mask`` a buffer, ``weight`` their
-product recomputed before each forward), so a pruned entry stays exactly 0 whatever the optimiser does to
-``weight_orig`` (Adam momentum, AdamW weight decay). A state dict of a pruned network holds ``weight_orig`` and
-``weight_mask`` instead of ``weight``; :func:`load_pruned_state_dict` re-creates that reparametrisation before loading.
+The mask functions take a weight ``[out, in]`` or a stack of them ``[N, out, in]`` (the batched layers of
+``trainer.batching=fast``, :mod:`lenbench.nn.stacked`): columns are dim -1, rows dim -2, and every norm or maximum is
+taken per network. Masks use :mod:`torch.nn.utils.prune` (``weight_orig`` is the Parameter, ``weight_mask`` a
+buffer, ``weight`` their product recomputed before each forward), so a pruned entry stays exactly 0 whatever the
+optimiser does to ``weight_orig`` (Adam momentum, AdamW weight decay). A state dict of a pruned network holds
+``weight_orig`` and ``weight_mask`` instead of ``weight``; :func:`load_pruned_state_dict` re-creates that
+reparametrisation before loading.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from lenbench.callbacks.base import EpochEndCallback
+from lenbench.callbacks.base import training_networks
 from lenbench.callbacks.l1 import effective_weight, linear_layers
 from lenbench.validation import check_int, is_number, refuse
 
@@ -33,16 +37,24 @@ logger = logging.getLogger(__name__)
 
 
 def feature_mask(weight: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
-    """Mask [out, in] keeping the input columns whose L2 norm divided by the largest column norm is >= threshold."""
-    norms = torch.linalg.vector_norm(weight.detach(), dim=0)
-    ratio = norms / norms.max()
+    """Mask like ``weight`` ([out, in] or [N, out, in]) keeping the input columns whose L2 norm divided by the
+    network's largest column norm is >= threshold."""
+    norms = torch.linalg.vector_norm(weight.detach(), dim=-2)
+    ratio = norms / norms.amax(dim=-1, keepdim=True)
     mask = torch.ones_like(weight)
-    mask[:, ratio < threshold] = 0
+    mask.masked_fill_((ratio < threshold).unsqueeze(-2).expand_as(mask), 0)
     return mask
 
 
-def prune_features(layer: nn.Linear, threshold: float = 0.5) -> int:
-    """Mask every input column of ``layer`` whose relative L2 norm is below ``threshold``; returns columns kept.
+def inputs_kept(layer: nn.Module) -> list[int]:
+    """The input columns of ``layer`` with a non-zero effective weight: one count, or one per stacked network."""
+    used = (effective_weight(layer).detach() != 0).any(dim=-2).sum(dim=-1)
+    return [int(v) for v in used.reshape(-1)]
+
+
+def prune_features(layer: nn.Linear, threshold: float = 0.5) -> list[int]:
+    """Mask every input column of ``layer`` whose relative L2 norm is below ``threshold``; returns the columns kept
+    (one count, or one per stacked network).
 
     Like the reference, the norms are those of ``layer.weight``: for a layer pruned before, that is the product
     computed by the last forward pass (before this epoch's optimiser step). Masks accumulate over calls.
@@ -50,16 +62,16 @@ def prune_features(layer: nn.Linear, threshold: float = 0.5) -> int:
     with torch.no_grad():
         mask = feature_mask(layer.weight, threshold)
     prune.custom_from_mask(layer, name="weight", mask=mask)
-    kept = int((effective_weight(layer).detach() != 0).any(dim=0).sum())
-    return kept
+    return inputs_kept(layer)
 
 
-class FeaturePruning(EpochEndCallback):
+class FeaturePruning(pl.Callback):
     """Prunes the input features of one Linear layer after epoch ``e`` when ``e > start_epoch and e % period == offset``.
 
     The defaults are the reference's (``epoch > 2001 and epoch % 1000 == 1``): with 5001 epochs it fires after
     epochs 3001 and 4001, not 2001. ``layer`` indexes the network's Linear layers (0 = the first, whose columns are
-    the input concepts). ``history`` lists ``(epoch, features kept)`` of every pruning of the current fit.
+    the input concepts). ``history`` lists ``(epoch, [features kept by each network])`` of every pruning of the
+    current fit.
     """
 
     def __init__(
@@ -81,7 +93,7 @@ class FeaturePruning(EpochEndCallback):
             )
         self.threshold = float(threshold)
         self.layer = check_int("FeaturePruning", "layer", layer, 0)
-        self.history: list[tuple[int, int]] = []
+        self.history: list[tuple[int, list[int]]] = []
 
     def __repr__(self) -> str:
         return (
@@ -102,38 +114,45 @@ class FeaturePruning(EpochEndCallback):
         return linears[self.layer]
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self.target(pl_module)
+        for net in training_networks(pl_module):
+            self.target(net)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.history = []
 
-    def on_protocol_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int) -> None:
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch = int(trainer.current_epoch)
         if not self.fires_at(epoch) or any(e == epoch for e, _ in self.history):
             return
-        kept = prune_features(self.target(pl_module), self.threshold)
+        kept = [
+            k
+            for net in training_networks(pl_module)
+            for k in prune_features(self.target(net), self.threshold)
+        ]
         self.history.append((epoch, kept))
-        logger.debug("epoch %d: feature pruning keeps %d input features", epoch, kept)
+        logger.debug("epoch %d: feature pruning keeps %s input features", epoch, kept)
 
-    def report(self) -> dict[str, Any]:
-        return {"feature_pruning": [list(h) for h in self.history]}
+    def report(self, network: int = 0) -> dict[str, Any]:
+        return {"feature_pruning": [[e, kept[network]] for e, kept in self.history]}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": list(self.history)}
+        return {"history": [[e, list(kept)] for e, kept in self.history]}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.history = [tuple(h) for h in state_dict.get("history", [])]
+        self.history = [(int(e), list(kept)) for e, kept in state_dict.get("history", [])]
 
 
 # -- equal fan-in pruning (method `psi`) -------------------------------------------------------------------------
 
 
 def fan_in_mask(weight: torch.Tensor, fan_in: int) -> torch.Tensor:
-    """Mask [out, in] keeping the ``fan_in`` largest |w| of each row (the reference's ``topk`` of the smallest)."""
-    n_in = weight.shape[1]
+    """Mask like ``weight`` ([out, in] or [N, out, in]) keeping the ``fan_in`` largest |w| of each row (the
+    reference's ``topk`` of the smallest)."""
+    n_in = weight.shape[-1]
     mask = torch.ones_like(weight)
     if fan_in < n_in:
-        smallest = torch.topk(-weight.detach().abs(), k=n_in - fan_in, dim=1).indices
-        mask.scatter_(1, smallest, 0.0)
+        smallest = torch.topk(-weight.detach().abs(), k=n_in - fan_in, dim=-1).indices
+        mask.scatter_(-1, smallest, 0.0)
     return mask
 
 
@@ -164,19 +183,19 @@ def validate_fan_in(module: nn.Module, fan_in: int) -> None:
         mask = getattr(layer, "weight_mask", None)
         if mask is None:
             raise RuntimeError(f"Linear layer {i} is not pruned")
-        per_row = mask.sum(dim=1)
+        per_row = mask.sum(dim=-1)
         if not bool((per_row == fan_in).all()):
             raise RuntimeError(
                 f"Linear layer {i} keeps {per_row.tolist()} inputs per neuron, expected {fan_in}"
             )
-        nonzero = (effective_weight(layer).detach() != 0).sum(dim=1)
+        nonzero = (effective_weight(layer).detach() != 0).sum(dim=-1)
         if bool((nonzero > fan_in).any()):
             raise RuntimeError(
                 f"Linear layer {i} has {nonzero.tolist()} non-zero weights per neuron, expected {fan_in}"
             )
 
 
-class FanInPruning(EpochEndCallback):
+class FanInPruning(pl.Callback):
     """Once, after the optimiser step of the first epoch > ``epoch``, prunes every Linear layer to fan-in ``fan_in``.
 
     The reference (``epoch > 2001 and need_pruning``) prunes after epoch 2002. Each row keeps its ``fan_in``
@@ -193,19 +212,22 @@ class FanInPruning(EpochEndCallback):
         return f"FanInPruning(fan_in={self.fan_in}, epoch={self.epoch})"
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        check_fan_in(pl_module, self.fan_in)
+        for net in training_networks(pl_module):
+            check_fan_in(net, self.fan_in)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.pruned_at = None
 
-    def on_protocol_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int) -> None:
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch = int(trainer.current_epoch)
         if self.pruned_at is not None or epoch <= self.epoch:
             return
-        prune_fan_in(pl_module, self.fan_in, validate=self.validate)
+        for net in training_networks(pl_module):
+            prune_fan_in(net, self.fan_in, validate=self.validate)
         self.pruned_at = epoch
         logger.debug("epoch %d: pruned every Linear layer to fan-in %d", epoch, self.fan_in)
 
-    def report(self) -> dict[str, Any]:
+    def report(self, network: int = 0) -> dict[str, Any]:
         return {"fan_in_pruned_at": self.pruned_at}
 
     def state_dict(self) -> dict[str, Any]:

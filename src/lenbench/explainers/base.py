@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,6 +36,22 @@ class Explainer(ABC):
 
     @abstractmethod
     def fit(self, fold: Fold) -> Explainer: ...
+
+    @property
+    def trains_together(self) -> bool:
+        """Whether several folds' explainers of this configuration fit together (:meth:`fit_many` batches them)."""
+        return False
+
+    @classmethod
+    def fit_many(cls, explainers: Sequence[Explainer], folds: Sequence[Fold]) -> list[float]:
+        """Fit explainer ``i`` on fold ``i``; returns each one's training seconds. One after another here; network
+        explainers train together in one module."""
+        seconds = []
+        for explainer, fold in zip(explainers, folds, strict=True):
+            start = time.perf_counter()
+            explainer.fit(fold)
+            seconds.append(time.perf_counter() - start)
+        return seconds
 
     @abstractmethod
     def predict(self, x: np.ndarray) -> np.ndarray: ...

@@ -145,15 +145,12 @@ class EntropyNetExplainer(NetworkExplainer):
     def entropy_layer(self) -> EntropyLinear:
         return entropy_layers(self.network)[0]
 
-    def fit(self, fold: Fold) -> EntropyNetExplainer:
-        x, y = _rows(fold, self.train_rows)
-        return self.train(x, y)
+    def training_rows(self, fold: Fold) -> tuple[np.ndarray, np.ndarray]:
+        return _rows(fold, self.train_rows)
 
-    def train(self, x: np.ndarray, y: np.ndarray) -> EntropyNetExplainer:
+    def prepare(self, y: np.ndarray) -> None:
         y = np.asarray(y)
         self._n_classes = max(2, int(np.max(y)) + 1) if y.size else 2
-        super().train(x, y)
-        return self
 
     @torch.no_grad()
     def trained_info(self) -> dict[str, Any]:

@@ -4,16 +4,22 @@ A network explainer seeds, builds its network, trains it full-batch with Lightni
 say how to build the network, which loss and targets to use, how outputs become labels and scores, and how to read
 a formula. The training settings every network method shares live in one
 :class:`~lenbench.nn.trainer.TrainingConfig` (``self.training``), built here from the keyword arguments the
-subclasses do not declare, with each method's own defaults (``training_defaults``). The training itself is
-:func:`lenbench.nn.trainer.fit` on a :class:`~lenbench.nn.module.FullBatchModule`; what the callbacks did is what
-they report (:func:`lenbench.callbacks.base.fit_report`), so this class never asks which callbacks it was given.
+subclasses do not declare, with each method's own defaults (``training_defaults``).
+
+Several explainers of one configuration train *together* (:meth:`NetworkExplainer.fit_many`, the folds of a job):
+each builds its own network from its own seed exactly as it would alone, and one
+:class:`~lenbench.nn.module.FullBatchModule` trains them all (``trainer.batching``: ``exact``, every network
+bit-identical to training it alone; ``fast``, stacked arithmetic; see :mod:`lenbench.nn.module`). One explainer
+alone is the same path with one network. What the callbacks did is what they report per network
+(:func:`lenbench.callbacks.base.fit_report`), so this class never asks which callbacks it was given.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from abc import abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -25,8 +31,9 @@ from lenbench.callbacks.l1 import effective_weight, linear_layers
 from lenbench.callbacks.progress import ProgressReporter
 from lenbench.data.base import Fold
 from lenbench.explainers.base import Explainer
+from lenbench.nn.batches import ExactBatch, NetworkBatch, StackedBatch
 from lenbench.nn.module import FullBatchModule
-from lenbench.nn.trainer import TrainingConfig, fit, set_seed
+from lenbench.nn.trainer import Fit, TrainingConfig, fit, set_seed
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +53,7 @@ class NetworkExplainer(Explainer):
 
     def __init__(self, **training: Any) -> None:
         self.training = TrainingConfig(**{**self.training_defaults, **training}, owner=type(self).__name__)
-        self._module: FullBatchModule | None = None
+        self._net: nn.Module | None = None
         self._info: dict[str, Any] = {}
 
     # -- what subclasses define ----------------------------------------------------------------------------------
@@ -71,74 +78,66 @@ class NetworkExplainer(Explainer):
         first = linear_layers(self.network)[0]
         return {"features_used": int((effective_weight(first).detach() != 0).any(dim=0).sum())}
 
+    def prepare(self, y: np.ndarray) -> None:
+        """Called with the training labels before the network is built (e.g. to size its output)."""
+
+    def row_loss(self) -> Callable[..., torch.Tensor]:
+        """The per-row loss whose mean is :meth:`criterion` (``trainer.batching=fast``); methods without it
+        train exactly."""
+        raise NotImplementedError(f"{type(self).__name__} has no stacked (fast) training")
+
     # -- training ------------------------------------------------------------------------------------------------
 
+    def training_rows(self, fold: Fold) -> tuple[np.ndarray, np.ndarray]:
+        """The rows the network trains on: the fold's train+validation rows (in the notebook's row order, which
+        full-batch sums depend on), or only its train rows with ``trainer.validate``."""
+        if self.training.trainer["validate"]:
+            return fold.x_train, fold.y_train
+        return fold.x_trainval, fold.y_trainval
+
     def fit(self, fold: Fold) -> NetworkExplainer:
-        # Fold.x_trainval is in the notebook's row order (x[trainval_index]); full-batch sums depend on it.
-        return self.train(fold.x_trainval, fold.y_trainval)
+        self.fit_many([self], [fold])
+        return self
+
+    @property
+    def trains_together(self) -> bool:
+        return self.training.trains_together
+
+    @classmethod
+    def fit_many(cls, explainers: Sequence[Explainer], folds: Sequence[Fold]) -> list[float]:
+        """Train each explainer on its fold, all in one module; returns each one's share of the training time."""
+        networks = [e for e in explainers if isinstance(e, NetworkExplainer)]
+        if len(networks) != len(explainers):
+            raise TypeError("fit_many trains network explainers only")
+        validate = networks[0].training.trainer["validate"]
+        rows = [e.training_rows(f) for e, f in zip(networks, folds, strict=True)]
+        val = [(f.x_val, f.y_val) for f in folds] if validate else None
+        return train_together(networks, rows, val)
 
     def train(self, x: np.ndarray, y: np.ndarray) -> NetworkExplainer:
         """Train a fresh network (seeded) full-batch on ``x`` [n, k], ``y`` [n] for ``epochs`` epochs."""
-        x = np.asarray(x, dtype=np.float32)
-        y = np.asarray(y)
-        if x.ndim != 2 or y.shape != (x.shape[0],):
-            raise ValueError(f"x {x.shape} and y {y.shape} do not describe the same rows")
-        config = self.training
-        self._info = {}
-        set_seed(config.seed)
-        module = FullBatchModule(
-            self.build_network(x.shape[1]),
-            self.criterion(),
-            optimizer=config.optimizer,
-            lr=config.lr,
-            weight_decay=config.weight_decay,
-            log_every_n_epochs=config.trainer["log_every_n_epochs"],
-            name=self.name,
-        )
-        module.set_data(torch.from_numpy(np.ascontiguousarray(x)), self.targets(y), config.epochs)
-        observers = [] if self.progress is None else [ProgressReporter(self.progress)]
-        done = fit(module, config, observers)
-        module.release_data()
-        module.eval()
-        self._module = module
-        self._info = {
-            "training_time": done.seconds,
-            "final_loss": module.final_loss,
-            "loss_curve": list(module.loss_curve),
-            "epochs": config.epochs,
-            "seed": config.seed,
-            "torch_threads": torch.get_num_threads(),
-            "world_size": done.world_size,
-            **fit_report(done.callbacks, module.net),
-            **self.trained_info(),
-        }
-        logger.debug(
-            "%s: trained %d epochs in %.1f s, final loss %.4f",
-            self.name,
-            config.epochs,
-            done.seconds,
-            module.final_loss if module.final_loss is not None else float("nan"),
-        )
+        train_together([self], [(x, y)])
         return self
+
+    def adopt(self, net: nn.Module, info: dict[str, Any]) -> None:
+        """Take over a trained network and what its fit recorded."""
+        self._net = net.eval()
+        self._info = {**info, **self.trained_info()}
 
     # -- using the trained network -------------------------------------------------------------------------------
 
     @property
-    def module(self) -> FullBatchModule:
-        if self._module is None:
-            raise RuntimeError(f"{type(self).__name__}.fit must be called before predict or explain")
-        return self._module
-
-    @property
     def network(self) -> nn.Module:
-        return self.module.net
+        if self._net is None:
+            raise RuntimeError(f"{type(self).__name__}.fit must be called before predict or explain")
+        return self._net
 
     @torch.no_grad()
     def output(self, x: np.ndarray) -> torch.Tensor:
         """The network's output for the rows of ``x`` (on the CPU)."""
-        module = self.module
-        tensor = torch.as_tensor(np.asarray(x, dtype=np.float32)).to(module.device)
-        return module.net(tensor).cpu()
+        net = self.network
+        device = next(net.parameters()).device
+        return net(torch.as_tensor(np.asarray(x, dtype=np.float32)).to(device)).cpu()
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.labels_from_output(self.output(x)).astype(np.int64)
@@ -176,3 +175,110 @@ class NetworkExplainer(Explainer):
 
         predictor = {"kind": "network", "layers": network_spec(self.network), "head": self.output_head()}
         return {"predictor": predictor, "local": self.local_reading()}
+
+
+def _arrays(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x, y = np.asarray(x, dtype=np.float32), np.asarray(y)
+    if x.ndim != 2 or y.shape != (x.shape[0],):
+        raise ValueError(f"x {x.shape} and y {y.shape} do not describe the same rows")
+    return np.ascontiguousarray(x), y
+
+
+def _batch(explainers: Sequence[NetworkExplainer], nets: list[nn.Module]) -> NetworkBatch:
+    """The networks with their loss: stacked with ``batching: fast`` when there are several, else exact."""
+    first = explainers[0]
+    if first.training.trainer["batching"] == "fast" and len(nets) > 1:
+        return StackedBatch(nets, first.row_loss())
+    return ExactBatch(nets, first.criterion())
+
+
+def check_together(explainers: Sequence[NetworkExplainer]) -> None:
+    """ValueError unless the explainers can share one module: one class, one configuration but for the seed."""
+    first = explainers[0]
+    if len(explainers) > 1 and not first.training.trains_together:
+        raise ValueError(
+            f"{first.name}: trainer.batching=off or stock callbacks: train one network per module"
+        )
+    for other in explainers[1:]:
+        if type(other) is not type(first) or repr(_settings(other)) != repr(_settings(first)):
+            raise ValueError(
+                f"{first.name}: networks trained together need one configuration (seeds may differ)"
+            )
+
+
+def _settings(explainer: NetworkExplainer) -> dict[str, Any]:
+    """The explainer's configuration as comparable values (callbacks by class and attributes), seed left out."""
+    settings = {
+        k: v
+        for k, v in vars(explainer).items()
+        if not k.startswith("_") and k not in ("progress", "training")
+    }
+    training = explainer.training
+    settings["training"] = dataclasses.replace(training, seed=0, callbacks=(), trainer={})
+    settings["callbacks"] = [(type(cb).__qualname__, sorted(vars(cb).items())) for cb in training.callbacks]
+    settings["trainer"] = {k: v for k, v in training.trainer.items() if k != "callbacks"}
+    return settings
+
+
+def train_together(
+    explainers: Sequence[NetworkExplainer],
+    rows: Sequence[tuple[np.ndarray, np.ndarray]],
+    val_rows: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+) -> list[float]:
+    """Train explainer ``i`` on ``rows[i]`` (validated on ``val_rows[i]``), all in one module; each network is
+    seeded with its explainer's seed and built exactly as alone. Returns each one's share of the training time."""
+    check_together(explainers)
+    config = explainers[0].training
+    data = [_arrays(x, y) for x, y in rows]
+    nets = []
+    for explainer, (x, y) in zip(explainers, data, strict=True):
+        explainer.prepare(y)
+        set_seed(explainer.training.seed)
+        nets.append(explainer.build_network(x.shape[1]))
+    module = FullBatchModule(
+        _batch(explainers, nets),
+        optimizer=config.optimizer,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        log_every_n_epochs=config.trainer["log_every_n_epochs"],
+        name=[e.name for e in explainers],
+    )
+    val = [_arrays(x, y) for x, y in val_rows] if val_rows is not None else None
+    module.set_data(
+        [torch.from_numpy(x) for x, _ in data],
+        [e.targets(y) for e, (_, y) in zip(explainers, data, strict=True)],
+        config.epochs,
+        None if val is None else [torch.from_numpy(x) for x, _ in val],
+        None if val is None else [e.targets(y) for e, (_, y) in zip(explainers, val, strict=True)],
+    )
+    sinks = [e.progress for e in explainers]
+    done = fit(module, config, [ProgressReporter(sinks)] if any(sinks) else [])
+    module.release_data()
+    share = done.seconds / len(explainers)
+    for i, (explainer, net) in enumerate(zip(explainers, module.trained_networks(), strict=True)):
+        explainer.adopt(
+            net, {**_record(module, done, config, i, net, share), "seed": explainer.training.seed}
+        )
+    logger.debug("%s: trained %d networks in %.1f s", explainers[0].name, len(explainers), done.seconds)
+    return [share] * len(explainers)
+
+
+def _record(
+    module: FullBatchModule, done: Fit, config: TrainingConfig, i: int, net: nn.Module, seconds: float
+) -> dict[str, Any]:
+    """What network ``i``'s fit records (its fold's info)."""
+    record = {
+        "training_time": seconds,
+        "final_loss": module.final_losses()[i],
+        "loss_curve": list(module.loss_curves[i]),
+        "epochs": config.epochs,
+        "seed": config.seed,
+        "torch_threads": torch.get_num_threads(),
+        "world_size": done.world_size,
+        "networks_trained_together": module.batch.count,
+        "batching": "fast" if isinstance(module.batch, StackedBatch) else "exact",  # the arithmetic used
+        **fit_report(done.callbacks, net, i),
+    }
+    if done.stopped_early:
+        record["epochs_trained"] = module.epoch + 1
+    return record

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lenbench.callbacks.pruning import FanInPruning
@@ -86,6 +87,14 @@ class PsiNetExplainer(NetworkExplainer):
 
         def loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
             return bce(output.squeeze(1), target)
+
+        return loss
+
+    def row_loss(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """:meth:`criterion` per row of stacked networks: output ``[N, R, 1]``, target ``[N, R]`` -> BCE ``[N, R]``."""
+
+        def loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            return F.binary_cross_entropy(output.squeeze(-1), target, reduction="none")
 
         return loss
 

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lenbench.data.base import Fold
@@ -97,10 +98,8 @@ class ReluNetExplainer(NetworkExplainer):
         self.max_simplify_terms = max_simplify_terms
         self._n_classes = 2
 
-    def train(self, x: np.ndarray, y: np.ndarray) -> ReluNetExplainer:
+    def prepare(self, y: np.ndarray) -> None:
         self._n_classes = max(2, int(np.max(y)) + 1) if np.size(y) else 2
-        super().train(x, y)
-        return self
 
     def build_network(self, n_inputs: int) -> nn.Module:
         layers: list[nn.Module] = []
@@ -116,6 +115,20 @@ class ReluNetExplainer(NetworkExplainer):
 
     def criterion(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         return nn.CrossEntropyLoss()
+
+    def row_loss(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """:meth:`criterion` per row of stacked networks: output ``[N, R, C]``, target ``[N, R]`` -> ``[N, R]``.
+
+        Cross-entropy of whatever the network outputs, as :meth:`criterion`: with ``output: softmax`` that is the
+        reference's cross-entropy of softmax outputs.
+        """
+
+        def loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            n, rows, classes = output.shape
+            flat = F.cross_entropy(output.reshape(-1, classes), target.reshape(-1), reduction="none")
+            return flat.reshape(n, rows)
+
+        return loss
 
     def targets(self, y: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))

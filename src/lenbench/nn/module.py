@@ -1,35 +1,37 @@
-"""The full-batch LightningModule that trains every network explainer, its epoch chunks and its divergence check.
+"""The full-batch LightningModule that trains every network explainer: one network, or several at once.
 
-Why one Lightning training step runs several epochs
----------------------------------------------------
-The protocol trains full-batch for 5001 epochs of about 2 ms of work each (MIMIC-II, one thread). Lightning's own
-loop costs about 0.5 ms per epoch (``max_epochs=5001``) and still 0.25-0.6 ms per step when each epoch is one
-training step of one long epoch (hooks, progress tracking, batch transfer), i.e. 15-35 % on top of a plain PyTorch
-loop. So the module uses manual optimisation, and each Lightning batch is a *chunk* of consecutive epochs
-``(start, stop)`` (``trainer.epochs_per_batch``, default 100) that ``training_step`` runs one after another with the
-in-memory full batch. Lightning still owns the run (device placement, precision context, callbacks, hooks); its
-per-batch cost is paid once per chunk. ``benchmarks/bench_lightning_overhead.py`` measures the result against a
-plain loop doing the same steps; on MIMIC-II fold 0 (``pruning``, 5001 epochs, one thread, medians of 3) it gave
-10.71 s against 10.34 s (ratio 1.04) with chunks of 100 epochs, and 11.86 s against 9.92 s (1.20) with one epoch
-per Lightning step (``epochs_per_batch: 1``).
+One Lightning epoch is one protocol epoch
+-----------------------------------------
+Each Lightning epoch is one training step over the in-memory full batch: ``zero_grad; loss = criterion(net(x), y);
+manual_backward(loss); optimizer.step()``. Lightning's standard hooks therefore keep their meaning:
+``on_after_backward`` is where :class:`~lenbench.callbacks.L1Regularization` adds its gradient, and
+``on_train_epoch_end`` (``trainer.current_epoch`` = the protocol epoch) is where the pruning schedules act, so a
+stock callback (``EarlyStopping``, ``ModelCheckpoint``, a progress bar) sees one epoch per protocol epoch. Each epoch
+is exactly the reference's ``zero_grad(); loss = criterion(net(x), y); loss.backward(); <L1 gradient>;
+optimizer.step(); <pruning>``, so a network's trajectory equals a plain PyTorch loop's bit for bit (tested).
 
-Callbacks stay correct because they are keyed on the true epoch:
+Several networks in one module
+------------------------------
+Lightning's fixed cost (about 0.3 ms an epoch, ``benchmarks/bench.py``) is large beside one tiny network's epoch
+(0.5 ms for the psi net on MIMIC-II), so a job trains the networks of several folds in one module (``networks``):
 
-- ``self.manual_backward(loss)`` runs Lightning's ``on_after_backward`` callback hooks after every epoch's backward,
-  which is where :class:`~lenbench.callbacks.L1Regularization` adds its gradient;
-- after every optimiser step the module calls ``on_protocol_epoch_end(trainer, module, epoch)`` on every callback
-  that has it (``dispatches_protocol_epochs = True``), which is where the pruning schedules act. With
-  ``epochs_per_batch: 1`` the same code runs one epoch per Lightning step.
+- ``exact`` (:class:`ExactBatch`): every network keeps its own rows and is computed on its own, op by op as alone;
+  the epoch's loss is the sum of the networks' losses, whose backward gives each network exactly the gradient of its
+  own loss (the sum passes a gradient of 1.0 to each term), and one Adam/AdamW over all parameters is elementwise,
+  so each network's weights are bit-identical to training it alone (tested).
+- ``fast`` (:class:`StackedBatch`): the networks are stacked into batched layers (:mod:`lenbench.nn.stacked`) and
+  their rows padded into one tensor: one batched matrix product per layer for all networks. The same maths with
+  another summation order: weights agree with ``exact`` within float tolerance.
 
-Each epoch is exactly the reference's ``zero_grad(); loss = criterion(net(x), y); loss.backward(); <L1 gradient>;
-optimizer.step(); <pruning>``, so the trajectory equals a plain PyTorch loop's (tested).
+Callbacks reach the networks through :func:`lenbench.callbacks.base.training_networks` (the module's ``networks()``).
 
 Divergence
 ----------
-Each epoch's loss stays on the device in a list; at the end of every chunk the list is stacked and checked once (one
-device sync per chunk, none per epoch). A NaN or infinite loss raises :class:`TrainingDiverged` naming the method, the
-first non-finite epoch and its loss, so a diverged fold never yields a formula read from garbage weights. When a hook
-fails inside a chunk (e.g. pruning NaN weights), the losses of the epochs done so far are checked first.
+Each epoch's losses (one per network) stay on the device; every ``SYNC_EVERY`` epochs and at the end they are
+stacked and checked once (one device sync, none per epoch). A NaN or infinite loss raises :class:`TrainingDiverged`
+naming the network, the first non-finite epoch and its loss, so a diverged fold never yields a formula read from
+garbage weights. When a hook fails (e.g. pruning NaN weights), :meth:`FullBatchModule.divergence` tells the caller
+whether the losses or the weights were already non-finite.
 
 Several processes: see :mod:`lenbench.nn.ddp` (sharded rows, averaged losses, the record sent back by rank 0).
 """
@@ -44,14 +46,27 @@ import torch
 from torch import nn
 
 from lenbench.callbacks.pruning import restore_pruning
-from lenbench.nn.ddp import RankRecords, shard
+from lenbench.nn.batches import ExactBatch, NetworkBatch, StackedBatch
+from lenbench.nn.ddp import RankRecords
+
+SYNC_EVERY = 100  # epochs between two checks of the losses (one device sync each)
+
+__all__ = [
+    "ExactBatch",
+    "FullBatchModule",
+    "SingleStep",
+    "StackedBatch",
+    "TrainingDiverged",
+    "first_non_finite",
+]
 
 
 class TrainingDiverged(RuntimeError):
     """The training loss became NaN or infinite: the fold stops with this error instead of yielding a formula read
-    from garbage weights. ``epoch`` is the first epoch (0-based) whose loss was not finite."""
+    from garbage weights. ``epoch`` is the first epoch (0-based) whose loss was not finite; ``network`` the position
+    of the network that diverged among those trained together."""
 
-    def __init__(self, method: str, epoch: int, loss: float) -> None:
+    def __init__(self, method: str, epoch: int, loss: float, network: int = 0) -> None:
         super().__init__(
             f"{method}: training diverged at epoch {epoch}: the loss is {loss} (not finite); "
             "lower the learning rate or check the data for NaN/inf values"
@@ -59,116 +74,207 @@ class TrainingDiverged(RuntimeError):
         self.method = method
         self.epoch = epoch
         self.loss = loss
+        self.network = network
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Process pools pickle exceptions; the default would call __init__ with the message only.
-        return (TrainingDiverged, (self.method, self.epoch, self.loss))
+        return (TrainingDiverged, (self.method, self.epoch, self.loss, self.network))
 
 
-class EpochChunks:
-    """The "data loader": ``(start, stop)`` ranges of epochs covering ``range(epochs)``, ``size`` at a time.
-
-    Not a list or tuple (Lightning would take those as several loaders); the data itself stays on the module.
-    """
-
-    def __init__(self, epochs: int, size: int) -> None:
-        self.epochs = epochs
-        self.size = size
+class SingleStep:
+    """The "data loader" of one epoch: a single step (the data stays on the module). Not a list or tuple, which
+    Lightning would take as several loaders."""
 
     def __len__(self) -> int:
-        return -(-self.epochs // self.size)
+        return 1
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        return ((start, min(start + self.size, self.epochs)) for start in range(0, self.epochs, self.size))
+    def __iter__(self) -> Iterator[int]:
+        return iter((0,))
 
 
 class FullBatchModule(pl.LightningModule):
-    """Trains ``net`` full-batch on in-memory tensors, one epoch per optimiser step (see the module docstring).
+    """Trains the networks of ``batch`` full-batch, one Lightning epoch per protocol epoch (module docstring).
 
-    ``loss_curve`` holds ``(epoch, loss)`` every ``log_every_n_epochs`` epochs and at the last epoch; the loss is the
-    data term (without regularisers) of the forward pass of that epoch, before its optimiser step. ``name`` (the
-    method) is what :class:`TrainingDiverged` names. ``criterion`` must be a mean over rows (sharding relies on it).
+    ``loss_curves[i]`` holds network ``i``'s ``(epoch, loss)`` every ``log_every_n_epochs`` epochs and at the last
+    epoch; the loss is the data term (without regularisers) of that epoch's forward pass, before its optimiser step.
+    ``names[i]`` is what :class:`TrainingDiverged` names. With validation rows (``batch.has_validation``) the module
+    runs Lightning's validation loop and logs ``val_loss`` (the networks' mean); ``log_losses`` logs ``train_loss``
+    every epoch, for loggers and monitoring callbacks (off by default: logging costs time every epoch).
     """
-
-    dispatches_protocol_epochs = True
 
     def __init__(
         self,
-        net: nn.Module,
-        criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-        optimizer: str,
-        lr: float,
-        weight_decay: float,
-        log_every_n_epochs: int,
-        name: str = "network",
+        batch: NetworkBatch | nn.Module,
+        criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        log_every_n_epochs: int = 500,
+        name: str | Sequence[str] = "network",
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
-        self.net = net
-        self.criterion = criterion
+        if isinstance(batch, NetworkBatch):
+            self.batch = batch
+        else:
+            if criterion is None:
+                raise ValueError("FullBatchModule(net, criterion): a single network needs its criterion")
+            self.batch = ExactBatch([batch], criterion)
+        count = self.batch.count
+        self.names = [name] * count if isinstance(name, str) else list(name)
         self.optimizer_name = optimizer
         self.lr = lr
         self.weight_decay = weight_decay
         self.log_every_n_epochs = log_every_n_epochs
-        self.method_name = name
-        self.loss_curve: list[tuple[int, float]] = []
-        self.epoch = -1  # the epoch being trained (0-based); -1 before training
+        self.log_losses = False
+        self.loss_curves: list[list[tuple[int, float]]] = [[] for _ in range(count)]
+        self.epoch = -1  # the last epoch trained (0-based); -1 before training
+        self._epoch_started = 0  # the epoch being trained (0-based)
         self.last_epoch = -1
-        self._x: torch.Tensor | None = None
-        self._y: torch.Tensor | None = None
-        self._last_loss: torch.Tensor | None = None
-        self._epoch_hooks: list[Callable[..., None]] = []
-        self._optimizer: torch.optim.Optimizer | None = None
-        # Several processes: the rank's loss weight, and how the record reaches the calling process.
-        self._loss_scale: float | None = None
+        self._losses: list[torch.Tensor] = []  # per epoch since the last check: [count] each
+        self._checked = 0  # epochs checked so far
+        self._last_losses: torch.Tensor | None = None
         self._world_size = 1
         self._records: RankRecords | None = None
         self._record_callbacks: list[pl.Callback] = []
         self._threads: int | None = None
 
-    def set_data(self, x: torch.Tensor, y: torch.Tensor, epochs: int) -> None:
-        self._x, self._y = x, y
+    # -- the networks ----------------------------------------------------------------------------------------------
+
+    def networks(self) -> list[nn.Module]:
+        """The modules the optimiser trains, as callbacks see them (one per network; one stacked module if fast)."""
+        return list(self.batch.trainable)
+
+    @property
+    def net(self) -> nn.Module:
+        """The network of a one-network module."""
+        if self.batch.count != 1:
+            raise AttributeError(f"this module trains {self.batch.count} networks; use trained_networks()")
+        return self.batch.trained_networks()[0]
+
+    def trained_networks(self) -> list[nn.Module]:
+        """The trained networks, one ordinary module each (a fast batch is unstacked into them)."""
+        return self.batch.trained_networks()
+
+    def set_data(self, x: Any, y: Any, epochs: int, x_val: Any = None, y_val: Any = None) -> None:
+        """The training rows (a tensor for a one-network module, else one per network) and optional validation
+        rows; ``epochs`` protocol epochs."""
+        self.batch.set_data(_listed(x), _listed(y), _listed(x_val), _listed(y_val))
         self.last_epoch = epochs - 1
 
     def release_data(self) -> None:
-        """Drop the training tensors once trained (the module stays for predictions)."""
-        self._x = self._y = None
+        """Drop the training tensors once trained (the networks stay for predictions)."""
+        self.batch.release_data()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def _ordered_parameters(self) -> list[nn.Parameter]:
-        # Layer order, weight before bias, also once pruned (``weight_orig`` is registered after ``bias``), so that
-        # an optimiser state saved from a pruned network maps onto the same parameters.
-        params: list[nn.Parameter] = []
-        seen: set[int] = set()
-        for module in self.net.modules():
-            for name in ("weight", "bias"):
-                p = module._parameters.get(f"{name}_orig", module._parameters.get(name))
-                if p is not None and id(p) not in seen:
-                    seen.add(id(p))
-                    params.append(p)
-        params.extend(p for p in self.parameters() if id(p) not in seen)
-        return params
-
     def configure_optimizers(self) -> torch.optim.Optimizer:
         cls = torch.optim.AdamW if self.optimizer_name == "adamw" else torch.optim.Adam
-        return cls(self._ordered_parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        return cls(self.batch.ordered_parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+    def train_dataloader(self) -> SingleStep:
+        return SingleStep()
+
+    def val_dataloader(self) -> SingleStep:
+        return SingleStep()
+
+    # -- training ------------------------------------------------------------------------------------------------
 
     def on_fit_start(self) -> None:
-        if self._x is None or self._y is None:
+        if not self.batch.has_data:
             raise RuntimeError("FullBatchModule.set_data must be called before fitting")
         self._world_size = int(self.trainer.world_size)
-        self._loss_scale = None
+        if self._world_size > 1 and self._threads is not None:
+            torch.set_num_threads(self._threads)  # Lightning's launcher picks cores // processes otherwise
+        self.batch.prepare(self.device, self._world_size, self.global_rank)
+        self.loss_curves = [[] for _ in range(self.batch.count)]
+        self._losses, self._checked, self.epoch, self._epoch_started = [], 0, -1, 0
+        self._optimizer = self.optimizers(use_pl_optimizer=False)
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        optimizer = self._optimizer
+        self._epoch_started = int(self.current_epoch)
+        optimizer.zero_grad()
+        try:
+            losses = self.batch.losses()
+        except Exception as exc:  # a loss refusing diverged outputs (BCE on NaN): report the divergence
+            diverged = self.divergence()
+            if diverged is not None:
+                raise diverged from exc
+            raise
+        self.manual_backward(losses.sum())
+        optimizer.step()
+        self.epoch = int(self.current_epoch)
+        self._losses.append(losses.detach())
+        if self.log_losses:
+            self.log("train_loss", losses.detach().mean(), on_step=False, on_epoch=True, prog_bar=True)
+        if len(self._losses) >= SYNC_EVERY or self.epoch == self.last_epoch:
+            self.check_losses()  # before the callbacks' epoch-end hooks, which may read the curves
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        with torch.no_grad():
+            losses = self.batch.validation_losses()
+        self.log("val_loss", losses.mean(), prog_bar=True)
+        if losses.numel() > 1:
+            for i, value in enumerate(losses):
+                self.log(f"val_loss/{i}", value)
+
+    def on_train_end(self) -> None:
+        self.check_losses()
+        # Several processes: what the calling process needs besides the weights (Lightning sends those).
+        if self._records is not None and self.global_rank == 0:
+            self._records.write_record(self.record())
+
+    def check_losses(self) -> None:
+        """Check the losses since the last check (one sync) and extend the loss curves; across ranks the losses
+        are averaged first."""
+        if not self._losses:
+            return
+        values = torch.stack(self._losses)  # [epochs, networks]
         if self._world_size > 1:
-            self._shard()
-        self._x = self._x.to(self.device)
-        self._y = self._y.to(self.device)
-        self.loss_curve = []
-        self._optimizer = self.optimizers(use_pl_optimizer=False)  # type: ignore[assignment]
-        self._epoch_hooks = [
-            cb.on_protocol_epoch_end for cb in self.trainer.callbacks if hasattr(cb, "on_protocol_epoch_end")
-        ]
+            values = self.trainer.strategy.reduce(values, reduce_op="mean")
+        values = values.cpu()
+        start, self._losses = self._checked, []
+        self._checked += values.shape[0]
+        bad = first_non_finite(start, values)
+        if bad is not None:
+            raise self._diverged(*bad)
+        every, stop = self.log_every_n_epochs, self._checked
+        epochs = list(range(-(-start // every) * every, stop, every))
+        if stop - 1 == self.last_epoch and self.last_epoch % every != 0:
+            epochs.append(self.last_epoch)
+        for i, curve in enumerate(self.loss_curves):
+            curve.extend((e, float(values[e - start, i])) for e in epochs)
+        self._last_losses = values[-1]
+
+    def divergence(self) -> TrainingDiverged | None:
+        """After a failure inside training: the divergence behind it (non-finite losses or weights), if any."""
+        values = torch.stack(self._losses).cpu() if self._losses else None
+        bad = None if values is None else first_non_finite(self._checked, values)
+        if bad is None:
+            network = self._first_non_finite_network()
+            if network is not None:  # the loss of the epoch in progress could not even be computed
+                bad = (self._epoch_started, float("nan"), network)
+        return None if bad is None else self._diverged(*bad)
+
+    @torch.no_grad()
+    def _first_non_finite_network(self) -> int | None:
+        """The first network whose parameters or training inputs are not all finite (0 for a stacked batch)."""
+        inputs = self.batch.float_inputs()
+        if any(not bool(torch.isfinite(t).all()) for t in inputs):
+            return 0
+        for i, net in enumerate(self.batch.trainable):
+            if any(not bool(torch.isfinite(p).all()) for p in net.parameters()):
+                return i
+        return None
+
+    def _diverged(self, epoch: int, loss: float, network: int) -> TrainingDiverged:
+        if self._records is not None:  # several processes: tell the calling process, whichever rank saw it
+            self._records.write_error(self.global_rank, (self.names[network], epoch, loss, network))
+        return TrainingDiverged(self.names[network], epoch, loss, network)
+
+    # -- several processes ---------------------------------------------------------------------------------------
 
     def share_records(
         self, records: RankRecords | None, callbacks: Sequence[pl.Callback] = (), threads: int | None = None
@@ -179,97 +285,45 @@ class FullBatchModule(pl.LightningModule):
         self._record_callbacks = list(callbacks)
         self._threads = threads
 
-    def _shard(self) -> None:
-        """Keep this rank's contiguous share of the rows and weight its mean loss (:func:`lenbench.nn.ddp.shard`)."""
-        assert self._x is not None and self._y is not None
-        if self._threads is not None:
-            torch.set_num_threads(self._threads)  # Lightning's launcher picks cores // processes otherwise
-        start, stop, self._loss_scale = shard(self._x.shape[0], self._world_size, self.global_rank)
-        self._x, self._y = self._x[start:stop], self._y[start:stop]
-
-    def training_step(self, batch: tuple[int, int], batch_idx: int) -> None:
-        start, stop = int(batch[0]), int(batch[1])
-        optimizer, x, y, scale = self._optimizer, self._x, self._y, self._loss_scale
-        assert optimizer is not None and x is not None and y is not None
-        losses: list[torch.Tensor] = []
-        try:
-            for epoch in range(start, stop):
-                self.epoch = epoch
-                optimizer.zero_grad()
-                loss = self.criterion(self.net(x), y)
-                if scale is not None:
-                    loss = loss * scale
-                self.manual_backward(loss)
-                optimizer.step()
-                losses.append(loss.detach())
-                for hook in self._epoch_hooks:
-                    hook(self.trainer, self, epoch)
-        except Exception as exc:
-            # A loss or hook failing on diverged weights (BCE refuses NaN inputs, pruning NaN norms): report the
-            # divergence, not its symptom. Local checks only: no collective on an error path.
-            bad = first_non_finite(start, torch.stack(losses).cpu()) if losses else None
-            if bad is None and not self._finite_state():
-                bad = (self.epoch, float("nan"))  # this epoch's loss could not even be computed
-            if bad is not None:
-                raise self._diverged(*bad) from exc
-            raise
-        self._end_chunk(start, losses)
-
-    def _end_chunk(self, start: int, losses: list[torch.Tensor]) -> None:
-        """Check the chunk's losses (one sync) and record the loss curve; across ranks the losses are averaged."""
-        values = torch.stack(losses)
-        if self._world_size > 1:
-            values = self.trainer.strategy.reduce(values, reduce_op="mean")
-        values = values.cpu()
-        bad = first_non_finite(start, values)
-        if bad is not None:
-            raise self._diverged(*bad)
-        every = self.log_every_n_epochs
-        stop = start + len(losses)
-        for epoch in range(-(-start // every) * every, stop, every):
-            self.loss_curve.append((epoch, float(values[epoch - start])))
-        if self.last_epoch == stop - 1 and self.last_epoch % every != 0:
-            self.loss_curve.append((self.last_epoch, float(values[-1])))
-        self._last_loss = values[-1]
-
-    @torch.no_grad()
-    def _finite_state(self) -> bool:
-        """Whether the parameters and the training inputs are all finite."""
-        tensors = [
-            *self.net.parameters(),
-            *(t for t in (self._x,) if t is not None and t.is_floating_point()),
-        ]
-        return all(bool(torch.isfinite(t).all()) for t in tensors)
-
-    def _diverged(self, epoch: int, loss: float) -> TrainingDiverged:
-        if self._records is not None:  # several processes: tell the calling process, whichever rank saw it
-            self._records.write_error(self.global_rank, (self.method_name, epoch, loss))
-        return TrainingDiverged(self.method_name, epoch, loss)
-
-    def on_train_end(self) -> None:
-        # Several processes: what the calling process needs besides the weights (Lightning sends those).
-        if self._records is not None and self.global_rank == 0:
-            self._records.write_record(
-                {
-                    "epoch": self.epoch,
-                    "loss_curve": list(self.loss_curve),
-                    "last_loss": None if self._last_loss is None else float(self._last_loss),
-                    "callbacks": [cb.state_dict() for cb in self._record_callbacks],
-                },
-            )
+    def record(self) -> dict[str, Any]:
+        """What the calling process needs after a fit on several processes, besides the weights."""
+        return {
+            "epoch": self.epoch,
+            "loss_curves": [list(c) for c in self.loss_curves],
+            "last_losses": None if self._last_losses is None else self._last_losses.tolist(),
+            "callbacks": [cb.state_dict() for cb in self._record_callbacks],
+        }
 
     def load_record(self, record: Mapping[str, Any]) -> None:
         """Take over the training record written by rank 0 (several processes)."""
         self.epoch = int(record["epoch"])
-        self.loss_curve = [(int(e), float(v)) for e, v in record["loss_curve"]]
-        last = record["last_loss"]
-        self._last_loss = None if last is None else torch.tensor(last)
+        self.loss_curves = [[(int(e), float(v)) for e, v in c] for c in record["loss_curves"]]
+        last = record["last_losses"]
+        self._last_losses = None if last is None else torch.tensor(last)
         for cb, state in zip(self._record_callbacks, record["callbacks"], strict=True):
             cb.load_state_dict(state)
 
+    # -- results -------------------------------------------------------------------------------------------------
+
+    @property
+    def checked_epochs(self) -> int:
+        """How many epochs' losses have been checked (and entered the loss curves) so far."""
+        return self._checked
+
+    @property
+    def loss_curve(self) -> list[tuple[int, float]]:
+        """The loss curve of a one-network module."""
+        return self.loss_curves[0]
+
+    def final_losses(self) -> list[float | None]:
+        """Each network's loss at the last epoch trained (None before training)."""
+        if self._last_losses is None:
+            return [None] * self.batch.count
+        return [float(v) for v in self._last_losses]
+
     @property
     def final_loss(self) -> float | None:
-        return None if self._last_loss is None else float(self._last_loss)
+        return self.final_losses()[0]
 
     def load_state_dict(
         self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
@@ -279,10 +333,18 @@ class FullBatchModule(pl.LightningModule):
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
 
-def first_non_finite(start: int, values: torch.Tensor) -> tuple[int, float] | None:
-    """(epoch, loss) of the first non-finite entry of a chunk's losses starting at epoch ``start``, else None."""
-    finite = torch.isfinite(values)
+def _listed(value: Any) -> list[Any] | None:
+    if value is None:
+        return None
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def first_non_finite(start: int, values: torch.Tensor) -> tuple[int, float, int] | None:
+    """(epoch, loss, network) of the first non-finite loss of ``values`` [epochs] or [epochs, networks] whose first
+    row is epoch ``start``; None when all are finite."""
+    grid = values.reshape(values.shape[0], -1)
+    finite = torch.isfinite(grid)
     if bool(finite.all()):
         return None
-    index = int((~finite).nonzero()[0])
-    return start + index, float(values[index])
+    epoch, network = (int(i) for i in (~finite).nonzero()[0])
+    return start + epoch, float(grid[epoch, network]), network

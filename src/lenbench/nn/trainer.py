@@ -6,10 +6,13 @@ fails before any fold trains. The method configs keep them as flat keys of ``met
 them as keyword arguments and build the config (:class:`~lenbench.explainers.network.NetworkExplainer`).
 
 ``trainer`` takes the keys of ``conf/trainer/*.yaml``: ``accelerator``, ``devices``, ``strategy``, ``precision``,
-``log_every_n_epochs`` (loss curve resolution), ``epochs_per_batch`` (epochs per Lightning step, see
-:mod:`lenbench.nn.module`), ``start_method`` and ``process_group_backend`` (several processes, see
-:mod:`lenbench.nn.ddp`); any other key is passed to ``pl.Trainer`` as it is, except the ones :func:`fit` fixes
-(logger, checkpointing, progress bar, model summary, validation, epochs, callbacks).
+``log_every_n_epochs`` (loss curve resolution), ``batching`` (how the networks of several folds train together:
+``exact``, ``fast`` or ``off``, see :mod:`lenbench.nn.module`), ``validate`` (train on the fold's train rows and
+run Lightning's validation loop on its validation rows, logging ``val_loss``), ``callbacks`` (stock Lightning
+callbacks such as ``EarlyStopping``, each with a ``_target_``), ``start_method`` and ``process_group_backend``
+(several processes, see :mod:`lenbench.nn.ddp`); any other key is passed to ``pl.Trainer`` as it is
+(``enable_progress_bar``, ``logger``, ``check_val_every_n_epoch``, ...), except the ones :func:`fit` fixes (the
+epochs and the loops' sizes).
 
 :func:`fit` trains a :class:`~lenbench.nn.module.FullBatchModule` with fresh copies of the callbacks, over one
 process or several, and returns what the explainer records.
@@ -30,28 +33,33 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from lenbench.nn.ddp import RankRecords, check_ddp, fork_strategy, is_ddp, restore_environment
-from lenbench.nn.module import EpochChunks, FullBatchModule, TrainingDiverged
+from lenbench.nn.module import FullBatchModule, TrainingDiverged
 from lenbench.validation import check_choice, check_positive, check_seed
 
 OPTIMIZERS = ("adam", "adamw")
-# Trainer settings fit() fixes itself: full-batch training without logger, checkpoints, progress bar, model summary or
-# validation loop.
+BATCHING = ("exact", "fast", "off")
+# Trainer settings fit() fixes itself: one Lightning epoch per protocol epoch over one full-batch step.
 _FIXED_TRAINER_KEYS = (
     "max_epochs",
     "max_steps",
-    "logger",
-    "enable_checkpointing",
-    "enable_progress_bar",
-    "enable_model_summary",
-    "num_sanity_val_steps",
+    "min_epochs",
+    "limit_train_batches",
     "limit_val_batches",
-    "callbacks",
+    "num_sanity_val_steps",
     "use_distributed_sampler",
 )
-# Keys of cfg.trainer read by lenbench itself, not passed to pl.Trainer.
-_OWN_TRAINER_KEYS = ("log_every_n_epochs", "epochs_per_batch", "start_method", "process_group_backend")
+# Keys of cfg.trainer read by lenbench itself, not passed to pl.Trainer as they are.
+_OWN_TRAINER_KEYS = (
+    "log_every_n_epochs",
+    "batching",
+    "validate",
+    "callbacks",
+    "start_method",
+    "process_group_backend",
+)
 # A gradient scaler would scale the gradients that the L1 callback adds to; those precisions are refused.
 _SCALED_PRECISIONS = ("16", "16-mixed")
 TRAINER_DEFAULTS: Mapping[str, Any] = {
@@ -60,7 +68,12 @@ TRAINER_DEFAULTS: Mapping[str, Any] = {
     "strategy": "auto",
     "precision": "32-true",
     "log_every_n_epochs": 500,
-    "epochs_per_batch": 100,
+    "batching": "exact",
+    "validate": False,
+    "callbacks": [],
+    "logger": False,
+    "enable_progress_bar": False,
+    "enable_model_summary": False,
     "start_method": "fork",
     "process_group_backend": None,
 }
@@ -73,6 +86,23 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _stock_callbacks(owner: str, callbacks: Any) -> list[pl.Callback]:
+    """``trainer.callbacks`` as a list of Lightning callbacks, or ValueError naming the entry that is not one."""
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, (str, bytes, Mapping)) or not isinstance(callbacks, Sequence):
+        raise ValueError(
+            f"{owner} trainer.callbacks={callbacks!r}: a list of callbacks, each with a _target_"
+        )
+    for cb in callbacks:
+        if not isinstance(cb, pl.Callback):
+            raise ValueError(
+                f"{owner} trainer.callbacks: {cb!r} is not a Lightning Callback (give each one a _target_ such as "
+                "pytorch_lightning.callbacks.EarlyStopping)"
+            )
+    return list(callbacks)
+
+
 def check_trainer(owner: str, config: Mapping[str, Any]) -> dict[str, Any]:
     """``cfg.trainer`` merged with :data:`TRAINER_DEFAULTS`, or ValueError naming the setting that cannot work."""
     fixed = sorted(set(config) & set(_FIXED_TRAINER_KEYS))
@@ -80,7 +110,10 @@ def check_trainer(owner: str, config: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"{owner} trainer: {', '.join(fixed)} are set by the explainer, remove them")
     merged = {**TRAINER_DEFAULTS, **config}
     check_positive(owner, "trainer.log_every_n_epochs", merged["log_every_n_epochs"], integer=True)
-    check_positive(owner, "trainer.epochs_per_batch", merged["epochs_per_batch"], integer=True)
+    check_choice(owner, "trainer.batching", merged["batching"], BATCHING)
+    if not isinstance(merged["validate"], bool):
+        raise ValueError(f"{owner} trainer.validate={merged['validate']!r}: use true or false")
+    merged["callbacks"] = _stock_callbacks(owner, merged["callbacks"])
     if str(merged["precision"]) in _SCALED_PRECISIONS:
         raise ValueError(
             f"{owner} trainer.precision={merged['precision']!r}: needs a gradient scaler, which would scale the "
@@ -145,41 +178,44 @@ class TrainingConfig:
             kwargs["strategy"] = fork_strategy(self.trainer["process_group_backend"])
         return kwargs
 
+    @property
+    def stock_callbacks(self) -> list[pl.Callback]:
+        """The stock Lightning callbacks of ``trainer.callbacks`` (never used themselves: fits copy them)."""
+        return list(self.trainer["callbacks"])
+
+    @property
+    def trains_together(self) -> bool:
+        """Whether several networks (folds) may share one module: not with ``batching: off``, and not with stock
+        callbacks, which must see one network each (``EarlyStopping`` would stop every fold at once)."""
+        return self.trainer["batching"] != "off" and not self.trainer["callbacks"]
+
 
 @dataclass
 class Fit:
-    """What one fit leaves: its wall time, the number of processes, and the callbacks it trained with."""
+    """What one fit leaves: its wall time, the number of processes, the callbacks it trained with, and whether a
+    callback stopped it before the last epoch (``EarlyStopping``)."""
 
     seconds: float
     world_size: int
     callbacks: list[pl.Callback]
+    stopped_early: bool = False
 
 
 def fit(module: FullBatchModule, config: TrainingConfig, observers: Sequence[pl.Callback] = ()) -> Fit:
-    """Train ``module`` (its data set) for ``config.epochs`` epochs with fresh copies of ``config.callbacks``, and
-    ``observers`` as they are (callbacks that only watch, such as a progress reporter)."""
-    callbacks = copy.deepcopy(list(config.callbacks)) + list(observers)
-    kwargs = config.trainer_kwargs()
+    """Train ``module`` (its data set) for ``config.epochs`` epochs with fresh copies of ``config.callbacks`` and of
+    the stock ``trainer.callbacks``, and ``observers`` as they are (callbacks that only watch, such as a progress
+    reporter)."""
+    callbacks = copy.deepcopy([*config.callbacks, *config.stock_callbacks]) + list(observers)
+    module.log_losses = bool(config.stock_callbacks) or config.trainer["logger"] not in (False, None)
     start = time.perf_counter()
     records: RankRecords | None = None
     try:
         with _quiet_lightning(), restore_environment():
-            trainer = pl.Trainer(
-                max_epochs=1,
-                logger=False,
-                enable_checkpointing=False,
-                enable_progress_bar=False,
-                enable_model_summary=False,
-                num_sanity_val_steps=0,
-                limit_val_batches=0,
-                use_distributed_sampler=False,
-                callbacks=callbacks,
-                **kwargs,
-            )
+            trainer = _trainer(config, callbacks, validate=module.batch.has_validation)
             if trainer.world_size > 1:
                 records = RankRecords()
                 module.share_records(records, callbacks, torch.get_num_threads())
-            _run(trainer, module, config, records)
+            _run(trainer, module, records)
         if records is not None:
             record = records.read_record()
             if record is None:
@@ -190,21 +226,40 @@ def fit(module: FullBatchModule, config: TrainingConfig, observers: Sequence[pl.
             records.close()
         module.share_records(None)
     seconds = time.perf_counter() - start
-    if module.epoch != config.epochs - 1:
+    stopped_early = bool(trainer.should_stop) and module.epoch < config.epochs - 1
+    if module.epoch != config.epochs - 1 and not stopped_early:
         raise RuntimeError(f"training stopped after epoch {module.epoch} of {config.epochs}")
-    return Fit(seconds=seconds, world_size=int(trainer.world_size), callbacks=callbacks)
+    return Fit(seconds, int(trainer.world_size), callbacks, stopped_early)
 
 
-def _run(
-    trainer: pl.Trainer, module: FullBatchModule, config: TrainingConfig, records: RankRecords | None
-) -> None:
-    """``trainer.fit`` over the epoch chunks; a divergence reported by any rank wins over the launcher's error."""
+def _trainer(config: TrainingConfig, callbacks: list[pl.Callback], validate: bool) -> pl.Trainer:
+    """The Lightning trainer of one fit: one epoch per protocol epoch, one step each, validation when asked."""
+    kwargs = config.trainer_kwargs()
+    kwargs.setdefault("enable_checkpointing", any(isinstance(cb, ModelCheckpoint) for cb in callbacks))
+    return pl.Trainer(
+        max_epochs=config.epochs,
+        num_sanity_val_steps=0,
+        limit_val_batches=1 if validate else 0,
+        use_distributed_sampler=False,
+        callbacks=callbacks,
+        **kwargs,
+    )
+
+
+def _run(trainer: pl.Trainer, module: FullBatchModule, records: RankRecords | None) -> None:
+    """``trainer.fit``; a divergence (reported by any rank, or behind a failing loss or hook) wins over the
+    symptom's error."""
     try:
-        trainer.fit(module, train_dataloaders=EpochChunks(config.epochs, config.trainer["epochs_per_batch"]))
+        trainer.fit(module)
+    except TrainingDiverged:
+        raise
     except Exception as exc:
         error = records.first_error() if records is not None else None
         if error is not None:
             raise TrainingDiverged(*error) from exc
+        diverged = module.divergence()
+        if diverged is not None:
+            raise diverged from exc
         raise
 
 
