@@ -110,7 +110,15 @@ def _param_items(node: Any, prefix: str) -> list[tuple[str, Any]]:
 
 # Keys that do not change what a job computes: two runs differing only there are the same experiment.
 # method.log_model: whether the fitted models are also logged to MLflow.
-NOT_HASHED = ("tracking", "hydra", "resume", "trainer.log_every_n_epochs", "cv.n_jobs", "method.log_model")
+NOT_HASHED = (
+    "tracking",
+    "hydra",
+    "resume",
+    "trainer.log_every_n_epochs",
+    "trainer.enable_progress_bar",
+    "cv.n_jobs",
+    "method.log_model",
+)
 
 
 def config_hash(resolved: dict[str, Any]) -> str:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
 from torch import nn
 
@@ -55,6 +56,7 @@ class NetworkExplainer(Explainer):
         self.training = TrainingConfig(**{**self.training_defaults, **training}, owner=type(self).__name__)
         self._net: nn.Module | None = None
         self._info: dict[str, Any] = {}
+        self.fitted_callbacks: list[pl.Callback] = []  # the copies of the callbacks the last fit trained with
 
     # -- what subclasses define ----------------------------------------------------------------------------------
 
@@ -119,10 +121,11 @@ class NetworkExplainer(Explainer):
         train_together([self], [(x, y)])
         return self
 
-    def adopt(self, net: nn.Module, info: dict[str, Any]) -> None:
-        """Take over a trained network and what its fit recorded."""
+    def adopt(self, net: nn.Module, info: dict[str, Any], callbacks: Sequence[pl.Callback] = ()) -> None:
+        """Take over a trained network, what its fit recorded, and the callbacks it trained with."""
         self._net = net.eval()
         self._info = {**info, **self.trained_info()}
+        self.fitted_callbacks = list(callbacks)
 
     # -- using the trained network -------------------------------------------------------------------------------
 
@@ -211,7 +214,7 @@ def _settings(explainer: NetworkExplainer) -> dict[str, Any]:
     settings = {
         k: v
         for k, v in vars(explainer).items()
-        if not k.startswith("_") and k not in ("progress", "training")
+        if not k.startswith("_") and k not in ("progress", "training", "fitted_callbacks")
     }
     training = explainer.training
     settings["training"] = dataclasses.replace(training, seed=0, callbacks=(), trainer={})
@@ -256,9 +259,8 @@ def train_together(
     module.release_data()
     share = done.seconds / len(explainers)
     for i, (explainer, net) in enumerate(zip(explainers, module.trained_networks(), strict=True)):
-        explainer.adopt(
-            net, {**_record(module, done, config, i, net, share), "seed": explainer.training.seed}
-        )
+        record = {**_record(module, done, config, i, net, share), "seed": explainer.training.seed}
+        explainer.adopt(net, record, done.callbacks)
     logger.debug("%s: trained %d networks in %.1f s", explainers[0].name, len(explainers), done.seconds)
     return [share] * len(explainers)
 

@@ -208,17 +208,24 @@ class FullBatchModule(pl.LightningModule):
         self.epoch = int(self.current_epoch)
         self._losses.append(losses.detach())
         if self.log_losses:
-            self.log("train_loss", losses.detach().mean(), on_step=False, on_epoch=True, prog_bar=True)
+            self.log(
+                "train_loss",
+                losses.detach().mean(),
+                on_step=False,
+                on_epoch=True,
+                prog_bar=True,
+                batch_size=1,
+            )
         if len(self._losses) >= SYNC_EVERY or self.epoch == self.last_epoch:
             self.check_losses()  # before the callbacks' epoch-end hooks, which may read the curves
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         with torch.no_grad():
             losses = self.batch.validation_losses()
-        self.log("val_loss", losses.mean(), prog_bar=True)
+        self.log("val_loss", losses.mean(), prog_bar=True, batch_size=1)
         if losses.numel() > 1:
             for i, value in enumerate(losses):
-                self.log(f"val_loss/{i}", value)
+                self.log(f"val_loss/{i}", value, batch_size=1)
 
     def on_train_end(self) -> None:
         self.check_losses()
