@@ -51,9 +51,18 @@ class NetworkExplainer(Explainer):
 
     name = "network"
     training_defaults: ClassVar[Mapping[str, Any]] = {}
+    # Whether the networks stack into batched layers (``trainer.batching=fast``): a :meth:`row_loss` and layers
+    # :func:`lenbench.nn.stacked.stack_networks` knows.
+    stackable: ClassVar[bool] = False
 
     def __init__(self, **training: Any) -> None:
-        self.training = TrainingConfig(**{**self.training_defaults, **training}, owner=type(self).__name__)
+        owner = type(self).__name__
+        self.training = TrainingConfig(**{**self.training_defaults, **training}, owner=owner)
+        if self.training.trainer["batching"] == "fast" and not self.stackable:
+            raise ValueError(
+                f"{owner} trainer.batching='fast': this network does not stack into batched layers; "
+                "use trainer.batching=exact"
+            )
         self._net: nn.Module | None = None
         self._info: dict[str, Any] = {}
         self.fitted_callbacks: list[pl.Callback] = []  # the copies of the callbacks the last fit trained with

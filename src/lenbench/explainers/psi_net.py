@@ -37,6 +37,7 @@ class PsiNetExplainer(NetworkExplainer):
     """
 
     name = "psi"
+    stackable = True  # trainer.batching=fast: Linear layers and elementwise activations, row_loss below
     training_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 5001,
         "lr": 1e-3,

@@ -56,6 +56,7 @@ class ReluNetExplainer(NetworkExplainer):
     ``max_simplify_variables``/``max_simplify_terms`` bound the final simplification (fall-backs are recorded).
     """
 
+    stackable = True  # trainer.batching=fast: Linear layers and elementwise activations, row_loss below
     training_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 5001,
         "lr": 1e-3,
