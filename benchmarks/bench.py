@@ -1,34 +1,46 @@
-"""lenbench's speed benchmark (``make bench``): folds against a plain PyTorch loop, the whole study, extraction, memory.
+"""lenbench's speed benchmark (``make bench``): folds and the whole study against plain PyTorch, extraction, memory.
 
-Three measurements, each repeated and reported as medians; the figures land in ``benchmarks/results/latest.json``:
+Five measurements, medians where repeated; a full run writes ``benchmarks/results/latest.json`` (the README's
+performance tables come from it: ``make readme-tables``) and a dated copy ``<YYYY-MM-DD>-<cpu>-<batching>.json``,
+both committed; a ``--quick`` run writes ``quick-latest.json`` instead (``bench_record.py``).
 
-1. **Folds** (per network method): one full fold of MIMIC-II (fold 0) through the framework (``run_fold``: Lightning
-   training with the method's callbacks, prediction, explanation, metrics) against a plain PyTorch loop doing the
-   same training steps with the same optimiser settings, L1 gradient and pruning functions, plus the prediction of
-   the test rows (``fold_ratio`` = framework / plain). Repetitions alternate the two in one process, one torch
-   thread. ``extraction_s`` is the framework's explanation time (the notebook's ``elapsed_time``); the trained
-   weights of both must be bit-for-bit equal (``identical_weights``).
-2. **Study**: the wall time of the real ``make paper`` command (``python -m train -m experiment=mimic_paper`` with the
-   Makefile's arguments, a fresh temporary MLflow SQLite store, MIMIC-II from ``LENBENCH_DATA_DIR``), against
-   ``plain_sum_s``: the sum over the study's network folds of the plain single-process loop's time, i.e. the fold
-   medians of (1) times the number of folds (the tree, about 0.01 s a fold, has no plain loop and is left out).
-   ``study_ratio`` = study / plain sum; below 0.5 is impossible on two cores.
+1. **One fold** (per network method): one full fold of MIMIC-II (fold 0) through the framework (``run_fold``:
+   Lightning training with the method's callbacks, prediction, explanation, metrics) against a plain PyTorch loop
+   doing the same training steps with the same optimiser settings, L1 gradient and pruning functions, plus the
+   prediction of the test rows (``fold_ratio`` = framework / plain). Repetitions alternate the two in one process,
+   one torch thread. ``extraction_s`` is the framework's explanation time (the notebook's ``elapsed_time``); the
+   trained weights of both must be bit-for-bit equal (``identical_weights``).
+2. **Plain study** (``plain_study.py``): the study's network folds (pruning, weights, psi x 10 folds) trained by
+   that plain loop the fair way: as many forked processes as cores, one torch thread each, the folds handed out
+   longest first to whichever process is free. ``plain_parallel_s`` is its wall time; ``plain_sum_s`` the sum of
+   the per-fold times measured inside it (the single-process sum), ``per_method_plain_sum_s`` per method.
+3. **Study**: the wall time of the real ``make paper`` command (``python -m train -m experiment=mimic_paper`` with
+   the Makefile's arguments, a fresh temporary MLflow SQLite store, MIMIC-II from ``LENBENCH_DATA_DIR``):
+   ``study_s``. ``study_over_plain_parallel`` = study_s / plain_parallel_s (target <= 0.95: the framework beats the
+   best plain script on the same cores); ``study_ratio`` = study_s / plain_sum_s (target <= 0.50; stretch <= 0.40
+   with ``--batching fast``). The tree (about 0.01 s a fold) has no plain loop and is left out of the plain sums.
    ``model_logging_share``: the seconds the jobs spent logging each fold's model to MLflow (``method.log_model``,
    the fold metric ``model_logging_time``) over the study's wall time, at most the slowdown models cause (target 5 %).
-3. **Equality**: the same study run sequentially (``cv.n_jobs=1``, Hydra's basic launcher: every job trains its
-   folds one after another in one process; the jobs are split over two such commands run side by side, which
-   halves the reference's wall time and changes nothing a fold computes); every metric column of every ``results.csv`` (timings excepted) and every formula must be identical. The torch thread
-   count each fold trained with is read back from the MLflow store (it changes results, so it must be 1 everywhere).
-   Every study runs with ``PYTHONHASHSEED=0``: ``explanation_consistency`` averages over a set of concept names and
-   its last bit follows the string hash seed of the interpreter (a property of the metric, not of parallelism).
+4. **psi's folds as one job** (``python -m train -m experiment=mimic_paper method=psi``): ``psi_folds_s``, against
+   ``psi_plain_sequential_s`` (psi's plain fold times of part 2, summed); ``psi_speedup`` = their ratio, target
+   >= 2.5.
+5. **Equality**: the same study run sequentially (``cv.n_jobs=1``, the basic launcher, ``trainer.batching=off``
+   where the checkout has that setting; its jobs split over two such commands side by side, which changes nothing
+   a fold computes): every metric column of every ``results.csv`` (timings excepted) and every formula must be
+   identical (not judged with ``--batching fast``, not bit-identical by design). The torch thread count of every
+   fold is read back from the MLflow store (1 everywhere). Every study runs with ``PYTHONHASHSEED=0``:
+   ``explanation_consistency`` averages over a set of concept names, whose order follows the string hash seed.
 
-``peak_rss_mb`` is the largest summed resident memory of the study's process tree (sampled every 0.2 s from /proc).
-The machine is shared: the load average before and after is recorded; rerun when it was high.
+``--batching exact|fast|off`` appends ``trainer.batching=<mode>`` to the lenbench commands of parts 3 and 4 and is
+recorded as ``batching`` (``default``: not passed, each method's configured mode). ``--quick`` runs folds 0-1 in
+parts 2-5 and judges none of the ratios (fixed costs dominate two folds). ``peak_rss_mb`` is the largest summed
+resident memory of the study's process tree (sampled every 0.2 s from /proc). The machine is recorded (CPU, cores,
+torch, BLAS settings, git commit, date) with the load average before and after; rerun when it was high.
 
-    make bench                       # 3 fold repetitions per method, 3 studies, the sequential one (~12 min)
-    make bench ARGS=--quick          # 1 repetition, studies of folds 0-1 only (~2-3 min)
-    make bench ARGS="--study-repeats 2"   # ~10 min
-    .venv/bin/python benchmarks/bench.py --methods psi --repeats 5 --skip-study
+    make bench                              # 3 fold repetitions per method, 3 studies, 3 psi jobs, the sequential one
+    make bench ARGS=--quick                 # 1 repetition, folds 0-1 only (~3 min; writes quick-latest.json)
+    make bench ARGS="--batching fast"       # every lenbench command with trainer.batching=fast
+    .venv/bin/python benchmarks/bench.py --methods psi --repeats 5 --skip-study    # one method's fold only
 """
 
 from __future__ import annotations
@@ -37,14 +49,9 @@ import argparse
 import json
 import logging
 import os
-import platform
-import resource
-import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -52,60 +59,60 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_lightning_overhead import plain_loop  # noqa: E402
+from bench_record import machine, write_results  # noqa: E402
+from plain_study import DEFAULT_COST, method_config, run_plain_parallel  # noqa: E402
+from study_runs import PYTHON_HASH_SEED, compare_results, run_study  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("pruning", "weights", "psi")
+BATCHING = ("exact", "fast", "off")
 # The Makefile's `paper` target, as arguments of `python -m train` (tests/test_speed_equivalence.py checks they agree).
 PAPER_ARGS = ("-m", "experiment=mimic_paper")
+PSI_ARGS = (*PAPER_ARGS, "method=psi")
 SEQUENTIAL_ARGS = ("-m", "experiment=mimic_paper", "cv.n_jobs=1", "hydra/launcher=basic")
+# The notebook's extraction time per fold (PROTOCOL.md, "Local explanations"; psi from the notebook's table).
+NOTEBOOK_EXTRACTION_S = {"pruning": 0.066, "weights": 0.17, "psi": 0.032}
+TARGETS = {
+    "fold_ratio": {"pruning": 1.2, "weights": 1.2, "psi": 1.4},  # at most
+    "study_ratio": 0.50,  # at most
+    "study_ratio_fast": 0.40,  # at most, the stretch target with --batching fast
+    "study_over_plain_parallel": 0.95,  # at most
+    "psi_speedup": 2.5,  # at least
+    "model_logging_share": 0.05,  # at most; issue 16: logging the folds' models slows the study by at most 5 %
+}
 
 
-def sequential_commands(methods: Sequence[str], cost: dict[str, float]) -> list[tuple[str, ...]]:
+def sequential_commands(
+    methods: Sequence[str], cost: dict[str, float], extra: Sequence[str] = ()
+) -> list[tuple[str, ...]]:
     """The sequential reference as two commands run side by side (halves its wall time; each job still runs its
     folds one after another in one process, as ``cv.n_jobs=1`` with the basic launcher does): the methods split
-    into two groups of about equal cost, the longest first."""
+    into two groups of about equal cost, the longest first; ``extra`` is appended to both."""
     groups: list[list[str]] = [[], []]
     load = [0.0, 0.0]
     for m in sorted(methods, key=lambda m: -cost.get(m, 0.0)):
         i = load.index(min(load))
         groups[i].append(m)
         load[i] += cost.get(m, 0.0)
-    return [(*SEQUENTIAL_ARGS, f"method={','.join(g)}") for g in groups if g]
+    return [(*SEQUENTIAL_ARGS, f"method={','.join(g)}", *extra) for g in groups if g]
 
 
-TIMING_COLUMNS = ("elapsed_time", "training_time")
-PYTHON_HASH_SEED = "0"
-# The notebook's extraction time per fold (PROTOCOL.md, "Local explanations"; psi from the notebook's table).
-NOTEBOOK_EXTRACTION_S = {"pruning": 0.066, "weights": 0.17, "psi": 0.032}
-TARGETS = {
-    "fold_ratio": {"pruning": 1.2, "weights": 1.2, "psi": 1.4},
-    "study_ratio": 0.65,
-    "model_logging_share": 0.05,  # issue 16: logging the folds' models slows the study by at most 5 %
-}
+def batching_supported() -> bool:
+    """Whether this checkout's trainer config has the ``trainer.batching`` setting."""
+    return "batching" in method_config("psi").trainer
 
 
 # -- folds ----------------------------------------------------------------------------------------------------------
-
-
-def method_config(method: str, overrides: Sequence[str] = ()) -> Any:
-    """The composed ``conf/train.yaml`` for ``method`` (the explainer exactly as ``python -m train`` builds it)."""
-    from hydra import compose, initialize_config_dir
-
-    import train  # noqa: F401 - registers the config schema train.yaml builds on
-
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose(config_name="train", overrides=[f"method={method}", *overrides])
 
 
 def bench_folds(
     methods: Sequence[str], repeats: int, fold_index: int, data_root: Path
 ) -> dict[str, dict[str, Any]]:
     """Per method: medians of the framework's full fold, the plain loop, and the extraction time."""
+    from bench_lightning_overhead import plain_loop
     from hydra.utils import instantiate
 
     from lenbench.data.mimic import load_mimic
@@ -168,328 +175,151 @@ def _fold(dataset: Any, fold_index: int, cv: Any) -> Any:
     return module.fold
 
 
-# -- study ----------------------------------------------------------------------------------------------------------
+# -- plain study, lenbench's jobs -----------------------------------------------------------------------------------
 
 
-class TreeMemory:
-    """Samples the summed resident memory (MB) of processes and their descendants from /proc, every ``period`` s."""
-
-    def __init__(self, pids: Sequence[int], period: float = 0.2) -> None:
-        self.pids, self.period, self.peak_mb = list(pids), period, 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> TreeMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak_mb = max(self.peak_mb, tree_rss_mb(self.pids))
-            self._stop.wait(self.period)
-
-
-def tree_rss_mb(roots: Sequence[int]) -> float:
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            text = Path(f"/proc/{entry}/status").read_text()
-        except OSError:
-            continue
-        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-        pid, ppid = int(entry), int(fields.get("PPid", "0").strip() or 0)
-        children.setdefault(ppid, []).append(pid)
-        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0])
-    total, todo = 0, list(roots)
-    while todo:
-        pid = todo.pop()
-        total += rss.get(pid, 0)
-        todo.extend(children.get(pid, []))
-    return total / 1024
-
-
-def run_study(
-    commands: Sequence[Sequence[str]], extra: Sequence[str], workdir: Path, data_root: Path
+def bench_plain(
+    methods: Sequence[str], study_folds: Sequence[int], data_root: Path, folds: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
-    """Run ``python -m train <command> <extra>`` for each command side by side, each with a fresh MLflow store;
-    wall time (until the last ends), cores used, peak memory and the concatenated result tables."""
-    env = {
-        **os.environ,
-        "LENBENCH_DATA_DIR": str(data_root),
-        # explanation_consistency averages over a set of concept names, whose order follows Python's string hash:
-        # its last bit changes with the hash seed (not with parallelism). One seed for every run of the benchmark.
-        "PYTHONHASHSEED": PYTHON_HASH_SEED,
-    }
-    dirs = [workdir / f"command{i}" for i in range(len(commands))]
-    cmds = [
-        [sys.executable, "-m", "train", *args, f"hydra.sweep.dir={d / 'sweep'}", *extra]
-        for args, d in zip(commands, dirs, strict=True)
-    ]
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    procs = []
-    for cmd, d in zip(cmds, dirs, strict=True):
-        d.mkdir(parents=True)
-        with open(d / "stderr.log", "w") as err:
-            store = {"MLFLOW_TRACKING_URI": f"sqlite:///{d / 'mlflow.db'}"}
-            procs.append(
-                subprocess.Popen(cmd, cwd=REPO, env={**env, **store}, stdout=subprocess.DEVNULL, stderr=err)
-            )
-    with TreeMemory([p.pid for p in procs]) as memory:
-        codes = [p.wait() for p in procs]
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
-    for cmd, d, code in zip(cmds, dirs, codes, strict=True):
-        if code != 0:
-            tail = (d / "stderr.log").read_text()[-3000:]
-            raise RuntimeError(f"{' '.join(cmd)} failed with status {code}:\n{tail}")
-    tables = [pd.read_csv(p) for d in dirs for p in sorted((d / "sweep").glob("*/results.csv"))]
-    results = pd.concat(tables, ignore_index=True).sort_values(["method", "split"]).reset_index(drop=True)
-    threads: dict[str, list[int]] = {}
-    for d in dirs:
-        threads.update(fold_threads(d / "mlflow.db"))
+    """Part 2: the plain loop over every network fold of the study, on every core, longest first."""
+    cost = {m: folds[m]["plain_s"] if m in folds else DEFAULT_COST[m] for m in methods}
+    print(
+        f"2. plain study: {len(methods) * len(study_folds)} folds of {', '.join(methods)} on {os.cpu_count()} "
+        "processes, longest first",
+        flush=True,
+    )
+    plain = run_plain_parallel(methods, study_folds, data_root, cost)
+    print(
+        f"   {plain['plain_parallel_s']:.1f} s wall, {plain['cores_used']:.2f} cores busy on average; the folds "
+        f"sum to {plain['plain_sum_s']:.1f} s ("
+        + ", ".join(f"{m} {s:.1f} s" for m, s in plain["per_method_plain_sum_s"].items())
+        + ")",
+        flush=True,
+    )
+    return plain
+
+
+def bench_study(
+    study_args: Sequence[str], extra: Sequence[str], repeats: int, tmp: Path, data_root: Path
+) -> list[dict[str, Any]]:
+    """Part 3: ``repeats`` runs of the study command."""
+    runs = []
+    for i in range(repeats):
+        print(
+            f"3. study run {i + 1}/{repeats}: python -m train {' '.join([*study_args, *extra])}", flush=True
+        )
+        load = os.getloadavg()[0]
+        runs.append(run_study([study_args], extra, tmp / f"study{i}", data_root))
+        runs[-1]["load_before"] = load
+        print(
+            f"   {runs[-1]['wall_s']:.1f} s, {runs[-1]['cores_used']:.2f} cores busy on average, "
+            f"peak memory {runs[-1]['peak_rss_mb']:.0f} MB, logging the folds' models "
+            f"{runs[-1]['model_logging_s']:.2f} s",
+            flush=True,
+        )
+    return runs
+
+
+def study_details(runs: Sequence[dict[str, Any]], n_folds: int) -> dict[str, Any]:
+    walls = [r["wall_s"] for r in runs]
+    differences = [d for r in runs[1:] for d in compare_results(runs[0]["results"], r["results"])]
     return {
-        "model_logging_s": sum(model_logging_seconds(d / "mlflow.db") for d in dirs),
-        "wall_s": wall,
-        # CPU seconds of the whole process tree / wall: about 2 when both cores were ours, 1 when shared
-        "cores_used": cpu / wall,
-        "peak_rss_mb": memory.peak_mb,
-        "results": results,
-        "threads": threads,
-        "command": " & ".join(" ".join(["python", "-m", "train", *args, *extra]) for args in commands),
+        "command": runs[0]["command"],
+        "runs_s": walls,
+        "cores_used": [r["cores_used"] for r in runs],
+        "load_before": [round(r["load_before"], 2) for r in runs],
+        "folds_per_method": n_folds,
+        "batching_per_method": runs[0]["batching"],
+        "torch_threads_per_fold": runs[0]["threads"],
+        "python_hash_seed": int(PYTHON_HASH_SEED),
+        "runs_identical": not differences,
+        "runs_differences": differences[:20],
+        "framework_training_sum_s": float(runs[0]["results"]["training_time"].sum(skipna=True)),
+        "model_logging_s": [round(r["model_logging_s"], 3) for r in runs],
     }
 
 
-def fold_threads(db: Path) -> dict[str, list[int]]:
-    """Distinct torch thread counts the folds trained with, per method (from the MLflow child runs)."""
-    with sqlite3.connect(db) as con:
-        rows = con.execute(
-            "SELECT t.value, m.value FROM latest_metrics m JOIN tags t ON t.run_uuid = m.run_uuid "
-            "WHERE m.key = 'torch_threads' AND t.key = 'method'"
-        ).fetchall()
-    threads: dict[str, set[int]] = {}
-    for method, value in rows:
-        threads.setdefault(method, set()).add(int(value))
-    return {m: sorted(v) for m, v in threads.items()}
+def bench_psi(extra: Sequence[str], repeats: int, tmp: Path, data_root: Path) -> dict[str, Any]:
+    """Part 4: ``repeats`` runs of psi's folds as one lenbench job."""
+    walls = []
+    for i in range(repeats):
+        print(f"4. psi job {i + 1}/{repeats}: python -m train {' '.join([*PSI_ARGS, *extra])}", flush=True)
+        run = run_study([PSI_ARGS], extra, tmp / f"psi{i}", data_root)
+        walls.append(run["wall_s"])
+        print(f"   {run['wall_s']:.1f} s, {run['cores_used']:.2f} cores busy on average", flush=True)
+    return {"command": run["command"], "runs_s": walls, "psi_folds_s": statistics.median(walls)}
 
 
-def model_logging_seconds(db: Path) -> float:
-    """Seconds the job processes spent logging the folds' models (``log_model``), summed over the fold runs: the
-    fold metric ``model_logging_time`` each job measures around the call."""
-    with sqlite3.connect(db) as con:
-        (total,) = con.execute(
-            "SELECT SUM(value) FROM latest_metrics WHERE key = 'model_logging_time'"
-        ).fetchone()
-    return float(total or 0.0)
-
-
-def compare_results(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
-    """Differences between two studies' results (timing columns excepted); empty when identical."""
-    if list(a[["method", "split"]].itertuples(index=False)) != list(
-        b[["method", "split"]].itertuples(index=False)
-    ):
-        return ["the two studies ran different folds"]
-    problems = []
-    for column in a.columns:
-        if column in TIMING_COLUMNS:
-            continue
-        x, y = a[column], b[column]
-        same = (x == y) | (x.isna() & y.isna())
-        for i in np.flatnonzero(~same.to_numpy()):
-            problems.append(f"{a['method'][i]} fold {a['split'][i]} {column}: {x[i]!r} != {y[i]!r}")
-    return problems
+def bench_sequential(
+    commands: Sequence[Sequence[str]], extra: Sequence[str], tmp: Path, data_root: Path, study: Any
+) -> dict[str, Any]:
+    """Part 5: the sequential reference, compared with the (first) study's results."""
+    seq = run_study(commands, extra, tmp / "sequential", data_root)
+    print(f"5. sequential study: {seq['command']}")
+    problems = compare_results(study, seq["results"])
+    print(
+        f"   {seq['wall_s']:.1f} s; metrics identical to the parallel study: {not problems}"
+        + "".join(f"\n   {p}" for p in problems[:5]),
+        flush=True,
+    )
+    return {
+        "command": seq["command"],
+        "wall_s": seq["wall_s"],
+        "cores_used": seq["cores_used"],
+        "identical_metrics": not problems,
+        "differences": problems[:20],
+        "torch_threads_per_fold": seq["threads"],
+    }
 
 
 # -- report ---------------------------------------------------------------------------------------------------------
 
 
-def machine() -> dict[str, Any]:
-    cpu = ""
-    try:
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        cpu = platform.processor()
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def ratios(report: dict[str, Any]) -> dict[str, float | None]:
+    """The study's ratios from its measured seconds (None where a part did not run)."""
     return {
-        "cpu": cpu,
-        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "study_ratio": _ratio(report.get("study_s"), report.get("plain_sum_s")),
+        "study_over_plain_parallel": _ratio(report.get("study_s"), report.get("plain_parallel_s")),
+        "psi_speedup": _ratio(report.get("psi_plain_sequential_s"), report.get("psi_folds_s")),
     }
-
-
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="1 repetition; studies of folds 0 and 1 only")
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
-    parser.add_argument("--repeats", type=int, default=None, help="fold repetitions per method (3; quick 1)")
-    parser.add_argument("--study-repeats", type=int, default=None, help="study runs (3; quick 1)")
-    parser.add_argument("--fold", type=int, default=0, help="the fold timed in part 1")
-    parser.add_argument("--skip-study", action="store_true", help="folds only")
-    parser.add_argument("--skip-sequential", action="store_true", help="no sequential equality run")
-    parser.add_argument(
-        "--study-args", default=None, help="replace the paper command's arguments (quoted, space-separated)"
-    )
-    parser.add_argument(
-        "--data-root", type=Path, default=None, help="folder holding mimic-ii/ (default: env)"
-    )
-    parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "latest.json")
-    args = parser.parse_args(argv)
-    repeats = args.repeats or (1 if args.quick else 3)
-    study_repeats = args.study_repeats or (1 if args.quick else 3)
-    if repeats < 1 or study_repeats < 1:
-        parser.error("--repeats and --study-repeats must be >= 1")
-
-    warnings.filterwarnings("ignore")
-    logging.basicConfig(level=logging.WARNING)
-    torch.set_num_threads(1)
-    data_root = (
-        args.data_root or Path(os.environ.get("LENBENCH_DATA_DIR", REPO.parent / "shared" / "data"))
-    ).resolve()
-    if not (data_root / "mimic-ii" / "full_cohort_data.csv").is_file():
-        parser.error(f"MIMIC-II not found under {data_root} (set LENBENCH_DATA_DIR)")
-    load_before = os.getloadavg()
-    began = time.perf_counter()
-    print(
-        f"lenbench benchmark on {machine()['cpu']} ({machine()['cores']} cores), load average "
-        f"{load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}",
-        flush=True,
-    )
-
-    print(f"1. one fold (MIMIC-II fold {args.fold}), median of {repeats}, 1 torch thread", flush=True)
-    folds = bench_folds(args.methods, repeats, args.fold, data_root)
-
-    report: dict[str, Any] = {
-        "methods": {
-            m: {k: folds[m][k] for k in ("framework_s", "plain_s", "fold_ratio", "extraction_s")}
-            for m in folds
-        },
-        "study_s": None,
-        "plain_sum_s": None,
-        "study_ratio": None,
-        "model_logging_share": None,
-        "peak_rss_mb": None,
-        "machine": machine(),
-    }
-    study_folds = [0, 1] if args.quick else list(range(10))
-    extra = [f"cv.folds=[{','.join(map(str, study_folds))}]"] if args.quick else []
-    study_args = tuple(args.study_args.split()) if args.study_args else PAPER_ARGS
-    if set(args.methods) != set(METHODS):
-        study_args += (f"method={','.join(args.methods)}",)
-    sequential = sequential_commands([*args.methods, "tree"], {m: folds[m]["plain_s"] for m in args.methods})
-    details: dict[str, Any] = {"folds": folds}
-    if not args.skip_study:
-        with tempfile.TemporaryDirectory(prefix="lenbench-bench-") as tmp:
-            runs = []
-            for i in range(study_repeats):
-                print(
-                    f"2. study run {i + 1}/{study_repeats}: python -m train {' '.join(study_args + tuple(extra))}"
-                )
-                load = os.getloadavg()[0]
-                runs.append(run_study([study_args], extra, Path(tmp) / f"study{i}", data_root))
-                runs[-1]["load_before"] = load
-                print(
-                    f"   {runs[-1]['wall_s']:.1f} s, {runs[-1]['cores_used']:.2f} cores busy on average, "
-                    f"peak memory {runs[-1]['peak_rss_mb']:.0f} MB, logging the folds' models "
-                    f"{runs[-1]['model_logging_s']:.2f} s",
-                    flush=True,
-                )
-            walls = [r["wall_s"] for r in runs]
-            plain_sum = sum(folds[m]["plain_s"] for m in args.methods) * len(study_folds)
-            report.update(
-                study_s=statistics.median(walls),
-                plain_sum_s=plain_sum,
-                study_ratio=statistics.median(walls) / plain_sum,
-                peak_rss_mb=max(r["peak_rss_mb"] for r in runs),
-                # Time spent logging models (method.log_model) over the study's wall time: at most the slowdown,
-                # since the job's process logs while its other folds train in their workers.
-                model_logging_share=statistics.median(r["model_logging_s"] / r["wall_s"] for r in runs),
-            )
-            run_differences = [d for r in runs[1:] for d in compare_results(runs[0]["results"], r["results"])]
-            details["study"] = {
-                "command": runs[0]["command"],
-                "runs_s": walls,
-                "cores_used": [r["cores_used"] for r in runs],
-                "load_before": [round(r["load_before"], 2) for r in runs],
-                "folds_per_method": len(study_folds),
-                "plain_sum_note": (
-                    f"plain fold median (fold {args.fold}) x {len(study_folds)} folds, summed over "
-                    f"{', '.join(args.methods)}; the tree (no network, ~0.01 s a fold) is not counted"
-                ),
-                "torch_threads_per_fold": runs[0]["threads"],
-                "python_hash_seed": int(PYTHON_HASH_SEED),
-                "runs_identical": not run_differences,
-                "runs_differences": run_differences[:20],
-                "framework_training_sum_s": float(runs[0]["results"]["training_time"].sum(skipna=True)),
-                "model_logging_s": [round(r["model_logging_s"], 3) for r in runs],
-            }
-            if not args.skip_sequential:
-                seq = run_study(sequential, extra, Path(tmp) / "sequential", data_root)
-                print(f"3. sequential study: {seq['command']}")
-                problems = compare_results(runs[0]["results"], seq["results"])
-                details["sequential"] = {
-                    "command": seq["command"],
-                    "wall_s": seq["wall_s"],
-                    "cores_used": seq["cores_used"],
-                    "identical_metrics": not problems,
-                    "differences": problems[:20],
-                    "torch_threads_per_fold": seq["threads"],
-                }
-                print(
-                    f"   {seq['wall_s']:.1f} s; metrics identical to the parallel study: {not problems}"
-                    + "".join(f"\n   {p}" for p in problems[:5]),
-                    flush=True,
-                )
-    load_after = os.getloadavg()
-    report["machine"].update(
-        load_before=[round(v, 2) for v in load_before],
-        load_after=[round(v, 2) for v in load_after],
-        torch_threads=1,
-    )
-    report["details"] = details
-    report["checks"] = checks(report, args.methods)
-    report["benchmark_s"] = time.perf_counter() - began
-    report["quick"] = bool(args.quick)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    summary = {k: v for k, v in report.items() if k != "details"}
-    print(json.dumps(summary, indent=2))
-    print(f"written to {args.output}")
-    return report
 
 
 def checks(report: dict[str, Any], methods: Sequence[str]) -> dict[str, bool | None]:
-    """The issue's acceptance figures, each True/False (None when not measured)."""
+    """The issue's acceptance figures, each True/False (None when not measured or not judged)."""
     out: dict[str, bool | None] = {}
     for m in methods:
         row = report["methods"][m]
         out[f"fold_ratio_{m}"] = row["fold_ratio"] <= TARGETS["fold_ratio"][m]
         out[f"extraction_{m}"] = row["extraction_s"] <= NOTEBOOK_EXTRACTION_S[m]
         out[f"identical_weights_{m}"] = report["details"]["folds"][m]["identical_weights"]
-    ratio = report["study_ratio"]
+    study = report["details"].get("study")
     # --quick studies two folds per job: fixed costs (interpreter start, MLflow store) dominate, no verdict
-    quick = report["details"].get("study", {}).get("folds_per_method", 10) < 10
-    out["study_ratio"] = None if ratio is None or quick else ratio <= TARGETS["study_ratio"]
+    quick = report.get("quick") or (study or {}).get("folds_per_method", 10) < 10
+
+    def judge(value: float | None, target: float, at_most: bool = True) -> bool | None:
+        if value is None or quick:
+            return None
+        return value <= target if at_most else value >= target
+
+    out["study_ratio"] = judge(report.get("study_ratio"), TARGETS["study_ratio"])
+    out["study_ratio_fast_stretch"] = (
+        judge(report.get("study_ratio"), TARGETS["study_ratio_fast"])
+        if report.get("batching") == "fast"
+        else None
+    )
+    out["study_over_plain_parallel"] = judge(
+        report.get("study_over_plain_parallel"), TARGETS["study_over_plain_parallel"]
+    )
+    out["psi_speedup"] = judge(report.get("psi_speedup"), TARGETS["psi_speedup"], at_most=False)
     share = report.get("model_logging_share")
     out["model_logging_under_5_percent"] = None if share is None else share <= TARGETS["model_logging_share"]
     seq = report["details"].get("sequential")
-    out["study_equals_sequential"] = None if seq is None else seq["identical_metrics"]
-    study = report["details"].get("study")
+    exact = report.get("batching") != "fast"  # fast mode is not bit-identical to training alone, by design
+    out["study_equals_sequential"] = None if seq is None or not exact else seq["identical_metrics"]
     out["one_thread_per_fold"] = (
         None
         if study is None
@@ -497,6 +327,123 @@ def checks(report: dict[str, Any], methods: Sequence[str]) -> dict[str, bool | N
         and all(v == [1] for v in (seq or {}).get("torch_threads_per_fold", {"-": [1]}).values())
     )
     return out
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="1 repetition; folds 0-1 only from part 2 on")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--repeats", type=int, default=None, help="fold repetitions per method (3; quick 1)")
+    parser.add_argument("--study-repeats", type=int, default=None, help="study and psi job runs (3; quick 1)")
+    parser.add_argument("--fold", type=int, default=0, help="the fold timed in part 1")
+    parser.add_argument("--skip-study", action="store_true", help="part 1 only (one fold per method)")
+    parser.add_argument("--skip-psi", action="store_true", help="no psi job (part 4)")
+    parser.add_argument("--skip-sequential", action="store_true", help="no sequential equality run (part 5)")
+    parser.add_argument(
+        "--batching",
+        choices=BATCHING,
+        default=None,
+        help="trainer.batching of lenbench's commands (default: unset)",
+    )
+    parser.add_argument(
+        "--study-args", default=None, help="replace the paper command's arguments (quoted, space-separated)"
+    )
+    parser.add_argument(
+        "--data-root", type=Path, default=None, help="folder holding mimic-ii/ (default: env)"
+    )
+    parser.add_argument(
+        "--output-dir", type=Path, default=REPO / "benchmarks" / "results", help="where the JSON files go"
+    )
+    args = parser.parse_args(argv)
+    args.repeats = args.repeats or (1 if args.quick else 3)
+    args.study_repeats = args.study_repeats or (1 if args.quick else 3)
+    if args.repeats < 1 or args.study_repeats < 1:
+        parser.error("--repeats and --study-repeats must be >= 1")
+    args.data_root = (
+        args.data_root or Path(os.environ.get("LENBENCH_DATA_DIR", REPO.parent / "shared" / "data"))
+    ).resolve()
+    if not (args.data_root / "mimic-ii" / "full_cohort_data.csv").is_file():
+        parser.error(f"MIMIC-II not found under {args.data_root} (set LENBENCH_DATA_DIR)")
+    if args.batching and not args.skip_study and not batching_supported():
+        parser.error(
+            "--batching: this checkout's trainer config has no `batching` setting (conf/trainer/cpu.yaml)"
+        )
+    return args
+
+
+def run_jobs(args: argparse.Namespace, report: dict[str, Any], cost: dict[str, float]) -> None:
+    """Parts 3-5 (lenbench's commands), into ``report``."""
+    details = report["details"]
+    study_folds = details["plain"]["folds"]
+    extra = [f"cv.folds=[{','.join(map(str, study_folds))}]"] if args.quick else []
+    batching = [f"trainer.batching={args.batching}"] if args.batching else []
+    study_args = tuple(args.study_args.split()) if args.study_args else PAPER_ARGS
+    if set(args.methods) != set(METHODS):
+        study_args += (f"method={','.join(args.methods)}",)
+    with tempfile.TemporaryDirectory(prefix="lenbench-bench-") as tmp:
+        runs = bench_study(study_args, [*extra, *batching], args.study_repeats, Path(tmp), args.data_root)
+        walls = [r["wall_s"] for r in runs]
+        report.update(
+            study_s=statistics.median(walls),
+            peak_rss_mb=max(r["peak_rss_mb"] for r in runs),
+            # Time spent logging models (method.log_model) over the study's wall time: at most the slowdown,
+            # since the job's process logs while its other folds train in their workers.
+            model_logging_share=statistics.median(r["model_logging_s"] / r["wall_s"] for r in runs),
+        )
+        details["study"] = study_details(runs, len(study_folds))
+        if "psi" in args.methods and not args.skip_psi:
+            details["psi_job"] = bench_psi([*extra, *batching], args.study_repeats, Path(tmp), args.data_root)
+            report["psi_folds_s"] = details["psi_job"]["psi_folds_s"]
+        if not args.skip_sequential:
+            off = ["trainer.batching=off"] if batching_supported() else []
+            commands = sequential_commands([*args.methods, "tree"], cost, off)
+            details["sequential"] = bench_sequential(
+                commands, extra, Path(tmp), args.data_root, runs[0]["results"]
+            )
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    warnings.filterwarnings("ignore")
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(1)
+    load_before, began, where = os.getloadavg(), time.perf_counter(), machine()
+    print(
+        f"lenbench benchmark on {where['cpu']} ({where['cores']} cores), load average "
+        f"{load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}",
+        flush=True,
+    )
+    print(f"1. one fold (MIMIC-II fold {args.fold}), median of {args.repeats}, 1 torch thread", flush=True)
+    folds = bench_folds(args.methods, args.repeats, args.fold, args.data_root)
+    keys = ("framework_s", "plain_s", "fold_ratio", "extraction_s")
+    report: dict[str, Any] = {
+        "methods": {m: {k: folds[m][k] for k in keys} for m in folds},
+        "batching": args.batching or "default",
+        "quick": bool(args.quick),
+        **dict.fromkeys(("study_s", "plain_parallel_s", "plain_sum_s", "per_method_plain_sum_s")),
+        **dict.fromkeys(("psi_folds_s", "psi_plain_sequential_s", "model_logging_share", "peak_rss_mb")),
+        "targets": TARGETS,
+        "machine": where,
+        "details": {"folds": folds},
+    }
+    if not args.skip_study:
+        plain = bench_plain(args.methods, [0, 1] if args.quick else list(range(10)), args.data_root, folds)
+        report["details"]["plain"] = plain
+        report.update({k: plain[k] for k in ("plain_parallel_s", "plain_sum_s", "per_method_plain_sum_s")})
+        report["psi_plain_sequential_s"] = plain["per_method_plain_sum_s"].get("psi")
+        run_jobs(args, report, {m: folds[m]["plain_s"] for m in args.methods})
+    report.update(ratios(report))
+    report["machine"].update(
+        load_before=[round(v, 2) for v in load_before], load_after=[round(v, 2) for v in os.getloadavg()]
+    )
+    report["checks"] = checks(report, args.methods)
+    report["benchmark_s"] = time.perf_counter() - began
+    paths = write_results(report, args.output_dir)
+    print(json.dumps({k: v for k, v in report.items() if k != "details"}, indent=2))
+    print("written to " + " and ".join(str(p) for p in paths))
+    return report
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """How much Lightning costs on top of a plain PyTorch loop for one fold of a network method (training only).
 
-A focused tool for tuning ``trainer.epochs_per_batch``; ``make bench`` (``benchmarks/bench.py``) is the full
-benchmark and reuses :func:`plain_loop` from here.
+A focused tool for one method's training (``trainer.batching=off``: one network per module); ``make bench``
+(``benchmarks/bench.py``) is the full benchmark and reuses :func:`plain_loop` from here.
 
 Trains the method of ``conf/method/<method>.yaml`` on fold 0 of MIMIC-II (or random 0/1 data of the same shape
 with ``--random`` or when the CSV is missing) twice per repetition: through the explainer (Lightning Trainer,
@@ -56,12 +56,10 @@ def load_data(root: Path | None, random_data: bool) -> tuple[np.ndarray, np.ndar
     return x, y, "random 0/1 data [1598, 90]"
 
 
-def make_explainer(method: str, epochs: int, epochs_per_batch: int | None) -> NetworkExplainer:
+def make_explainer(method: str, epochs: int) -> NetworkExplainer:
     """The explainer exactly as ``conf/method/<method>.yaml`` builds it (seed 42, CPU trainer)."""
     trainer = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "trainer" / "cpu.yaml"))
     assert isinstance(trainer, dict)
-    if epochs_per_batch is not None:
-        trainer["epochs_per_batch"] = epochs_per_batch
     cfg = OmegaConf.load(REPO / "conf" / "method" / f"{method}.yaml")
     cfg.explainer.seed = 42
     cfg.explainer.trainer = trainer
@@ -114,9 +112,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--epochs", type=int, default=5001)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
-        "--epochs-per-batch", type=int, default=None, help="override trainer.epochs_per_batch"
-    )
-    parser.add_argument(
         "--data-root", type=Path, default=None, help="folder holding mimic-ii/ (default: env)"
     )
     parser.add_argument("--random", action="store_true", help="use random data of MIMIC-II's shape")
@@ -134,11 +129,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     lightning_times, plain_times = [], []
     identical = True
     for _ in range(args.repeats):
-        explainer = make_explainer(args.method, args.epochs, args.epochs_per_batch)
+        explainer = make_explainer(args.method, args.epochs)
         start = time.perf_counter()
         explainer.train(x, y)
         lightning_times.append(time.perf_counter() - start)
-        seconds, net = plain_loop(make_explainer(args.method, args.epochs, args.epochs_per_batch), x, y)
+        seconds, net = plain_loop(make_explainer(args.method, args.epochs), x, y)
         plain_times.append(seconds)
         a, b = explainer.network.state_dict(), net.state_dict()
         identical &= sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
@@ -149,7 +144,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "data": source,
         "epochs": args.epochs,
         "repeats": args.repeats,
-        "epochs_per_batch": explainer.training.trainer["epochs_per_batch"],
         "torch_threads": torch.get_num_threads(),
         "lightning_s": lightning,
         "plain_s": plain,

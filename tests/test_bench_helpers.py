@@ -1,0 +1,156 @@
+"""The benchmark's pure helpers (benchmarks/): scheduling, result files, ratios and checks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+import bench  # noqa: E402
+import bench_record  # noqa: E402
+import plain_study  # noqa: E402
+
+sys.path.pop(0)
+
+
+def test_folds_are_handed_out_longest_first() -> None:
+    jobs = plain_study.longest_first(["psi", "pruning", "weights"], [0, 1], {"psi": 4.0, "pruning": 9.0})
+    # weights has no measured cost: the default (10 s) puts it first; ties keep the folds' order
+    assert jobs == [("weights", 0), ("weights", 1), ("pruning", 0), ("pruning", 1), ("psi", 0), ("psi", 1)]
+
+
+def test_plain_parallel_summary_sums_the_folds_per_method_and_per_process() -> None:
+    results = [("psi", 1, 2.0, 11), ("pruning", 0, 5.0, 10), ("psi", 0, 3.0, 11), ("pruning", 1, 4.0, 10)]
+    out = plain_study.summarise(results, ["pruning", "psi"], wall=8.0)
+    assert out["plain_parallel_s"] == 8.0
+    assert out["plain_sum_s"] == 14.0
+    assert out["per_method_plain_sum_s"] == {"pruning": 9.0, "psi": 5.0}
+    assert out["fold_s"] == {"pruning": {0: 5.0, 1: 4.0}, "psi": {0: 3.0, 1: 2.0}}
+    assert out["process_busy_s"] == [9.0, 5.0]
+    assert out["finish_order"] == ["psi:1", "pruning:0", "psi:0", "pruning:1"]
+
+
+def test_result_file_names() -> None:
+    assert bench_record.cpu_slug("AMD EPYC") == "amd-epyc"
+    assert bench_record.cpu_slug("Intel(R) Xeon(R) CPU @ 2.20GHz") == "intel-r-xeon-r-cpu-2-20ghz"
+    assert bench_record.result_names("2025-01-31", "AMD EPYC", None, quick=False) == (
+        "latest.json",
+        "2025-01-31-amd-epyc-default.json",
+    )
+    assert bench_record.result_names("2025-01-31", "AMD EPYC", "fast", quick=True) == (
+        "quick-latest.json",
+        "2025-01-31-amd-epyc-fast-quick.json",
+    )
+
+
+def test_a_quick_run_never_touches_latest(tmp_path: Path) -> None:
+    report = {"machine": {"date": "2025-01-31T10:00:00+00:00", "cpu": "AMD EPYC"}, "batching": "default"}
+    (tmp_path / "latest.json").write_text("{}")
+    paths = bench_record.write_results({**report, "quick": True}, tmp_path)
+    assert [p.name for p in paths] == ["quick-latest.json", "2025-01-31-amd-epyc-default-quick.json"]
+    assert (tmp_path / "latest.json").read_text() == "{}"
+    paths = bench_record.write_results({**report, "quick": False}, tmp_path)
+    assert [p.name for p in paths] == ["latest.json", "2025-01-31-amd-epyc-default.json"]
+    assert json.loads((tmp_path / "latest.json").read_text())["quick"] is False
+
+
+def test_the_results_are_committed_and_quick_runs_are_not() -> None:
+    def ignored(name: str) -> bool:
+        done = subprocess.run(["git", "check-ignore", "-q", f"benchmarks/results/{name}"], cwd=REPO)
+        return done.returncode == 0
+
+    for name in (
+        "latest.json",
+        "2025-01-31-amd-epyc-fast.json",
+        "gpu-2025-01-31.json",
+        "numerics-amd-epyc.json",
+    ):
+        assert not ignored(name), name
+    for name in ("quick-latest.json", "2025-01-31-amd-epyc-default-quick.json", "scratch.txt"):
+        assert ignored(name), name
+
+
+def test_the_sequential_reference_keeps_its_overrides() -> None:
+    commands = bench.sequential_commands(["pruning", "psi", "tree"], {"pruning": 10.0, "psi": 4.0}, ["x=1"])
+    assert commands == [
+        (*bench.SEQUENTIAL_ARGS, "method=pruning", "x=1"),
+        (*bench.SEQUENTIAL_ARGS, "method=psi,tree", "x=1"),
+    ]
+
+
+def fake_report(**changes: object) -> dict:
+    """A full benchmark result of the shape bench.main writes (figures invented)."""
+    methods = {
+        m: {"framework_s": f, "plain_s": p, "fold_ratio": f / p, "extraction_s": 0.002}
+        for m, f, p in (("pruning", 10.2, 10.0), ("weights", 10.1, 9.6), ("psi", 4.8, 4.3))
+    }
+    folds = {
+        m: {**row, "identical_weights": True, "notebook_extraction_s": bench.NOTEBOOK_EXTRACTION_S[m]}
+        | {"framework_runs_s": [row["framework_s"]] * 3}
+        for m, row in methods.items()
+    }
+    report = {
+        "methods": methods,
+        "batching": "default",
+        "quick": False,
+        "study_s": 100.0,
+        "plain_parallel_s": 120.0,
+        "plain_sum_s": 240.0,
+        "per_method_plain_sum_s": {"pruning": 100.0, "weights": 96.0, "psi": 44.0},
+        "psi_folds_s": 16.0,
+        "psi_plain_sequential_s": 44.0,
+        "model_logging_share": 0.01,
+        "peak_rss_mb": 1640.0,
+        "targets": bench.TARGETS,
+        "machine": {
+            "cpu": "AMD EPYC",
+            "cores": 2,
+            "torch": "2.13.0",
+            "torch_threads": 1,
+            "numerics": {"blas": "mkl"},
+            "git_commit": "0123456789abcdef",
+            "git_dirty": False,
+            "date": "2025-01-31T10:00:00+00:00",
+            "load_before": [0.1, 0.2, 0.3],
+            "load_after": [1.9, 1.0, 0.5],
+        },
+        "details": {
+            "folds": folds,
+            "plain": {"processes": 2},
+            "study": {"runs_s": [100.0] * 3, "folds_per_method": 10, "torch_threads_per_fold": {"psi": [1]}},
+            "sequential": {"identical_metrics": True, "torch_threads_per_fold": {"psi": [1]}},
+        },
+    }
+    report.update(changes)
+    report.update(bench.ratios(report))
+    report["checks"] = bench.checks(report, list(methods))
+    return report
+
+
+def test_ratios_and_checks() -> None:
+    report = fake_report()
+    assert report["study_ratio"] == pytest.approx(100 / 240)
+    assert report["study_over_plain_parallel"] == pytest.approx(100 / 120)
+    assert report["psi_speedup"] == pytest.approx(44 / 16)
+    checks = report["checks"]
+    assert checks["study_ratio"] and checks["study_over_plain_parallel"] and checks["psi_speedup"]
+    assert checks["study_ratio_fast_stretch"] is None  # judged in fast mode only
+    assert checks["study_equals_sequential"] and checks["one_thread_per_fold"]
+    slow = fake_report(study_s=130.0, psi_folds_s=20.0, batching="fast")
+    assert slow["checks"]["study_ratio"] is False  # 0.54 > 0.50
+    assert slow["checks"]["study_over_plain_parallel"] is False  # 1.08 > 0.95
+    assert slow["checks"]["psi_speedup"] is False  # 2.2 < 2.5
+    assert slow["checks"]["study_ratio_fast_stretch"] is False
+    assert slow["checks"]["study_equals_sequential"] is None  # fast mode is not bit-identical by design
+    quick = fake_report(quick=True)
+    assert {quick["checks"][k] for k in ("study_ratio", "study_over_plain_parallel", "psi_speedup")} == {None}
+    assert bench.ratios({"study_s": 1.0, "plain_sum_s": None}) == {
+        "study_ratio": None,
+        "study_over_plain_parallel": None,
+        "psi_speedup": None,
+    }
