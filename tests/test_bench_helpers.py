@@ -1,4 +1,5 @@
-"""The benchmark's pure helpers (benchmarks/): scheduling, result files, ratios and checks."""
+"""The benchmark's pure helpers (benchmarks/): scheduling, result files, ratios and checks, and the README's
+performance tables generated from a benchmark result."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from lenbench.report import readme
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -154,3 +157,47 @@ def test_ratios_and_checks() -> None:
         "study_over_plain_parallel": None,
         "psi_speedup": None,
     }
+
+
+PERFORMANCE_README = "".join(
+    f"## Performance\n\n<!-- BEGIN table:{name} -->\nstale\n<!-- END table:{name} -->\n"
+    for name in ("performance", "performance_folds", "numerics", "performance_gpu")
+)
+
+
+def test_readme_performance_tables_from_a_benchmark_result(tmp_path: Path) -> None:
+    (tmp_path / "latest.json").write_text(json.dumps(fake_report()))
+    tables = readme.performance_tables(tmp_path)
+    assert set(tables) == {"performance", "performance_folds", "numerics", "performance_gpu"}
+    text = tables["performance"]
+    assert "`benchmarks/results/latest.json` (`make bench`): AMD EPYC, 2 cores, torch 2.13.0 (mkl)" in text
+    assert "load average 0.10 before, 1.90 after" in text
+    assert "| `study_s`: `make paper`, wall time (median of its runs) | 100.0 s |  |  |" in text
+    assert "| `study_ratio`: study_s / plain_sum_s | 0.42 | <= 0.5 | yes |" in text
+    assert "| `psi_speedup`: psi_plain_sequential_s / psi_folds_s | 2.75 | >= 2.5 | yes |" in text
+    assert "| `peak_rss_mb`: peak memory of the study's process tree | 1640 MB |  |  |" in text
+    assert "| torch threads per fold (read back from MLflow) | 1 everywhere | 1 | yes |" in text
+    folds = tables["performance_folds"]
+    assert "| pruning | 10.2 s | 10.0 s | 1.02 (<= 1.2) | yes | yes | 0.0020 s | 0.066 s | 100.0 s |" in folds
+    assert "median of 3" in folds
+    assert tables["numerics"].startswith("No `make numerics` result committed yet")
+    assert tables["performance_gpu"].startswith("No GPU result committed yet")
+    updated = readme.rewrite(PERFORMANCE_README, tables)
+    assert "stale" not in updated and readme.rewrite(updated, tables) == updated
+
+
+def test_readme_performance_tables_without_a_benchmark_result(tmp_path: Path) -> None:
+    tables = readme.performance_tables(tmp_path)
+    assert tables["performance"] == tables["performance_folds"]
+    assert tables["performance"].count("\n") == 1
+    assert "run `make bench`" in tables["performance"]
+
+
+def test_readme_tables_of_an_old_result_do_not_crash(tmp_path: Path) -> None:
+    old = fake_report()
+    for key in ("plain_parallel_s", "psi_folds_s", "targets", "checks"):
+        old.pop(key)
+    old["details"].pop("sequential")
+    (tmp_path / "latest.json").write_text(json.dumps(old))
+    text = readme.performance_tables(tmp_path)["performance"]
+    assert "| `plain_parallel_s`: " in text and "| n/a |" in text and "not run" in text
