@@ -1,5 +1,5 @@
-"""The benchmark's pure helpers (benchmarks/): scheduling, result files, ratios and checks, and the README's
-performance tables generated from a benchmark result."""
+"""The benchmark's pure helpers (benchmarks/): scheduling, result files, ratios and checks, the README's
+performance tables generated from a benchmark result, the GPU check's comparison and its no-GPU exit."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import torch
 
 from lenbench.report import readme
 
@@ -16,6 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 import bench  # noqa: E402
 import bench_record  # noqa: E402
+import gpu_compare  # noqa: E402
 import plain_study  # noqa: E402
 
 sys.path.pop(0)
@@ -201,3 +204,121 @@ def test_readme_tables_of_an_old_result_do_not_crash(tmp_path: Path) -> None:
     (tmp_path / "latest.json").write_text(json.dumps(old))
     text = readme.performance_tables(tmp_path)["performance"]
     assert "| `plain_parallel_s`: " in text and "| n/a |" in text and "not run" in text
+
+
+def folds_table(
+    method: str, formulas: list[str], accuracy: list[float], consistency: float = 0.5
+) -> pd.DataFrame:
+    n = len(formulas)
+    return pd.DataFrame(
+        {
+            "method": [method] * n,
+            "split": list(range(n)),
+            "explanation": formulas,
+            "model_accuracy": accuracy,
+            "concept_accuracy": [float("nan")] * n,
+            "explanation_consistency": [consistency] * n,  # a job metric: over the folds the job ran
+            "elapsed_time": [0.1 * (i + 1) for i in range(n)],
+        }
+    )
+
+
+def write_job(folder: Path, table: pd.DataFrame, seed: int) -> None:
+    folder.mkdir(parents=True)
+    table.to_csv(folder / "results.csv", index=False)
+    (folder / "job.json").write_text(json.dumps({"tags": {"method": table["method"][0], "seed": str(seed)}}))
+
+
+def test_gpu_agreement_fold_by_fold(tmp_path: Path) -> None:
+    write_job(tmp_path / "cpu" / "0-psi-s42", folds_table("psi", ["a", "b | c", "d"], [0.8, 0.9, 0.7]), 42)
+    write_job(tmp_path / "cpu" / "1-psi-s0", folds_table("psi", ["x", "y", "z"], [0.5, 0.5, 0.5]), 0)
+    # stopped after two folds: its consistency is over two folds, not comparable with the CPU job's
+    gpu = folds_table("psi", ["a", "b | d"], [0.8, 0.9], consistency=0.9)
+    write_job(tmp_path / "gpu" / "0", gpu, 42)
+    write_job(tmp_path / "gpu" / "1", folds_table("pruning", ["p"], [0.8]), 42)  # no CPU fold to compare with
+    out = gpu_compare.agreement(
+        gpu_compare.load_folds(tmp_path / "gpu"), gpu_compare.load_folds(tmp_path / "cpu")
+    )
+    assert out["psi"] == {
+        "folds": 2,
+        "same_formula": 0.5,
+        "max_abs_metric_difference": 0.0,  # timings are no metric; NaN in both is equal
+        "worst_metric": None,
+        "max_abs_job_metric_difference": None,
+    }
+    assert out["pruning"]["folds"] == 0 and out["pruning"]["same_formula"] is None
+    complete = folds_table("psi", ["a", "b | c", "d"], [0.8, 0.9, 0.75], consistency=0.55)
+    write_job(tmp_path / "gpu2" / "0", complete, 42)
+    out = gpu_compare.agreement(
+        gpu_compare.load_folds(tmp_path / "gpu2"), gpu_compare.load_folds(tmp_path / "cpu")
+    )
+    assert out["psi"]["same_formula"] == 1.0
+    assert out["psi"]["max_abs_metric_difference"] == pytest.approx(0.05)
+    assert out["psi"]["worst_metric"] == "model_accuracy"
+    assert out["psi"]["max_abs_job_metric_difference"] == pytest.approx(0.05)
+
+
+def test_gpu_agreement_of_the_committed_snapshot_with_itself() -> None:
+    folds = gpu_compare.load_folds(REPO / "results" / "mimic")
+    out = gpu_compare.agreement(folds, folds)
+    assert out["psi"] == {
+        "folds": 10,
+        "same_formula": 1.0,
+        "max_abs_metric_difference": 0.0,
+        "worst_metric": None,
+        "max_abs_job_metric_difference": 0.0,
+    }
+
+
+def test_gpu_record_and_its_readme_table(tmp_path: Path) -> None:
+    write_job(tmp_path / "cpu" / "0", folds_table("psi", ["a", "b"], [0.8, 0.9]), 42)
+    write_job(tmp_path / "gpu" / "0", folds_table("psi", ["a", "c"], [0.8, 0.9]), 42)
+    record = gpu_compare.record(
+        [
+            [
+                "study",
+                str(tmp_path / "gpu"),
+                str(tmp_path / "cpu"),
+                "12.5",
+                "0",
+                "240",
+                "python -m train -m x",
+            ],
+            [
+                "psi_seeds",
+                str(tmp_path / "none"),
+                "-",
+                "180.2",
+                "124",
+                "180",
+                "python -m train -m y seed=0,1",
+            ],
+        ]
+    )
+    assert record["runs"]["study"] == {
+        "command": "python -m train -m x",
+        "wall_s": 12.5,
+        "exit_status": 0,
+        "finished": True,
+        "timeout_s": 240.0,
+        "folds": 2,
+    }
+    assert record["runs"]["psi_seeds"]["finished"] is False and record["agreement"]["psi_seeds"] is None
+    assert record["agreement"]["study"]["psi"]["same_formula"] == 0.5
+    (tmp_path / "gpu-2025-01-31.json").write_text(json.dumps(record))
+    text = readme.performance_tables(tmp_path)["performance_gpu"]
+    assert "| `python -m train -m x` | 12.5 s | yes | 2 |" in text
+    assert "| `python -m train -m y seed=0,1` | 180.2 s | **no** | 0 |" in text
+    assert f"| study | {tmp_path / 'cpu'} | psi | 2 | 50% | 0 | 0 |" in text
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here: the script would run the whole check")
+def test_gpu_check_without_a_gpu_says_so_in_one_line() -> None:
+    done = subprocess.run(
+        ["bash", "benchmarks/gpu_check.sh"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        "gpu_check: no CUDA GPU here (torch.cuda.is_available() is False); nothing was run"
+    ]

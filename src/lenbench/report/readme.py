@@ -207,6 +207,14 @@ def _x(ratio: float | None) -> str:
     return "n/a" if ratio is None else f"{ratio:.2f}"
 
 
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
+def _g(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2g}"
+
+
 def _mb(megabytes: float | None) -> str:
     return "n/a" if megabytes is None else f"{megabytes:.0f} MB"
 
@@ -334,25 +342,15 @@ def gpu_table(bench: Path) -> str:
     ]
     columns = ["GPU run", "wall time", "finished in its time limit", "folds"]
     agreement = [
-        (run, record["reference"].get(run), method, row["folds"])
-        + (
-            ("n/a", "n/a")
-            if not row["folds"]
-            else (f"{row['same_formula']:.0%}", f"{row['max_abs_metric_difference']:.2g}")
-        )
+        (run, record["reference"].get(run), method, row["folds"], _share(row.get("same_formula")))
+        + (_g(row.get("max_abs_metric_difference")), _g(row.get("max_abs_job_metric_difference")))
         for run, by_method in record["agreement"].items()
         for method, row in (by_method or {}).items()
     ]
     compared = "No CPU reference to compare with.\n"
     if agreement:
-        names = [
-            "run",
-            "CPU reference",
-            "method",
-            "folds compared",
-            "same formula",
-            "max abs metric difference",
-        ]
+        names = ["run", "CPU reference", "method", "folds compared", "same formula"]
+        names += ["max abs fold metric difference", "max abs job metric difference (same folds only)"]
         compared = render.to_markdown(pd.DataFrame(agreement, columns=names))
     where = f"{record['device']}, torch {record.get('torch', '?')}, {record.get('date', '?')}"
     return (
