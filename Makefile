@@ -72,7 +72,7 @@ format: install
 numerics: install  ## do MKL_CBWR / ATEN_CPU_CAPABILITY change results, and at what cost (~5 min): benchmarks/results/numerics-<cpu>.json
 	$(PY) benchmarks/numerics.py $(ARGS)
 
-bench: install  ## speed benchmarks (~10 min; ARGS=--quick ~3 min): prints figures, writes benchmarks/results/latest.json
+bench: install  ## speed benchmarks (ARGS=--quick: folds 0-1; ARGS="--batching fast"): benchmarks/results/latest.json + a dated copy, then make readme-tables
 	$(PY) benchmarks/bench.py $(ARGS)
 
 clean:
