@@ -16,6 +16,7 @@ from lenbench.explainers.psi_net import PsiNetExplainer
 from lenbench.explainers.relu_net import ReluNetExplainer
 from lenbench.fold_runner import fold_groups, iter_folds
 from lenbench.folds import CVConfig
+from lenbench.nn.stacked import shared_rows
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: one thread, as the protocol
 
@@ -77,9 +78,23 @@ def test_fast_psi_gives_the_same_formulas_on_a_known_rule() -> None:
     cv = CVConfig(n_splits=3)
     formulas = {}
     for batching in ("exact", "fast"):
-        results = iter_folds(data, [0, 1, 2], cv, lambda b=batching: _psi(b, seed=0, epochs=300))
+        results = list(iter_folds(data, [0, 1, 2], cv, lambda b=batching: _psi(b, seed=0, epochs=300)))
         formulas[batching] = {r.fold: str(r.formula) for r in results}
+        if batching == "fast":  # the folds' rows are rows of one data set: one table, one first-layer product
+            assert {r.info["stacked_rows"] for r in results} == {"shared"}
     assert formulas["fast"] == formulas["exact"], formulas
+
+
+def test_shared_rows_make_one_table_only_when_the_networks_agree_on_every_row() -> None:
+    x = torch.tensor([[0.0, 1.0], [1.0, 1.0], [1.0, 0.0]])
+    y = torch.tensor([0.0, 1.0, 1.0])
+    table, targets, weights = shared_rows([x[[2, 0]], x[[1, 2]]], [y[[2, 0]], y[[1, 2]]], [[7, 3], [5, 7]])
+    assert torch.equal(table, torch.stack([x[0], x[1], x[2]]))  # positions 3, 5, 7 in order
+    assert torch.equal(weights, torch.tensor([[0.5, 0.0, 0.5], [0.0, 0.5, 0.5]]))
+    assert torch.equal(targets, torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 1.0]]))
+    other = x[[1, 2]].clone()
+    other[1, 0] = 0.0  # network 1 sees position 7 with other values (concepts fitted per fold)
+    assert shared_rows([x[[2, 0]], other], [y[[2, 0]], y[[1, 2]]], [[7, 3], [5, 7]]) is None
 
 
 def test_a_stacked_network_is_unstacked_into_ordinary_pruned_networks() -> None:

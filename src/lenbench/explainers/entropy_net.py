@@ -148,6 +148,9 @@ class EntropyNetExplainer(NetworkExplainer):
     def training_rows(self, fold: Fold) -> tuple[np.ndarray, np.ndarray]:
         return _rows(fold, self.train_rows)
 
+    def training_positions(self, fold: Fold) -> np.ndarray | None:
+        return None  # not stacked (no fast batching), so never needed
+
     def prepare(self, y: np.ndarray) -> None:
         y = np.asarray(y)
         self._n_classes = max(2, int(np.max(y)) + 1) if y.size else 2

@@ -106,6 +106,10 @@ class NetworkExplainer(Explainer):
             return fold.x_train, fold.y_train
         return fold.x_trainval, fold.y_trainval
 
+    def training_positions(self, fold: Fold) -> np.ndarray | None:
+        """The positions in the data set of :meth:`training_rows`, in their order (None when unknown)."""
+        return fold.train_index if self.training.trainer["validate"] else fold.trainval_index
+
     def fit(self, fold: Fold) -> NetworkExplainer:
         self.fit_many([self], [fold])
         return self
@@ -123,7 +127,8 @@ class NetworkExplainer(Explainer):
         validate = networks[0].training.trainer["validate"]
         rows = [e.training_rows(f) for e, f in zip(networks, folds, strict=True)]
         val = [(f.x_val, f.y_val) for f in folds] if validate else None
-        return train_together(networks, rows, val)
+        positions = [e.training_positions(f) for e, f in zip(networks, folds, strict=True)]
+        return train_together(networks, rows, val, None if any(p is None for p in positions) else positions)
 
     def train(self, x: np.ndarray, y: np.ndarray) -> NetworkExplainer:
         """Train a fresh network (seeded) full-batch on ``x`` [n, k], ``y`` [n] for ``epochs`` epochs."""
@@ -196,11 +201,13 @@ def _arrays(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(x), y
 
 
-def _batch(explainers: Sequence[NetworkExplainer], nets: list[nn.Module]) -> NetworkBatch:
+def _batch(
+    explainers: Sequence[NetworkExplainer], nets: list[nn.Module], positions: Sequence[np.ndarray] | None
+) -> NetworkBatch:
     """The networks with their loss: stacked with ``batching: fast`` when there are several, else exact."""
     first = explainers[0]
     if first.training.trainer["batching"] == "fast" and len(nets) > 1:
-        return StackedBatch(nets, first.row_loss())
+        return StackedBatch(nets, first.row_loss(), positions)
     return ExactBatch(nets, first.criterion())
 
 
@@ -236,9 +243,11 @@ def train_together(
     explainers: Sequence[NetworkExplainer],
     rows: Sequence[tuple[np.ndarray, np.ndarray]],
     val_rows: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+    positions: Sequence[np.ndarray] | None = None,
 ) -> list[float]:
     """Train explainer ``i`` on ``rows[i]`` (validated on ``val_rows[i]``), all in one module; each network is
-    seeded with its explainer's seed and built exactly as alone. Returns each one's share of the training time."""
+    seeded with its explainer's seed and built exactly as alone. ``positions[i]``: where ``rows[i]`` lie in the
+    data set (lets ``fast`` batching share one table). Returns each one's share of the training time."""
     check_together(explainers)
     config = explainers[0].training
     data = [_arrays(x, y) for x, y in rows]
@@ -248,7 +257,7 @@ def train_together(
         set_seed(explainer.training.seed)
         nets.append(explainer.build_network(x.shape[1]))
     module = FullBatchModule(
-        _batch(explainers, nets),
+        _batch(explainers, nets, positions),
         optimizer=config.optimizer,
         lr=config.lr,
         weight_decay=config.weight_decay,
@@ -290,6 +299,8 @@ def _record(
         "batching": "fast" if isinstance(module.batch, StackedBatch) else "exact",  # the arithmetic used
         **fit_report(done.callbacks, net, i),
     }
+    if isinstance(module.batch, StackedBatch):
+        record["stacked_rows"] = "shared" if module.batch.shared else "padded"  # one table for all, or padded
     if done.stopped_early:
         record["epochs_trained"] = module.epoch + 1
     return record

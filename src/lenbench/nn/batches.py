@@ -5,8 +5,10 @@ per network. The module sums them for one backward pass; each network's gradient
 
 - :class:`ExactBatch`: the networks side by side, each computed on its own rows op by op as if alone (bit-identical
   to training it alone);
-- :class:`StackedBatch`: the networks stacked into batched layers over padded rows (:mod:`lenbench.nn.stacked`),
-  one batched product per layer for all of them (equal to the exact batch within float tolerance).
+- :class:`StackedBatch`: the networks stacked into batched layers (:mod:`lenbench.nn.stacked`), one batched
+  product per layer for all of them (equal to the exact batch within float tolerance). When the networks train on
+  rows of one data set (the folds of a job), the rows form one table and the first layer is a single matrix product
+  for all networks, each network's loss a weighted mean over its own rows; otherwise each network's rows are padded.
 
 On several processes (DDP) each rank keeps a contiguous share of every network's rows and weights its mean loss by
 that share (:func:`lenbench.nn.ddp.shard`), so the averaged gradients are the full-batch ones.
@@ -134,20 +136,32 @@ class StackedBatch(NetworkBatch):
     After training, :meth:`trained_networks` copies each network's slice (and pruning mask) back into ``nets``.
     """
 
-    def __init__(self, nets: Sequence[nn.Module], row_loss: Callable[..., torch.Tensor]) -> None:
+    def __init__(
+        self,
+        nets: Sequence[nn.Module],
+        row_loss: Callable[..., torch.Tensor],
+        positions: Sequence[Sequence[int]] | None = None,
+    ) -> None:
         from lenbench.nn.stacked import stack_networks
 
         super().__init__([stack_networks(nets)], len(nets))
         self.row_loss = row_loss
+        self.positions = (
+            positions  # each network's rows' positions in the data set: one shared table if they agree
+        )
+        self.shared = False  # whether the last prepare() built one shared table
         self._nets = list(nets)  # a plain list: not parameters of this module
         self._padded: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._padded_val: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def prepare(self, device: torch.device, world_size: int, rank: int) -> None:
-        from lenbench.nn.stacked import pad_rows
+        from lenbench.nn.stacked import pad_rows, shared_rows
 
         super().prepare(device, world_size, rank)
-        self._padded = pad_rows([x for x, _ in self.train_rows], [y for _, y in self.train_rows])
+        xs, ys = [x for x, _ in self.train_rows], [y for _, y in self.train_rows]
+        table = shared_rows(xs, ys, self.positions) if self.positions and world_size == 1 else None
+        self.shared = table is not None
+        self._padded = table if table is not None else pad_rows(xs, ys)
         if self.scales is not None:
             weights = self._padded[2] * torch.tensor(self.scales, device=device).unsqueeze(1)
             self._padded = (self._padded[0], self._padded[1], weights)

@@ -87,14 +87,25 @@ class BatchedLinear(nn.Linear):
                 self.bias.uniform_(-bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2 and x.shape[1] == self.in_features:
+            return self._shared(x)
         if x.dim() != 3 or x.shape[0] != self.n_networks or x.shape[2] != self.in_features:
             raise ValueError(
-                f"BatchedLinear expects input [{self.n_networks}, rows, {self.in_features}], got {list(x.shape)}"
+                f"BatchedLinear expects input [{self.n_networks}, rows, {self.in_features}] or [rows, "
+                f"{self.in_features}] (one table for all networks), got {list(x.shape)}"
             )
         weight_t = self.weight.transpose(1, 2)
         if self.bias is None:
             return torch.bmm(x, weight_t)
         return torch.baddbmm(self.bias.unsqueeze(1), x, weight_t)
+
+    def _shared(self, x: torch.Tensor) -> torch.Tensor:
+        """One table ``x [R, in]`` for every network: one matrix product ``[R, in] x [in, N * out]`` -> ``[N, R, out]``
+        (the networks' first layers side by side), instead of N products."""
+        n, out = self.n_networks, self.out_features
+        weight = self.weight.reshape(n * out, self.in_features).t()
+        product = x @ weight if self.bias is None else torch.addmm(self.bias.reshape(n * out), x, weight)
+        return product.reshape(x.shape[0], n, out).transpose(0, 1)
 
     def extra_repr(self) -> str:
         return (
@@ -281,6 +292,33 @@ def pad_rows(
         big_y[i, :m] = y
         big_w[i, :m] = 1.0 / m
     return big_x, big_y, big_w
+
+
+def shared_rows(
+    xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor], positions: Sequence[Sequence[int]]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """The networks' rows as one table when they are rows of one data set: ``X [U, k]`` (every row any network
+    trains on, once), ``Y [N, U]``, ``W [N, U]`` (``1 / n_i`` on network i's rows, 0 elsewhere); ``positions[i]``
+    are network i's rows' positions in the data set. None when two networks disagree on a row's values (their
+    concepts were fitted per fold) or a network repeats a row: then :func:`pad_rows` serves."""
+    union = sorted({int(p) for rows in positions for p in rows})
+    where = {p: i for i, p in enumerate(union)}
+    x0, y0 = xs[0], ys[0]
+    table = torch.zeros(len(union), x0.shape[1], dtype=x0.dtype, device=x0.device)
+    big_y = torch.zeros(len(xs), len(union), dtype=y0.dtype, device=y0.device)
+    big_w = torch.zeros(len(xs), len(union), dtype=x0.dtype if x0.is_floating_point() else torch.float32)
+    filled = torch.zeros(len(union), dtype=torch.bool)
+    for i, (x, y, rows) in enumerate(zip(xs, ys, positions, strict=True)):
+        index = torch.tensor([where[int(p)] for p in rows], dtype=torch.long)
+        if index.numel() != x.shape[0] or index.unique().numel() != index.numel() or index.numel() == 0:
+            return None
+        seen = filled[index]
+        if bool(seen.any()) and not torch.equal(table[index[seen]], x[seen]):
+            return None
+        table[index], filled[index] = x, True
+        big_y[i, index] = y
+        big_w[i, index] = 1.0 / index.numel()
+    return table, big_y, big_w.to(x0.device)
 
 
 def network_losses(row_loss: RowLoss, output: torch.Tensor, Y: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
