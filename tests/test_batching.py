@@ -137,3 +137,13 @@ def test_batching_off_trains_one_network_per_module_with_the_same_result() -> No
 def _scores(metrics: dict) -> dict:
     """The metrics but for the timings, as exact text (NaN equals NaN)."""
     return {k: repr(v) for k, v in metrics.items() if k not in ("elapsed_time", "training_time")}
+
+
+def test_auto_batching_stacks_the_networks_that_stack_and_trains_the_others_exactly() -> None:
+    rows = _rows(2)
+    psi = [_psi("auto", s) for s in SEEDS[:2]]
+    train_together(psi, rows)
+    assert {e.info()["batching"] for e in psi} == {"fast"}
+    entropy = [EntropyNetExplainer(seed=s, epochs=5, trainer={"batching": "auto"}) for s in SEEDS[:2]]
+    train_together(entropy, rows)
+    assert {e.info()["batching"] for e in entropy} == {"exact"}

@@ -6,7 +6,7 @@ networks train in one LightningModule (:meth:`~lenbench.explainers.base.Explaine
 fold per task.
 
 :func:`iter_folds` yields :class:`~lenbench.folds.FoldResult`\\ s and reports, through ``on_event``, when each fold
-starts (:class:`FoldStarted`) and how its training goes (:class:`FoldTraining`, after every chunk of epochs). The
+starts (:class:`FoldStarted`) and how its training goes (:class:`FoldTraining`, after every checked stretch of epochs). The
 events always reach ``on_event`` in the job's own process, also from parallel workers (through a pipe the loop
 drains while it waits), so the console and MLflow are written from one place.
 

@@ -206,7 +206,8 @@ def _batch(
 ) -> NetworkBatch:
     """The networks with their loss: stacked with ``batching: fast`` when there are several, else exact."""
     first = explainers[0]
-    if first.training.trainer["batching"] == "fast" and len(nets) > 1:
+    batching = first.training.trainer["batching"]
+    if len(nets) > 1 and (batching == "fast" or (batching == "auto" and first.stackable)):
         return StackedBatch(nets, first.row_loss(), positions)
     return ExactBatch(nets, first.criterion())
 

@@ -10,7 +10,8 @@ data, module and callbacks already in memory, so it works the same in a job, a s
 a contiguous shard of the rows (:func:`shard`), its mean loss weighted by ``rows_in_shard * world_size / rows``;
 DDP averages the gradients over ranks, so the update is the full-batch gradient (up to float rounding) for equal or
 unequal shards. The L1 callback adds ``strength * sign(w)`` after the averaged backward on every rank, i.e. once.
-The chunk's losses are averaged over ranks, which gives the full-batch loss for the curve and the divergence check.
+Several networks trained together are each sharded the same way. The losses are averaged over ranks when they are
+checked (every ``SYNC_EVERY`` epochs), which gives the full-batch loss for the curve and the divergence check.
 After ``fit``, rank 0's weights come back to the calling process (Lightning's launcher), and the module's record
 (epochs done, loss curve, callback states such as the pruning history) through a small file (:class:`RankRecords`);
 predictions and explanations run there. A rank that sees the loss diverge leaves a file too, so the calling process

@@ -2,7 +2,7 @@
 inputs, trained per fold with the same deterministic full-batch trainer as the explainers.
 
 :class:`ConceptEncoder` is a :class:`~lenbench.nn.module.FullBatchModule` (so a LightningModule with the project's
-epoch chunks and divergence check) whose network standardises its inputs with the mean and standard deviation of the
+one-step epochs and divergence check) whose network standardises its inputs with the mean and standard deviation of the
 rows it is trained on, then maps them through ReLU hidden layers to one logit per concept; its output is the sigmoid
 of those logits, its loss binary cross-entropy (``BCEWithLogitsLoss``: sigmoid and BCE in one stable step).
 :func:`train_encoder` trains one on given rows only (the fold's training rows; the caller picks them) and

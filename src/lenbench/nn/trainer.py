@@ -7,7 +7,7 @@ them as keyword arguments and build the config (:class:`~lenbench.explainers.net
 
 ``trainer`` takes the keys of ``conf/trainer/*.yaml``: ``accelerator``, ``devices``, ``strategy``, ``precision``,
 ``log_every_n_epochs`` (loss curve resolution), ``batching`` (how the networks of several folds train together:
-``exact``, ``fast`` or ``off``, see :mod:`lenbench.nn.module`), ``validate`` (train on the fold's train rows and
+``exact``, ``fast``, ``auto`` (fast where the network stacks) or ``off``, see :mod:`lenbench.nn.module`), ``validate`` (train on the fold's train rows and
 run Lightning's validation loop on its validation rows, logging ``val_loss``), ``callbacks`` (stock Lightning
 callbacks such as ``EarlyStopping``, each with a ``_target_``), ``start_method`` and ``process_group_backend``
 (several processes, see :mod:`lenbench.nn.ddp`); any other key is passed to ``pl.Trainer`` as it is
@@ -40,7 +40,7 @@ from lenbench.nn.module import FullBatchModule, TrainingDiverged
 from lenbench.validation import check_choice, check_positive, check_seed
 
 OPTIMIZERS = ("adam", "adamw")
-BATCHING = ("exact", "fast", "off")
+BATCHING = ("exact", "fast", "auto", "off")  # auto: fast where the network stacks, else exact
 # Trainer settings fit() fixes itself: one Lightning epoch per protocol epoch over one full-batch step.
 _FIXED_TRAINER_KEYS = (
     "max_epochs",

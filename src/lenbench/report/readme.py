@@ -215,6 +215,10 @@ def _g(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2g}"
 
 
+def _divide(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
 def _text(value: object) -> str:
     return "n/a" if value is None else str(value)
 
@@ -304,6 +308,9 @@ def performance_folds(report: Mapping) -> str:
                 "extraction": f"{row['extraction_s']:.4f} s",
                 "notebook's extraction": f"{detail.get('notebook_extraction_s', float('nan')):.3f} s",
                 "plain folds of the study, summed": _s(plain_sums.get(method)),
+                "fast, per fold": _s(detail.get("fast_s")),
+                "fast / plain": _x(_divide(detail.get("fast_s"), row["plain_s"])),
+                "fast: same formulas": _text(detail.get("fast_same_formulas")),
             }
         )
     first = next(iter(folds.values()), {})
