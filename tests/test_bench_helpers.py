@@ -181,7 +181,10 @@ def test_readme_performance_tables_from_a_benchmark_result(tmp_path: Path) -> No
     assert "| `peak_rss_mb`: peak memory of the study's process tree | 1640 MB |  |  |" in text
     assert "| torch threads per fold (read back from MLflow) | 1 everywhere | 1 | yes |" in text
     folds = tables["performance_folds"]
-    assert "| pruning | 10.2 s | 10.0 s | 1.02 (<= 1.1) | yes | yes | 0.0020 s | 0.066 s | 100.0 s |" in folds
+    assert (
+        "| pruning | 10.2 s | 10.0 s | 1.02 (<= 1.1) | yes | yes | 0.0020 s | 0.066 s | 100.0 s | n/a | n/a | n/a |"
+        in folds
+    )
     assert "median of 3" in folds
     assert tables["numerics"].startswith("No `make numerics` result committed yet")
     assert tables["performance_gpu"].startswith("No GPU result committed yet")

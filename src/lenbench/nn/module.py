@@ -82,7 +82,9 @@ class TrainingDiverged(RuntimeError):
 
 
 # Attributes set every epoch that are never parameters, buffers or submodules (see FullBatchModule.__setattr__).
-_PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "epoch", "_epoch_started", "_losses", "_checked", "_last_losses"})
+_PLAIN_ATTRIBUTES = frozenset(
+    {"_current_fx_name", "epoch", "_epoch_started", "_losses", "_checked", "_last_losses"}
+)
 
 
 class SingleStep:
