@@ -75,6 +75,7 @@ def test_early_stopping_on_val_loss_stops_at_the_right_epoch() -> None:
     assert fitted.epochs == list(range(trained))
     assert len(fitted.val_losses) == trained
     assert _expected_stop(fitted.val_losses, patience=4, min_delta=0.02) == trained - 1
+    assert result.loss_curve[-1][0] == trained - 1  # the curve ends at the last epoch trained
 
 
 def _fitted_watch(explainer: PsiNetExplainer) -> _Watch:

@@ -244,6 +244,10 @@ class FullBatchModule(pl.LightningModule):
 
     def on_train_end(self) -> None:
         self.check_losses()
+        if self._last_losses is not None and self.epoch < self.last_epoch:  # stopped early (EarlyStopping)
+            for curve, value in zip(self.loss_curves, self._last_losses, strict=True):
+                if not curve or curve[-1][0] != self.epoch:
+                    curve.append((self.epoch, float(value)))
         # Several processes: what the calling process needs besides the weights (Lightning sends those).
         if self._records is not None and self.global_rank == 0:
             self._records.write_record(self.record())
