@@ -4,12 +4,10 @@ agrees with exact within float tolerance; the fold loop trains a job's folds in 
 from __future__ import annotations
 
 import pytest
-import pytorch_lightning as pl
 import torch
 from helpers import boolean_rows
 
 from lenbench.callbacks import FanInPruning, FeaturePruning, L1Regularization
-from lenbench.callbacks.base import training_networks
 from lenbench.callbacks.l1 import effective_weight, linear_layers
 from lenbench.data.synthetic import make_dnf
 from lenbench.explainers.entropy_net import EntropyNetExplainer
@@ -149,23 +147,3 @@ def test_auto_batching_stacks_the_networks_that_stack_and_trains_the_others_exac
     entropy = [EntropyNetExplainer(seed=s, epochs=5, trainer={"batching": "auto"}) for s in SEEDS[:2]]
     train_together(entropy, rows)
     assert {e.info()["batching"] for e in entropy} == {"exact"}
-
-
-class _BackwardWatch(pl.Callback):
-    """Records how many networks each on_after_backward call may act on, and the epochs it was called in."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[int, int]] = []
-
-    def on_after_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.seen.append((int(trainer.current_epoch), len(training_networks(pl_module))))
-
-
-def test_networks_trained_together_step_one_by_one_and_their_backward_hooks_see_one_network() -> None:
-    watch = _BackwardWatch()
-    explainers = [
-        ReluNetExplainer(seed=s, epochs=4, lr=1e-2, callbacks=[L1Regularization(1e-2), watch]) for s in SEEDS
-    ]
-    train_together(explainers, _rows(3))
-    seen = explainers[0].fitted_callbacks[1].seen
-    assert seen == [(epoch, 1) for epoch in range(4) for _ in SEEDS]  # one backward per network and epoch

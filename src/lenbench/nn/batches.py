@@ -98,10 +98,6 @@ class NetworkBatch(nn.Module):
         """This epoch's training loss of every network: [count], each scaled by its rank's share on DDP."""
         raise NotImplementedError
 
-    def network_loss(self, index: int) -> torch.Tensor:
-        """Network ``index``'s training loss alone (only batches whose networks are separate modules)."""
-        raise NotImplementedError
-
     def validation_losses(self) -> torch.Tensor:
         """The loss of every network on its validation rows: [count]."""
         raise NotImplementedError
@@ -124,12 +120,6 @@ class ExactBatch(NetworkBatch):
         if self.scales is not None:
             losses = [loss * scale for loss, scale in zip(losses, self.scales, strict=True)]
         return torch.stack(losses)
-
-    def network_loss(self, index: int) -> torch.Tensor:
-        """Network ``index``'s training loss alone (scaled by its rank's share on DDP)."""
-        x, y = self.train_rows[index]
-        loss = self.criterion(self.trainable[index](x), y)
-        return loss if self.scales is None else loss * self.scales[index]
 
     def validation_losses(self) -> torch.Tensor:
         pairs = zip(self.trainable, self.val_rows, strict=True)

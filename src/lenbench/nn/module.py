@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from lenbench.callbacks.pruning import restore_pruning
-from lenbench.nn.batches import ExactBatch, NetworkBatch, StackedBatch, ordered_parameters
+from lenbench.nn.batches import ExactBatch, NetworkBatch, StackedBatch
 from lenbench.nn.ddp import RankRecords
 
 SYNC_EVERY = 100  # epochs between two checks of the losses (one device sync each)
@@ -141,7 +141,6 @@ class FullBatchModule(pl.LightningModule):
         self._checked = 0  # epochs checked so far
         self._last_losses: torch.Tensor | None = None
         self._world_size = 1
-        self._current: int | None = None  # the network taking its own step (network by network), else None
         self._records: RankRecords | None = None
         self._record_callbacks: list[pl.Callback] = []
         self._threads: int | None = None
@@ -158,10 +157,7 @@ class FullBatchModule(pl.LightningModule):
     # -- the networks ----------------------------------------------------------------------------------------------
 
     def networks(self) -> list[nn.Module]:
-        """The modules the optimiser trains, as callbacks see them (one per network; one stacked module if fast);
-        during one network's own backward (network by network, see :meth:`training_step`), that network only."""
-        if self._current is not None:
-            return [self.batch.trainable[self._current]]
+        """The modules the optimiser trains, as callbacks see them (one per network; one stacked module if fast)."""
         return list(self.batch.trainable)
 
     @property
@@ -188,30 +184,9 @@ class FullBatchModule(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer | list[torch.optim.Optimizer]:
-        """One optimiser per network when they step one by one (see :meth:`training_step`), else one for all; Adam
-        and AdamW are element-wise, so either way each network's update is the one it would get alone."""
+    def configure_optimizers(self) -> torch.optim.Optimizer:
         cls = torch.optim.AdamW if self.optimizer_name == "adamw" else torch.optim.Adam
-        if self._one_by_one():
-            return [
-                cls(ordered_parameters(net), lr=self.lr, weight_decay=self.weight_decay)
-                for net in self.batch.trainable
-            ]
         return cls(self.batch.ordered_parameters(), lr=self.lr, weight_decay=self.weight_decay)
-
-    def _one_by_one(self) -> bool:
-        """Whether each network takes its whole step (forward, backward, hooks, optimiser) before the next: one
-        process at full precision with several networks and no parameters outside them. A network's activations
-        and optimiser state are then still in the cache when they are used again (the summed backward after all
-        forwards measured 10-20 % slower for the pruning MLP); DDP needs one backward per step, and autocast
-        covers the forward pass only, so both take the summed loss."""
-        trainable = {id(p) for net in self.batch.trainable for p in net.parameters()}
-        return (
-            int(self.trainer.world_size) == 1
-            and str(self.trainer.precision) in ("32-true", "64-true", "32", "64")
-            and len(self.batch.trainable) > 1
-            and all(id(p) in trainable for p in self.parameters())
-        )
 
     def train_dataloader(self) -> SingleStep:
         return SingleStep()
@@ -233,15 +208,18 @@ class FullBatchModule(pl.LightningModule):
         self._optimizer = self.optimizers(use_pl_optimizer=False)
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
+        optimizer = self._optimizer
         self._epoch_started = int(self.current_epoch)
+        optimizer.zero_grad()
         try:
-            losses = self._step_each() if isinstance(self._optimizer, list) else self._step_all()
+            losses = self.batch.losses()
         except Exception as exc:  # a loss refusing diverged outputs (BCE on NaN): report the divergence
-            self._current = None
             diverged = self.divergence()
             if diverged is not None:
                 raise diverged from exc
             raise
+        self.manual_backward(losses.sum())
+        optimizer.step()
         self.epoch = int(self.current_epoch)
         self._losses.append(losses.detach())
         if self.log_losses:
@@ -255,28 +233,6 @@ class FullBatchModule(pl.LightningModule):
             )
         if len(self._losses) >= SYNC_EVERY or self.epoch == self.last_epoch:
             self.check_losses()  # before the callbacks' epoch-end hooks, which may read the curves
-
-    def _step_all(self) -> torch.Tensor:
-        """One step for all networks: the summed losses' backward gives each exactly its own gradient."""
-        self._optimizer.zero_grad()
-        losses = self.batch.losses()
-        self.manual_backward(losses.sum())
-        self._optimizer.step()
-        return losses.detach()
-
-    def _step_each(self) -> torch.Tensor:
-        """Network by network: zero_grad, forward, ``manual_backward`` (Lightning's backward hooks act on that
-        network: :meth:`networks`), optimiser step; the same arithmetic as :meth:`_step_all`, in another order."""
-        losses = []
-        for i, optimizer in enumerate(self._optimizer):
-            self._current = i
-            optimizer.zero_grad()
-            loss = self.batch.network_loss(i)
-            self.manual_backward(loss)
-            optimizer.step()
-            losses.append(loss.detach())
-        self._current = None
-        return torch.stack(losses)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         with torch.no_grad():
