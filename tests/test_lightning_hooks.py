@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 from helpers import boolean_rows, run_train
 from pytorch_lightning.callbacks import EarlyStopping
 
-from lenbench.callbacks import FeaturePruning, L1Regularization
+from lenbench.callbacks import FanInPruning, FeaturePruning, L1Regularization
 from lenbench.data.synthetic import make_dnf
 from lenbench.explainers.entropy_net import EntropyNetExplainer
 from lenbench.explainers.network import train_together
@@ -138,3 +138,16 @@ def test_the_early_stopping_trainer_runs_from_the_command_line(tmp_path: Path) -
     record = json.loads(folds[0].read_text())
     trained = [f["info"]["epochs_trained"] for f in record["folds"]]
     assert len(trained) == 2 and all(0 < t < 200 for t in trained), trained
+
+
+def test_psi_stopped_before_its_pruning_says_so() -> None:
+    data = make_dnf(n_samples=300, seed=1)
+    stopper = EarlyStopping(monitor="val_loss", patience=1, min_delta=10.0)  # stops after two epochs
+    explainer = PsiNetExplainer(
+        seed=0,
+        epochs=300,
+        trainer={"validate": True, "callbacks": [stopper]},
+        callbacks=[L1Regularization(1e-5, "all"), FanInPruning(fan_in=2, epoch=100)],
+    )
+    with pytest.raises(ValueError, match="psi: training stopped early after 2 epochs, before its fan-in pruning"):
+        run_fold(data, 0, CVConfig(n_splits=3), lambda: explainer)

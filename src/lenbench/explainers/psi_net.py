@@ -119,6 +119,13 @@ class PsiNetExplainer(NetworkExplainer):
                 f"PsiNetExplainer was trained for target_class={self.target_class} and cannot explain class "
                 f"{target_class}; set method.explainer.target_class={target_class} to train one for it"
             )
+        stopped = self._info.get("epochs_trained")
+        if stopped is not None and self._info.get("fan_in_pruned_at", 0) is None:
+            raise ValueError(
+                f"psi: training stopped early after {stopped} epochs, before its fan-in pruning, and the read-out "
+                "needs a pruned network; let EarlyStopping wait longer (trainer.callbacks.0.patience) or train psi "
+                "without it"
+            )
         start = time.perf_counter()
         readout = read_out(
             self.layer_arrays(),
