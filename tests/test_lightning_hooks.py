@@ -149,5 +149,7 @@ def test_psi_stopped_before_its_pruning_says_so() -> None:
         trainer={"validate": True, "callbacks": [stopper]},
         callbacks=[L1Regularization(1e-5, "all"), FanInPruning(fan_in=2, epoch=100)],
     )
-    with pytest.raises(ValueError, match="psi: training stopped early after 2 epochs, before its fan-in pruning"):
+    with pytest.raises(
+        ValueError, match="psi: training stopped early after 2 epochs, before its fan-in pruning"
+    ):
         run_fold(data, 0, CVConfig(n_splits=3), lambda: explainer)
