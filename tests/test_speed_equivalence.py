@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import importlib
 import re
-import sqlite3
 import struct
 import sys
 from functools import partial
 from pathlib import Path
+from types import ModuleType
 
 import pandas as pd
 import pytest
@@ -74,16 +75,13 @@ def test_parallel_folds_equal_sequential_folds_bit_for_bit(factory) -> None:
         assert par.info["torch_threads"] == 1  # fold workers use the parent's thread count
 
 
-def _fold_threads(db: Path) -> dict[str, set[int]]:
-    with sqlite3.connect(db) as con:
-        rows = con.execute(
-            "SELECT t.value, m.value FROM latest_metrics m JOIN tags t ON t.run_uuid = m.run_uuid "
-            "WHERE m.key = 'torch_threads' AND t.key = 'method'"
-        ).fetchall()
-    threads: dict[str, set[int]] = {}
-    for method, value in rows:
-        threads.setdefault(method, set()).add(int(value))
-    return threads
+def _benchmark_module(name: str) -> ModuleType:
+    """A module of ``benchmarks/`` (not a package: imported from its folder)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.pop(0)
 
 
 @pytest.mark.e2e
@@ -96,7 +94,8 @@ def test_joblib_jobs_use_one_thread_and_give_the_sequential_results(tmp_path: Pa
     launcher = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
     proc = run_train(tmp_path, *common, "seed=42,43", *launcher, multirun=True, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert _fold_threads(tmp_path / "mlflow.db") == {"pruning": {1}}
+    # the distinct thread counts of the folds, per method, read back from the MLflow store (as make bench does)
+    assert _benchmark_module("study_runs").fold_threads(tmp_path / "mlflow.db") == {"pruning": [1]}
 
     import train  # noqa: F401  (registers the train_schema config that train.yaml starts from)
 
@@ -119,11 +118,7 @@ def test_joblib_jobs_use_one_thread_and_give_the_sequential_results(tmp_path: Pa
 
 
 def test_benchmark_times_the_paper_target() -> None:
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import bench
-    finally:
-        sys.path.pop(0)
+    bench = _benchmark_module("bench")
     makefile = (REPO / "Makefile").read_text()
     recipe = re.search(r"^paper:.*\n\t(.*)$", makefile, flags=re.MULTILINE)
     assert recipe is not None

@@ -97,9 +97,13 @@ def test_batched_linear_is_n_linear_maps_and_prunes():
 # -- stacking ------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
+# Every network shape fast mode stacks: the psi net, and the ReLU net with and without its softmax output.
+EACH_NETWORK = pytest.mark.parametrize(
     "make", [_psi, _relu, lambda: _relu("logits")], ids=["psi", "relu_softmax", "relu_logits"]
 )
+
+
+@EACH_NETWORK
 def test_stack_unstack_round_trip_is_bitwise(make):
     nets = _nets(make(), 3)
     stacked = stack_networks(nets)
@@ -116,9 +120,7 @@ def test_stack_unstack_round_trip_is_bitwise(make):
     assert not torch.equal(stacked[0].weight[0], nets[0][0].weight)
 
 
-@pytest.mark.parametrize(
-    "make", [_psi, _relu, lambda: _relu("logits")], ids=["psi", "relu_softmax", "relu_logits"]
-)
+@EACH_NETWORK
 def test_stacked_forward_is_each_network_on_its_rows(make):
     explainer = make()
     nets = _nets(explainer, 3)
@@ -151,9 +153,7 @@ def test_pad_rows_weights_and_dtypes():
         pad_rows([torch.zeros(3, K)], [torch.zeros(2)])
 
 
-@pytest.mark.parametrize(
-    "make", [_psi, _relu, lambda: _relu("logits")], ids=["psi", "relu_softmax", "relu_logits"]
-)
+@EACH_NETWORK
 def test_stacked_loss_gradient_is_each_networks_own(make):
     explainer = make()
     nets = _nets(explainer, 3)

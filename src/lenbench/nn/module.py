@@ -46,19 +46,10 @@ import torch
 from torch import nn
 
 from lenbench.callbacks.pruning import restore_pruning
-from lenbench.nn.batches import ExactBatch, NetworkBatch, StackedBatch
+from lenbench.nn.batches import ExactBatch, NetworkBatch
 from lenbench.nn.ddp import RankRecords
 
 SYNC_EVERY = 100  # epochs between two checks of the losses (one device sync each)
-
-__all__ = [
-    "ExactBatch",
-    "FullBatchModule",
-    "SingleStep",
-    "StackedBatch",
-    "TrainingDiverged",
-    "first_non_finite",
-]
 
 
 class TrainingDiverged(RuntimeError):
@@ -335,11 +326,6 @@ class FullBatchModule(pl.LightningModule):
     def checked_epochs(self) -> int:
         """How many epochs' losses have been checked (and entered the loss curves) so far."""
         return self._checked
-
-    @property
-    def loss_curve(self) -> list[tuple[int, float]]:
-        """The loss curve of a one-network module."""
-        return self.loss_curves[0]
 
     def final_losses(self) -> list[float | None]:
         """Each network's loss at the last epoch trained (None before training)."""
