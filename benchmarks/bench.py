@@ -1,6 +1,6 @@
 """lenbench's speed benchmark (``make bench``): folds and the whole study against plain PyTorch, extraction, memory.
 
-Five measurements, medians where repeated; a full run writes ``benchmarks/results/latest.json`` (the README's
+Six measurements, medians where repeated; a full run writes ``benchmarks/results/latest.json`` (the README's
 performance tables come from it: ``make readme-tables``) and a dated copy ``<YYYY-MM-DD>-<cpu>-<batching>.json``,
 both committed; a ``--quick`` run writes ``quick-latest.json`` instead (``bench_record.py``).
 
@@ -34,6 +34,11 @@ both committed; a ``--quick`` run writes ``quick-latest.json`` instead (``bench_
    identical (not judged with ``--batching fast``, not bit-identical by design). The torch thread count of every
    fold is read back from the MLflow store (1 everywhere). Every study runs with ``PYTHONHASHSEED=0``:
    ``explanation_consistency`` averages over a set of concept names, whose order follows the string hash seed.
+
+6. **Seed sweep**: ``python -m train method=psi -m seed=0,1,2`` (the sweep's jobs differ only in the seed, so the
+   first trains all three seeds' networks together: seed batching) against the same three jobs as three commands
+   one after another: ``psi_seed_sweep_s``, ``psi_three_jobs_s``, ``seed_sweep_speedup`` = three jobs / sweep
+   (target >= 2); every job's results must equal its command alone (``seed_sweep_equals_jobs``, exact mode).
 
 ``--batching exact|fast|off`` appends ``trainer.batching=<mode>`` to the lenbench commands of parts 3 and 4 and is
 recorded as ``batching`` (``default``: not passed, each method's configured mode). ``--quick`` runs folds 0-1 in
@@ -76,6 +81,7 @@ BATCHING = ("exact", "fast", "auto", "off")
 # The Makefile's `paper` target, as arguments of `python -m train` (tests/test_speed_equivalence.py checks they agree).
 PAPER_ARGS = ("-m", "experiment=mimic_paper")
 PSI_ARGS = (*PAPER_ARGS, "method=psi")
+SWEEP_SEEDS = (0, 1, 2)  # part 6: `python -m train method=psi -m seed=0,1,2`
 SEQUENTIAL_ARGS = ("-m", "experiment=mimic_paper", "cv.n_jobs=1", "hydra/launcher=basic")
 # The notebook's extraction time per fold (PROTOCOL.md, "Local explanations"; psi from the notebook's table).
 NOTEBOOK_EXTRACTION_S = {"pruning": 0.066, "weights": 0.17, "psi": 0.032}
@@ -85,6 +91,7 @@ TARGETS = {
     "study_ratio_fast": 0.40,  # at most, the stretch target with --batching fast
     "study_over_plain_parallel": 0.95,  # at most
     "psi_speedup": 2.5,  # at least
+    "seed_sweep_speedup": 2.0,  # at least: three single-seed psi jobs one after another / the 3-seed sweep
     "model_logging_share": 0.05,  # at most; issue 16: logging the folds' models slows the study by at most 5 %
 }
 
@@ -321,6 +328,38 @@ def bench_psi(extra: Sequence[str], repeats: int, tmp: Path, data_root: Path) ->
     return {"command": run["command"], "runs_s": walls, "psi_job_s": statistics.median(walls)}
 
 
+def bench_seed_sweep(extra: Sequence[str], tmp: Path, data_root: Path) -> dict[str, Any]:
+    """Part 6: the 3-seed psi sweep as one command (its jobs' networks trained together: seed batching) against
+    the same three jobs as three commands run one after another; the jobs' results must be identical."""
+    seeds = ",".join(map(str, SWEEP_SEEDS))
+    print(f"6. psi seed sweep: python -m train method=psi -m seed={seeds} {' '.join(extra)}", flush=True)
+    sweep = run_study([("-m", "method=psi", f"seed={seeds}")], extra, tmp / "seed_sweep", data_root)
+    alone_s, problems = 0.0, []
+    for seed in SWEEP_SEEDS:
+        alone = run_study([("-m", "method=psi", f"seed={seed}")], extra, tmp / f"seed{seed}", data_root)
+        alone_s += alone["wall_s"]
+        batched = _job_results(tmp / "seed_sweep", seed)
+        problems += [
+            f"seed {seed}: {p}" for p in compare_results(batched, _job_results(tmp / f"seed{seed}", seed))
+        ]
+    print(f"   sweep {sweep['wall_s']:.1f} s, three jobs {alone_s:.1f} s", flush=True)
+    return {
+        "command": sweep["command"],
+        "seed_sweep_s": sweep["wall_s"],
+        "three_jobs_s": alone_s,
+        "identical_results": not problems,
+        "differences": problems[:20],
+    }
+
+
+def _job_results(workdir: Path, seed: int) -> Any:
+    """The results table of the job of ``seed`` in a :func:`run_study` folder."""
+    import pandas as pd
+
+    (path,) = (workdir / "command0" / "sweep").glob(f"*-s{seed}/results.csv")
+    return pd.read_csv(path)
+
+
 def bench_sequential(
     commands: Sequence[Sequence[str]], extra: Sequence[str], tmp: Path, data_root: Path, study: Any
 ) -> dict[str, Any]:
@@ -363,6 +402,7 @@ def ratios(report: dict[str, Any]) -> dict[str, float | None]:
         "psi_speedup": _ratio(
             report.get("psi_plain_sequential_s"), _fastest(report, "psi_folds_s", "psi_folds_fast_s")
         ),
+        "seed_sweep_speedup": _ratio(report.get("psi_three_jobs_s"), report.get("psi_seed_sweep_s")),
     }
 
 
@@ -392,11 +432,16 @@ def checks(report: dict[str, Any], methods: Sequence[str]) -> dict[str, bool | N
     out["study_over_plain_parallel"] = judge(
         report.get("study_over_plain_parallel"), TARGETS["study_over_plain_parallel"]
     )
+    exact = report.get("batching") != "fast"  # fast mode is not bit-identical to training alone, by design
     out["psi_speedup"] = judge(report.get("psi_speedup"), TARGETS["psi_speedup"], at_most=False)
+    out["seed_sweep_speedup"] = judge(
+        report.get("seed_sweep_speedup"), TARGETS["seed_sweep_speedup"], at_most=False
+    )
+    sweep = report["details"].get("seed_sweep")
+    out["seed_sweep_equals_jobs"] = None if sweep is None or not exact else sweep["identical_results"]
     share = report.get("model_logging_share")
     out["model_logging_under_5_percent"] = None if share is None else share <= TARGETS["model_logging_share"]
     seq = report["details"].get("sequential")
-    exact = report.get("batching") != "fast"  # fast mode is not bit-identical to training alone, by design
     out["study_equals_sequential"] = None if seq is None or not exact else seq["identical_metrics"]
     out["one_thread_per_fold"] = (
         None
@@ -484,6 +529,9 @@ def run_jobs(args: argparse.Namespace, report: dict[str, Any], cost: dict[str, f
             report["psi_fast_same_formulas"] = f"{psi['fast_same_formulas']} of {len(study_folds)}"
             details["psi_job"] = bench_psi([*extra, *batching], args.study_repeats, Path(tmp), args.data_root)
             report["psi_job_s"] = details["psi_job"]["psi_job_s"]
+            details["seed_sweep"] = bench_seed_sweep([*extra, *batching], Path(tmp), args.data_root)
+            report["psi_seed_sweep_s"] = details["seed_sweep"]["seed_sweep_s"]
+            report["psi_three_jobs_s"] = details["seed_sweep"]["three_jobs_s"]
         if not args.skip_sequential:
             off = ["trainer.batching=off"] if batching_supported() else []
             commands = sequential_commands([*args.methods, "tree"], cost, off)
@@ -514,6 +562,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         **dict.fromkeys(("study_s", "plain_parallel_s", "plain_sum_s", "per_method_plain_sum_s")),
         **dict.fromkeys(("psi_folds_s", "psi_folds_fast_s", "psi_fast_same_formulas", "psi_job_s")),
         **dict.fromkeys(("psi_plain_sequential_s", "model_logging_share", "peak_rss_mb")),
+        **dict.fromkeys(("psi_seed_sweep_s", "psi_three_jobs_s")),
         "targets": TARGETS,
         "machine": where,
         "details": {"folds": folds},

@@ -7,6 +7,7 @@ store) ends with one line naming it and the fix, exit status 2; anything else is
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sys
@@ -30,6 +31,7 @@ def job_context() -> Any:
     from hydra.types import RunMode
 
     from lenbench.job import JobContext
+    from lenbench.seed_batch import current_batch
 
     hydra_cfg = HydraConfig.get()
     launcher = str(hydra_cfg.launcher.get("_target_", "")) if hydra_cfg.launcher else ""
@@ -38,6 +40,7 @@ def job_context() -> Any:
         out_dir=Path(hydra_cfg.runtime.output_dir),
         sweep_id=str(hydra_cfg.sweep.dir) if hydra_cfg.mode == RunMode.MULTIRUN else "",
         parallel_launcher="joblib" in launcher or "submitit" in launcher,
+        seed_batch=current_batch(),
     )
 
 
@@ -108,3 +111,4 @@ if __name__ == "__main__":
     sys.argv = multirun_flag_first(sys.argv)
     check_before_hydra(sys.argv[1:])
     main()
+    gc.freeze()  # the exit's garbage collections skip the module heap (torch, Lightning, MLflow): ~2 s saved

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lenbench.report import readme
+from lenbench.report import readme, readme_performance
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -110,6 +110,8 @@ def fake_report(**changes: object) -> dict:
         "per_method_plain_sum_s": {"pruning": 100.0, "weights": 96.0, "psi": 44.0},
         "psi_folds_s": 16.0,
         "psi_plain_sequential_s": 44.0,
+        "psi_seed_sweep_s": 30.0,
+        "psi_three_jobs_s": 75.0,
         "model_logging_share": 0.01,
         "peak_rss_mb": 1640.0,
         "targets": bench.TARGETS,
@@ -130,6 +132,7 @@ def fake_report(**changes: object) -> dict:
             "plain": {"processes": 2},
             "study": {"runs_s": [100.0] * 3, "folds_per_method": 10, "torch_threads_per_fold": {"psi": [1]}},
             "sequential": {"identical_metrics": True, "torch_threads_per_fold": {"psi": [1]}},
+            "seed_sweep": {"identical_results": True},
         },
     }
     report.update(changes)
@@ -143,11 +146,15 @@ def test_ratios_and_checks() -> None:
     assert report["study_ratio"] == pytest.approx(100 / 240)
     assert report["study_over_plain_parallel"] == pytest.approx(100 / 120)
     assert report["psi_speedup"] == pytest.approx(44 / 16)
+    assert report["seed_sweep_speedup"] == pytest.approx(75 / 30)
     checks = report["checks"]
     assert checks["study_ratio"] and checks["study_over_plain_parallel"] and checks["psi_speedup"]
+    assert checks["seed_sweep_speedup"] and checks["seed_sweep_equals_jobs"]
     assert checks["study_ratio_fast_stretch"] is None  # judged in fast mode only
     assert checks["study_equals_sequential"] and checks["one_thread_per_fold"]
-    slow = fake_report(study_s=130.0, psi_folds_s=20.0, batching="fast")
+    slow = fake_report(study_s=130.0, psi_folds_s=20.0, psi_seed_sweep_s=50.0, batching="fast")
+    assert slow["checks"]["seed_sweep_speedup"] is False  # 1.5 < 2
+    assert slow["checks"]["seed_sweep_equals_jobs"] is None  # fast mode: not judged
     assert slow["checks"]["study_ratio"] is False  # 0.54 > 0.50
     assert slow["checks"]["study_over_plain_parallel"] is False  # 1.08 > 0.95
     assert slow["checks"]["psi_speedup"] is False  # 2.2 < 2.5
@@ -159,6 +166,7 @@ def test_ratios_and_checks() -> None:
         "study_ratio": None,
         "study_over_plain_parallel": None,
         "psi_speedup": None,
+        "seed_sweep_speedup": None,
     }
 
 
@@ -170,7 +178,7 @@ PERFORMANCE_README = "".join(
 
 def test_readme_performance_tables_from_a_benchmark_result(tmp_path: Path) -> None:
     (tmp_path / "latest.json").write_text(json.dumps(fake_report()))
-    tables = readme.performance_tables(tmp_path)
+    tables = readme_performance.performance_tables(tmp_path)
     assert set(tables) == {"performance", "performance_folds", "numerics", "performance_gpu"}
     text = tables["performance"]
     assert "`benchmarks/results/latest.json` (`make bench`): AMD EPYC, 2 cores, torch 2.13.0 (mkl)" in text
@@ -180,6 +188,8 @@ def test_readme_performance_tables_from_a_benchmark_result(tmp_path: Path) -> No
     assert "| `psi_speedup`: psi_plain_sequential_s / the faster of the two | 2.75 | >= 2.5 | yes |" in text
     assert "| `peak_rss_mb`: peak memory of the study's process tree | 1640 MB |  |  |" in text
     assert "| torch threads per fold (read back from MLflow) | 1 everywhere | 1 | yes |" in text
+    assert "| `seed_sweep_speedup`: psi_three_jobs_s / psi_seed_sweep_s | 2.50 | >= 2.0 | yes |" in text
+    assert "| seed sweep: every job's results equal its command alone | yes | same | yes |" in text
     folds = tables["performance_folds"]
     assert (
         "| pruning | 10.2 s | 10.0 s | 1.02 (<= 1.1) | yes | yes | 0.0020 s | 0.066 s | 100.0 s | n/a | n/a | n/a |"
@@ -193,7 +203,7 @@ def test_readme_performance_tables_from_a_benchmark_result(tmp_path: Path) -> No
 
 
 def test_readme_performance_tables_without_a_benchmark_result(tmp_path: Path) -> None:
-    tables = readme.performance_tables(tmp_path)
+    tables = readme_performance.performance_tables(tmp_path)
     assert tables["performance"] == tables["performance_folds"]
     assert tables["performance"].count("\n") == 1
     assert "run `make bench`" in tables["performance"]
@@ -205,7 +215,7 @@ def test_readme_tables_of_an_old_result_do_not_crash(tmp_path: Path) -> None:
         old.pop(key)
     old["details"].pop("sequential")
     (tmp_path / "latest.json").write_text(json.dumps(old))
-    text = readme.performance_tables(tmp_path)["performance"]
+    text = readme_performance.performance_tables(tmp_path)["performance"]
     assert "| `plain_parallel_s`: " in text and "| n/a |" in text and "not run" in text
 
 
@@ -309,7 +319,7 @@ def test_gpu_record_and_its_readme_table(tmp_path: Path) -> None:
     assert record["runs"]["psi_seeds"]["finished"] is False and record["agreement"]["psi_seeds"] is None
     assert record["agreement"]["study"]["psi"]["same_formula"] == 0.5
     (tmp_path / "gpu-2025-01-31.json").write_text(json.dumps(record))
-    text = readme.performance_tables(tmp_path)["performance_gpu"]
+    text = readme_performance.performance_tables(tmp_path)["performance_gpu"]
     assert "| `python -m train -m x` | 12.5 s | yes | 2 |" in text
     assert "| `python -m train -m y seed=0,1` | 180.2 s | **no** | 0 |" in text
     assert f"| study | {tmp_path / 'cpu'} | psi | 2 | 50% | 0 | 0 |" in text

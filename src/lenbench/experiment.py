@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,7 @@ class ExperimentResult:
     summary: dict[str, float]
     folds: list[FoldResult]
     files: dict[str, Path]
+    companion_folds: dict[int, list[FoldResult]] = field(default_factory=dict)  # companion -> its folds
 
 
 @dataclass(frozen=True)
@@ -113,25 +114,30 @@ def run_experiment(
     metrics: MetricSet = METRICS,
     reused: Mapping[int, FoldResult] | None = None,
     log_models: bool = False,
+    trained: Mapping[int, FoldResult] | None = None,
+    companions: Sequence[Callable[[], Explainer]] = (),
 ) -> ExperimentResult:
-    """Run every requested fold not in ``reused``, then write and track the results. A failure marks the runs
-    FAILED (KILLED and :class:`JobInterrupted` on Ctrl-C/SIGTERM) and keeps the folds done in ``results.csv``.
-    ``log_models``: each fold's fitted explainer is logged as an MLflow model on its run (:mod:`lenbench.models`)."""
+    """Run every requested fold not in ``reused`` (an earlier run's) nor ``trained`` (fitted for this job by an
+    earlier job of its seed batch), then write and track the results. A failure marks the runs FAILED (KILLED and
+    :class:`JobInterrupted` on Ctrl-C/SIGTERM) and keeps the folds done in ``results.csv``. ``log_models``: each
+    fold's fitted explainer is logged as an MLflow model on its run (:mod:`lenbench.models`). ``companions``:
+    explainer factories of other seeds trained with this job's folds; their results are returned, not recorded."""
     tracker = tracker or NullTracker()
     record = record or JobRecord()
     writer = _ResultWriter(method, dataset, out_dir, record.summary_extra, metrics)
     indices = cv.fold_indices()
     kept = {f: r for f, r in (reused or {}).items() if f in indices}
+    kept |= {f: r for f, r in (trained or {}).items() if f in indices and f not in kept}
     loop = _FoldLoop(method, tracker, len(indices), FoldProgressConsole(method), dataset)
     try:
         tracker.start_job(record.run_name, record.tags, record.params)  # inside: a Ctrl-C here closes it too
-        for result in kept.values():
+        for _, result in sorted(kept.items()):
             loop.finished(result)
         todo = [f for f in indices if f not in kept]
         for result in iter_folds(
-            dataset, todo, cv, make_explainer, target_class, metrics, loop.event, export_models=log_models
+            dataset, todo, cv, make_explainer, target_class, metrics, loop.event, log_models, companions
         ):
-            loop.finished(result)
+            loop.arrived(result)
     except BaseException as exc:
         loop.console.clear()
         _fail(exc, tracker, writer, loop.done)
@@ -143,7 +149,11 @@ def run_experiment(
     files, results, summary = writer.write(loop.done, partial=False)
     tracker.finish_job(summary, list(files.values()), record.texts, results)
     return ExperimentResult(
-        results=results, summary=summary, folds=sorted(loop.done, key=lambda r: r.fold), files=files
+        results=results,
+        summary=summary,
+        folds=sorted(loop.done, key=lambda r: r.fold),
+        files=files,
+        companion_folds=loop.companion_folds,
     )
 
 
@@ -157,6 +167,14 @@ class _FoldLoop:
     console: FoldProgressConsole
     dataset: ConceptDataset
     done: list[FoldResult] = field(default_factory=list)
+    companion_folds: dict[int, list[FoldResult]] = field(default_factory=dict)
+
+    def arrived(self, result: FoldResult) -> None:
+        """A fold of this job is recorded; a companion's (another seed trained with it) is kept for its job."""
+        if result.member:
+            self.companion_folds.setdefault(result.member - 1, []).append(replace(result, member=0))
+        else:
+            self.finished(result)
 
     def event(self, event: FoldEvent) -> None:
         if isinstance(event, FoldStarted):

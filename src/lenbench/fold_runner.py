@@ -70,13 +70,20 @@ def iter_folds(
     metrics: MetricSet = METRICS,
     on_event: EventSink = _ignore,
     export_models: bool = False,
+    companions: Sequence[Callable[[], Explainer]] = (),
 ) -> Iterator[FoldResult]:
     """Yield fold results, in fold order when sequential, as their tasks complete with ``cv.n_jobs`` > 1
-    processes; ``export_models``: each carries its fitted model (:class:`~lenbench.models.export.ModelExport`)."""
+    processes; ``export_models``: each carries its fitted model (:class:`~lenbench.models.export.ModelExport`).
+    ``companions``: explainer factories (a sweep's other seeds) trained with each group's folds, their results
+    yielded too (``member`` > 0; no events); only for explainers that train together."""
 
     def run(group: list[int], sinks: list[ProgressSink]) -> list[FoldResult]:
-        return run_folds(dataset, group, cv, make_explainer, target_class, metrics, sinks, export_models)
+        return run_folds(
+            dataset, group, cv, make_explainer, target_class, metrics, sinks, export_models, companions
+        )
 
+    if not fold_indices:
+        return
     n_jobs = min(max(int(cv.n_jobs), 1), len(fold_indices))
     groups = fold_groups(list(fold_indices), n_jobs, make_explainer().trains_together)
     if n_jobs <= 1:
@@ -84,7 +91,7 @@ def iter_folds(
     else:
         results = _iter_parallel(run, groups, n_jobs, on_event)
     if n_jobs <= 1 and len(groups) < len(fold_indices):
-        yield from sorted(results, key=lambda r: r.fold)  # one group: all at once, in fold order
+        yield from sorted(results, key=lambda r: (r.member, r.fold))  # one group: all at once, in fold order
     else:
         yield from results
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -88,6 +88,7 @@ class FoldResult:
         default_factory=dict
     )  # train/validation/test row positions in the data set
     model: Any = None  # the fitted explainer as a lenbench.models.ModelExport, when the job logs models
+    member: int = 0  # 0: the job's own fold; i > 0: companion i - 1's (another seed, trained with it)
 
 
 def run_fold(
@@ -117,9 +118,12 @@ def run_folds(
     metrics: MetricSet = METRICS,
     progress: Sequence[ProgressSink | None] | None = None,
     export_model: bool = False,
+    companions: Sequence[Callable[[], Explainer]] = (),
 ) -> list[FoldResult]:
     """:func:`run_fold` for several folds whose explainers are fitted together (``Explainer.fit_many``: the
-    networks of the folds train in one module), then predicted, explained and scored one by one."""
+    networks of the folds train in one module), then predicted, explained and scored one by one. ``companions``:
+    more explainer factories (other seeds of a sweep) whose networks of the same folds train in that module too;
+    their results come after the job's own, ``member`` numbering them from 1 (their training reports nowhere)."""
     folds = []
     for fold_index in fold_indices:
         datamodule = cv.datamodule(dataset, fold_index)
@@ -127,10 +131,18 @@ def run_folds(
         folds.append(datamodule.fold)
     sinks = list(progress) if progress is not None else [None] * len(folds)
     explainers = [make_explainer().observe(sink) for sink in sinks]
-    seconds = type(explainers[0]).fit_many(explainers, folds)
+    explainers += [make().observe(None) for make in companions for _ in folds]
+    copies = len(companions) + 1
+    seconds = type(explainers[0]).fit_many(explainers, folds * copies)
+    members = [m for m in range(copies) for _ in folds]
     return [
-        _evaluate(dataset, index, fold, explainer, training, target_class, metrics, export_model)
-        for index, fold, explainer, training in zip(fold_indices, folds, explainers, seconds, strict=True)
+        replace(
+            _evaluate(dataset, index, fold, explainer, training, target_class, metrics, export_model),
+            member=m,
+        )
+        for index, fold, explainer, training, m in zip(
+            list(fold_indices) * copies, folds * copies, explainers, seconds, members, strict=True
+        )
     ]
 
 
@@ -234,8 +246,9 @@ class FoldFailed(RuntimeError):
 
     @classmethod
     def of_group(cls, folds: Sequence[int], error: BaseException) -> FoldFailed:
-        """The failure of folds trained together: the fold of the network that diverged, else the first."""
+        """The failure of folds trained together: the fold of the network that diverged, else the first (network
+        ``i`` trains fold ``folds[i % len(folds)]``: a sweep's other seeds follow the job's own folds)."""
         network = getattr(error, "network", 0)
         return cls(
-            folds[network] if isinstance(network, int) and 0 <= network < len(folds) else folds[0], error
+            folds[network % len(folds)] if isinstance(network, int) and network >= 0 else folds[0], error
         )

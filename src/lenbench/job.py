@@ -16,6 +16,7 @@ data and store problems): the entry point prints those as one line. Anything els
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from lenbench.experiment import JobRecord, run_experiment
 from lenbench.folds import CVConfig, FoldResult, check_cv
 from lenbench.logic.formula import Formula
 from lenbench.scoring import METRICS, MetricSet
+from lenbench.seed_batch import BatchTrained, Companion, SeedBatch, plan_seed_batch, seed_batch_tags
 from lenbench.tracking.environment import environment
 from lenbench.tracking.errors import TrackingError
 from lenbench.tracking.local import write_json
@@ -52,6 +54,7 @@ class JobContext:
     out_dir: Path
     sweep_id: str = ""
     parallel_launcher: bool = False
+    seed_batch: SeedBatch | None = None  # the seeds of its sweep that may train with it (lenbench.seed_batch)
 
 
 @dataclass
@@ -86,13 +89,14 @@ def run_job(cfg: DictConfig, context: JobContext, metrics: MetricSet = METRICS) 
         uri = tracking_uri(cfg, context.project_dir)
         record_resumed(uri, previous, record.run_name, context.sweep_id, context.out_dir)
         return JobOutcome(summary={}, out_dir=context.out_dir, skipped_by=previous)
+    record, trained, companions = _seed_batch(cfg, context, record, tracker, dataset)
     _write_job_file(context, experiment, record)
+    rows = f"{len(dataset.y)} rows, {dataset.n_concepts} concepts"
     log.info(
-        "%s on %s (%d rows, %d concepts), %d fold(s) -> %s",
+        "%s on %s (%s), %d fold(s) -> %s",
         record.run_name,
         dataset.name,
-        len(dataset.y),
-        dataset.n_concepts,
+        rows,
         len(cv.fold_indices()),
         context.out_dir,
     )
@@ -108,7 +112,11 @@ def run_job(cfg: DictConfig, context: JobContext, metrics: MetricSet = METRICS) 
         metrics=metrics,
         reused=reusable_folds(tracker, record, metrics) if cfg.resume else {},
         log_models=bool(cfg.method.get("log_model", True)) and bool(cfg.tracking.enabled),
+        trained=trained.results,
+        companions=[c.make_explainer for c in companions],
     )
+    for index, companion in enumerate(companions):
+        context.seed_batch.leave(companion.seed, outcome.companion_folds.get(index, []), record.run_name)
     _raise_store_failure(tracker, context.out_dir)
     return JobOutcome(summary=outcome.summary, out_dir=context.out_dir)
 
@@ -339,3 +347,29 @@ def format_summary(
             lines.append(f"  {metric.label:<{width}} {mean:>10.4f} {spread}")
     lines.append(f"  results: {out_dir / 'results.csv'}")
     return "\n".join(lines)
+
+
+def _seed_batch(
+    cfg: DictConfig, context: JobContext, record: JobRecord, tracker: Tracker, dataset: ConceptDataset
+) -> tuple[JobRecord, BatchTrained, list[Companion]]:
+    """The job's share of its seed batch (:func:`lenbench.seed_batch.plan_seed_batch`), its record tagged with it."""
+    trained, companions = plan_seed_batch(
+        context.seed_batch,
+        cfg,
+        record.run_name,
+        instantiate(cfg.method.explainer, "method.explainer").trains_together,
+        finished=partial(_is_finished, tracker, cfg, dataset),
+        explainer_factory=lambda other: partial(instantiate, other.method.explainer, "method.explainer"),
+    )
+    tags = {**record.tags, **seed_batch_tags(cfg, trained, companions)}
+    return dataclasses.replace(record, tags=tags), trained, companions
+
+
+def _is_finished(
+    tracker: Tracker, cfg: DictConfig, dataset: ConceptDataset, resolved: dict[str, Any]
+) -> bool:
+    """Whether the job of the resolved config ``resolved`` (on ``dataset``) is FINISHED in the store (resume)."""
+    find = getattr(tracker, "find_finished", None)
+    if not cfg.resume or find is None:
+        return False
+    return find(config_hash({**resolved, "data_checksum": dataset.checksum or ""})) is not None

@@ -1,0 +1,225 @@
+"""The README's "Performance" tables (``make readme-tables``), from the committed ``benchmarks/results/`` files:
+``performance`` and ``performance_folds`` from ``latest.json`` (``make bench``), ``numerics`` from
+``numerics-<cpu>.json`` (``make numerics``), ``performance_gpu`` from the newest ``gpu-<date>.json``
+(``benchmarks/gpu_check.sh``); a missing file gives one line saying what to run."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from lenbench.report import render
+
+LATEST = (
+    "benchmarks/results/latest.json"  # as the README names it (the file itself may lie elsewhere: --bench)
+)
+VERDICT = {True: "yes", False: "**no**", None: "not judged"}
+EQUAL, ONE_THREAD, SWEEP_EQUAL = "study_equals_sequential", "one_thread_per_fold", "seed_sweep_equals_jobs"
+
+
+def _s(seconds: float | None) -> str:
+    return "n/a" if seconds is None else f"{seconds:.1f} s"
+
+
+def _x(ratio: float | None) -> str:
+    return "n/a" if ratio is None else f"{ratio:.2f}"
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
+def _g(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2g}"
+
+
+def _divide(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def _text(value: object) -> str:
+    return "n/a" if value is None else str(value)
+
+
+def _mb(megabytes: float | None) -> str:
+    return "n/a" if megabytes is None else f"{megabytes:.0f} MB"
+
+
+# The performance table: (key of latest.json, what it is, its format, the key of its check in ``checks``).
+PERFORMANCE_ROWS = (
+    ("study_s", "`make paper`, wall time (median of its runs)", _s, ""),
+    ("plain_parallel_s", "the plain loop over the same network folds, every core, longest first", _s, ""),
+    ("plain_sum_s", "those plain folds' times summed (one process)", _s, ""),
+    ("study_over_plain_parallel", "study_s / plain_parallel_s", _x, "study_over_plain_parallel"),
+    ("study_ratio", "study_s / plain_sum_s", _x, "study_ratio"),
+    ("study_ratio", "stretch target, judged with batching `fast`", _x, "study_ratio_fast_stretch"),
+    ("psi_folds_s", "psi's 10 folds through lenbench's fold runner, the configured (exact) batching", _s, ""),
+    ("psi_folds_fast_s", "the same with `trainer.batching=fast`", _s, ""),
+    ("psi_fast_same_formulas", "folds where fast gives exact's formula", _text, ""),
+    ("psi_plain_sequential_s", "psi's plain folds summed", _s, ""),
+    ("psi_speedup", "psi_plain_sequential_s / the faster of the two", _x, "psi_speedup"),
+    ("psi_job_s", "psi's whole job, `python -m train` (start-up and tracking included)", _s, ""),
+    ("psi_seed_sweep_s", "`python -m train method=psi -m seed=0,1,2`: seeds trained together", _s, ""),
+    ("psi_three_jobs_s", "the same three jobs as three commands, one after another", _s, ""),
+    ("seed_sweep_speedup", "psi_three_jobs_s / psi_seed_sweep_s", _x, "seed_sweep_speedup"),
+    ("model_logging_share", "logging the folds' models / study_s", _x, "model_logging_under_5_percent"),
+    ("peak_rss_mb", "peak memory of the study's process tree", _mb, ""),
+)
+# Each check's target: "<op> <key of the targets in latest.json>".
+CHECK_TARGETS = {
+    "study_over_plain_parallel": "<= study_over_plain_parallel",
+    "study_ratio": "<= study_ratio",
+    "study_ratio_fast_stretch": "<= study_ratio_fast",
+    "psi_speedup": ">= psi_speedup",
+    "seed_sweep_speedup": ">= seed_sweep_speedup",
+    "model_logging_under_5_percent": "<= model_logging_share",
+}
+
+
+def bench_machine(report: Mapping, name: str, command: str) -> str:
+    """One line: which file, which command, on what machine, when, at which commit, under which load."""
+    where = report.get("machine", {})
+    blas = (where.get("numerics") or {}).get("blas", "unknown")
+    load = [f"{where[k][0]:.2f}" if where.get(k) else "n/a" for k in ("load_before", "load_after")]
+    dirty = " (with uncommitted changes)" if where.get("git_dirty") else ""
+    quick = " **Quick run (folds 0-1): no verdicts.**" if report.get("quick") else ""
+    return (
+        f"`{name}` (`{command}`): {where.get('cpu', '?')}, {where.get('cores', '?')} cores, torch "
+        f"{where.get('torch', '?')} ({blas}), torch threads per process: {where.get('torch_threads', '?')}; "
+        f"{where.get('date', '?')}, commit `{str(where.get('git_commit', '?'))[:10]}`{dirty}; batching "
+        f"`{report.get('batching', 'default')}`; load average {load[0]} before, {load[1]} after.{quick}\n"
+    )
+
+
+def performance(report: Mapping) -> str:
+    """The study against the plain loop, psi's job against its plain folds, and the study's other checks."""
+    targets, ok, details = report.get("targets", {}), report.get("checks", {}), report.get("details", {})
+    rows = []
+    for key, what, form, check in PERFORMANCE_ROWS:
+        op, _, name = CHECK_TARGETS.get(check, "").partition(" ")
+        bound = f"{op} {targets.get(name, '?')}" if op else ""
+        rows.append(
+            (f"`{key}`: {what}", form(report.get(key)), bound, VERDICT[ok.get(check)] if check else "")
+        )
+    seq = details.get("sequential")
+    same = "not run" if seq is None else VERDICT[seq.get("identical_metrics")]
+    rows.append(("same metrics and formulas as the sequential run", same, "same", VERDICT[ok.get(EQUAL)]))
+    sweep = details.get("seed_sweep")
+    same = "not run" if sweep is None else VERDICT[sweep.get("identical_results")]
+    rows.append(
+        (
+            "seed sweep: every job's results equal its command alone",
+            same,
+            "same",
+            VERDICT[ok.get(SWEEP_EQUAL)],
+        )
+    )
+    threads = details.get("study", {}).get("torch_threads_per_fold") or {}
+    one = "1 everywhere" if threads and all(v == [1] for v in threads.values()) else str(threads or "n/a")
+    rows.append(("torch threads per fold (read back from MLflow)", one, "1", VERDICT[ok.get(ONE_THREAD)]))
+    table = render.to_markdown(pd.DataFrame(rows, columns=["figure", "value", "target", "met"]))
+    return bench_machine(report, LATEST, "make bench") + "\n" + table
+
+
+def performance_folds(report: Mapping) -> str:
+    """One process's folds per method: the framework against the plain loop, the extraction against the notebook's."""
+    folds, ok = report.get("details", {}).get("folds", {}), report.get("checks", {})
+    targets = report.get("targets", {}).get("fold_ratio", {})
+    plain_sums = report.get("per_method_plain_sum_s") or {}
+    records = []
+    for method, row in report.get("methods", {}).items():
+        detail = folds.get(method, {})
+        records.append(
+            {
+                "method": method,
+                "lenbench, per fold": _s(row["framework_s"]),
+                "plain loop, per fold": _s(row["plain_s"]),
+                "fold_ratio (target)": f"{row['fold_ratio']:.2f} (<= {targets.get(method, '?')})",
+                "met": VERDICT[ok.get(f"fold_ratio_{method}")],
+                "same weights": VERDICT[detail.get("identical_weights")],
+                "extraction": f"{row['extraction_s']:.4f} s",
+                "notebook's extraction": f"{detail.get('notebook_extraction_s', float('nan')):.3f} s",
+                "plain folds of the study, summed": _s(plain_sums.get(method)),
+                "fast, per fold": _s(detail.get("fast_s")),
+                "fast / plain": _x(_divide(detail.get("fast_s"), row["plain_s"])),
+                "fast: same formulas": _text(detail.get("fast_same_formulas")),
+            }
+        )
+    first = next(iter(folds.values()), {})
+    runs, size = len(first.get("framework_runs_s", [])), first.get("networks_per_module", 1)
+    return render.to_markdown(pd.DataFrame(records)) + (
+        f"\nThe {size} MIMIC-II folds one study process trains, through lenbench (`run_folds`: their networks "
+        f"trained together in one LightningModule, standard hooks) and through the plain loop one after another, "
+        f"per fold; median of {runs}.\n"
+    )
+
+
+def numerics_tables(bench: Path) -> str:
+    """Per committed ``numerics-<cpu>.json``: each setting's agreement with the default and its relative time."""
+    parts = []
+    for path in sorted(bench.glob("numerics-*.json")):
+        record = json.loads(path.read_text())
+        settings = record["settings"]
+        methods = list(next(iter(settings.values())))
+        records = [
+            {"setting": "default" if name == "default" else f"`{name.replace(',', ' ')}`"}
+            | {
+                f"{m}: same as default / time": f"{VERDICT[r[m]['equals_default']]} / {r[m]['time_vs_default']:.2f}x"
+                for m in methods
+            }
+            for name, r in settings.items()
+        ]
+        load = record.get("load_before") or [float("nan")]
+        parts.append(
+            f"`{path.name}` (`make numerics`): {record['cpu_model']}, MIMIC-II folds {record['folds_run']}, load "
+            f"average {load[0]:.1f} when it started.\n\n" + render.to_markdown(pd.DataFrame(records))
+        )
+    return "\n".join(parts) or "No `make numerics` result committed yet: run `make numerics`.\n"
+
+
+def gpu_table(bench: Path) -> str:
+    """The newest ``gpu-<date>.json``: the GPU runs' times and their agreement with the CPU reference."""
+    found = sorted(bench.glob("gpu-*.json"))
+    if not found:
+        return (
+            "No GPU result committed yet: run `bash benchmarks/gpu_check.sh` on a machine with a CUDA GPU.\n"
+        )
+    record = json.loads(found[-1].read_text())
+    runs = [
+        (f"`{r['command']}`", _s(r.get("wall_s")), VERDICT[r.get("finished")], r.get("folds", "n/a"))
+        for r in record["runs"].values()
+    ]
+    columns = ["GPU run", "wall time", "finished in its time limit", "folds"]
+    agreement = [
+        (run, record["reference"].get(run), method, row["folds"], _share(row.get("same_formula")))
+        + (_g(row.get("max_abs_metric_difference")), _g(row.get("max_abs_job_metric_difference")))
+        for run, by_method in record["agreement"].items()
+        for method, row in (by_method or {}).items()
+    ]
+    compared = "No CPU reference to compare with.\n"
+    if agreement:
+        names = ["run", "CPU reference", "method", "folds compared", "same formula"]
+        names += ["max abs fold metric difference", "max abs job metric difference (same folds only)"]
+        compared = render.to_markdown(pd.DataFrame(agreement, columns=names))
+    where = f"{record['device']}, torch {record.get('torch', '?')}, {record.get('date', '?')}"
+    return (
+        f"`{found[-1].name}` (`bash benchmarks/gpu_check.sh`): {where}, commit "
+        f"`{str(record.get('git_commit', '?'))[:10]}`.\n\n"
+        + render.to_markdown(pd.DataFrame(runs, columns=columns))
+        + "\n"
+        + compared
+    )
+
+
+def performance_tables(bench: Path) -> dict[str, str]:
+    """The Performance section's tables from ``bench`` (``benchmarks/results``)."""
+    out = {"numerics": numerics_tables(bench), "performance_gpu": gpu_table(bench)}
+    latest = bench / "latest.json"
+    if not latest.is_file():
+        missing = f"No benchmark result committed yet: run `make bench` (it writes `{LATEST}`), then `make readme-tables`.\n"
+        return {**out, "performance": missing, "performance_folds": missing}
+    report = json.loads(latest.read_text())
+    return {**out, "performance": performance(report), "performance_folds": performance_folds(report)}

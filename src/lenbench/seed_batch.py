@@ -1,0 +1,161 @@
+"""Seed batching: the jobs of a sweep that differ only in their seed train their networks together.
+
+``python -m train method=psi -m seed=0,1,2`` is three jobs on the same folds (``cv.split_seed`` does not follow the
+seed). Hydra's launcher runs them one after another in one process; lenbench's launcher
+(``hydra/launcher=seed_batching``, the default) first groups them (:func:`seed_groups`) and hands each job its
+group's :class:`SeedBatch` (:func:`batch_scope`). The first job of a group that trains together fits every seed's
+networks in its fold modules, records its own folds and leaves the others' fold results in the batch; each later
+job of the group records the results left for its seed, trained with exactly its configuration, instead of
+training again. In ``exact`` batching every network is bit-identical to its job trained alone, so a sweep's records
+do not depend on whether it was batched.
+
+A job only trains a seed with it when their resolved configurations differ in nothing but the seed (a data set
+whose concepts follow the seed, such as an encoder's, is not shared), when that seed's job is not FINISHED in the
+store already, and when the method trains networks together (not a tree, nor stock callbacks).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from lenbench.config import flatten
+
+log = logging.getLogger(__name__)
+
+# Keys that hold the seed itself: a sweep's jobs that differ only there are one group.
+SEED_KEYS = frozenset({"seed", "method.explainer.seed"})
+
+
+@dataclass
+class SeedBatch:
+    """The seeds of one group of a sweep's jobs, in job order, and the fold results trained for seeds whose job
+    has not run yet (``results[seed]``), with the run name of the job that trained them."""
+
+    seeds: tuple[int, ...]
+    results: dict[int, list[Any]] = field(default_factory=dict)
+    trained_by: dict[int, str] = field(default_factory=dict)
+
+    def leave(self, seed: int, results: Sequence[Any], trained_by: str) -> None:
+        """Keep ``results`` for the job of ``seed``."""
+        self.results[seed] = list(results)
+        self.trained_by[seed] = trained_by
+
+    def take(self, seed: int) -> tuple[list[Any], str] | None:
+        """The results left for ``seed`` (and who trained them), once: a rerun of the job trains again."""
+        if seed not in self.results:
+            return None
+        return self.results.pop(seed), self.trained_by.pop(seed)
+
+
+_CURRENT: contextvars.ContextVar[SeedBatch | None] = contextvars.ContextVar(
+    "lenbench_seed_batch", default=None
+)
+
+
+def current_batch() -> SeedBatch | None:
+    """The batch of the job running now (set by the seed-batching launcher), None outside one."""
+    return _CURRENT.get()
+
+
+@contextmanager
+def batch_scope(batch: SeedBatch | None) -> Iterator[None]:
+    """Run a job with ``batch`` as its :func:`current_batch`."""
+    token = _CURRENT.set(batch)
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
+
+
+def seed_groups(configs: Sequence[Mapping[str, Any]]) -> list[list[int]]:
+    """Indices of the jobs whose (unresolved) configurations are equal but for ``seed``, in job order; jobs
+    alone in their group, or whose seed repeats another's, form groups of one."""
+    groups: dict[str, list[int]] = {}
+    for index, config in enumerate(configs):
+        key = repr(sorted((k, repr(v)) for k, v in flatten(dict(config)).items() if k != "seed"))
+        groups.setdefault(key, []).append(index)
+    result = []
+    for members in groups.values():
+        seeds = [configs[i].get("seed") for i in members]
+        result += [members] if len(set(map(repr, seeds))) == len(seeds) else [[i] for i in members]
+    return sorted(result)
+
+
+def differs_only_in_seed(resolved: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
+    """Whether two resolved job configurations differ in nothing but their seed keys (:data:`SEED_KEYS`)."""
+    a, b = flatten(dict(resolved)), flatten(dict(other))
+    return all(
+        a.get(k) == b.get(k) for k in set(a) | set(b) if k not in SEED_KEYS and not k.startswith("hydra.")
+    )
+
+
+@dataclass(frozen=True)
+class Companion:
+    """Another seed of the sweep whose networks this job trains with its own (``make_explainer`` builds its
+    explainer exactly as that seed's job would)."""
+
+    seed: int
+    make_explainer: Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class BatchTrained:
+    """Folds of this job already trained by an earlier job of its seed batch, and that job's run name."""
+
+    results: dict[int, Any]
+    trained_by: str = ""
+
+
+def plan_seed_batch(
+    batch: SeedBatch | None,
+    cfg: Any,
+    run_name: str,
+    trains_together: bool,
+    finished: Callable[[dict[str, Any]], bool],
+    explainer_factory: Callable[[Any], Callable[[], Any]],
+) -> tuple[BatchTrained, list[Companion]]:
+    """What a job's seed batch gives it: the folds an earlier job of the batch trained for it; else, when it is
+    the first of its batch to train, the later seeds it trains with it: same resolved configuration but for the
+    seed, not ``finished`` (their resolved config FINISHED in the store), a method whose networks train together.
+    ``explainer_factory(config)``: the explainer factory of another seed's config."""
+    seed = int(cfg.seed)
+    taken = batch.take(seed) if batch is not None else None
+    if taken is not None:
+        log.info("%s: %d fold(s) trained by %s (seed batching)", run_name, len(taken[0]), taken[1])
+        return BatchTrained({r.fold: r for r in taken[0]}, taken[1]), []
+    if batch is None or seed not in batch.seeds or not trains_together:
+        return BatchTrained({}), []
+    from omegaconf import OmegaConf
+
+    own = OmegaConf.to_container(cfg, resolve=True)
+    companions = []
+    for other_seed in batch.seeds[batch.seeds.index(seed) + 1 :]:
+        other = cfg.copy()
+        other.seed = other_seed
+        resolved = OmegaConf.to_container(other, resolve=True)
+        if differs_only_in_seed(own, resolved) and not finished(resolved):
+            companions.append(Companion(other_seed, explainer_factory(other)))
+    if companions:
+        seeds = ", ".join(str(c.seed) for c in companions)
+        log.info(
+            "%s: trains seed(s) %s of this sweep with its folds (seed batching; their jobs record them)",
+            run_name,
+            seeds,
+        )
+    return BatchTrained({}), companions
+
+
+def seed_batch_tags(cfg: Any, trained: BatchTrained, companions: Sequence[Companion]) -> dict[str, str]:
+    """A job's tags ``seed_batch`` (the seeds whose networks trained with its own) and ``seed_batch_trained_by``
+    (the run of the job that trained its networks)."""
+    tags = {}
+    if companions:
+        tags["seed_batch"] = ",".join(str(s) for s in [int(cfg.seed), *(c.seed for c in companions)])
+    if trained.trained_by:
+        tags["seed_batch_trained_by"] = trained.trained_by
+    return tags

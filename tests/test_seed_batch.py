@@ -1,0 +1,103 @@
+"""Seed batching: a sweep's jobs that differ only in the seed train their networks together, bit-identical to the
+jobs run alone; seeds whose data follow the seed, FINISHED jobs and methods that do not train together stay apart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from helpers import run_train, store_uri
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+import train  # noqa: F401 - registers the config schema
+from lenbench.seed_batch import SeedBatch, batch_scope, current_batch, differs_only_in_seed, seed_groups
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+PSI = ("method=psi", "data=xor", "method.explainer.epochs=200", "cv.n_splits=3")
+
+
+def resolved(*overrides: str) -> dict:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return OmegaConf.to_container(compose(config_name="train", overrides=list(overrides)), resolve=True)
+
+
+def test_jobs_equal_but_for_the_seed_form_one_group_in_job_order() -> None:
+    configs = [
+        {"method": {"name": "psi", "explainer": {"seed": "${seed}"}}, "seed": 0},
+        {"method": {"name": "tree", "explainer": {"seed": "${seed}"}}, "seed": 0},
+        {"method": {"name": "psi", "explainer": {"seed": "${seed}"}}, "seed": 1},
+        {"method": {"name": "tree", "explainer": {"seed": "${seed}"}}, "seed": 1},
+        {"method": {"name": "psi", "explainer": {"seed": "${seed}"}}, "seed": 2, "cv": {"n_splits": 5}},
+    ]
+    assert seed_groups(configs) == [[0, 2], [1, 3], [4]]
+    repeated = [{"seed": 3, "method": "psi"}, {"seed": 3, "method": "psi"}]
+    assert seed_groups(repeated) == [[0], [1]]  # the same job twice is not two seeds
+
+
+def test_a_data_set_that_follows_the_seed_is_not_shared() -> None:
+    assert differs_only_in_seed(resolved(*PSI, "seed=0"), resolved(*PSI, "seed=1"))
+    assert not differs_only_in_seed(resolved(*PSI, "seed=0"), resolved(*PSI, "seed=1", "cv.n_splits=4"))
+    trig = ("method=psi", "data=trig")  # its concept encoder is seeded with the job's seed
+    assert not differs_only_in_seed(resolved(*trig, "seed=0"), resolved(*trig, "seed=1"))
+
+
+def test_the_batch_is_the_current_one_only_inside_its_scope() -> None:
+    batch = SeedBatch((0, 1))
+    assert current_batch() is None
+    with batch_scope(batch):
+        assert current_batch() is batch
+    assert current_batch() is None
+    batch.leave(1, ["fold results"], "psi-s0")
+    assert batch.take(1) == (["fold results"], "psi-s0")
+    assert batch.take(1) is None  # once: a rerun of the job trains again
+
+
+def _results(folder: Path) -> pd.DataFrame:
+    table = pd.read_csv(folder / "results.csv")
+    return table[[c for c in table.columns if "time" not in c]]
+
+
+def _job_tags(tmp_path: Path) -> dict[str, dict[str, str]]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(store_uri(tmp_path))
+    runs = client.search_runs([client.get_experiment_by_name("xor").experiment_id], max_results=1000)
+    return {
+        r.data.tags["mlflow.runName"]: r.data.tags for r in runs if "mlflow.parentRunId" not in r.data.tags
+    }
+
+
+@pytest.mark.e2e
+def test_a_seed_sweep_trains_together_and_equals_the_jobs_alone(tmp_path: Path) -> None:
+    proc = run_train(tmp_path / "sweep", *PSI, "seed=0,1,2", multirun=True, uri=store_uri(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "psi-s0: trains seed(s) 1, 2 of this sweep with its folds" in proc.stderr
+    assert "psi-s2: 3 fold(s) trained by psi-s0 (seed batching)" in proc.stderr
+    tags = _job_tags(tmp_path)
+    assert tags["psi-s0"]["seed_batch"] == "0,1,2"
+    assert tags["psi-s1"]["seed_batch_trained_by"] == "psi-s0"
+    assert tags["psi-s2"]["seed_batch_trained_by"] == "psi-s0"
+    for seed in (1, 2):
+        alone = run_train(tmp_path / f"alone{seed}", *PSI, f"seed={seed}", "tracking.enabled=false")
+        assert alone.returncode == 0, alone.stderr[-3000:]
+        batched = _results(tmp_path / "sweep" / "sweep" / f"{seed}-psi-s{seed}")
+        pd.testing.assert_frame_equal(batched, _results(tmp_path / f"alone{seed}" / "job"))
+
+
+@pytest.mark.e2e
+def test_a_finished_seed_is_not_trained_again_and_a_tree_sweep_is_not_batched(tmp_path: Path) -> None:
+    uri = store_uri(tmp_path)
+    first = run_train(tmp_path / "s1", *PSI, "seed=1", uri=uri)
+    assert first.returncode == 0, first.stderr[-3000:]
+    proc = run_train(tmp_path / "sweep", *PSI, "seed=0,1", multirun=True, uri=uri)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "trains seed(s)" not in proc.stderr  # seed 1 is FINISHED: seed 0 trains alone, seed 1 is skipped
+    assert "already FINISHED" in proc.stderr
+    assert "seed_batch" not in _job_tags(tmp_path)["psi-s0"]
+    trees = run_train(
+        tmp_path / "trees", "method=tree", "data=xor", "cv.n_splits=3", "seed=0,1", multirun=True, uri=uri
+    )
+    assert trees.returncode == 0, trees.stderr[-3000:]
+    assert "seed batching" not in trees.stderr and "trains seed(s)" not in trees.stderr
