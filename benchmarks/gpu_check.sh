@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check (issue 15), for a machine with one CUDA GPU; under 8 minutes with the default time limits:
 #   (a) the notebook's study on the GPU:  python -m train -m experiment=mimic_paper trainer=gpu
-#   (b) a 10-seed psi sweep on the GPU:   python -m train -m method=psi seed=0,1,...,9 trainer=gpu
+#   (b) a 10-seed psi sweep on the GPU:   python -m train -m method=psi seed=0,1,...,9 trainer=gpu (one process: its
+#       first job trains all 100 networks on the device, seed batching, stacked with trainer.batching=auto)
 # each timed, with a fresh temporary MLflow store, and stopped at its time limit (STUDY_LIMIT_S, SEEDS_LIMIT_S: the
 # folds finished by then are still compared, and the record says the run did not finish). Then the GPU study's
 # folds are compared with a CPU run of the same study: CPU_REFERENCE, a folder of job folders (results.csv +
@@ -45,7 +46,7 @@ if [[ -z ${LENBENCH_DATA_DIR:-} ]]; then  # as the Makefile: ../shared/data when
 fi
 export LENBENCH_DATA_DIR
 read -r -a extra <<<"$EXTRA_ARGS"  # overrides such as cv.folds=[0]: split on spaces, never globbed
-export PYTHONHASHSEED=0  # explanation_consistency's last bit follows the string hash seed (see benchmarks/bench.py)
+export PYTHONHASHSEED=0  # as make bench: one string hash seed for every run (see benchmarks/study_runs.py)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/lenbench-gpu-XXXXXX")
 trap 'rm -rf "$work"' EXIT

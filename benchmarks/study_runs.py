@@ -77,8 +77,8 @@ def run_study(
     env = {
         **os.environ,
         "LENBENCH_DATA_DIR": str(data_root),
-        # explanation_consistency averages over a set of concept names, whose order follows Python's string hash:
-        # its last bit changes with the hash seed (not with parallelism). One seed for every run of the benchmark.
+        # One string hash seed for every run: explanation_consistency no longer depends on it (an exact integer
+        # sum), but an older checkout's summed floats in the order of a set of names, which follows that seed.
         "PYTHONHASHSEED": PYTHON_HASH_SEED,
     }
     dirs = [workdir / f"command{i}" for i in range(len(commands))]

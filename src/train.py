@@ -110,5 +110,7 @@ def main(cfg: DictConfig) -> float:
 if __name__ == "__main__":
     sys.argv = multirun_flag_first(sys.argv)
     check_before_hydra(sys.argv[1:])
-    main()
-    gc.freeze()  # the exit's garbage collections skip the module heap (torch, Lightning, MLflow): ~2 s saved
+    try:
+        main()
+    finally:
+        gc.freeze()  # the exit's garbage collections then skip the module heap (torch, Lightning, MLflow)

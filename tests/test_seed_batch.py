@@ -3,16 +3,36 @@ jobs run alone; seeds whose data follow the seed, FINISHED jobs and methods that
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+import pytorch_lightning as pl
+import torch
 from helpers import run_train, store_uri
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import train  # noqa: F401 - registers the config schema
-from lenbench.seed_batch import SeedBatch, batch_scope, current_batch, differs_only_in_seed, seed_groups
+from lenbench.callbacks import L1Regularization
+from lenbench.callbacks.base import training_networks
+from lenbench.callbacks.l1 import linear_layers
+from lenbench.data.synthetic import make_dnf
+from lenbench.explainers.relu_net import ReluNetExplainer
+from lenbench.fold_runner import iter_folds
+from lenbench.folds import CVConfig
+from lenbench.seed_batch import (
+    SeedBatch,
+    batch_scope,
+    current_batch,
+    differs_only_in_seed,
+    plan_seed_batch,
+    seed_groups,
+)
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 PSI = ("method=psi", "data=xor", "method.explainer.epochs=200", "cv.n_splits=3")
@@ -101,3 +121,43 @@ def test_a_finished_seed_is_not_trained_again_and_a_tree_sweep_is_not_batched(tm
     )
     assert trees.returncode == 0, trees.stderr[-3000:]
     assert "seed batching" not in trees.stderr and "trains seed(s)" not in trees.stderr
+
+
+class _PoisonWhenTogether(pl.Callback):
+    """NaN into the last network's first bias at epoch 3, only when the module trains several networks."""
+
+    def on_train_epoch_end(self, trainer, module) -> None:  # noqa: ANN001
+        networks = training_networks(module)
+        if trainer.current_epoch == 3 and len(networks) > 1:
+            with torch.no_grad():
+                linear_layers(networks[-1])[0].bias[0] = float("nan")
+
+
+def _pruning(seed: int) -> Callable[[], ReluNetExplainer]:
+    callbacks = [L1Regularization(1e-3, include_bias=True), _PoisonWhenTogether()]
+    return lambda: ReluNetExplainer(seed=seed, epochs=60, lr=1e-2, callbacks=callbacks)
+
+
+def test_when_another_seed_fails_the_job_trains_its_folds_alone(caplog: pytest.LogCaptureFixture) -> None:
+    data = make_dnf(n_samples=300, seed=0)
+    cv = CVConfig(n_splits=3)
+    with caplog.at_level(logging.WARNING):
+        together = list(iter_folds(data, [0], cv, _pruning(1), companions=[_pruning(2)]))
+    assert "training with the sweep's other seeds failed (TrainingDiverged" in caplog.text
+    assert [r.member for r in together] == [0]  # none for the seed that failed: its own job trains it
+    alone = list(iter_folds(data, [0], cv, _pruning(1)))  # one network: never poisoned
+    for a, b in zip(together, alone, strict=True):
+        assert str(a.formula) == str(b.formula) and a.metrics["model_accuracy"] == b.metrics["model_accuracy"]
+
+
+def test_the_first_job_plans_the_later_seeds_and_the_later_jobs_take_their_folds() -> None:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        first, second = (compose(config_name="train", overrides=[*PSI, f"seed={s}"]) for s in (0, 1))
+    batch = SeedBatch((0, 1, 2, 3))
+    plan = partial(plan_seed_batch, explainer_factory=lambda config: config.seed)
+    _, companions = plan(batch, first, "psi-s0", True, finished=lambda resolved: resolved["seed"] == 2)
+    assert [(c.seed, c.make_explainer) for c in companions] == [(1, 1), (3, 3)]  # 2 is FINISHED
+    assert plan(batch, first, "psi-s0", False, finished=lambda _: False)[1] == []  # a tree, or a resumed job
+    batch.leave(1, [SimpleNamespace(fold=4)], "psi-s0")
+    trained, companions = plan(batch, second, "psi-s1", True, finished=lambda _: False)
+    assert list(trained.results) == [4] and trained.trained_by == "psi-s0" and companions == []

@@ -19,6 +19,7 @@ a complete run the idle workers exit, and any that does not within seconds is ki
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -30,6 +31,8 @@ from lenbench.data.base import ConceptDataset
 from lenbench.explainers.base import Explainer
 from lenbench.folds import CVConfig, FoldFailed, FoldResult, run_folds
 from lenbench.scoring import METRICS, MetricSet
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -75,12 +78,31 @@ def iter_folds(
     """Yield fold results, in fold order when sequential, as their tasks complete with ``cv.n_jobs`` > 1
     processes; ``export_models``: each carries its fitted model (:class:`~lenbench.models.export.ModelExport`).
     ``companions``: explainer factories (a sweep's other seeds) trained with each group's folds, their results
-    yielded too (``member`` > 0; no events); only for explainers that train together."""
+    yielded too (``member`` > 0; no events); only for explainers that train together. When training a group with
+    them fails, the group trains again alone (the failure may be another seed's) and yields no companion result."""
 
     def run(group: list[int], sinks: list[ProgressSink]) -> list[FoldResult]:
-        return run_folds(
-            dataset, group, cv, make_explainer, target_class, metrics, sinks, export_models, companions
-        )
+        if companions:
+            try:
+                return run_folds(
+                    dataset,
+                    group,
+                    cv,
+                    make_explainer,
+                    target_class,
+                    metrics,
+                    sinks,
+                    export_models,
+                    companions,
+                )
+            except Exception as exc:  # noqa: BLE001 - another seed's network may be the one that failed
+                log.warning(
+                    "folds %s: training with the sweep's other seeds failed (%s: %s); training them alone",
+                    group,
+                    type(exc).__name__,
+                    exc,
+                )
+        return run_folds(dataset, group, cv, make_explainer, target_class, metrics, sinks, export_models)
 
     if not fold_indices:
         return

@@ -89,7 +89,8 @@ def run_job(cfg: DictConfig, context: JobContext, metrics: MetricSet = METRICS) 
         uri = tracking_uri(cfg, context.project_dir)
         record_resumed(uri, previous, record.run_name, context.sweep_id, context.out_dir)
         return JobOutcome(summary={}, out_dir=context.out_dir, skipped_by=previous)
-    record, trained, companions = _seed_batch(cfg, context, record, tracker, dataset)
+    reused = reusable_folds(tracker, record, metrics) if cfg.resume else {}
+    record, trained, companions = _seed_batch(cfg, context, record, tracker, dataset, bool(reused))
     _write_job_file(context, experiment, record)
     rows = f"{len(dataset.y)} rows, {dataset.n_concepts} concepts"
     log.info(
@@ -110,13 +111,14 @@ def run_job(cfg: DictConfig, context: JobContext, metrics: MetricSet = METRICS) 
         tracker=tracker,
         record=record,
         metrics=metrics,
-        reused=reusable_folds(tracker, record, metrics) if cfg.resume else {},
+        reused=reused,
         log_models=bool(cfg.method.get("log_model", True)) and bool(cfg.tracking.enabled),
         trained=trained.results,
         companions=[c.make_explainer for c in companions],
     )
     for index, companion in enumerate(companions):
-        context.seed_batch.leave(companion.seed, outcome.companion_folds.get(index, []), record.run_name)
+        if outcome.companion_folds.get(index):  # none when training together failed and the job trained alone
+            context.seed_batch.leave(companion.seed, outcome.companion_folds[index], record.run_name)
     _raise_store_failure(tracker, context.out_dir)
     return JobOutcome(summary=outcome.summary, out_dir=context.out_dir)
 
@@ -350,14 +352,20 @@ def format_summary(
 
 
 def _seed_batch(
-    cfg: DictConfig, context: JobContext, record: JobRecord, tracker: Tracker, dataset: ConceptDataset
+    cfg: DictConfig,
+    context: JobContext,
+    record: JobRecord,
+    tracker: Tracker,
+    dataset: ConceptDataset,
+    resumed: bool,
 ) -> tuple[JobRecord, BatchTrained, list[Companion]]:
-    """The job's share of its seed batch (:func:`lenbench.seed_batch.plan_seed_batch`), its record tagged with it."""
+    """The job's share of its seed batch (:func:`lenbench.seed_batch.plan_seed_batch`), its record tagged with it.
+    A job that resumes an interrupted run (``resumed``: some folds reused) trains no other seed."""
     trained, companions = plan_seed_batch(
         context.seed_batch,
         cfg,
         record.run_name,
-        instantiate(cfg.method.explainer, "method.explainer").trains_together,
+        instantiate(cfg.method.explainer, "method.explainer").trains_together and not resumed,
         finished=partial(_is_finished, tracker, cfg, dataset),
         explainer_factory=lambda other: partial(instantiate, other.method.explainer, "method.explainer"),
     )

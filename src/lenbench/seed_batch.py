@@ -138,7 +138,8 @@ def plan_seed_batch(
         other = cfg.copy()
         other.seed = other_seed
         resolved = OmegaConf.to_container(other, resolve=True)
-        if differs_only_in_seed(own, resolved) and not finished(resolved):
+        valid = isinstance(other_seed, int) and other_seed >= 0  # its own job refuses it, in one line
+        if valid and differs_only_in_seed(own, resolved) and not finished(resolved):
             companions.append(Companion(other_seed, explainer_factory(other)))
     if companions:
         seeds = ", ".join(str(c.seed) for c in companions)
