@@ -7,7 +7,6 @@ import logging
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -24,7 +23,8 @@ from lenbench.callbacks.l1 import linear_layers
 from lenbench.data.synthetic import make_dnf
 from lenbench.explainers.relu_net import ReluNetExplainer
 from lenbench.fold_runner import iter_folds
-from lenbench.folds import CVConfig
+from lenbench.folds import CVConfig, FoldResult
+from lenbench.logic.formula import Formula
 from lenbench.seed_batch import (
     SeedBatch,
     batch_scope,
@@ -95,6 +95,9 @@ def test_a_seed_sweep_trains_together_and_equals_the_jobs_alone(tmp_path: Path) 
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "psi-s0: trains seed(s) 1, 2 of this sweep with its folds" in proc.stderr
     assert "psi-s2: 3 fold(s) trained by psi-s0 (seed batching)" in proc.stderr
+    assert (
+        "epoch 199 loss" in proc.stderr and "(trained by psi-s0):" in proc.stderr
+    )  # each fold's line says so
     tags = _job_tags(tmp_path)
     assert tags["psi-s0"]["seed_batch"] == "0,1,2"
     assert tags["psi-s1"]["seed_batch_trained_by"] == "psi-s0"
@@ -158,6 +161,7 @@ def test_the_first_job_plans_the_later_seeds_and_the_later_jobs_take_their_folds
     _, companions = plan(batch, first, "psi-s0", True, finished=lambda resolved: resolved["seed"] == 2)
     assert [(c.seed, c.make_explainer) for c in companions] == [(1, 1), (3, 3)]  # 2 is FINISHED
     assert plan(batch, first, "psi-s0", False, finished=lambda _: False)[1] == []  # a tree, or a resumed job
-    batch.leave(1, [SimpleNamespace(fold=4)], "psi-s0")
+    batch.leave(1, [FoldResult(fold=4, formula=Formula.false(), metrics={})], "psi-s0")
     trained, companions = plan(batch, second, "psi-s1", True, finished=lambda _: False)
     assert list(trained.results) == [4] and trained.trained_by == "psi-s0" and companions == []
+    assert trained.results[4].info == {"trained_by": "psi-s0"}  # in explanations.json and the fold's log line

@@ -338,7 +338,8 @@ def _training_note(result: FoldResult) -> str:
     if not result.loss_curve:
         return ""
     epoch, loss = result.loss_curve[-1]
-    return f" epoch {epoch} loss {loss:.4f}"
+    trained_by = result.info.get("trained_by")  # seed batching: another job of the sweep trained it
+    return f" epoch {epoch} loss {loss:.4f}" + (f" (trained by {trained_by})" if trained_by else "")
 
 
 def _short(text: str, width: int = 80) -> str:

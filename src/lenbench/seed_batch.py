@@ -20,7 +20,7 @@ import contextvars
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lenbench.config import flatten
@@ -127,7 +127,8 @@ def plan_seed_batch(
     taken = batch.take(seed) if batch is not None else None
     if taken is not None:
         log.info("%s: %d fold(s) trained by %s (seed batching)", run_name, len(taken[0]), taken[1])
-        return BatchTrained({r.fold: r for r in taken[0]}, taken[1]), []
+        marked = {r.fold: replace(r, info={**r.info, "trained_by": taken[1]}) for r in taken[0]}
+        return BatchTrained(marked, taken[1]), []
     if batch is None or seed not in batch.seeds or not trains_together:
         return BatchTrained({}), []
     from omegaconf import OmegaConf
