@@ -75,6 +75,8 @@ from bench_record import machine, write_results  # noqa: E402
 from plain_study import DEFAULT_COST, method_config, run_plain_parallel  # noqa: E402
 from study_runs import PYTHON_HASH_SEED, compare_results, run_study  # noqa: E402
 
+from lenbench.nn.allocator import keep_freed_buffers  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("pruning", "weights", "psi")
 BATCHING = ("exact", "fast", "auto", "off")
@@ -546,6 +548,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
+    keep_freed_buffers()  # as every lenbench job does: the plain loop (here and in its forked workers) runs with it too
     load_before, began, where = os.getloadavg(), time.perf_counter(), machine()
     print(
         f"lenbench benchmark on {where['cpu']} ({where['cores']} cores), load average "

@@ -34,6 +34,7 @@ from omegaconf import OmegaConf
 from lenbench.callbacks.l1 import L1Regularization
 from lenbench.callbacks.pruning import FanInPruning, FeaturePruning, prune_fan_in, prune_features
 from lenbench.explainers.network import NetworkExplainer
+from lenbench.nn.allocator import keep_freed_buffers
 from lenbench.nn.trainer import set_seed
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
+    keep_freed_buffers()  # as every lenbench job does, for both the framework and the plain loop
     root = args.data_root or Path(os.environ.get("LENBENCH_DATA_DIR", REPO.parent / "shared" / "data"))
     x, y, source = load_data(root, args.random)
 

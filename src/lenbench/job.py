@@ -33,6 +33,7 @@ from lenbench.errors import ConfigError, UserError
 from lenbench.experiment import JobRecord, run_experiment
 from lenbench.folds import CVConfig, FoldResult, check_cv
 from lenbench.logic.formula import Formula
+from lenbench.nn.allocator import keep_freed_buffers
 from lenbench.scoring import METRICS, MetricSet
 from lenbench.seed_batch import BatchTrained, Companion, SeedBatch, plan_seed_batch, seed_batch_tags
 from lenbench.tracking.environment import environment
@@ -72,6 +73,7 @@ def run_job(cfg: DictConfig, context: JobContext, metrics: MetricSet = METRICS) 
 
     _check_settings(cfg)
     torch.set_num_threads(int(cfg.torch_threads))
+    keep_freed_buffers()  # process-wide, inherited by the fold workers (lenbench.nn.allocator)
     cv = cv_config(cfg, context.parallel_launcher)
     dataset = instantiate(cfg.data, "data")
     _check_target(dataset, int(cfg.target_class))

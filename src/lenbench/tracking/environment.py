@@ -12,6 +12,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from lenbench.nn.allocator import allocator_settings
+
 _PACKAGES = (
     "torch",
     "pytorch-lightning",
@@ -115,5 +117,6 @@ def environment(project_dir: str | Path, torch_threads: int) -> dict[str, Any]:
         "processor": platform.processor(),
         "cpu_model": cpu_model(),
         "numerics": numerics(),
+        "allocator": allocator_settings(),  # glibc malloc settings lenbench applies (lenbench.nn.allocator)
         "packages": package_versions(),
     }

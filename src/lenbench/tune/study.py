@@ -32,6 +32,7 @@ from lenbench.data.base import ConceptDataset, Fold
 from lenbench.errors import ConfigError
 from lenbench.folds import FoldFailed
 from lenbench.job import JobContext, cv_config, experiment_name, instantiate, run_job, tracking_uri
+from lenbench.nn.allocator import keep_freed_buffers
 from lenbench.scoring import METRICS, MetricSet
 from lenbench.tune.inner import inner_fold, mean_scores, score_on_validation
 from lenbench.tune.settings import BUDGET_KEYS
@@ -160,6 +161,7 @@ def run_study(cfg: DictConfig, context: JobContext, metrics: MetricSet = METRICS
     from lenbench.tune import files, optuna_study
 
     torch.set_num_threads(int(cfg.torch_threads))
+    keep_freed_buffers()
     method = str(cfg.method.name)
     space = parse_space(OmegaConf.to_container(cfg.search, resolve=True), cfg, method)
     uri = tracking_uri(cfg, context.project_dir)
@@ -319,6 +321,7 @@ def run_worker(search: Search, worker: int, n_trials: int) -> None:
         stream=sys.stderr,
     )
     torch.set_num_threads(int(search.job_cfg.torch_threads))
+    keep_freed_buffers()
     try:
         recorder = StudyRecorder(search.uri, search.experiment, search.spec.name)
         study = optuna_study.load(search.spec, worker)
