@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import platform
 import subprocess
 import sys
 
 import pytest
 from helpers import HANG_GUARD_S, REPO
 
-from lenbench.nn.allocator import SETTINGS, allocator_settings, keep_freed_buffers
+from lenbench.nn.allocator import SETTINGS, allocator_settings, glibc, keep_freed_buffers
 from lenbench.tracking.environment import environment
 
-GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+GLIBC = glibc()
 
 
 @pytest.mark.skipif(not GLIBC, reason="glibc's mallopt only")

@@ -158,10 +158,10 @@ def test_the_first_job_plans_the_later_seeds_and_the_later_jobs_take_their_folds
         first, second = (compose(config_name="train", overrides=[*PSI, f"seed={s}"]) for s in (0, 1))
     batch = SeedBatch((0, 1, 2, 3))
     plan = partial(plan_seed_batch, explainer_factory=lambda config: config.seed)
-    _, companions = plan(batch, first, "psi-s0", True, finished=lambda resolved: resolved["seed"] == 2)
+    _, companions = plan(batch, first, "psi-s0", True, apart=lambda _, resolved: resolved["seed"] == 2)
     assert [(c.seed, c.make_explainer) for c in companions] == [(1, 1), (3, 3)]  # 2 is FINISHED
-    assert plan(batch, first, "psi-s0", False, finished=lambda _: False)[1] == []  # a tree, or a resumed job
+    assert plan(batch, first, "psi-s0", False, apart=lambda *_: False)[1] == []  # a tree, or a resumed job
     batch.leave(1, [FoldResult(fold=4, formula=Formula.false(), metrics={})], "psi-s0")
-    trained, companions = plan(batch, second, "psi-s1", True, finished=lambda _: False)
+    trained, companions = plan(batch, second, "psi-s1", True, apart=lambda *_: False)
     assert list(trained.results) == [4] and trained.trained_by == "psi-s0" and companions == []
     assert trained.results[4].info == {"trained_by": "psi-s0"}  # in explanations.json and the fold's log line

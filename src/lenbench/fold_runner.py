@@ -24,6 +24,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from lenbench.callbacks.progress import ProgressSink, TrainingProgress
@@ -82,19 +83,12 @@ def iter_folds(
     them fails, the group trains again alone (the failure may be another seed's) and yields no companion result."""
 
     def run(group: list[int], sinks: list[ProgressSink]) -> list[FoldResult]:
+        train = partial(
+            run_folds, dataset, group, cv, make_explainer, target_class, metrics, sinks, export_models
+        )
         if companions:
             try:
-                return run_folds(
-                    dataset,
-                    group,
-                    cv,
-                    make_explainer,
-                    target_class,
-                    metrics,
-                    sinks,
-                    export_models,
-                    companions,
-                )
+                return train(companions)
             except Exception as exc:  # noqa: BLE001 - another seed's network may be the one that failed
                 log.warning(
                     "folds %s: training with the sweep's other seeds failed (%s: %s); training them alone",
@@ -102,7 +96,7 @@ def iter_folds(
                     type(exc).__name__,
                     exc,
                 )
-        return run_folds(dataset, group, cv, make_explainer, target_class, metrics, sinks, export_models)
+        return train()
 
     if not fold_indices:
         return

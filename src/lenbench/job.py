@@ -232,7 +232,7 @@ def job_record(
         "cpu_model": env["cpu_model"],  # results differ across CPU types: a column to split or filter by
         "data_checksum": dataset.checksum or "",
         # A job is its config and its data: an edited table is a new job, never "already FINISHED".
-        "config_hash": config_hash({**resolved, "data_checksum": dataset.checksum or ""}),
+        "config_hash": job_hash(resolved, dataset),
         "sweep_id": context.sweep_id,
     }
     texts = {
@@ -248,6 +248,11 @@ def job_record(
         texts=texts,
         summary_extra={"seed": int(cfg.seed), "environment": env},
     )
+
+
+def job_hash(resolved: dict[str, Any], dataset: ConceptDataset) -> str:
+    """A job's identity (resume key): its resolved config and its data (an edited table is a new job)."""
+    return config_hash({**resolved, "data_checksum": dataset.checksum or ""})
 
 
 def _data_record(dataset: ConceptDataset) -> dict[str, Any]:
@@ -291,9 +296,14 @@ def _fold_result(stored: Any, metrics: MetricSet) -> FoldResult:
     )
 
 
-def _finished_run(tracker: Tracker, record: JobRecord, cfg: DictConfig) -> str | None:
+def _finished_id(tracker: Tracker, cfg: DictConfig, job_key: str) -> str | None:
+    """The FINISHED run of the job whose hash is ``job_key``, when resuming and the tracker can tell."""
     find = getattr(tracker, "find_finished", None)
-    previous = find(record.tags["config_hash"]) if cfg.resume and find is not None else None
+    return find(job_key) if cfg.resume and find is not None else None
+
+
+def _finished_run(tracker: Tracker, record: JobRecord, cfg: DictConfig) -> str | None:
+    previous = _finished_id(tracker, cfg, record.tags["config_hash"])
     if previous is not None:
         log.info(
             "%s: skipped, run %s already FINISHED this configuration (resume=false reruns it)",
@@ -368,18 +378,20 @@ def _seed_batch(
         cfg,
         record.run_name,
         instantiate(cfg.method.explainer, "method.explainer").trains_together and not resumed,
-        finished=partial(_is_finished, tracker, cfg, dataset),
+        apart=partial(_trains_apart, tracker, cfg, dataset),
         explainer_factory=lambda other: partial(instantiate, other.method.explainer, "method.explainer"),
     )
     tags = {**record.tags, **seed_batch_tags(cfg, trained, companions)}
     return dataclasses.replace(record, tags=tags), trained, companions
 
 
-def _is_finished(
-    tracker: Tracker, cfg: DictConfig, dataset: ConceptDataset, resolved: dict[str, Any]
+def _trains_apart(
+    tracker: Tracker, cfg: DictConfig, dataset: ConceptDataset, other: DictConfig, resolved: dict[str, Any]
 ) -> bool:
-    """Whether the job of the resolved config ``resolved`` (on ``dataset``) is FINISHED in the store (resume)."""
-    find = getattr(tracker, "find_finished", None)
-    if not cfg.resume or find is None:
-        return False
-    return find(config_hash({**resolved, "data_checksum": dataset.checksum or ""})) is not None
+    """Whether another seed's job (config ``other``, ``resolved``) must run on its own: its settings are refused
+    (its job says so in one line) or it is FINISHED in the store (resume)."""
+    try:
+        _check_settings(other)
+    except ConfigError:
+        return True
+    return _finished_id(tracker, cfg, job_hash(resolved, dataset)) is not None

@@ -34,22 +34,18 @@ SEED_KEYS = frozenset({"seed", "method.explainer.seed"})
 @dataclass
 class SeedBatch:
     """The seeds of one group of a sweep's jobs, in job order, and the fold results trained for seeds whose job
-    has not run yet (``results[seed]``), with the run name of the job that trained them."""
+    has not run yet (``left[seed]``), with the run name of the job that trained them."""
 
     seeds: tuple[int, ...]
-    results: dict[int, list[Any]] = field(default_factory=dict)
-    trained_by: dict[int, str] = field(default_factory=dict)
+    left: dict[int, tuple[list[Any], str]] = field(default_factory=dict)
 
     def leave(self, seed: int, results: Sequence[Any], trained_by: str) -> None:
         """Keep ``results`` for the job of ``seed``."""
-        self.results[seed] = list(results)
-        self.trained_by[seed] = trained_by
+        self.left[seed] = (list(results), trained_by)
 
     def take(self, seed: int) -> tuple[list[Any], str] | None:
         """The results left for ``seed`` (and who trained them), once: a rerun of the job trains again."""
-        if seed not in self.results:
-            return None
-        return self.results.pop(seed), self.trained_by.pop(seed)
+        return self.left.pop(seed, None)
 
 
 _CURRENT: contextvars.ContextVar[SeedBatch | None] = contextvars.ContextVar(
@@ -89,9 +85,7 @@ def seed_groups(configs: Sequence[Mapping[str, Any]]) -> list[list[int]]:
 def differs_only_in_seed(resolved: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
     """Whether two resolved job configurations differ in nothing but their seed keys (:data:`SEED_KEYS`)."""
     a, b = flatten(dict(resolved)), flatten(dict(other))
-    return all(
-        a.get(k) == b.get(k) for k in set(a) | set(b) if k not in SEED_KEYS and not k.startswith("hydra.")
-    )
+    return all(a.get(k) == b.get(k) for k in set(a) | set(b) if k not in SEED_KEYS)
 
 
 @dataclass(frozen=True)
@@ -116,13 +110,13 @@ def plan_seed_batch(
     cfg: Any,
     run_name: str,
     trains_together: bool,
-    finished: Callable[[dict[str, Any]], bool],
+    apart: Callable[[Any, dict[str, Any]], bool],
     explainer_factory: Callable[[Any], Callable[[], Any]],
 ) -> tuple[BatchTrained, list[Companion]]:
     """What a job's seed batch gives it: the folds an earlier job of the batch trained for it; else, when it is
     the first of its batch to train, the later seeds it trains with it: same resolved configuration but for the
-    seed, not ``finished`` (their resolved config FINISHED in the store), a method whose networks train together.
-    ``explainer_factory(config)``: the explainer factory of another seed's config."""
+    seed, not ``apart(config, resolved)`` (the job's own rules: settings it refuses, FINISHED in the store), a method
+    whose networks train together. ``explainer_factory(config)``: the explainer factory of another seed's config."""
     seed = int(cfg.seed)
     taken = batch.take(seed) if batch is not None else None
     if taken is not None:
@@ -139,8 +133,7 @@ def plan_seed_batch(
         other = cfg.copy()
         other.seed = other_seed
         resolved = OmegaConf.to_container(other, resolve=True)
-        valid = isinstance(other_seed, int) and other_seed >= 0  # its own job refuses it, in one line
-        if valid and differs_only_in_seed(own, resolved) and not finished(resolved):
+        if differs_only_in_seed(own, resolved) and not apart(other, resolved):
             companions.append(Companion(other_seed, explainer_factory(other)))
     if companions:
         seeds = ", ".join(str(c.seed) for c in companions)

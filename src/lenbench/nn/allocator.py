@@ -14,7 +14,6 @@ Process-wide, set once where a job (or a benchmark) starts; forked fold workers 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import platform
 
@@ -26,6 +25,7 @@ SETTINGS = {"M_MMAP_THRESHOLD": 64 * 2**20, "M_TRIM_THRESHOLD": 256 * 2**20}
 
 
 def glibc() -> bool:
+    """Whether this process runs on glibc, whose ``mallopt`` takes :data:`SETTINGS`."""
     return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
 
@@ -38,10 +38,7 @@ def keep_freed_buffers() -> dict[str, int]:
     """Apply :data:`SETTINGS` through glibc's ``mallopt``; returns what was applied (empty off glibc)."""
     if not glibc():
         return {}
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return {}
-    mallopt = ctypes.CDLL(name).mallopt
+    mallopt = ctypes.CDLL(None).mallopt  # the process's own symbols: glibc is loaded already
     codes = {"M_MMAP_THRESHOLD": _M_MMAP_THRESHOLD, "M_TRIM_THRESHOLD": _M_TRIM_THRESHOLD}
     applied = {key: value for key, value in SETTINGS.items() if mallopt(codes[key], value) == 1}
     if len(applied) != len(SETTINGS):

@@ -31,7 +31,15 @@ from lenbench.config import config_hash, flatten
 from lenbench.data.base import ConceptDataset, Fold
 from lenbench.errors import ConfigError
 from lenbench.folds import FoldFailed
-from lenbench.job import JobContext, cv_config, experiment_name, instantiate, run_job, tracking_uri
+from lenbench.job import (
+    JobContext,
+    cv_config,
+    experiment_name,
+    instantiate,
+    job_hash,
+    run_job,
+    tracking_uri,
+)
 from lenbench.nn.allocator import keep_freed_buffers
 from lenbench.scoring import METRICS, MetricSet
 from lenbench.tune.inner import inner_fold, mean_scores, score_on_validation
@@ -283,9 +291,7 @@ def score_front(
         log.info("trial %d on the outer test folds -> %s", int(row["trial"]), out)
         outcome = run_job(job, JobContext(context.project_dir, out, sweep_id=str(context.out_dir)))
         resolved = OmegaConf.to_container(job, resolve=True)
-        run_id = outcome.skipped_by or recorder.job_run(
-            config_hash({**resolved, "data_checksum": dataset.checksum or ""})
-        )
+        run_id = outcome.skipped_by or recorder.job_run(job_hash(resolved, dataset))
         summary = outcome.summary or (run_metrics(recorder.uri, run_id) if run_id else {})
         for name in (*spec.objectives, *spec.recorded):
             row[f"test_{name}"] = summary.get(f"{name}_mean", float("nan"))
