@@ -217,7 +217,7 @@ def test_end_of_sweep_summary(tmp_path: Path) -> None:
     assert lines[0] == f"sweep {sweep}: 4 job(s)"
     assert lines[1].startswith("  0-tree-s0: model accuracy 0.810 ± 0.010; consistency 0.500 (n=3 folds) -> ")
     assert "training time" not in lines[1]
-    assert lines[2] == "  1-psi-s0: resumed, metrics in MLflow -> MLflow run abc"
+    assert lines[2] == "  1-psi-s0: already finished, not run again: metrics in MLflow -> MLflow run abc"
     assert lines[3].startswith("  2-rf-s0: did not finish")
     assert lines[4].startswith("  10-brl-s0: did not start")  # job order, 10 after 2
     # The interpreter that ran the sweep, pasteable (a bare `python` is often one without lenbench).

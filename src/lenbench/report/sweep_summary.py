@@ -82,7 +82,10 @@ def job_line(folder: Path, uri: str | None, metrics: MetricSet = METRICS) -> tup
         resumed = json.loads((folder / RESUMED_FILE).read_text())
         values = _stored_metrics(uri, resumed["run_id"])
         shown = metrics_text(values, metrics) or "metrics in MLflow"
-        return f"{folder.name}: resumed, {shown} -> MLflow run {resumed['run_id']}", experiment
+        return (
+            f"{folder.name}: already finished, not run again: {shown} -> MLflow run {resumed['run_id']}",
+            experiment,
+        )
     if job:
         return f"{folder.name}: did not finish (failed or interrupted) -> {folder / 'train.log'}", experiment
     return f"{folder.name}: did not start -> {folder / 'train.log'}", experiment
