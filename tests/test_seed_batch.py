@@ -4,6 +4,7 @@ jobs run alone; seeds whose data follow the seed, FINISHED jobs and methods that
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -26,13 +27,16 @@ from lenbench.fold_runner import iter_folds
 from lenbench.folds import CVConfig, FoldResult
 from lenbench.logic.formula import Formula
 from lenbench.seed_batch import (
+    Companion,
     SeedBatch,
     batch_scope,
     current_batch,
     differs_only_in_seed,
     plan_seed_batch,
     seed_groups,
+    trained_seed_tags,
 )
+from lenbench.tracking.mlflow import MlflowTracker
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 PSI = ("method=psi", "data=xor", "method.explainer.epochs=200", "cv.n_splits=3")
@@ -165,3 +169,32 @@ def test_the_first_job_plans_the_later_seeds_and_the_later_jobs_take_their_folds
     trained, companions = plan(batch, second, "psi-s1", True, apart=lambda *_: False)
     assert list(trained.results) == [4] and trained.trained_by == "psi-s0" and companions == []
     assert trained.results[4].info == {"trained_by": "psi-s0"}  # in explanations.json and the fold's log line
+
+
+def test_tags_name_the_seeds_really_trained_with_each_fold() -> None:
+    companions = [Companion(1, lambda: None), Companion(2, lambda: None)]
+
+    def fold(index: int) -> FoldResult:
+        return FoldResult(fold=index, formula=Formula.false(), metrics={})
+
+    as_planned = {0: [fold(0), fold(1)], 1: [fold(0), fold(1)]}
+    assert trained_seed_tags(0, companions, as_planned, [0, 1]) is None
+    # fold 1's group failed with the others and trained alone; seed 2 got no fold at all
+    job, folds = trained_seed_tags(0, companions, {0: [fold(0)]}, [0, 1])
+    assert job == {"seed_batch": "0,1"} and folds == {0: {"seed_batch": "0,1"}, 1: {"seed_batch": "0"}}
+
+
+def test_the_tracker_corrects_tags_on_the_job_and_its_fold_runs(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = MlflowTracker(uri, "tags")
+    tracker.start_job("psi-s0", {"seed_batch": "0,1,2"}, {})
+    tracker.start_fold(0, time.time())
+    tracker.start_fold(1, time.time())
+    tracker.set_tags({"seed_batch": "0,1"}, {0: {"seed_batch": "0,1"}, 1: {"seed_batch": "0"}})
+    tracker.start_fold(2, time.time())  # a fold run created afterwards carries the corrected job tag
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("tags").experiment_id])
+    seen = {r.data.tags.get("mlflow.runName"): r.data.tags["seed_batch"] for r in runs}
+    assert seen == {"psi-s0": "0,1", "psi-s0-fold0": "0,1", "psi-s0-fold1": "0", "psi-s0-fold2": "0,1"}

@@ -30,12 +30,19 @@ from omegaconf import DictConfig, OmegaConf
 from lenbench.config import config_hash, fold_slots, job_params, resolve_n_jobs
 from lenbench.data.base import ConceptDataset
 from lenbench.errors import ConfigError, UserError
-from lenbench.experiment import JobRecord, run_experiment
+from lenbench.experiment import ExperimentResult, JobRecord, run_experiment
 from lenbench.folds import CVConfig, FoldResult, check_cv
 from lenbench.logic.formula import Formula
 from lenbench.nn.allocator import keep_freed_buffers
 from lenbench.scoring import METRICS, MetricSet
-from lenbench.seed_batch import BatchTrained, Companion, SeedBatch, plan_seed_batch, seed_batch_tags
+from lenbench.seed_batch import (
+    BatchTrained,
+    Companion,
+    SeedBatch,
+    plan_seed_batch,
+    seed_batch_tags,
+    trained_seed_tags,
+)
 from lenbench.tracking.environment import environment
 from lenbench.tracking.errors import TrackingError
 from lenbench.tracking.local import write_json
@@ -118,11 +125,27 @@ def run_job(cfg: DictConfig, context: JobContext, metrics: MetricSet = METRICS) 
         trained=trained.results,
         companions=[c.make_explainer for c in companions],
     )
-    for index, companion in enumerate(companions):
-        if outcome.companion_folds.get(index):  # none when training together failed and the job trained alone
-            context.seed_batch.leave(companion.seed, outcome.companion_folds[index], record.run_name)
+    _hand_over(context, tracker, int(cfg.seed), companions, outcome, record.run_name)
     _raise_store_failure(tracker, context.out_dir)
     return JobOutcome(summary=outcome.summary, out_dir=context.out_dir)
+
+
+def _hand_over(
+    context: JobContext,
+    tracker: Tracker,
+    seed: int,
+    companions: list[Companion],
+    outcome: ExperimentResult,
+    run_name: str,
+) -> None:
+    """Leave the other seeds' folds in the seed batch for their jobs; where some trained alone after training
+    together failed, correct the ``seed_batch`` tags (:func:`lenbench.seed_batch.trained_seed_tags`)."""
+    for index, companion in enumerate(companions):
+        if outcome.companion_folds.get(index):  # none when training together failed and the job trained alone
+            context.seed_batch.leave(companion.seed, outcome.companion_folds[index], run_name)
+    corrected = trained_seed_tags(seed, companions, outcome.companion_folds, [r.fold for r in outcome.folds])
+    if companions and corrected is not None:
+        tracker.set_tags(*corrected)
 
 
 def instantiate(node: DictConfig, key: str) -> Any:

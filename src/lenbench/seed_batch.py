@@ -154,3 +154,28 @@ def seed_batch_tags(cfg: Any, trained: BatchTrained, companions: Sequence[Compan
     if trained.trained_by:
         tags["seed_batch_trained_by"] = trained.trained_by
     return tags
+
+
+def trained_seed_tags(
+    seed: int,
+    companions: Sequence[Companion],
+    companion_folds: Mapping[int, Sequence[Any]],
+    folds: Sequence[int],
+) -> tuple[dict[str, str], dict[int, dict[str, str]]] | None:
+    """The ``seed_batch`` tags as the training went, when it did not go as planned: a group of folds whose training
+    with the other seeds failed trained alone (:func:`lenbench.fold_runner.iter_folds`), so those folds, and the
+    job when a seed got none, name only the seeds really trained with them. ``companion_folds``: per companion
+    (by position) the fold results trained for it; ``folds``: the job's folds. None when all went as planned."""
+    trained = [{r.fold for r in companion_folds.get(i, ())} for i in range(len(companions))]
+
+    def seeds(included: list[bool]) -> str:
+        return ",".join(
+            str(s) for s in [seed, *(c.seed for c, keep in zip(companions, included, strict=True) if keep)]
+        )
+
+    job = seeds([bool(t) for t in trained])
+    per_fold = {f: seeds([f in t for t in trained]) for f in folds}
+    planned = seeds([True] * len(companions))
+    if job == planned and all(v == planned for v in per_fold.values()):
+        return None
+    return {"seed_batch": job}, {f: {"seed_batch": v} for f, v in per_fold.items()}

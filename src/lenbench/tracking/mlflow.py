@@ -165,6 +165,17 @@ class MlflowTracker:
             self._child_runs[fold] = run.info.run_id
         return self._child_runs[fold]
 
+    def set_tags(self, job: Mapping[str, str], folds: Mapping[int, Mapping[str, str]]) -> None:
+        """Set (or correct) tags once the facts are known: on the job run (and fold runs created later), and on
+        the runs of the folds named in ``folds``."""
+        for key, value in job.items():
+            self.client.set_tag(self.run_id, key, value)
+        self._tags.update(job)
+        for fold, tags in folds.items():
+            if fold in self._child_runs:
+                for key, value in tags.items():
+                    self.client.set_tag(self._child_runs[fold], key, value)
+
     def start_fold(self, fold: int, started_at: float) -> None:
         """Open the fold's run as the fold starts: the UI shows it RUNNING, with its true duration at the end."""
         self._child(fold, started_at)

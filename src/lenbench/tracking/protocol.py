@@ -65,6 +65,8 @@ class Tracker(Protocol):
 
     def fail_job(self, error: str, status: str = "FAILED") -> None: ...
 
+    def set_tags(self, job: Mapping[str, str], folds: Mapping[int, Mapping[str, str]]) -> None: ...
+
 
 class NullTracker:
     """Tracking switched off (``tracking.enabled=false``): results still land in the job folder."""
@@ -102,6 +104,9 @@ class NullTracker:
         return None
 
     def fail_job(self, error: str, status: str = "FAILED") -> None:
+        return None
+
+    def set_tags(self, job: Mapping[str, str], folds: Mapping[int, Mapping[str, str]]) -> None:
         return None
 
 
@@ -173,6 +178,9 @@ class ResilientTracker:
     def fail_job(self, *args: Any, **kwargs: Any) -> None:
         self._call("fail_job", *args, **kwargs)
         self._close_after_failure()
+
+    def set_tags(self, *args: Any, **kwargs: Any) -> None:
+        self._call("set_tags", *args, **kwargs)
 
     def _close_after_failure(self) -> None:
         """After a store failure, try once to close the job's runs as FAILED (a lock that came and went), so they
