@@ -5,9 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # The CPU build of torch lies on local disk for this pin; an unpinned torch pulls a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
-# Data: ../shared/data when it is there (CI, developers), else ./data (downloaded from PhysioNet on first use).
-LENBENCH_DATA_DIR ?= $(if $(wildcard ../shared/data/mimic-ii/full_cohort_data.csv),$(abspath ../shared/data),$(CURDIR)/data)
-export LENBENCH_DATA_DIR
+# Data: lenbench.config.default_data_root ($LENBENCH_DATA_DIR, else ../shared/data when there, else ./data).
 ARGS ?=
 HOST ?= 127.0.0.1
 PORT ?= 5000

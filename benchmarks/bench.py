@@ -75,6 +75,7 @@ from bench_record import machine, write_results  # noqa: E402
 from plain_study import DEFAULT_COST, method_config, run_plain_parallel  # noqa: E402
 from study_runs import PYTHON_HASH_SEED, compare_results, run_study  # noqa: E402
 
+from lenbench.config import default_data_root
 from lenbench.nn.allocator import keep_freed_buffers  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -492,9 +493,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.study_repeats = args.study_repeats or (1 if args.quick else 3)
     if args.repeats < 1 or args.study_repeats < 1:
         parser.error("--repeats and --study-repeats must be >= 1")
-    args.data_root = (
-        args.data_root or Path(os.environ.get("LENBENCH_DATA_DIR", REPO.parent / "shared" / "data"))
-    ).resolve()
+    args.data_root = (args.data_root or Path(default_data_root())).resolve()
     if not (args.data_root / "mimic-ii" / "full_cohort_data.csv").is_file():
         parser.error(f"MIMIC-II not found under {args.data_root} (set LENBENCH_DATA_DIR)")
     if args.batching and not args.skip_study and not batching_supported():

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import statistics
 import sys
 import time
@@ -33,6 +32,7 @@ from omegaconf import OmegaConf
 
 from lenbench.callbacks.l1 import L1Regularization
 from lenbench.callbacks.pruning import FanInPruning, FeaturePruning, prune_fan_in, prune_features
+from lenbench.config import default_data_root
 from lenbench.explainers.network import NetworkExplainer
 from lenbench.nn.allocator import keep_freed_buffers
 from lenbench.nn.trainer import set_seed
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
     keep_freed_buffers()  # as every lenbench job does, for both the framework and the plain loop
-    root = args.data_root or Path(os.environ.get("LENBENCH_DATA_DIR", REPO.parent / "shared" / "data"))
+    root = args.data_root or Path(default_data_root())
     x, y, source = load_data(root, args.random)
 
     lightning_times, plain_times = [], []

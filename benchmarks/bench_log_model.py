@@ -63,12 +63,13 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)
     from mlflow import MlflowClient
 
+    from lenbench.config import default_data_root
     from lenbench.data import load_mimic
     from lenbench.folds import CVConfig
     from lenbench.models.store import log_ensemble, log_model
     from lenbench.tracking.store import check_store
 
-    dataset = load_mimic(os.environ.get("LENBENCH_DATA_DIR", "data"), download=False)
+    dataset = load_mimic(default_data_root(), download=False)
     module = CVConfig().datamodule(dataset, 0)
     module.setup()
     report = {"load_average": os.getloadavg()[0], "methods": {}}

@@ -4,12 +4,12 @@ Hypothesis profile that holds on a busy machine. Shared helpers (data builders, 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
+from lenbench.config import default_data_root
 from lenbench.data.base import ConceptDataset
 from lenbench.data.mimic import RELATIVE_PATH, load_mimic
 
@@ -38,8 +38,8 @@ def one_torch_thread():
 
 @pytest.fixture(scope="session")
 def mimic_root() -> Path:
-    """$LENBENCH_DATA_DIR, else ../shared/data beside the repository; skips when the CSV is not there."""
-    root = Path(os.environ.get("LENBENCH_DATA_DIR", REPO_ROOT / ".." / "shared" / "data")).resolve()
+    """Where the jobs read MIMIC-II (lenbench.config.default_data_root); skips when the CSV is not there."""
+    root = Path(default_data_root()).resolve()
     if not (root / RELATIVE_PATH).is_file():
         pytest.skip(f"MIMIC-II data not found at {root / RELATIVE_PATH} (set LENBENCH_DATA_DIR)")
     return root

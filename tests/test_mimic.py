@@ -323,7 +323,7 @@ def test_download_with_wrong_checksum_leaves_nothing(tmp_path: Path, published: 
     with pytest.raises(DataError, match="failed its checksum") as info:
         download_mimic(dest, url=f"{published}/bad.csv", timeout=HANG_GUARD_S)
     assert MIMIC_SHA256 in str(info.value)
-    assert list(dest.parent.iterdir()) == []
+    assert not dest.parent.exists() and tmp_path.exists()  # the folder made for it is gone too, not more
 
 
 def _free_port() -> int:
@@ -349,7 +349,7 @@ def test_download_failures_leave_nothing(tmp_path: Path, server: tuple[str, Path
         message = str(info.value)
         assert url in message and "LENBENCH_DATA_DIR" in message and "Nothing was saved" in message
         assert str(root / RELATIVE_PATH) in message
-        assert list((root / RELATIVE_PATH).parent.iterdir()) == []
+        assert not root.exists()  # no file, no empty folder left behind
 
 
 def test_download_replaces_an_existing_file(tmp_path: Path, published: str, mimic_csv: Path) -> None:
@@ -359,3 +359,19 @@ def test_download_replaces_an_existing_file(tmp_path: Path, published: str, mimi
     assert download_mimic(dest, url=f"{published}/good.csv", timeout=HANG_GUARD_S) == dest
     assert dest.read_bytes() == mimic_csv.read_bytes()
     assert [p.name for p in dest.parent.iterdir()] == ["file.csv"]
+
+
+def test_the_data_root_is_the_environment_else_the_shared_copy_else_data(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import lenbench.config as config
+
+    monkeypatch.setenv("LENBENCH_DATA_DIR", str(tmp_path / "mine"))
+    assert config.default_data_root() == str(tmp_path / "mine")
+    monkeypatch.delenv("LENBENCH_DATA_DIR")
+    shared = tmp_path / "shared" / "data"
+    monkeypatch.setattr(config, "_SHARED_DATA", shared)
+    assert config.default_data_root() == "data"  # no shared copy: downloads go to ./data
+    (shared / RELATIVE_PATH).parent.mkdir(parents=True)
+    (shared / RELATIVE_PATH).write_text("x")
+    assert config.default_data_root() == str(shared)

@@ -55,11 +55,30 @@ class TrainSchema:
     cv: CVSchema = field(default_factory=CVSchema)
 
 
+DATA_DIR_ENV = "LENBENCH_DATA_DIR"
+# The development setup: a read-only copy of the data sets in ``shared/data`` beside the checkout.
+_SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def default_data_root() -> str:
+    """Where data sets live unless ``data.root`` says otherwise: ``$LENBENCH_DATA_DIR``; else ``../shared/data``
+    beside the checkout when it holds MIMIC-II (the development setup); else ``data`` (where downloads go). The
+    config (``conf/data/mimic.yaml``: ``${lenbench_data_root:}``), the tests and the benchmarks all read this."""
+    if os.environ.get(DATA_DIR_ENV):
+        return os.environ[DATA_DIR_ENV]
+    if (_SHARED_DATA / "mimic-ii" / "full_cohort_data.csv").is_file():
+        return str(_SHARED_DATA)
+    return "data"
+
+
 def register_schema() -> None:
-    """Store :class:`TrainSchema` as ``train_schema``, the first default of ``conf/train.yaml``."""
+    """Store :class:`TrainSchema` as ``train_schema``, the first default of ``conf/train.yaml``, and the resolver
+    ``lenbench_data_root`` (:func:`default_data_root`)."""
     from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
 
     ConfigStore.instance().store(name="train_schema", node=TrainSchema)
+    OmegaConf.register_new_resolver("lenbench_data_root", default_data_root, replace=True)
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:

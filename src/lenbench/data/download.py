@@ -31,6 +31,7 @@ def download(dest: Path, url: str, sha256: str | None, timeout: float, what: str
     check). Network, HTTP, timeout, disk and checksum failures raise :class:`DataError`; the temporary file is
     removed on every failure, interrupts included.
     """
+    created = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]  # deepest first
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -69,10 +70,20 @@ def download(dest: Path, url: str, sha256: str | None, timeout: float, what: str
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
+            _remove_empty(created)  # nor the folders made for it
     raise DataError(
         f"Could not download {what} from {url} to {dest}: {reason}. Nothing was saved. Check the network "
         f"connection and try again, or {hint}"
     )
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed download created, deepest first, as long as they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _stream(url: str, out: Any, timeout: float) -> tuple[str, int]:

@@ -24,6 +24,7 @@ import pandas as pd
 from sklearn.impute import SimpleImputer
 from sklearn.preprocessing import MinMaxScaler
 
+from lenbench.config import DATA_DIR_ENV
 from lenbench.data.base import ConceptDataset, Refitted
 from lenbench.data.download import download
 from lenbench.data.errors import DataError
@@ -32,9 +33,8 @@ logger = logging.getLogger(__name__)
 
 MIMIC_URL = "https://physionet.org/files/mimic2-iaccd/1.0/full_cohort_data.csv"
 MIMIC_SHA256 = "c8c5ee99cb2e00a5e3c5e65a21024fd324c2966d4746e5a058f5d1dde988a770"
-# Where the file lives below the data root; the Hydra config's data.root defaults to $LENBENCH_DATA_DIR.
+# Where the file lives below the data root (the Hydra config's data.root: lenbench.config.default_data_root).
 RELATIVE_PATH = Path("mimic-ii") / "full_cohort_data.csv"
-DATA_DIR_ENV = "LENBENCH_DATA_DIR"
 
 # The notebook's binary flags, in its order (they become the first 12 concepts, imputed but not binned).
 FLAG_COLUMNS = (
