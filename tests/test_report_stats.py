@@ -406,3 +406,18 @@ def test_report_shows_every_method_with_new_metrics_and_paired_tests(tmp_path: P
     for name in ("paired_tests.md", "paired_tests.tex", "summary_by_experiment.tex", "provenance.json"):
         assert (out / name).stat().st_size > 0
         assert (out / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_a_single_row_is_not_called_best() -> None:
+    one = pd.DataFrame(
+        {
+            "method": ["psi"],
+            "row": ["psi"],
+            "n_folds": [10],
+            "n_seeds": [3],
+            "model_accuracy_mean": [0.8],
+            "model_accuracy_sem": [0.01],
+            "model_accuracy_best": ["psi"],
+        }
+    )
+    assert human_table(one, ["method"])["model accuracy"].tolist() == ["0.800 ± 0.010"]

@@ -140,7 +140,7 @@ def _cells(table: pd.DataFrame, name: str, digits: int, style: Style) -> list[st
         _mean_sem(m, s, digits, style)
         for m, s in zip(table[f"{name}_mean"], table[f"{name}_sem"], strict=True)
     ]
-    if f"{name}_best" not in table:
+    if f"{name}_best" not in table or len(table) < 2:  # one row: nothing was compared, nothing is best
         return cells
     for i, cell in enumerate(cells):
         if cell != "n/a":
