@@ -128,7 +128,9 @@ def test_a_hyperparameter_run_is_its_own_row_and_a_sweep_includes_what_it_resume
     resumed = json.loads((sweep_b / "0-tree-s0" / "resumed.json").read_text())
     assert resumed["sweep_id"] == str(sweep_b)
     # The end-of-sweep summary: one line per job and the report command.
-    assert "0-tree-s0: already finished, not run again: model accuracy" in second.stdout
+    skipped = next(line for line in second.stdout.splitlines() if "0-tree-s0: already finished" in line)
+    assert "0-tree-s0: already finished, not run again: model accuracy" in skipped
+    assert "(n=3 folds) -> MLflow run " in skipped
     assert "2-rf-s0: model accuracy" in second.stdout
     assert f"--sweep-id {sweep_b}" in second.stdout
 

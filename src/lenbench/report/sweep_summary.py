@@ -67,15 +67,19 @@ def _stored_metrics(uri: str | None, run_id: str) -> dict[str, float]:
         return {}
 
 
+def _folds_text(values: dict[str, float]) -> str:
+    """`` (n=10 folds)``, or nothing when the job's fold count is unknown (no MLflow metrics to read)."""
+    return f" (n={int(values['n_folds'])} folds)" if "n_folds" in values else ""
+
+
 def job_line(folder: Path, uri: str | None, metrics: MetricSet = METRICS) -> tuple[str, str | None]:
     """One job's line, and the MLflow experiment its job file names (None when unknown)."""
     job = json.loads((folder / "job.json").read_text()) if (folder / "job.json").is_file() else {}
     experiment = job.get("experiment")
     if (folder / "summary.json").is_file():
         values = json.loads((folder / "summary.json").read_text())
-        n = int(values.get("n_folds", 0))
         return (
-            f"{folder.name}: {metrics_text(values, metrics)} (n={n} folds) -> {folder / 'results.csv'}",
+            f"{folder.name}: {metrics_text(values, metrics)}{_folds_text(values)} -> {folder / 'results.csv'}",
             experiment,
         )
     if (folder / RESUMED_FILE).is_file():
@@ -83,7 +87,8 @@ def job_line(folder: Path, uri: str | None, metrics: MetricSet = METRICS) -> tup
         values = _stored_metrics(uri, resumed["run_id"])
         shown = metrics_text(values, metrics) or "metrics in MLflow"
         return (
-            f"{folder.name}: already finished, not run again: {shown} -> MLflow run {resumed['run_id']}",
+            f"{folder.name}: already finished, not run again: {shown}{_folds_text(values)} -> "
+            f"MLflow run {resumed['run_id']}",
             experiment,
         )
     if job:
