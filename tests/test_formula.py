@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import pickle
+import random
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from sympy.logic.boolalg import _sop_form, simplify_logic
 from sympy.utilities.iterables import ibin
 
 from lenbench.logic import Formula, SimplifyResult, UnknownConceptError, simplify
+from lenbench.logic.formula import absorb_terms
 from lenbench.logic.simplify import _rem_redundancy, _simplified_pairs
 
 ALPHABET = ["a", "b", "c", "d", "e", "f"]
@@ -401,3 +403,29 @@ def test_simplify_bounds_validated() -> None:
         simplify(Formula.parse("a"), max_variables=21)
     with pytest.raises(TypeError):
         simplify("a")  # type: ignore[arg-type]
+
+
+def _absorb_by_sets(terms: list) -> tuple:
+    """The definition: keep a term unless a kept one (shortest first, then in order) is a subset of it."""
+    sets = [frozenset(t) for t in terms]
+    kept: list[int] = []
+    for i in sorted(range(len(terms)), key=lambda k: (len(sets[k]), k)):
+        if not any(sets[j] <= sets[i] for j in kept):
+            kept.append(i)
+    return tuple(t for i, t in enumerate(terms) if i in set(kept))
+
+
+@pytest.mark.parametrize("n_names", [6, 40])  # 80 literals: more than the 64 bits of the vectorised path
+def test_absorb_terms_matches_its_definition_on_random_term_lists(n_names: int) -> None:
+    rng = random.Random(n_names)
+    names = [f"c{i}" for i in range(n_names)]
+    for _ in range(3000):
+        terms = [
+            tuple((rng.choice(names), rng.random() < 0.5) for _ in range(rng.randint(0, 5)))
+            for _ in range(rng.randint(0, 25))
+        ]
+        assert absorb_terms(terms) == _absorb_by_sets(terms), terms
+    minterms = [tuple((name, bool(m >> j & 1)) for j, name in enumerate(names[:6])) for m in range(64)]
+    # c0 absorbs the 32 minterms with c0 true; order is kept, so it comes last
+    kept = tuple(t for t in minterms if t[0] == ("c0", True)) + ((("c0", False),),)
+    assert absorb_terms([*minterms, (("c0", False),)]) == kept

@@ -67,6 +67,19 @@ def _check_name(name: str) -> str:
 
 def _check_literal(literal: Any) -> Literal:
     try:
+        return _check_hashable_literal(literal)
+    except TypeError:  # unhashable (a list), or not a literal: the checks below say which
+        return _check_any_literal(literal)
+
+
+@lru_cache(maxsize=65536)
+def _check_hashable_literal(literal: Any) -> Literal:
+    """Literals repeat across the thousands of terms of a read-out: each distinct one is checked once."""
+    return _check_any_literal(literal)
+
+
+def _check_any_literal(literal: Any) -> Literal:
+    try:
         name, negated = literal
     except (TypeError, ValueError):
         raise TypeError(f"a literal is a (name, negated) pair, got {literal!r}") from None
@@ -119,15 +132,50 @@ def absorb_terms(terms: Sequence[Term]) -> tuple[Term, ...]:
     """Drop every term that contains (as a set of literals) another term: ``a | (a & b)`` is ``a``.
 
     Exact (the function does not change) and cheap, so it is safe on formulas of any size. Order is kept; among
-    terms with the same literal set the first one stays.
+    terms with the same literal set the first one stays. Each literal is one bit, so a term is a mask and "contains
+    a kept term" is ``kept & term == kept``, checked against all kept terms at once in numpy when there are at most
+    64 literals (an untrained network's read-out has thousands of long terms over a dozen concepts).
     """
-    sets = [frozenset(t) for t in terms]
-    kept: list[int] = []
-    for i in sorted(range(len(terms)), key=lambda k: (len(sets[k]), k)):
-        if not any(sets[j] <= sets[i] for j in kept):
-            kept.append(i)
-    keep = set(kept)
-    return tuple(t for i, t in enumerate(terms) if i in keep)
+    bits: dict[Literal, int] = {}
+    masks = [_mask(term, bits) for term in terms]
+    order = sorted(range(len(terms)), key=lambda k: (masks[k].bit_count(), k))
+    keep = _kept_masks([masks[i] for i in order], wide=len(bits) > 64)
+    out = []
+    for term, mask in zip(terms, masks, strict=True):
+        if mask in keep:  # the first term of each kept literal set, in the input's order
+            keep.discard(mask)
+            out.append(term)
+    return tuple(out)
+
+
+def _mask(term: Term, bits: dict[Literal, int]) -> int:
+    mask = 0
+    for literal in term:
+        mask |= 1 << bits.setdefault(literal, len(bits))
+    return mask
+
+
+def _kept_masks(masks: list[int], wide: bool) -> set[int]:
+    """The masks, shortest first, that contain no mask kept before them."""
+    kept: set[int] = set()
+    if wide:  # more than 64 literals: Python ints
+        order: list[int] = []
+        for mask in masks:
+            if mask not in kept and not any(k & mask == k for k in order):
+                kept.add(mask)
+                order.append(mask)
+        return kept
+    table, n = np.zeros(len(masks), dtype=np.uint64), 0
+    for mask in masks:
+        if mask in kept:
+            continue
+        if n:
+            head = table[:n]
+            if ((head & np.uint64(mask)) == head).any():
+                continue
+        table[n], n = mask, n + 1
+        kept.add(mask)
+    return kept
 
 
 @dataclass(frozen=True)
@@ -347,6 +395,9 @@ class Formula:
         if isinstance(expr, sympy.Or):
             return cls.disjunction(cls.from_sympy(a) for a in expr.args)
         if isinstance(expr, sympy.And):
+            literals = [_sympy_literal(a) for a in expr.args]
+            if all(literal is not None for literal in literals):  # the usual case: one term, built at once
+                return cls.conjunction(literals)
             result = cls.true()
             for a in expr.args:
                 result = result & cls.from_sympy(a)
@@ -354,6 +405,15 @@ class Formula:
         if isinstance(expr, BooleanFunction):
             return cls.from_sympy(sympy.logic.boolalg.to_nnf(expr, simplify=False))
         raise TypeError(f"not a boolean sympy expression: {expr!r} ({type(expr).__name__})")
+
+
+def _sympy_literal(expr: Any) -> Literal | None:
+    """``x`` -> ``("x", False)``, ``~x`` -> ``("x", True)``; None for anything else."""
+    if isinstance(expr, sympy.Symbol):
+        return expr.name, False
+    if isinstance(expr, sympy.Not) and isinstance(expr.args[0], sympy.Symbol):
+        return expr.args[0].name, True
+    return None
 
 
 class _Parser:

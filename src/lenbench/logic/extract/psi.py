@@ -84,13 +84,13 @@ class BooleanFunction:
         if not self.table.any():
             return Formula.false()
         n = len(self.support)
-        terms = []
-        for r in np.flatnonzero(self.table):
-            bits = [(int(r) >> (n - 1 - i)) & 1 for i in range(n)]
-            terms.append(
-                Formula.conjunction((names[c], not b) for c, b in zip(self.support, bits, strict=True))
+        support = [names[c] for c in self.support]
+        return Formula(
+            tuple(
+                tuple((name, not (int(r) >> (n - 1 - i)) & 1) for i, name in enumerate(support))
+                for r in np.flatnonzero(self.table)
             )
-        return Formula.disjunction(terms)
+        )
 
 
 def _assignments(n: int) -> np.ndarray:
