@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+from lenbench.report.readme_performance import across_machines  # noqa: E402
 from lenbench.tracking.environment import cpu_model, numerics  # noqa: E402
 
 SETTINGS: dict[str, dict[str, str]] = {
@@ -78,11 +80,10 @@ def compare(mine: dict[str, Any], other_path: Path) -> None:
     """Which settings give the same folds on this machine and on the one that wrote ``other_path``."""
     other = json.loads(other_path.read_text())
     print(f"this machine: {mine['cpu_model']} | other: {other['cpu_model']}")
-    for name in mine["settings"]:
-        for method in mine["settings"][name]:
-            theirs = other["settings"].get(name, {}).get(method)
-            same = theirs is not None and theirs["folds"] == mine["settings"][name][method]["folds"]
-            print(f"  {name:42s} {method:8s} identical across machines: {same}")
+    table = across_machines({"this machine": mine, other_path.name: other})
+    print(
+        "the two ran different folds: nothing to compare" if table is None else table.to_string(index=False)
+    )
 
 
 def main() -> int:
@@ -95,6 +96,7 @@ def main() -> int:
     results = study(args.methods.split(","), args.folds)
     record = {
         "cpu_model": cpu_model(),
+        "torch": version("torch"),
         "numerics": numerics(),
         "load_before": load_before,
         "load_after": os.getloadavg(),

@@ -109,6 +109,7 @@ def fake_report(**changes: object) -> dict:
         "plain_sum_s": 240.0,
         "per_method_plain_sum_s": {"pruning": 100.0, "weights": 96.0, "psi": 44.0},
         "psi_folds_s": 16.0,
+        "psi_job_s": 24.0,
         "psi_plain_sequential_s": 44.0,
         "psi_seed_sweep_s": 30.0,
         "psi_three_jobs_s": 75.0,
@@ -190,6 +191,9 @@ def test_readme_performance_tables_from_a_benchmark_result(tmp_path: Path) -> No
     assert "| torch threads per fold (read back from MLflow) | 1 everywhere | 1 | yes |" in text
     assert "| `seed_sweep_speedup`: psi_three_jobs_s / psi_seed_sweep_s | 2.50 | >= 2.0 | yes |" in text
     assert "| seed sweep: every job's results equal its command alone | yes | same | yes |" in text
+    # F = 24 - 16 = 8 s fixed, W = 16 s training: 3 * 24 / (8 + 48)
+    assert "| `seed_sweep_ceiling`: 3(F+W)/(F+3W), F = psi_job_s - psi_folds_s, W = psi_folds_s" in text
+    assert "the most sharing fixed costs can give | 1.29 |  |  |" in text
     folds = tables["performance_folds"]
     assert (
         "| pruning | 10.2 s | 10.0 s | 1.02 (<= 1.1) | yes | yes | 0.0020 s | 0.066 s | 100.0 s | n/a | n/a | n/a |"
@@ -217,6 +221,41 @@ def test_readme_tables_of_an_old_result_do_not_crash(tmp_path: Path) -> None:
     (tmp_path / "latest.json").write_text(json.dumps(old))
     text = readme_performance.performance_tables(tmp_path)["performance"]
     assert "| `plain_parallel_s`: " in text and "| n/a |" in text and "not run" in text
+    assert readme_performance.seed_sweep_ceiling(old) is None  # no psi_folds_s
+
+
+def numerics_record(cpu: str, compatible_formula: str) -> dict:
+    """A ``make numerics`` record of one machine: its default folds, and MKL_CBWR=COMPATIBLE's fold formula."""
+
+    def result(formula: str) -> dict:
+        folds = [{"split": 0, "model_accuracy": 0.84, "explanation": formula}]
+        return {"seconds": 1.0, "folds": folds, "equals_default": True, "time_vs_default": 1.0}
+
+    settings = {
+        "default": {"psi": result("a"), "pruning": result(f"b_{cpu}")},
+        "MKL_CBWR=COMPATIBLE": {"psi": result("a"), "pruning": result(compatible_formula)},
+    }
+    return {"cpu_model": cpu, "folds_run": "[0]", "load_before": [0.5], "settings": settings}
+
+
+def test_numerics_tables_compare_the_machines(tmp_path: Path) -> None:
+    """One machine: its table only. Two that ran the same folds: a setting is the same on every machine only when
+    each method's folds are equal on both (here psi always, pruning under COMPATIBLE only)."""
+    (tmp_path / "numerics-amd.json").write_text(json.dumps(numerics_record("AMD", "c")))
+    assert "Across machines" not in readme_performance.numerics_tables(tmp_path)
+    (tmp_path / "numerics-intel.json").write_text(json.dumps(numerics_record("Intel", "c")))
+    text = readme_performance.numerics_tables(tmp_path)
+    assert "Across machines: AMD (`numerics-amd.json`), Intel (`numerics-intel.json`)." in text
+    assert "| default | yes | **no** |" in text
+    assert "| `MKL_CBWR=COMPATIBLE` | yes | yes |" in text
+    (tmp_path / "numerics-intel.json").write_text(json.dumps(numerics_record("Intel", "d")))
+    table = readme_performance.across_machines(
+        {p.name: json.loads(p.read_text()) for p in sorted(tmp_path.glob("numerics-*.json"))}
+    )
+    assert table["pruning: same on every machine"].tolist() == ["**no**", "**no**"]
+    assert table["psi: same on every machine"].tolist() == ["yes", "yes"]
+    other_folds = numerics_record("Intel", "c") | {"folds_run": "[0,1]"}
+    assert readme_performance.across_machines({"a": numerics_record("AMD", "c"), "b": other_folds}) is None
 
 
 def folds_table(

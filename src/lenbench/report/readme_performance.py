@@ -65,6 +65,12 @@ PERFORMANCE_ROWS = (
     ("psi_seed_sweep_s", "`python -m train method=psi -m seed=0,1,2`: seeds trained together", _s, ""),
     ("psi_three_jobs_s", "the same three jobs as three commands, one after another", _s, ""),
     ("seed_sweep_speedup", "psi_three_jobs_s / psi_seed_sweep_s", _x, "seed_sweep_speedup"),
+    (
+        "seed_sweep_ceiling",
+        "3(F+W)/(F+3W), F = psi_job_s - psi_folds_s, W = psi_folds_s: the most sharing fixed costs can give",
+        _x,
+        "",
+    ),
     ("model_logging_share", "logging the folds' models / study_s", _x, "model_logging_under_5_percent"),
     ("peak_rss_mb", "peak memory of the study's process tree", _mb, ""),
 )
@@ -77,6 +83,16 @@ CHECK_TARGETS = {
     "seed_sweep_speedup": ">= seed_sweep_speedup",
     "model_logging_under_5_percent": "<= model_logging_share",
 }
+
+
+def seed_sweep_ceiling(report: Mapping) -> float | None:
+    """The most a 3-seed sweep can gain over three commands when it shares only their fixed costs: with ``F`` a
+    command's fixed cost and ``W`` its folds' training, ``3(F+W) / (F+3W)`` (below 2 unless ``F > 3W``)."""
+    job, folds = report.get("psi_job_s"), report.get("psi_folds_s")
+    if job is None or folds is None:
+        return None
+    fixed = max(job - folds, 0.0)
+    return 3 * (fixed + folds) / (fixed + 3 * folds)
 
 
 def bench_machine(report: Mapping, name: str, command: str) -> str:
@@ -98,11 +114,12 @@ def performance(report: Mapping) -> str:
     """The study against the plain loop, psi's job against its plain folds, and the study's other checks."""
     targets, ok, details = report.get("targets", {}), report.get("checks", {}), report.get("details", {})
     rows = []
+    figures = {**report, "seed_sweep_ceiling": seed_sweep_ceiling(report)}
     for key, what, form, check in PERFORMANCE_ROWS:
         op, _, name = CHECK_TARGETS.get(check, "").partition(" ")
         bound = f"{op} {targets.get(name, '?')}" if op else ""
         rows.append(
-            (f"`{key}`: {what}", form(report.get(key)), bound, VERDICT[ok.get(check)] if check else "")
+            (f"`{key}`: {what}", form(figures.get(key)), bound, VERDICT[ok.get(check)] if check else "")
         )
     seq = details.get("sequential")
     same = "not run" if seq is None else VERDICT[seq.get("identical_metrics")]
@@ -157,15 +174,38 @@ def performance_folds(report: Mapping) -> str:
     )
 
 
+def _setting_name(name: str) -> str:
+    return "default" if name == "default" else f"`{name.replace(',', ' ')}`"
+
+
+def across_machines(records: Mapping[str, Mapping]) -> pd.DataFrame | None:
+    """Per setting and method, whether every machine's ``make numerics`` gave the same folds (formulas and metrics,
+    bit for bit); None when fewer than two machines ran the same folds. ``records``: file name -> its record."""
+    runs = [r for r in records.values() if r.get("folds_run") == next(iter(records.values()))["folds_run"]]
+    if len(runs) < 2:
+        return None
+    first = runs[0]["settings"]
+    rows = []
+    for name, by_method in first.items():
+        row = {"setting": _setting_name(name)}
+        for method, result in by_method.items():
+            theirs = [r["settings"].get(name, {}).get(method) for r in runs[1:]]
+            same = all(t is not None and t["folds"] == result["folds"] for t in theirs)
+            row[f"{method}: same on every machine"] = VERDICT[same]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def numerics_tables(bench: Path) -> str:
-    """Per committed ``numerics-<cpu>.json``: each setting's agreement with the default and its relative time."""
-    parts = []
+    """Per committed ``numerics-<cpu>.json``: each setting's agreement with the default and its relative time; with
+    two machines or more, whether each setting gave the same folds on all of them."""
+    parts, records = [], {}
     for path in sorted(bench.glob("numerics-*.json")):
-        record = json.loads(path.read_text())
+        record = records[path.name] = json.loads(path.read_text())
         settings = record["settings"]
         methods = list(next(iter(settings.values())))
-        records = [
-            {"setting": "default" if name == "default" else f"`{name.replace(',', ' ')}`"}
+        rows = [
+            {"setting": _setting_name(name)}
             | {
                 f"{m}: same as default / time": f"{VERDICT[r[m]['equals_default']]} / {r[m]['time_vs_default']:.2f}x"
                 for m in methods
@@ -175,8 +215,12 @@ def numerics_tables(bench: Path) -> str:
         load = record.get("load_before") or [float("nan")]
         parts.append(
             f"`{path.name}` (`make numerics`): {record['cpu_model']}, MIMIC-II folds {record['folds_run']}, load "
-            f"average {load[0]:.1f} when it started.\n\n" + render.to_markdown(pd.DataFrame(records))
+            f"average {load[0]:.1f} when it started.\n\n" + render.to_markdown(pd.DataFrame(rows))
         )
+    table = across_machines(records)
+    if table is not None:
+        names = ", ".join(f"{r['cpu_model']} (`{name}`)" for name, r in records.items())
+        parts.append(f"Across machines: {names}.\n\n" + render.to_markdown(table))
     return "\n".join(parts) or "No `make numerics` result committed yet: run `make numerics`.\n"
 
 
