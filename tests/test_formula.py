@@ -15,7 +15,7 @@ from sympy.logic.boolalg import _sop_form, simplify_logic
 from sympy.utilities.iterables import ibin
 
 from lenbench.logic import Formula, SimplifyResult, UnknownConceptError, simplify
-from lenbench.logic.formula import absorb_terms
+from lenbench.logic.absorb import absorb_terms
 from lenbench.logic.simplify import _rem_redundancy, _simplified_pairs
 
 ALPHABET = ["a", "b", "c", "d", "e", "f"]

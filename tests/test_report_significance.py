@@ -114,3 +114,25 @@ def test_holm() -> None:
     assert np.all(holm >= raw) and np.all(holm <= 1)
     order = np.argsort(raw)
     assert np.all(np.diff(holm[order]) >= 0)
+
+
+def test_wilcoxon_with_ties_or_zeros_equals_scipys_permutation_test_bit_for_bit() -> None:
+    """lenbench computes scipy's small-sample permutation test (zeros or ties, n <= 13) in one step: the same float."""
+    import warnings
+
+    rng = np.random.default_rng(7)
+    checked = 0
+    for trial in range(60):  # scipy takes about 0.15 s a test
+        n = int(rng.integers(2, sig.SIGN_FLIP_MAX_N + 1))
+        pools = (rng.integers(-3, 4, size=n) * 0.01, np.round(rng.normal(size=n), 1))
+        d = pools[trial % 2]
+        if np.all(d == 0):
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = float(stats.wilcoxon(d).pvalue)
+        assert sig.wilcoxon_p(d) == expected, d
+        checked += 1
+    assert checked > 50
+    ties = np.array([0.0, 0.01, -0.01, 0.02, 0.02, 0.03, -0.04, 0.05, 0.01, 0.0])
+    assert sig._sign_flip_p(ties) == stats.wilcoxon(ties).pvalue

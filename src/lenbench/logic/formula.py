@@ -20,6 +20,8 @@ import numpy as np
 import sympy
 from sympy.logic.boolalg import BooleanFalse, BooleanFunction, BooleanTrue
 
+from lenbench.logic.absorb import absorb_terms
+
 Literal = tuple[str, bool]
 """A literal: (concept name, negated). ``("age_HIGH", True)`` prints as ``~age_HIGH``."""
 
@@ -66,16 +68,11 @@ def _check_name(name: str) -> str:
 
 
 def _check_literal(literal: Any) -> Literal:
+    """Literals repeat across the thousands of terms of a read-out: each distinct (hashable) one is checked once."""
     try:
         return _check_hashable_literal(literal)
-    except TypeError:  # unhashable (a list), or not a literal: the checks below say which
+    except TypeError:  # unhashable (a list), or not a literal: the checks say which
         return _check_any_literal(literal)
-
-
-@lru_cache(maxsize=65536)
-def _check_hashable_literal(literal: Any) -> Literal:
-    """Literals repeat across the thousands of terms of a read-out: each distinct one is checked once."""
-    return _check_any_literal(literal)
 
 
 def _check_any_literal(literal: Any) -> Literal:
@@ -88,6 +85,9 @@ def _check_any_literal(literal: Any) -> Literal:
     ):
         return _check_name(str(name) if isinstance(name, str) else name), bool(negated)
     raise TypeError(f"the 'negated' flag of a literal must be a bool, got {negated!r}")
+
+
+_check_hashable_literal = lru_cache(maxsize=65536)(_check_any_literal)
 
 
 def _normalise(terms: Any) -> tuple[Term, ...]:
@@ -126,56 +126,6 @@ def _normalise(terms: Any) -> tuple[Term, ...]:
     if has_true:
         return ((),)
     return tuple(out)
-
-
-def absorb_terms(terms: Sequence[Term]) -> tuple[Term, ...]:
-    """Drop every term that contains (as a set of literals) another term: ``a | (a & b)`` is ``a``.
-
-    Exact (the function does not change) and cheap, so it is safe on formulas of any size. Order is kept; among
-    terms with the same literal set the first one stays. Each literal is one bit, so a term is a mask and "contains
-    a kept term" is ``kept & term == kept``, checked against all kept terms at once in numpy when there are at most
-    64 literals (an untrained network's read-out has thousands of long terms over a dozen concepts).
-    """
-    bits: dict[Literal, int] = {}
-    masks = [_mask(term, bits) for term in terms]
-    order = sorted(range(len(terms)), key=lambda k: (masks[k].bit_count(), k))
-    keep = _kept_masks([masks[i] for i in order], wide=len(bits) > 64)
-    out = []
-    for term, mask in zip(terms, masks, strict=True):
-        if mask in keep:  # the first term of each kept literal set, in the input's order
-            keep.discard(mask)
-            out.append(term)
-    return tuple(out)
-
-
-def _mask(term: Term, bits: dict[Literal, int]) -> int:
-    mask = 0
-    for literal in term:
-        mask |= 1 << bits.setdefault(literal, len(bits))
-    return mask
-
-
-def _kept_masks(masks: list[int], wide: bool) -> set[int]:
-    """The masks, shortest first, that contain no mask kept before them."""
-    kept: set[int] = set()
-    if wide:  # more than 64 literals: Python ints
-        order: list[int] = []
-        for mask in masks:
-            if mask not in kept and not any(k & mask == k for k in order):
-                kept.add(mask)
-                order.append(mask)
-        return kept
-    table, n = np.zeros(len(masks), dtype=np.uint64), 0
-    for mask in masks:
-        if mask in kept:
-            continue
-        if n:
-            head = table[:n]
-            if ((head & np.uint64(mask)) == head).any():
-                continue
-        table[n], n = mask, n + 1
-        kept.add(mask)
-    return kept
 
 
 @dataclass(frozen=True)

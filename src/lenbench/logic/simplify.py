@@ -26,7 +26,8 @@ from functools import lru_cache
 import numpy as np
 import sympy
 
-from lenbench.logic.formula import Formula, absorb_terms
+from lenbench.logic.absorb import absorb_terms
+from lenbench.logic.formula import Formula
 
 MAX_EXACT_VARIABLES = 20
 """Hard ceiling for ``max_variables``: the truth table has 2**n rows."""

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lenbench.logic.formula import Formula, Literal, absorb_terms
+from lenbench.logic.absorb import absorb_terms
+from lenbench.logic.formula import Formula, Literal
 from lenbench.logic.simplify import SimplifyResult, simplify
 
 MAX_DNF_TERMS = 20_000
