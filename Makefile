@@ -53,11 +53,14 @@ server: install  ## a local tracking server for parallel jobs: export MLFLOW_TRA
 cleanup: install  ## close runs left RUNNING by a process that died (kill -9, power loss); ARGS=--dry-run only lists
 	$(PY) -m lenbench.tracking.cleanup $(ARGS)
 
+# One pytest worker per core (at most 4: each end-to-end test runs jobs that use every core themselves).
+PYTEST_WORKERS ?= -n auto --maxprocesses 4 --dist worksteal
+
 test: install  ## every test, the slow real-protocol ones included
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q $(PYTEST_WORKERS) $(ARGS)
 
 test-fast: install  ## the quick loop (about a minute): no real-protocol or end-to-end job tests
-	$(PY) -m pytest -q -m "not slow and not e2e" $(ARGS)
+	$(PY) -m pytest -q $(PYTEST_WORKERS) -m "not slow and not e2e" $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
