@@ -135,6 +135,33 @@ def test_stacked_forward_is_each_network_on_its_rows(make):
         )  # the softmax is over the classes
 
 
+def test_feature_major_layer_is_the_same_map_with_rows_last():
+    torch.manual_seed(0)
+    layer = BatchedLinear(3, 5, 4, features_first=True)
+    x = torch.randn(3, 7, 5)
+    out = layer(x.transpose(1, 2))  # [N, in, R] -> [N, out, R]
+    assert out.shape == (3, 4, 7)
+    for i in range(3):
+        torch.testing.assert_close(out[i].T, x[i] @ layer.weight[i].T + layer.bias[i], atol=1e-6, rtol=0)
+    table = torch.randn(7, 5)
+    shared = layer(table.T)  # one table for every network: [in, R]
+    for i in range(3):
+        torch.testing.assert_close(shared[i].T, table @ layer.weight[i].T + layer.bias[i], atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match=r"\[3, 5, rows\]"):
+        layer(torch.randn(2, 5, 7))
+
+
+@EACH_NETWORK
+def test_stacked_forward_on_one_shared_table(make):
+    explainer = make()
+    nets = _nets(explainer, 3)
+    table = _data(explainer)[0][0]
+    out = stack_networks(nets)(table)  # [R, k] for every network -> [N, R, C]
+    assert out.shape[:2] == (3, table.shape[0])
+    for i, net in enumerate(nets):
+        torch.testing.assert_close(out[i], net(table), atol=1e-6, rtol=0)
+
+
 def test_pad_rows_weights_and_dtypes():
     explainer = _relu()
     xs, ys = _data(explainer)

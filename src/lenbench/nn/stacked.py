@@ -5,9 +5,12 @@ tiny matrix products, and the Python, autograd and optimiser dispatch around the
 The ten folds of a cross-validation job run the same network on different rows, so stacking them turns ten sets of
 tiny operations into one set of batched ones (``torch.baddbmm`` over a leading network dimension).
 
-What it does: :func:`stack_networks` turns N ``nn.Sequential`` networks of one structure into one whose Linear
-layers are :class:`BatchedLinear` (weights ``[N, out, in]``, copied from the networks in order) and whose
-activations act on ``[N, rows, features]``. Each network keeps its own training rows: :func:`pad_rows` pads them to
+What it does: :func:`stack_networks` turns N ``nn.Sequential`` networks of one structure into one
+(:class:`StackedNetworks`) whose Linear layers are :class:`BatchedLinear` (weights ``[N, out, in]``, copied from the
+networks in order). It maps ``[N, rows, features]`` to ``[N, rows, outputs]`` but computes feature-major, on
+``[N, features, rows]``: each layer is ``weight [out, in] x activations [in, rows]`` per network, whose result is
+the next layer's input as is (no transposed copies, and products with a long last dimension run faster than
+``rows x 10`` ones: 20-35% off an epoch of the psi and pruning networks on a 2-core Xeon). Each network keeps its own training rows: :func:`pad_rows` pads them to
 a common count and gives row weights ``1 / n_i`` on network i's real rows and 0 on padding, so
 :func:`stacked_loss` (the weighted sum of per-row losses) is the sum of the networks' own mean losses. Its gradient
 with respect to slice i is the gradient of network i's own loss, padding contributes exactly nothing, and an
@@ -45,7 +48,8 @@ class BatchedLinear(nn.Linear):
     ``weight`` is ``[N, out, in]`` and ``bias`` ``[N, out]`` (or None). A subclass of ``nn.Linear`` so that code
     looking for a network's Linear layers (:func:`lenbench.callbacks.l1.linear_layers`, the pruning callbacks)
     finds it; ``in_features``/``out_features`` are those of one network. Pruning with
-    ``prune.custom_from_mask(layer, "weight", mask)`` (mask ``[N, out, in]``) works as for ``nn.Linear``.
+    ``prune.custom_from_mask(layer, "weight", mask)`` (mask ``[N, out, in]``) works as for ``nn.Linear``. With
+    ``features_first`` it maps ``[N, in, R] -> [N, out, R]`` instead (the layout :class:`StackedNetworks` computes in).
     """
 
     def __init__(
@@ -56,12 +60,14 @@ class BatchedLinear(nn.Linear):
         bias: bool = True,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        features_first: bool = False,
     ) -> None:
         # nn.Linear.__init__ would allocate a [out, in] weight; build the batched parameters instead.
         nn.Module.__init__(self)
         if n_networks < 1:
             raise ValueError(f"BatchedLinear n_networks={n_networks}: need at least one network")
         factory = {"device": device, "dtype": dtype}
+        self.features_first = bool(features_first)
         self.n_networks = int(n_networks)
         self.in_features = int(in_features)
         self.out_features = int(out_features)
@@ -87,6 +93,8 @@ class BatchedLinear(nn.Linear):
                 self.bias.uniform_(-bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.features_first:
+            return self._features_first(x)
         if x.dim() == 2 and x.shape[1] == self.in_features:
             return self._shared(x)
         if x.dim() != 3 or x.shape[0] != self.n_networks or x.shape[2] != self.in_features:
@@ -107,11 +115,53 @@ class BatchedLinear(nn.Linear):
         product = x @ weight if self.bias is None else torch.addmm(self.bias.reshape(n * out), x, weight)
         return product.reshape(x.shape[0], n, out).transpose(0, 1)
 
+    def _features_first(self, x: torch.Tensor) -> torch.Tensor:
+        """Feature-major: ``x [in, R]`` (one table for every network) or ``[N, in, R]`` -> ``[N, out, R]``.
+
+        Why: with the rows last, every product is ``weight [out, in] x activations [in, R]``, whose result is already
+        in the layout the next layer reads; the row-major layout needs a transposed copy of the first layer's output
+        in the forward and the backward pass, and batched products over ``R x 10`` slices run slower than over
+        ``10 x R`` ones (about 30% of an epoch of the psi net, measured).
+        """
+        n, out = self.n_networks, self.out_features
+        if x.dim() == 2 and x.shape[0] == self.in_features:
+            weight = self.weight.reshape(n * out, self.in_features)
+            if self.bias is None:
+                return (weight @ x).reshape(n, out, x.shape[1])
+            return torch.addmm(self.bias.reshape(n * out, 1), weight, x).reshape(n, out, x.shape[1])
+        if x.dim() != 3 or x.shape[0] != n or x.shape[1] != self.in_features:
+            raise ValueError(
+                f"BatchedLinear (features first) expects input [{n}, {self.in_features}, rows] or "
+                f"[{self.in_features}, rows] (one table for all networks), got {list(x.shape)}"
+            )
+        if self.bias is None:
+            return torch.bmm(self.weight, x)
+        return torch.baddbmm(self.bias.unsqueeze(-1), self.weight, x)
+
     def extra_repr(self) -> str:
         return (
             f"n_networks={self.n_networks}, in_features={self.in_features}, "
             f"out_features={self.out_features}, bias={self.bias is not None}"
         )
+
+
+class StackedNetworks(nn.Sequential):
+    """The stacked layers of :func:`stack_networks`: ``x [N, R, in]`` (or one table ``[R, in]`` for every network)
+    -> ``[N, R, out]``, computed feature-major (``[N, features, R]``, see :meth:`BatchedLinear._features_first`)
+    and returned as a transposed view."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.t() if x.dim() == 2 else x.transpose(1, 2)
+        for layer in self:
+            h = layer(h)
+        return h.transpose(1, 2)
+
+
+class _FeatureSoftmax(nn.Softmax):
+    """A softmax over the features of feature-major activations ``[N, features, R]`` (dim 1)."""
+
+    def __init__(self) -> None:
+        super().__init__(dim=1)
 
 
 def _batched_layer(layer: nn.Module, position: int) -> nn.Module | None:
@@ -130,7 +180,7 @@ def _batched_layer(layer: nn.Module, position: int) -> nn.Module | None:
                 f"stack_networks: layer {position} is Softmax(dim={layer.dim}); only a softmax over the features "
                 "of [rows, features] outputs (dim=1) can be batched"
             )
-        return nn.Softmax(dim=-1)
+        return _FeatureSoftmax()
     raise ValueError(
         f"stack_networks: cannot batch layer {position} of type {type(layer).__name__}; supported: Linear, "
         "Sigmoid, ReLU, LeakyReLU, Softmax(dim=1), Identity"
@@ -147,12 +197,13 @@ def _describe(layer: nn.Module) -> tuple:
     return (type(layer).__name__,)
 
 
-def stack_networks(nets: Sequence[nn.Sequential]) -> nn.Sequential:
+def stack_networks(nets: Sequence[nn.Sequential]) -> StackedNetworks:
     """One ``nn.Sequential`` computing all of ``nets`` at once on inputs ``[N, rows, features]``.
 
-    Every Linear becomes a :class:`BatchedLinear` whose slice i is a clone of ``nets[i]``'s parameters; activations
-    are re-created (Softmax over dim 1 becomes dim -1). The networks must share one structure and be unpruned;
-    ValueError otherwise, naming the first layer that cannot be batched.
+    Every Linear becomes a (feature-major) :class:`BatchedLinear` whose slice i is a clone of ``nets[i]``'s
+    parameters; activations are re-created (Softmax over the features becomes a softmax over dim 1 of the
+    feature-major activations). The networks must share one structure and be unpruned; ValueError otherwise, naming
+    the first layer that cannot be batched.
     """
     nets = list(nets)
     if not nets:
@@ -183,6 +234,7 @@ def stack_networks(nets: Sequence[nn.Sequential]) -> nn.Sequential:
             bias=layer.bias is not None,
             device=layer.weight.device,
             dtype=layer.weight.dtype,
+            features_first=True,
         )
         with torch.no_grad():
             stacked.weight.copy_(torch.stack([net[position].weight.detach() for net in nets]))
@@ -192,7 +244,7 @@ def stack_networks(nets: Sequence[nn.Sequential]) -> nn.Sequential:
         if stacked.bias is not None:
             stacked.bias.requires_grad_(layer.bias.requires_grad)
         layers.append(stacked)
-    return nn.Sequential(*layers)
+    return StackedNetworks(*layers)
 
 
 def _copy_slice(source: BatchedLinear, index: int, target: nn.Linear, name: str) -> None:
