@@ -168,7 +168,15 @@ def test_ratios_and_checks() -> None:
         "study_over_plain_parallel": None,
         "psi_speedup": None,
         "seed_sweep_speedup": None,
+        "seed_sweep_speedup_fast": None,
     }
+    # the sweep target is judged on the better of the configured batching and fast, as psi_speedup is
+    both = fake_report(psi_seed_sweep_s=50.0, psi_seed_sweep_fast_s=20.0, psi_three_jobs_fast_s=42.0)
+    assert both["seed_sweep_speedup"] == pytest.approx(1.5)
+    assert both["seed_sweep_speedup_fast"] == pytest.approx(2.1)
+    assert both["checks"]["seed_sweep_speedup"] is True
+    short = fake_report(psi_seed_sweep_s=50.0, psi_seed_sweep_fast_s=25.0, psi_three_jobs_fast_s=42.0)
+    assert short["checks"]["seed_sweep_speedup"] is False  # 1.5 and 1.68, both < 2
 
 
 PERFORMANCE_README = "".join(
@@ -189,7 +197,12 @@ def test_readme_performance_tables_from_a_benchmark_result(tmp_path: Path) -> No
     assert "| `psi_speedup`: psi_plain_sequential_s / the faster of the two | 2.75 | >= 2.5 | yes |" in text
     assert "| `peak_rss_mb`: peak memory of the study's process tree | 1640 MB |  |  |" in text
     assert "| torch threads per fold (read back from MLflow) | 1 everywhere | 1 | yes |" in text
-    assert "| `seed_sweep_speedup`: psi_three_jobs_s / psi_seed_sweep_s | 2.50 | >= 2.0 | yes |" in text
+    assert "| `seed_sweep_speedup`: psi_three_jobs_s / psi_seed_sweep_s | 2.50 |  |  |" in text
+    assert "| `seed_sweep_speedup_fast`: psi_three_jobs_fast_s / psi_seed_sweep_fast_s | n/a |  |  |" in text
+    assert (
+        "| `seed_sweep_speedup_best`: the larger of seed_sweep_speedup and seed_sweep_speedup_fast | 2.50 "
+        "| >= 2.0 | yes |" in text
+    )
     assert "| seed sweep: every job's results equal its command alone | yes | same | yes |" in text
     # F = 24 - 16 = 8 s fixed, W = 16 s training: 3 * 24 / (8 + 48)
     assert "| `seed_sweep_ceiling`: 3(F+W)/(F+3W), F = psi_job_s - psi_folds_s, W = psi_folds_s" in text
