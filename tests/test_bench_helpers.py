@@ -181,14 +181,20 @@ def test_ratios_and_checks() -> None:
 
 PERFORMANCE_README = "".join(
     f"## Performance\n\n<!-- BEGIN table:{name} -->\nstale\n<!-- END table:{name} -->\n"
-    for name in ("performance", "performance_folds", "numerics", "performance_gpu")
+    for name in ("performance", "performance_folds", "numerics", "performance_gpu", "performance_history")
 )
 
 
 def test_readme_performance_tables_from_a_benchmark_result(tmp_path: Path) -> None:
     (tmp_path / "latest.json").write_text(json.dumps(fake_report()))
     tables = readme_performance.performance_tables(tmp_path)
-    assert set(tables) == {"performance", "performance_folds", "numerics", "performance_gpu"}
+    assert set(tables) == {
+        "performance",
+        "performance_folds",
+        "numerics",
+        "performance_gpu",
+        "performance_history",
+    }
     text = tables["performance"]
     assert "`benchmarks/results/latest.json` (`make bench`): AMD EPYC, 2 cores, torch 2.13.0 (mkl)" in text
     assert "load average 0.10 before, 1.90 after" in text
@@ -217,6 +223,25 @@ def test_readme_performance_tables_from_a_benchmark_result(tmp_path: Path) -> No
     assert tables["performance_gpu"].startswith("No GPU result committed yet")
     updated = readme.rewrite(PERFORMANCE_README, tables)
     assert "stale" not in updated and readme.rewrite(updated, tables) == updated
+
+
+def test_bench_history_lists_every_dated_run_oldest_first(tmp_path: Path) -> None:
+    (tmp_path / "latest.json").write_text(json.dumps(fake_report()))  # not a dated run
+    older = fake_report(study_s=130.0)  # misses both study targets
+    older["machine"] |= {"cpu": "AMD EPYC", "git_commit": "aaaaaaaaaaaa"}
+    newer = fake_report(psi_seed_sweep_fast_s=20.0, psi_three_jobs_fast_s=42.0)
+    newer["machine"] |= {"cpu": "Intel Xeon", "git_commit": "bbbbbbbbbbbb"}
+    (tmp_path / "2026-12-01-intel-xeon-default.json").write_text(json.dumps(newer))
+    (tmp_path / "2026-11-30-amd-epyc-default.json").write_text(json.dumps(older))
+    text = readme_performance.performance_tables(tmp_path)["performance_history"]
+    lines = [line for line in text.splitlines() if line.startswith("| `2026")]
+    assert len(lines) == 2 and "amd-epyc" in lines[0] and "intel-xeon" in lines[1]
+    judged_old = sum(v is not None for v in older["checks"].values())
+    passed_old = sum(bool(v) for v in older["checks"].values())
+    assert passed_old < judged_old
+    assert f"| {1.08:.2f} | {130 / 240:.2f} | 2.75 | 2.50 | n/a | {passed_old} of {judged_old} |" in lines[0]
+    assert "| `bbbbbbbbbb` | default | 0.83 | 0.42 | 2.75 | 2.50 | 2.10 |" in lines[1]
+    assert "No dated" in readme_performance.bench_history(tmp_path / "nothing")
 
 
 def test_readme_performance_tables_without_a_benchmark_result(tmp_path: Path) -> None:

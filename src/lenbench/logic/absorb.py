@@ -46,11 +46,11 @@ def _kept_masks(masks: list[int], wide: bool) -> set[int]:
     """The masks, shortest first, that contain no mask kept before them."""
     kept: set[int] = set()
     if wide:  # more than 64 literals: Python ints
-        order: list[int] = []
+        kept_shortest_first: list[int] = []
         for mask in masks:
-            if mask not in kept and not any(k & mask == k for k in order):
+            if mask not in kept and not any(k & mask == k for k in kept_shortest_first):
                 kept.add(mask)
-                order.append(mask)
+                kept_shortest_first.append(mask)
         return kept
     table, n = np.zeros(len(masks), dtype=np.uint64), 0
     for mask in masks:

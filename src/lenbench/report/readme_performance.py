@@ -1,5 +1,6 @@
 """The README's "Performance" tables (``make readme-tables``), from the committed ``benchmarks/results/`` files:
-``performance`` and ``performance_folds`` from ``latest.json`` (``make bench``), ``numerics`` from
+``performance`` and ``performance_folds`` from ``latest.json`` (``make bench``), ``performance_history`` from its
+dated copies, ``numerics`` from
 ``numerics-<cpu>.json`` (``make numerics``), ``performance_gpu`` from the newest ``gpu-<date>.json``
 (``benchmarks/gpu_check.sh``); a missing file gives one line saying what to run."""
 
@@ -269,9 +270,46 @@ def gpu_table(bench: Path) -> str:
     )
 
 
+# The history table's ratio columns: (key of the run's file, its format).
+HISTORY_COLUMNS = (
+    ("study_over_plain_parallel", _x),
+    ("study_ratio", _x),
+    ("psi_speedup", _x),
+    ("seed_sweep_speedup", _x),
+    ("seed_sweep_speedup_fast", _x),
+)
+
+
+def bench_history(bench: Path) -> str:
+    """Every committed dated ``make bench`` run (``<date>-<cpu>-<batching>.json``), oldest first: the machine and
+    commit, the issue's ratios and how many of the run's checks passed. Why: the ratios depend on the CPU (the plain
+    loop's per-operation cost differs), so the latest run alone does not say how another machine fares."""
+    rows = []
+    for path in sorted(bench.glob("20[0-9][0-9]-*.json")):
+        report = json.loads(path.read_text())
+        where, checks = report.get("machine", {}), report.get("checks", {})
+        judged = [v for v in checks.values() if v is not None]
+        row = {
+            "run": f"`{path.name}`",
+            "CPU": where.get("cpu", "?"),
+            "commit": f"`{str(where.get('git_commit', '?'))[:10]}`",
+            "batching": report.get("batching", "default"),
+        }
+        row |= {f"`{key}`": form(report.get(key)) for key, form in HISTORY_COLUMNS}
+        row["checks met"] = f"{sum(judged)} of {len(judged)}"
+        rows.append(row)
+    if not rows:
+        return "No dated `make bench` result committed yet: run `make bench`.\n"
+    return render.to_markdown(pd.DataFrame(rows))
+
+
 def performance_tables(bench: Path) -> dict[str, str]:
     """The Performance section's tables from ``bench`` (``benchmarks/results``)."""
-    out = {"numerics": numerics_tables(bench), "performance_gpu": gpu_table(bench)}
+    out = {
+        "numerics": numerics_tables(bench),
+        "performance_gpu": gpu_table(bench),
+        "performance_history": bench_history(bench),
+    }
     latest = bench / "latest.json"
     if not latest.is_file():
         missing = f"No benchmark result committed yet: run `make bench` (it writes `{LATEST}`), then `make readme-tables`.\n"

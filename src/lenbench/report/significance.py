@@ -88,10 +88,11 @@ def _sign_flip_p(d: np.ndarray) -> float:
     every sign flip of ``d``; p is twice the smaller tail's share, the tails taken with scipy's relative tolerance."""
     from scipy import stats
 
+    nonzero = d != 0
     ranks = np.zeros(d.size)
-    ranks[d != 0] = stats.rankdata(np.abs(d[d != 0]), method="average")
+    ranks[nonzero] = stats.rankdata(np.abs(d[nonzero]), method="average")
     flips = ((np.arange(2**d.size)[:, None] >> np.arange(d.size)[None, :]) & 1).astype(bool)
-    positive = ((d > 0)[None, :] ^ flips) & (d != 0)[None, :]
+    positive = ((d > 0)[None, :] ^ flips) & nonzero[None, :]
     null = positive.astype(float) @ ranks
     observed = float(ranks[d > 0].sum())
     gamma = abs(np.finfo(float).eps * 100 * observed)
