@@ -10,8 +10,8 @@ What it does: :func:`stack_networks` turns N ``nn.Sequential`` networks of one s
 networks in order). It maps ``[N, rows, features]`` to ``[N, rows, outputs]`` but computes feature-major, on
 ``[N, features, rows]``: each layer is ``weight [out, in] x activations [in, rows]`` per network, whose result is
 the next layer's input as is (no transposed copies, and products with a long last dimension run faster than
-``rows x 10`` ones: 20-35% off an epoch of the psi and pruning networks on a 2-core Xeon). Each network keeps its own training rows: :func:`pad_rows` pads them to
-a common count and gives row weights ``1 / n_i`` on network i's real rows and 0 on padding, so
+``rows x 10`` ones: 20-35% off an epoch of the psi and pruning networks on a 2-core Xeon). Each network keeps its
+own training rows: :func:`pad_rows` pads them to a common count and gives row weights ``1 / n_i`` on network i's real rows and 0 on padding, so
 :func:`stacked_loss` (the weighted sum of per-row losses) is the sum of the networks' own mean losses. Its gradient
 with respect to slice i is the gradient of network i's own loss, padding contributes exactly nothing, and an
 elementwise optimiser (Adam, AdamW) over the stacked parameters updates each slice as it would update that network
@@ -157,13 +157,6 @@ class StackedNetworks(nn.Sequential):
         return h.transpose(1, 2)
 
 
-class _FeatureSoftmax(nn.Softmax):
-    """A softmax over the features of feature-major activations ``[N, features, R]`` (dim 1)."""
-
-    def __init__(self) -> None:
-        super().__init__(dim=1)
-
-
 def _batched_layer(layer: nn.Module, position: int) -> nn.Module | None:
     """The stacked counterpart of a non-Linear layer (None for a Linear), or ValueError naming what cannot batch."""
     if isinstance(layer, BatchedLinear):
@@ -180,7 +173,7 @@ def _batched_layer(layer: nn.Module, position: int) -> nn.Module | None:
                 f"stack_networks: layer {position} is Softmax(dim={layer.dim}); only a softmax over the features "
                 "of [rows, features] outputs (dim=1) can be batched"
             )
-        return _FeatureSoftmax()
+        return nn.Softmax(dim=1)  # the features of feature-major activations [N, features, rows]
     raise ValueError(
         f"stack_networks: cannot batch layer {position} of type {type(layer).__name__}; supported: Linear, "
         "Sigmoid, ReLU, LeakyReLU, Softmax(dim=1), Identity"
