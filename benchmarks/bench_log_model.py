@@ -42,14 +42,13 @@ def exported(method: str, dataset, fold) -> object:  # noqa: ANN001
     overrides = [] if method == "tree" else ["method.explainer.epochs=20"]
     explainer = instantiate(method_config(method, overrides).method.explainer)
     explainer.fit(fold)
-    parts = explainer.model_parts()
     return ModelExport(
         method=method,
         concept_names=tuple(fold.concept_names),
         target_class=1,
         formula="",
-        predictor=parts["predictor"],
-        local=parts.get("local"),
+        model=explainer.exported(),
+        requires=explainer.requires,
         preprocessing=raw_encoding(fold.preprocessing),
         label=dataset.label,
         fold=0,

@@ -122,7 +122,7 @@ def test_ddp_pruning_history_and_l1_come_back() -> None:
     assert torch.equal(effective_weight(first_a) != 0, effective_weight(first_b) != 0)
     # The double softmax flattens the gradients and Adam normalises them, so rounding differences move single
     # weights by up to ~lr; the function the network computes stays the same.
-    torch.testing.assert_close(ddp.output(x), single.output(x), rtol=0, atol=5e-3)
+    torch.testing.assert_close(ddp.network_output(x), single.network_output(x), rtol=0, atol=5e-3)
     assert np.array_equal(single.predict(x), ddp.predict(x))
 
 

@@ -231,7 +231,7 @@ def test_psi_explains_only_the_class_it_was_trained_for() -> None:
     with pytest.raises(ValueError, match="target_class=0.*class 1"):
         explainer.explain(fold, target_class=1)
     assert isinstance(explainer.explain(fold, target_class=0), Formula)
-    output = explainer.output(fold.x_test).squeeze(1).numpy()
+    output = explainer.network_output(fold.x_test).squeeze(1).numpy()
     assert np.array_equal(explainer.predict(fold.x_test), np.where(output > 0.5, 0, 1))
     assert np.allclose(explainer.scores(fold.x_test), 1.0 - output)  # probability of class 1
 
@@ -300,7 +300,7 @@ def test_method_configs_build_the_notebook_settings(method: str) -> None:
         [100, 10],
         3,
     )
-    assert explainer.output_kind == "softmax" and not explainer.simplify_local
+    assert explainer.output == "softmax" and not explainer.simplify_local
     pruning = [cb for cb in explainer.training.callbacks if isinstance(cb, FeaturePruning)]
     if method == "pruning":
         assert (training.lr, explainer.activation, l1[0].strength, l1[0].include_bias) == (

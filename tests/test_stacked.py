@@ -129,7 +129,7 @@ def test_stacked_forward_is_each_network_on_its_rows(make):
     out = stack_networks(nets)(X)
     for i, (net, x) in enumerate(zip(nets, xs, strict=True)):
         torch.testing.assert_close(out[i, : x.shape[0]], net(x), atol=1e-6, rtol=0)
-    if explainer.name != "psi" and explainer.output_kind == "softmax":
+    if explainer.name != "psi" and explainer.output == "softmax":
         torch.testing.assert_close(
             out.sum(dim=-1), torch.ones(out.shape[:2])
         )  # the softmax is over the classes

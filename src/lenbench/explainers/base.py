@@ -1,11 +1,34 @@
-"""The one interface every explainer keeps, network or not, so the cross-validation loop never branches."""
+"""The one contract every method keeps, network or not, in tree or in a plugin: :class:`Explainer`.
+
+A method is one class (and its ``conf/method/<name>.yaml``, with ``conf/search/<name>.yaml`` for tuning). What it
+implements, and what lenbench does with it:
+
+- ``__init__(*, seed, ...)`` with keyword parameters stored under their own names: the config's
+  ``method.explainer`` block builds it (``_target_``), :meth:`Explainer.get_params` reads them back (the job record,
+  checks that folds may train together);
+- ``fit(fold)`` on the fold's train+validation rows, ``predict(x)`` labels, ``scores(x)`` class-1 probabilities
+  (None: no AUROC), ``explain(fold, target_class)`` the class's formula over concept names: scored by every metric
+  of :mod:`lenbench.scoring`, tracked in ``results.csv`` and MLflow, compared in the report;
+- ``info()``: extra per-fold figures (training time, fall-backs, ...), recorded beside the metrics;
+- ``exported()``: the fitted model that is logged to MLflow and predicts and explains new rows
+  (``lenbench.explain``, ``mlflow models predict``). It keeps :class:`FittedModel`: ``predict_and_score(x)`` and
+  ``explain_local(x, labels, names)`` (each row's local explanation as ``(concept, negated)`` literals, or None).
+  By default it is the fitted explainer itself, pickled (fine for a scikit-learn estimator and a few settings);
+  network methods export their weights as plain data
+  (:class:`~lenbench.models.network.NetworkModel`); None: the method cannot be saved.
+  ``requires`` names the distributions the model needs beside lenbench's own (pinned in the logged model).
+
+Network methods subclass :class:`~lenbench.explainers.network.NetworkExplainer`, which implements all of the above
+from a network, a loss and a head. ``examples/plugin/`` is a complete method in one file, outside this package.
+"""
 
 from __future__ import annotations
 
+import inspect
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -14,6 +37,16 @@ from lenbench.logic.formula import Formula
 
 if TYPE_CHECKING:
     from lenbench.callbacks.progress import ProgressSink
+
+
+class FittedModel(Protocol):
+    """What an exported model does with new concept rows ``x`` [n, k]."""
+
+    def predict_and_score(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def explain_local(
+        self, x: np.ndarray, labels: np.ndarray, names: Sequence[str]
+    ) -> list[list[tuple[str, bool]]] | None: ...
 
 
 class Explainer(ABC):
@@ -25,6 +58,8 @@ class Explainer(ABC):
     name: str = "explainer"
     # False for accuracy-only references (e.g. a random forest): their explanation metrics are recorded as NaN.
     provides_explanations: bool = True
+    # Distributions an exported model needs besides lenbench, torch, scikit-learn, numpy and pandas.
+    requires: ClassVar[tuple[str, ...]] = ()
     # Where training progress goes while ``fit`` runs (set by the fold loop with :meth:`observe`); methods that do
     # not train in epochs ignore it.
     progress: ProgressSink | None = None
@@ -69,7 +104,35 @@ class Explainer(ABC):
     def info(self) -> dict[str, Any]:
         return {}
 
-    def model_parts(self) -> dict[str, Any] | None:
-        """The fitted model as plain data for :mod:`lenbench.models`: ``{"predictor": ..., "local": ...}`` (see
-        :class:`~lenbench.models.export.ModelExport`); None when the method cannot be saved as a model."""
+    def get_params(self) -> dict[str, Any]:
+        """The settings the explainer was built with, by name: each keyword of ``__init__`` read from the attribute
+        of the same name (scikit-learn's accessor)."""
+        return {name: getattr(self, name) for name in _init_keywords(type(self))}
+
+    def exported(self) -> FittedModel | None:
+        """The fitted model to log and to predict and explain new rows with (see the module docstring)."""
+        return self
+
+    def predict_and_score(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(labels int64 [n], class-1 scores float64 [n], 0 where the method has none): the exported model's face."""
+        scores = self.scores(x)
+        return (
+            np.asarray(self.predict(x)).astype(np.int64),
+            np.zeros(len(x)) if scores is None else np.asarray(scores).astype(np.float64),
+        )
+
+    def explain_local(
+        self, x: np.ndarray, labels: np.ndarray, names: Sequence[str]
+    ) -> list[list[tuple[str, bool]]] | None:
+        """Each row's local explanation as ``(concept, negated)`` literals; None when the method has none."""
         return None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "progress": None}  # a progress sink belongs to the process that trained
+
+
+def _init_keywords(cls: type) -> list[str]:
+    """The named parameters of ``cls.__init__`` (``**kwargs`` and ``*args`` left out)."""
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    return [p.name for p in parameters if p.name != "self" and p.kind not in variadic]

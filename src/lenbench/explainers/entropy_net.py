@@ -34,7 +34,12 @@ from torch import nn
 from lenbench.callbacks.entropy import EntropyPenalty
 from lenbench.data.base import Fold
 from lenbench.explainers.network import NetworkExplainer
-from lenbench.logic.extract.entropy import SELECTIONS, aggregate_local_explanations, explanation_concepts
+from lenbench.logic.extract.entropy import (
+    SELECTIONS,
+    AttentionReading,
+    aggregate_local_explanations,
+    explanation_concepts,
+)
 from lenbench.logic.formula import Formula
 from lenbench.logic.simplify import MAX_EXACT_VARIABLES
 from lenbench.nn.layers import LEAKY_SLOPE, EntropyLinear, SqueezeLast, entropy_layers
@@ -134,13 +139,6 @@ class EntropyNetExplainer(NetworkExplainer):
     def targets(self, y: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
 
-    def labels_from_output(self, output: torch.Tensor) -> np.ndarray:
-        return output.argmax(dim=1).numpy()
-
-    def scores_from_output(self, output: torch.Tensor) -> np.ndarray:
-        """Softmax probability of class 1 (for the model's AUROC)."""
-        return torch.softmax(output, dim=1)[:, 1].numpy()
-
     @property
     def entropy_layer(self) -> EntropyLinear:
         return entropy_layers(self.network)[0]
@@ -172,7 +170,7 @@ class EntropyNetExplainer(NetworkExplainer):
         with torch.no_grad():
             return self.entropy_layer.attention().numpy()
 
-    def local_reading(self) -> dict[str, Any]:
+    def local_reading(self) -> AttentionReading:
         """Per class, the concepts its local explanations use (least attended first), as :meth:`explain` reads."""
         with torch.no_grad():
             alpha = self.entropy_layer.attention().numpy().astype(np.float64)
@@ -180,7 +178,7 @@ class EntropyNetExplainer(NetworkExplainer):
         concepts = [
             explanation_concepts(a, m, self.max_literals).tolist() for a, m in zip(alpha, mask, strict=True)
         ]
-        return {"kind": "entropy", "concepts": concepts}
+        return AttentionReading(concepts)
 
     # -- explanation ---------------------------------------------------------------------------------------------
 

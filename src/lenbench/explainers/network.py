@@ -32,7 +32,9 @@ from lenbench.callbacks.l1 import effective_weight, linear_layers
 from lenbench.callbacks.progress import ProgressReporter
 from lenbench.data.base import Fold
 from lenbench.explainers.base import Explainer
+from lenbench.models.network import Head, LocalReading, NetworkModel, network_spec
 from lenbench.nn.batches import ExactBatch, NetworkBatch, StackedBatch
+from lenbench.nn.heads import ArgmaxHead
 from lenbench.nn.module import FullBatchModule
 from lenbench.nn.trainer import Fit, TrainingConfig, fit, set_seed
 
@@ -43,8 +45,7 @@ class NetworkExplainer(Explainer):
     """Base of the network explainers: seeds, builds the network, trains it with Lightning, predicts labels.
 
     Subclasses say how to build the network (:meth:`build_network`), which loss to use and how targets are made
-    (:meth:`criterion`, :meth:`targets`), and how to turn outputs into labels and scores
-    (:meth:`labels_from_output`, :meth:`scores_from_output`). ``training`` takes the keyword arguments of
+    (:meth:`criterion`, :meth:`targets`), and how outputs become labels and scores (:meth:`head`). ``training`` takes the keyword arguments of
     :class:`~lenbench.nn.trainer.TrainingConfig` (``seed``, ``trainer``, ``epochs``, ``lr``, ``optimizer``,
     ``weight_decay``, ``callbacks``); those a subclass has defaults for may be left out (``training_defaults``).
     """
@@ -78,11 +79,9 @@ class NetworkExplainer(Explainer):
     @abstractmethod
     def targets(self, y: np.ndarray) -> torch.Tensor: ...
 
-    @abstractmethod
-    def labels_from_output(self, output: torch.Tensor) -> np.ndarray: ...
-
-    @abstractmethod
-    def scores_from_output(self, output: torch.Tensor) -> np.ndarray: ...
+    def head(self) -> Head:
+        """How outputs become labels and class-1 scores; one class per output unit by default."""
+        return ArgmaxHead()
 
     def trained_info(self) -> dict[str, Any]:
         """Figures of the trained network worth recording; by default the inputs its first Linear layer uses."""
@@ -109,6 +108,14 @@ class NetworkExplainer(Explainer):
     def training_positions(self, fold: Fold) -> np.ndarray | None:
         """The positions in the data set of :meth:`training_rows`, in their order (None when unknown)."""
         return fold.train_index if self.training.trainer["validate"] else fold.trainval_index
+
+    def get_params(self) -> dict[str, Any]:
+        """The method's declared settings and the training ones (``seed``, ``epochs``, ``trainer``, ...)."""
+        training = {
+            f.name: getattr(self.training, f.name) for f in dataclasses.fields(self.training) if f.init
+        }
+        training.pop("owner")
+        return {**super().get_params(), **training}
 
     def fit(self, fold: Fold) -> NetworkExplainer:
         self.fit_many([self], [fold])
@@ -150,18 +157,18 @@ class NetworkExplainer(Explainer):
         return self._net
 
     @torch.no_grad()
-    def output(self, x: np.ndarray) -> torch.Tensor:
+    def network_output(self, x: np.ndarray) -> torch.Tensor:
         """The network's output for the rows of ``x`` (on the CPU)."""
         net = self.network
         device = next(net.parameters()).device
         return net(torch.as_tensor(np.asarray(x, dtype=np.float32)).to(device)).cpu()
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return self.labels_from_output(self.output(x)).astype(np.int64)
+        return self.head().labels(self.network_output(x)).astype(np.int64)
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """The network's probability of class 1 per row (for the model's AUROC)."""
-        return self.scores_from_output(self.output(x)).astype(np.float64)
+        return self.head().scores(self.network_output(x)).astype(np.float64)
 
     def layer_arrays(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """(weight, bias) of every Linear layer as float64 numpy arrays, pruned entries 0, for the extractors."""
@@ -179,19 +186,13 @@ class NetworkExplainer(Explainer):
     def info(self) -> dict[str, Any]:
         return dict(self._info)
 
-    def output_head(self) -> dict[str, Any]:
-        """How outputs become labels and scores, as data (:func:`lenbench.models.predict._network_outputs`)."""
-        return {"kind": "argmax", "probabilities": False}
-
-    def local_reading(self) -> dict[str, Any] | None:
-        """How a row's local explanation is read from the network, as data; None when the method has none."""
+    def local_reading(self) -> LocalReading | None:
+        """How a row's local explanation is read from the trained network; None when the method has none."""
         return None
 
-    def model_parts(self) -> dict[str, Any]:
-        from lenbench.models.network import network_spec
-
-        predictor = {"kind": "network", "layers": network_spec(self.network), "head": self.output_head()}
-        return {"predictor": predictor, "local": self.local_reading()}
+    def exported(self) -> NetworkModel:
+        """The trained network as plain data, with its head and local reading."""
+        return NetworkModel(network_spec(self.network), self.head(), self.local_reading())
 
 
 def _arrays(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -228,15 +229,12 @@ def check_together(explainers: Sequence[NetworkExplainer]) -> None:
 
 def _settings(explainer: NetworkExplainer) -> dict[str, Any]:
     """The explainer's configuration as comparable values (callbacks by class and attributes), seed left out."""
-    settings = {
-        k: v
-        for k, v in vars(explainer).items()
-        if not k.startswith("_") and k not in ("progress", "training", "fitted_callbacks")
-    }
-    training = explainer.training
-    settings["training"] = dataclasses.replace(training, seed=0, callbacks=(), trainer={})
-    settings["callbacks"] = [(type(cb).__qualname__, sorted(vars(cb).items())) for cb in training.callbacks]
-    settings["trainer"] = {k: v for k, v in training.trainer.items() if k != "callbacks"}
+    settings = explainer.get_params()
+    del settings["seed"]
+    settings["callbacks"] = [
+        (type(cb).__qualname__, sorted(vars(cb).items())) for cb in settings["callbacks"]
+    ]
+    settings["trainer"] = {k: v for k, v in settings["trainer"].items() if k != "callbacks"}
     return settings
 
 

@@ -25,6 +25,7 @@ from lenbench.data.base import Fold
 from lenbench.explainers.network import NetworkExplainer
 from lenbench.logic.extract.psi import MAX_FAN_IN, read_out
 from lenbench.logic.formula import Formula
+from lenbench.nn.heads import ThresholdHead
 from lenbench.validation import check_positive, check_widths, refuse
 
 logger = logging.getLogger(__name__)
@@ -102,16 +103,8 @@ class PsiNetExplainer(NetworkExplainer):
     def targets(self, y: np.ndarray) -> torch.Tensor:
         return torch.from_numpy((np.asarray(y) == self.target_class).astype(np.float32))
 
-    def labels_from_output(self, output: torch.Tensor) -> np.ndarray:
-        positive = output.squeeze(1).numpy() > 0.5
-        return np.where(positive, self.target_class, 1 - self.target_class)
-
-    def scores_from_output(self, output: torch.Tensor) -> np.ndarray:
-        p = output.squeeze(1).numpy()
-        return p if self.target_class == 1 else 1.0 - p
-
-    def output_head(self) -> dict[str, Any]:
-        return {"kind": "threshold", "target_class": self.target_class}
+    def head(self) -> ThresholdHead:
+        return ThresholdHead(self.target_class)
 
     def explain(self, fold: Fold, target_class: int = 1) -> Formula:
         if target_class != self.target_class:

@@ -34,11 +34,14 @@ from lenbench.data.base import Fold
 from lenbench.explainers.network import NetworkExplainer
 from lenbench.logic.extract.relu import (
     FEATURE_SELECTIONS,
+    PruningReading,
+    WeightsReading,
     explain_class,
     select_by_pruning,
     select_by_weights,
 )
 from lenbench.logic.formula import Formula
+from lenbench.nn.heads import ArgmaxHead
 from lenbench.nn.layers import LEAKY_SLOPE
 from lenbench.validation import check_choice, check_positive, check_unit, check_widths
 
@@ -91,7 +94,7 @@ class ReluNetExplainer(NetworkExplainer):
         self.feature_selection = feature_selection
         self.hidden = check_widths(owner, "hidden", hidden)
         self.activation = activation
-        self.output_kind = output
+        self.output = output
         self.topk = topk
         self.simplify_local = bool(simplify_local)
         self.weights_threshold = weights_threshold
@@ -110,7 +113,7 @@ class ReluNetExplainer(NetworkExplainer):
             layers.append(nn.ReLU() if self.activation == "relu" else nn.LeakyReLU(LEAKY_SLOPE))
             width = h
         layers.append(nn.Linear(width, self._n_classes))
-        if self.output_kind == "softmax":
+        if self.output == "softmax":
             layers.append(nn.Softmax(dim=1))
         return nn.Sequential(*layers)
 
@@ -134,25 +137,15 @@ class ReluNetExplainer(NetworkExplainer):
     def targets(self, y: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
 
-    def labels_from_output(self, output: torch.Tensor) -> np.ndarray:
-        return output.argmax(dim=1).numpy()
-
-    def scores_from_output(self, output: torch.Tensor) -> np.ndarray:
+    def head(self) -> ArgmaxHead:
         # ``softmax`` networks output probabilities already; ``logits`` ones need the softmax.
-        probabilities = output if self.output_kind == "softmax" else torch.softmax(output, dim=1)
-        return probabilities[:, 1].numpy()
+        return ArgmaxHead(probabilities=self.output == "softmax")
 
-    def output_head(self) -> dict[str, Any]:
-        return {"kind": "argmax", "probabilities": self.output_kind == "softmax"}
-
-    def local_reading(self) -> dict[str, Any]:
+    def local_reading(self) -> PruningReading | WeightsReading:
+        layers = self.layer_arrays()
         if self.feature_selection == "pruning":
-            return {"kind": "relu_pruning"}
-        return {
-            "kind": "relu_weights",
-            "threshold": self.weights_threshold,
-            "negative_slope": self.negative_slope,
-        }
+            return PruningReading(layers[0][0])
+        return WeightsReading(layers, self.weights_threshold, self.negative_slope)
 
     @property
     def negative_slope(self) -> float:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -48,6 +49,7 @@ class RuleListExplainer(Explainer):
     """
 
     name = "rule_list"
+    requires: ClassVar[tuple[str, ...]] = ("imodels",)  # the fitted rule list is imodels' estimator
 
     def __init__(self, *, seed: int, max_simplify_variables: int = 10, max_simplify_terms: int = 64) -> None:
         owner = type(self).__name__
@@ -142,21 +144,22 @@ class RuleListExplainer(Explainer):
     def info(self) -> dict[str, Any]:
         return dict(self._info)
 
-    def model_parts(self) -> dict[str, Any]:
-        rule_list = self.rule_list()
-        rules = [
-            ([(str(n), bool(neg)) for n, neg in rule.condition], int(rule.prediction))
-            for rule in rule_list.rules
-        ]
-        rules.append(([], int(rule_list.default)))
-        predictor = {
-            "kind": "sklearn",
-            "estimator": self.model,
-            "binarize": "float64",
-            "negations": bool(getattr(self, "negations", False)),
-            "scores": "column1",
-        }
-        return {"predictor": predictor, "local": {"kind": "rule_list", "rules": rules}}
+    def explain_local(
+        self, x: np.ndarray, labels: np.ndarray, names: Sequence[str]
+    ) -> list[list[tuple[str, bool]]]:
+        """The literals of the first rule that fires on each row (the default rule: none, i.e. True)."""
+        truth = _binary(x) > 0.5
+        index = {name: j for j, name in enumerate(names)}
+        chosen: list[list[tuple[str, bool]] | None] = [None] * truth.shape[0]
+        for rule in self.rule_list().rules:
+            literals = [(str(name), bool(negated)) for name, negated in rule.condition]
+            fires = np.ones(truth.shape[0], dtype=bool)
+            for name, negated in literals:
+                fires &= truth[:, index[name]] != negated
+            for row in np.flatnonzero(fires):
+                if chosen[row] is None:
+                    chosen[row] = literals
+        return [c if c is not None else [] for c in chosen]
 
 
 class GreedyRuleListExplainer(RuleListExplainer):
@@ -335,17 +338,6 @@ class RandomForestExplainer(Explainer):
 
     def explain(self, fold: Fold, target_class: int = 1) -> Formula:
         return Formula.false()
-
-    def model_parts(self) -> dict[str, Any]:
-        binarize = "float64" if self.binarize_inputs else None
-        return {
-            "predictor": {
-                "kind": "sklearn",
-                "estimator": self.forest,
-                "binarize": binarize,
-                "scores": "classes",
-            }
-        }
 
     def info(self) -> dict[str, Any]:
         return dict(self._info)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -59,10 +60,19 @@ class TreeExplainer(Explainer):
     def explain(self, fold: Fold, target_class: int = 1) -> Formula:
         return tree_to_formula(self.tree, fold.concept_names, target_class)
 
-    def model_parts(self) -> dict[str, Any]:
-        binarize = "float32" if self.binarize_inputs else None
-        predictor = {"kind": "sklearn", "estimator": self.tree, "binarize": binarize, "scores": "classes"}
-        return {"predictor": predictor, "local": {"kind": "tree_path"}}
+    def explain_local(
+        self, x: np.ndarray, labels: np.ndarray, names: Sequence[str]
+    ) -> list[list[tuple[str, bool]]]:
+        """The splits on each row's root-to-leaf path, with the row's side of each."""
+        inputs = self._inputs(np.asarray(x))
+        paths = self.tree.decision_path(inputs)
+        feature, threshold = self.tree.tree_.feature, self.tree.tree_.threshold
+        rows = []
+        for i in range(inputs.shape[0]):
+            nodes = paths.indices[paths.indptr[i] : paths.indptr[i + 1]]
+            inner = [n for n in nodes if feature[n] >= 0]  # leaves have feature -2
+            rows.append([(names[feature[n]], not bool(inputs[i, feature[n]] > threshold[n])) for n in inner])
+        return rows
 
     def info(self) -> dict[str, Any]:
         if self._tree is None:

@@ -3,9 +3,9 @@
 Built in the fold's worker process right after the fold is scored (:func:`export_model`), carried back to the job's
 process inside the :class:`~lenbench.folds.FoldResult` (so it must pickle small: numpy weights, a fitted
 scikit-learn/imodels estimator, strings), and logged there as an MLflow model (:mod:`lenbench.models.store`).
-Every explainer describes itself with ``model_parts()``: how it predicts (``predictor``) and how a row's local
-explanation is read (``local``, None when the method has none); the rest (concept names, global formula, the
-preprocessing from raw columns to concepts, versions) is the same for every method and added here.
+Every explainer gives its fitted model with ``exported()`` (:class:`~lenbench.explainers.base.FittedModel`: it
+predicts, scores and explains rows); the rest (concept names, global formula, the preprocessing from raw columns to
+concepts, versions) is the same for every method and added here.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from lenbench.logic.formula import Formula
 
 # Bumped when the layout of ModelExport changes incompatibly; a model of another format is refused on load.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def lenbench_version() -> str:
@@ -34,9 +34,9 @@ def lenbench_version() -> str:
 class ModelExport:
     """A fitted explainer as plain data: enough to predict, score and explain rows without the explainer.
 
-    ``predictor``: ``{"kind": "network", "layers": [...], "head": {...}}`` or ``{"kind": "sklearn", "estimator":
-    ..., "binarize": ..., "negations": ..., "scores": ...}``; ``local``: how local explanations are read (None: the
-    method has none); ``formula``: the global explanation of ``target_class`` (None when the method gives none);
+    ``model``: the explainer's fitted model (``predict_and_score``, ``explain_local``); ``requires``: the
+    distributions it needs besides lenbench's own; ``formula``: the global explanation of ``target_class`` (None
+    when the method gives none);
     ``preprocessing``: how raw table columns become the concepts (None: the data set is concepts already).
     """
 
@@ -44,8 +44,8 @@ class ModelExport:
     concept_names: tuple[str, ...]
     target_class: int
     formula: str | None
-    predictor: dict[str, Any] = field(repr=False)
-    local: dict[str, Any] | None = field(default=None, repr=False)
+    model: Any = field(repr=False)
+    requires: tuple[str, ...] = ()
     preprocessing: dict[str, Any] | None = field(default=None, repr=False)
     label: str = "y"
     data: dict[str, Any] = field(default_factory=dict)
@@ -74,16 +74,16 @@ def export_model(
     """The fold's fitted ``explainer`` as a :class:`ModelExport` (None when the method cannot be exported)."""
     from lenbench.models.preprocess import raw_encoding
 
-    parts = explainer.model_parts()
-    if parts is None:
+    model = explainer.exported()
+    if model is None:
         return None
     return ModelExport(
         method=explainer.name,
         concept_names=tuple(str(n) for n in fold.concept_names),
         target_class=int(target_class),
         formula=str(formula) if explainer.provides_explanations else None,
-        predictor=parts["predictor"],
-        local=parts.get("local"),
+        model=model,
+        requires=tuple(explainer.requires),
         preprocessing=raw_encoding(fold.preprocessing),
         label=dataset.label,
         data={"name": dataset.name, "checksum": dataset.checksum or ""},

@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError, packages_distributions, version
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +54,17 @@ def _pinned(package: str) -> str | None:
         return None
 
 
+@cache
+def _distributions(top_level_module: str) -> list[str]:
+    return packages_distributions().get(top_level_module, [])
+
+
 def requirements(export: ModelExport) -> list[str]:
-    """What the model needs installed: lenbench and the libraries its predictor uses, at the logging versions."""
-    packages = ["lenbench", "mlflow", "numpy", "pandas", "scikit-learn", "torch"]
-    if export.local and export.local.get("kind") == "rule_list":
-        packages.append("imodels")
-    return [p for p in (_pinned(name) for name in packages) if p is not None]
+    """What the model needs installed, at the logging versions: lenbench, the libraries every model uses, the
+    distributions its method declares (``Explainer.requires``) and the one that defines its model class."""
+    packages = ["lenbench", "mlflow", "numpy", "pandas", "scikit-learn", "torch", *export.requires]
+    packages += _distributions(type(export.model).__module__.split(".")[0])
+    return [p for p in (_pinned(name) for name in dict.fromkeys(packages)) if p is not None]
 
 
 def log_model(client: Any, experiment_id: str, run_id: str, export: ModelExport) -> str:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -76,6 +77,15 @@ class EntropyLinear(nn.Module):
         out = scaled.matmul(self.weight.transpose(1, 2)) + self.bias  # [C, n, out]
         return out.permute(1, 0, 2)
 
+    def export_args(self) -> dict[str, Any]:
+        """The arguments that build this layer again (:mod:`lenbench.models.network`)."""
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "n_classes": self.n_classes,
+            "temperature": self.temperature,
+        }
+
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, n_classes={self.n_classes}, "
@@ -85,6 +95,9 @@ class EntropyLinear(nn.Module):
 
 class SqueezeLast(nn.Module):
     """Drops the last dimension (of size 1): the per-class Linear(h, 1) outputs become one logit per class."""
+
+    def export_args(self) -> dict[str, Any]:
+        return {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.squeeze(-1)

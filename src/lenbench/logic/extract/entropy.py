@@ -18,6 +18,7 @@ rows (``x > 0.5``). Explanation of class t:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,19 @@ def explanation_concepts(alpha: np.ndarray, mask: np.ndarray, max_literals: int 
     if max_literals is not None and concepts.size > max_literals:
         concepts = concepts[-max_literals:]
     return concepts
+
+
+@dataclass(frozen=True)
+class AttentionReading:
+    """The entropy LEN's local explanation of a row: its values of the concepts in its predicted class's mask, most
+    attended first (the exported model's reading). ``concepts[c]``: :func:`explanation_concepts` of class c."""
+
+    concepts: list[list[int]]
+
+    def rows(self, x: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> list[list[tuple[str, bool]]]:
+        truth = np.asarray(x) > 0.5
+        order = [np.asarray(c, dtype=np.intp)[::-1] for c in self.concepts]
+        return [[(names[j], not truth[i, j]) for j in order[c]] for i, c in enumerate(labels)]
 
 
 def simplify_term(

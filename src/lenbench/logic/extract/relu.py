@@ -123,6 +123,36 @@ def local_literals(x: np.ndarray, selected: np.ndarray) -> np.ndarray:
     return np.where(selected, np.where(x > 0.5, 1, -1), 0).astype(np.int8)
 
 
+@dataclass(frozen=True, eq=False)
+class PruningReading:
+    """A pruned network's local explanation of a row: its values of the concepts still connected to the first
+    layer (one conjunction per row, the exported model's reading of method ``pruning``)."""
+
+    first_weight: np.ndarray
+
+    def rows(self, x: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> list[list[tuple[str, bool]]]:
+        return literal_rows(local_literals(x, select_by_pruning(self.first_weight, len(x))), names)
+
+
+@dataclass(frozen=True, eq=False)
+class WeightsReading:
+    """A network's local explanation of a row: its values of the concepts that weigh in its reduced (firing-path)
+    model (the exported model's reading of method ``weights``)."""
+
+    layers: Sequence[Layer]
+    threshold: float
+    negative_slope: float
+
+    def rows(self, x: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> list[list[tuple[str, bool]]]:
+        selected = select_by_weights(self.layers, x, self.threshold, self.negative_slope)
+        return literal_rows(local_literals(x, selected), names)
+
+
+def literal_rows(literals: np.ndarray, names: Sequence[str]) -> list[list[tuple[str, bool]]]:
+    """Each row of a :func:`local_literals` matrix as ``(concept, negated)`` pairs, in concept order."""
+    return [[(names[j], bool(row[j] < 0)) for j in np.flatnonzero(row)] for row in literals]
+
+
 def simplify_local_literals(literals: np.ndarray, x_opposite: np.ndarray) -> tuple[np.ndarray, int]:
     """Drop literals, in concept order, while the conjunction stays false on every row of ``x_opposite``.
 
