@@ -237,7 +237,7 @@ FORMULA = frozenset({"formula"})
 TRUTH = frozenset({"formula", "truth"})
 
 #: The metrics of every job, in ``results.csv``'s column order (the notebook's first, then lenbench's).
-METRICS = MetricSet(
+BUILTIN_METRICS = MetricSet(
     [
         Metric(
             "model_accuracy",
@@ -324,3 +324,20 @@ METRICS = MetricSet(
         ),
     ]
 )
+
+
+def installed_metrics(builtin: MetricSet) -> MetricSet:
+    """``builtin`` and, after it, every :class:`Metric` an installed package declares under the entry-point group
+    ``lenbench.metrics`` (in entry-point name order): how a metric outside lenbench becomes one registry entry."""
+    from importlib.metadata import entry_points
+
+    metrics = builtin
+    for point in sorted(entry_points(group="lenbench.metrics"), key=lambda p: p.name):
+        metric = point.load()
+        if not isinstance(metric, Metric):
+            raise TypeError(f"entry point lenbench.metrics:{point.name} ({point.value}) is not a lenbench Metric")
+        metrics = metrics.with_metric(metric)
+    return metrics
+
+
+METRICS = installed_metrics(BUILTIN_METRICS)
