@@ -10,6 +10,7 @@ without it. Nothing under ``src/`` names it: lenbench finds it through Hydra's s
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,9 +33,10 @@ TRAIN = ("method=l1logreg", "data=mimic", "cv.folds=[0,1]")
 def plugin(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The package installed into its own folder, one MIMIC-II job of its method (folds 0 and 1) in a fresh store."""
     tmp = tmp_path_factory.mktemp("plugin")
-    site = tmp / "site"
+    site, source = tmp / "site", tmp / "plugin"
+    shutil.copytree(PLUGIN, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))  # builds write there
     pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps"]
-    pip += ["--no-build-isolation", "--no-index", "--target", str(site), str(PLUGIN)]
+    pip += ["--no-build-isolation", "--no-index", "--target", str(site), str(source)]
     installed = subprocess.run(pip, capture_output=True, text=True, timeout=600)
     assert installed.returncode == 0, installed.stderr[-3000:]
     env = job_env(tmp, PYTHONPATH=str(site))
