@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from lenbench.tracking.errors import TrackingError
-from lenbench.tracking.mlflow import default_tracking_uri
+from lenbench.tracking.store import default_tracking_uri
 
 
 def main(argv: list[str] | None = None) -> int:
