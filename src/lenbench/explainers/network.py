@@ -28,13 +28,14 @@ import torch
 from torch import nn
 
 from lenbench.callbacks.base import fit_report
-from lenbench.callbacks.l1 import effective_weight, linear_layers
 from lenbench.callbacks.progress import ProgressReporter
 from lenbench.data.base import Fold
 from lenbench.explainers.base import Explainer
+from lenbench.models.network import network_spec
 from lenbench.nn.batches import ExactBatch, NetworkBatch, StackedBatch
 from lenbench.nn.module import FullBatchModule
 from lenbench.nn.trainer import Fit, TrainingConfig, fit, set_seed
+from lenbench.nn.weights import effective_weight, linear_layers
 
 logger = logging.getLogger(__name__)
 
@@ -188,8 +189,6 @@ class NetworkExplainer(Explainer):
         return None
 
     def model_parts(self) -> dict[str, Any]:
-        from lenbench.models.network import network_spec
-
         predictor = {"kind": "network", "layers": network_spec(self.network), "head": self.output_head()}
         return {"predictor": predictor, "local": self.local_reading()}
 

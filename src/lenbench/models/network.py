@@ -20,10 +20,10 @@ LayerSpec = dict[str, Any]
 
 def network_spec(net: nn.Module) -> list[LayerSpec]:
     """The layers of a trained ``nn.Sequential`` as plain dicts (weights as float32 numpy copies)."""
-    from torch import nn
+    from torch import nn  # deferred, with the torch modules below: a model is read without torch until here
 
-    from lenbench.callbacks.l1 import effective_weight
     from lenbench.nn.layers import EntropyLinear, SqueezeLast
+    from lenbench.nn.weights import effective_weight
 
     def array(tensor: Any) -> np.ndarray:
         return tensor.detach().cpu().numpy().copy()
@@ -64,7 +64,7 @@ def build_network(specs: list[LayerSpec]) -> nn.Module:
 
 
 def _build(specs: list[LayerSpec]) -> nn.Module:
-    import torch
+    import torch  # deferred, with the torch layers below: a model is read without torch until here
     from torch import nn
 
     from lenbench.nn.layers import EntropyLinear, SqueezeLast

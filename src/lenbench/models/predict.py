@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from lenbench.logic.extract.relu import select_by_pruning, select_by_weights
 from lenbench.logic.formula import Formula
 from lenbench.models.export import ModelExport
 from lenbench.models.network import build_network, linear_arrays
@@ -98,8 +99,6 @@ class Predictor:
         return [str(Formula.conjunction(literals)) for literals in rows]
 
     def _relu_selected(self, x: np.ndarray, local: dict[str, Any]) -> np.ndarray:
-        from lenbench.logic.extract.relu import select_by_pruning, select_by_weights
-
         layers = linear_arrays(self.export.predictor["layers"])
         if local["kind"] == "relu_pruning":
             return select_by_pruning(layers[0][0], len(x))

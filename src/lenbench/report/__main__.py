@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(message)s")
     out = args.out or Path("outputs") / "report" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    from lenbench.report.build import build_report  # imported here: --help stays fast
+    from lenbench.report.build import build_report  # deferred: --help stays fast
 
     try:
         files = build_report(args.uri, args.experiment, out, args.sweep_id, args.filter, not args.no_mlflow)
