@@ -27,10 +27,11 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from lenbench.callbacks.l1 import L1Regularization, effective_weight, linear_layers
+from lenbench.callbacks.l1 import L1Regularization
 from lenbench.explainers.psi_net import PsiNetExplainer
 from lenbench.explainers.relu_net import ReluNetExplainer
 from lenbench.nn.stacked import pad_rows, stack_networks, stacked_loss, unstack_into
+from lenbench.nn.weights import effective_weight, linear_layers
 
 ROWS, CONCEPTS, SHARE = 1600, 90, 0.9
 

@@ -20,7 +20,9 @@ from hydra.experimental.callback import Callback
 from hydra.utils import get_original_cwd
 from omegaconf import DictConfig
 
-from lenbench.config import register_schema
+from lenbench.config import check_command_line, register_schema
+from lenbench.errors import UserError, exit_with
+from lenbench.seed_batch import current_batch
 
 log = logging.getLogger("lenbench")
 register_schema()
@@ -30,8 +32,7 @@ def job_context() -> Any:
     """Where this Hydra job runs: project folder, output folder, sweep folder, parallel launcher or not."""
     from hydra.types import RunMode
 
-    from lenbench.job import JobContext
-    from lenbench.seed_batch import current_batch
+    from lenbench.job import JobContext  # deferred, as every lenbench.job import here: it imports torch
 
     hydra_cfg = HydraConfig.get()
     launcher = str(hydra_cfg.launcher.get("_target_", "")) if hydra_cfg.launcher else ""
@@ -50,8 +51,7 @@ class PrepareTrackingStore(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.tracking.enabled:
-            from lenbench.errors import UserError, exit_with
-            from lenbench.job import experiment_name, open_tracker
+            from lenbench.job import experiment_name, open_tracker  # deferred: imports torch
 
             try:
                 open_tracker(config, Path.cwd(), experiment_name(config))
@@ -69,9 +69,6 @@ def multirun_flag_first(argv: list[str]) -> list[str]:
 def check_before_hydra(argv: list[str]) -> None:
     """Compose the command line and check the output folder before Hydra runs them: a problem is one line and exit
     status 2 (Hydra would print its own report, or a traceback, and exit 1)."""
-    from lenbench.config import check_command_line
-    from lenbench.errors import UserError, exit_with
-
     try:
         check_command_line(argv, Path(__file__).resolve().parent.parent / "conf", "train")
     except UserError as exc:
@@ -84,8 +81,7 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    from lenbench.errors import UserError
-    from lenbench.experiment import JobInterrupted
+    from lenbench.experiment import JobInterrupted  # deferred, with folds and job: they import torch
     from lenbench.folds import FoldFailed
     from lenbench.job import format_summary, run_job
 

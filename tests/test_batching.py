@@ -8,7 +8,6 @@ import torch
 from helpers import boolean_rows
 
 from lenbench.callbacks import FanInPruning, FeaturePruning, L1Regularization
-from lenbench.callbacks.l1 import effective_weight, linear_layers
 from lenbench.data.synthetic import make_dnf
 from lenbench.explainers.entropy_net import EntropyNetExplainer
 from lenbench.explainers.network import train_together
@@ -17,6 +16,7 @@ from lenbench.explainers.relu_net import ReluNetExplainer
 from lenbench.fold_runner import fold_groups, iter_folds
 from lenbench.folds import CVConfig
 from lenbench.nn.stacked import shared_rows
+from lenbench.nn.weights import effective_weight, linear_layers
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: one thread, as the protocol
 

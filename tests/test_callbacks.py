@@ -10,12 +10,12 @@ import torch
 from helpers import boolean_rows
 from torch import nn
 
-from lenbench.callbacks import FanInPruning, FeaturePruning, L1Regularization, load_pruned_state_dict
-from lenbench.callbacks.l1 import effective_weight, linear_layers
+from lenbench.callbacks import FanInPruning, FeaturePruning, L1Regularization
 from lenbench.callbacks.pruning import prune_fan_in, prune_features, validate_fan_in
 from lenbench.explainers.psi_net import PsiNetExplainer
 from lenbench.explainers.relu_net import ReluNetExplainer
 from lenbench.nn.module import FullBatchModule
+from lenbench.nn.weights import effective_weight, linear_layers, load_pruned_state_dict
 
 TRAINER = {"log_every_n_epochs": 5}
 

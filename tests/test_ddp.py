@@ -16,11 +16,11 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from lenbench.callbacks import FanInPruning, FeaturePruning, L1Regularization
-from lenbench.callbacks.l1 import effective_weight, linear_layers
 from lenbench.explainers.psi_net import PsiNetExplainer
 from lenbench.explainers.relu_net import ReluNetExplainer
 from lenbench.folds import CVConfig, run_fold
 from lenbench.nn.module import TrainingDiverged
+from lenbench.nn.weights import effective_weight, linear_layers
 
 DDP = {
     "strategy": "ddp",

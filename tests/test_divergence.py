@@ -14,7 +14,6 @@ from helpers import boolean_rows, run_train
 
 from lenbench.callbacks import FanInPruning, FeaturePruning, L1Regularization
 from lenbench.callbacks.base import training_networks
-from lenbench.callbacks.l1 import linear_layers
 from lenbench.data.synthetic import make_dnf
 from lenbench.explainers.network import train_together
 from lenbench.explainers.psi_net import PsiNetExplainer
@@ -22,6 +21,7 @@ from lenbench.explainers.relu_net import ReluNetExplainer
 from lenbench.fold_runner import iter_folds
 from lenbench.folds import CVConfig, FoldFailed
 from lenbench.nn.module import TrainingDiverged
+from lenbench.nn.weights import linear_layers
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: one thread, as the protocol
 

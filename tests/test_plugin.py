@@ -34,7 +34,9 @@ def plugin(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The package installed into its own folder, one MIMIC-II job of its method (folds 0 and 1) in a fresh store."""
     tmp = tmp_path_factory.mktemp("plugin")
     site, source = tmp / "site", tmp / "plugin"
-    shutil.copytree(PLUGIN, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))  # builds write there
+    shutil.copytree(
+        PLUGIN, source, ignore=shutil.ignore_patterns("build", "*.egg-info")
+    )  # builds write there
     pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps"]
     pip += ["--no-build-isolation", "--no-index", "--target", str(site), str(source)]
     installed = subprocess.run(pip, capture_output=True, text=True, timeout=600)
@@ -95,7 +97,9 @@ def test_it_is_tuned_over_its_own_search_space(plugin: dict) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     trials = pd.read_csv(tmp / "tune" / "trials.csv")
     assert len(trials) == 3 and set(trials["state"]) == {"COMPLETE"}
-    assert {"param_C", "param_max_literals"} <= set(trials.columns)  # conf/search/l1logreg.yaml, from the package
+    assert {"param_C", "param_max_literals"} <= set(
+        trials.columns
+    )  # conf/search/l1logreg.yaml, from the package
 
 
 def test_its_model_predicts_and_explains_new_rows(plugin: dict) -> None:

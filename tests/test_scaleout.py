@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from test_tracking_record import tracking_server  # noqa: F401 - the fixture: mlflow server on a free port
 
 from lenbench.scoring import METRICS
-from lenbench.tracking.mlflow import PARENT_RUN_ID_TAG
+from lenbench.tracking.describe import PARENT_RUN_ID_TAG
 
 pytestmark = pytest.mark.e2e
 

@@ -20,12 +20,12 @@ from omegaconf import OmegaConf
 import train  # noqa: F401 - registers the config schema
 from lenbench.callbacks import L1Regularization
 from lenbench.callbacks.base import training_networks
-from lenbench.callbacks.l1 import linear_layers
 from lenbench.data.synthetic import make_dnf
 from lenbench.explainers.relu_net import ReluNetExplainer
 from lenbench.fold_runner import iter_folds
 from lenbench.folds import CVConfig, FoldResult
 from lenbench.logic.formula import Formula
+from lenbench.nn.weights import linear_layers
 from lenbench.seed_batch import (
     Companion,
     SeedBatch,

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from lenbench.callbacks.l1 import L1Regularization, effective_weight, linear_layers
+from lenbench.callbacks.l1 import L1Regularization
 from lenbench.explainers.psi_net import PsiNetExplainer
 from lenbench.explainers.relu_net import ReluNetExplainer
 from lenbench.nn.stacked import (
@@ -21,6 +21,7 @@ from lenbench.nn.stacked import (
     stacked_loss,
     unstack_into,
 )
+from lenbench.nn.weights import effective_weight, linear_layers
 
 pytestmark = [
     pytest.mark.usefixtures("one_torch_thread"),  # conftest.py: one thread, as the protocol

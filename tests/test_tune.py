@@ -208,7 +208,7 @@ def test_mean_scores_ignore_folds_without_a_value() -> None:
 
 
 def _spec(tmp_path: Path, **changes: object):  # noqa: ANN202
-    from lenbench.tune.study import StudySpec
+    from lenbench.tune.settings import StudySpec
 
     spec = StudySpec(
         name="s",
@@ -262,7 +262,7 @@ def test_a_study_name_taken_by_other_objectives_is_refused(tmp_path: Path) -> No
 
 
 def test_the_default_study_name_follows_the_config_and_space_not_the_budget() -> None:
-    from lenbench.tune.study import default_study_name
+    from lenbench.tune.settings import default_study_name
 
     cfg = _cfg()
     cfg.data = {"name": "xor", "n_samples": 100}

@@ -15,7 +15,7 @@ from helpers import Job, job_env, run_command, run_report, store_uri, wait_until
 from test_tracking_record import _answers
 from ui_helpers import free_port, kill_group
 
-from lenbench.tracking.mlflow import PARENT_RUN_ID_TAG
+from lenbench.tracking.describe import PARENT_RUN_ID_TAG
 
 pytestmark = pytest.mark.e2e
 

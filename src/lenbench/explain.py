@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 
 from lenbench.errors import UserError, exit_with
+from lenbench.models.ensemble import ensemble_frame, formula_agreement
+from lenbench.tracking.store import check_store, default_tracking_uri
 
 if TYPE_CHECKING:
     from lenbench.models.frames import Rows
@@ -59,8 +61,6 @@ def parse_args(argv: list[str]) -> Request:
             raise UserError(
                 f"{key} is not set; fix: add {example} (python -m lenbench.explain run=... data.path=...)"
             )
-    from lenbench.tracking.store import default_tracking_uri
-
     uri = (
         values.get("tracking.uri")
         or os.environ.get("MLFLOW_TRACKING_URI")
@@ -74,19 +74,17 @@ def parse_args(argv: list[str]) -> Request:
 
 def read_table(path: Path) -> pd.DataFrame:
     """The CSV (or Parquet) table to explain, with the data loaders' one-line errors."""
-    from lenbench.data.table_file import _read_bytes, _read_frame
+    from lenbench.data.table_file import _read_bytes, _read_frame  # deferred: the data loaders import sklearn
 
     return _read_frame(_read_bytes(path), path, None)
 
 
 def explain(request: Request) -> tuple[pd.DataFrame, list[str]]:
     """The answer table (input columns, then the answer columns) and the summary lines."""
-    from mlflow import MlflowClient
+    from mlflow import MlflowClient  # deferred, with the model modules (mlflow, sympy): --help stays fast
 
-    from lenbench.models.ensemble import ensemble_frame
     from lenbench.models.frames import concept_rows, explain_frame
     from lenbench.models.runs import find_run, load_models, run_models
-    from lenbench.tracking.store import check_store
 
     check_store(request.uri)
     frame = read_table(request.path)
@@ -111,8 +109,6 @@ def summary(
     rows: Rows | None,
 ) -> list[str]:
     """A few lines: which model, how many rows per class, the formula(s) and how often they fire and agree."""
-    from lenbench.models.ensemble import formula_agreement
-
     export = next(iter(models.values())).export
     n = len(answer)
     kind = f"ensemble of {len(models)} fold models" if not found.is_fold else f"fold {export.fold} model"

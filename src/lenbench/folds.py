@@ -22,6 +22,7 @@ from lenbench.explainers.base import Explainer
 from lenbench.logic.formula import Formula
 from lenbench.logic.metrics import concept_accuracies
 from lenbench.logic.truth import concept_differences
+from lenbench.models.export import export_model
 from lenbench.scoring import METRICS, FoldEvidence, MetricSet
 
 
@@ -200,8 +201,6 @@ def _evaluate(
 def _export(
     explainer: Explainer, fold: Any, formula: Formula, target_class: int, dataset: ConceptDataset
 ) -> Any:
-    from lenbench.models.export import export_model
-
     return export_model(explainer, fold, formula, target_class, dataset)
 
 

@@ -49,6 +49,7 @@ from lenbench.tracking.local import write_json
 from lenbench.tracking.mlflow import MlflowTracker
 from lenbench.tracking.protocol import NullTracker, ResilientTracker, Tracker
 from lenbench.tracking.store import default_tracking_uri
+from lenbench.tracking.sweeps import record_resumed
 
 log = logging.getLogger("lenbench")
 
@@ -93,8 +94,6 @@ def run_job(cfg: DictConfig, context: JobContext, metrics: MetricSet = METRICS) 
     tracker = open_tracker(cfg, context.project_dir, experiment, metrics)
     previous = _finished_run(tracker, record, cfg)
     if previous is not None:
-        from lenbench.tracking.sweeps import record_resumed  # the sweep that skipped it still holds it
-
         uri = tracking_uri(cfg, context.project_dir)
         record_resumed(uri, previous, record.run_name, context.sweep_id, context.out_dir)
         return JobOutcome(summary={}, out_dir=context.out_dir, skipped_by=previous)

@@ -335,7 +335,9 @@ def installed_metrics(builtin: MetricSet) -> MetricSet:
     for point in sorted(entry_points(group="lenbench.metrics"), key=lambda p: p.name):
         metric = point.load()
         if not isinstance(metric, Metric):
-            raise TypeError(f"entry point lenbench.metrics:{point.name} ({point.value}) is not a lenbench Metric")
+            raise TypeError(
+                f"entry point lenbench.metrics:{point.name} ({point.value}) is not a lenbench Metric"
+            )
         metrics = metrics.with_metric(metric)
     return metrics
 

@@ -16,6 +16,8 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from lenbench.seed_batch import SeedBatch, batch_scope, seed_groups
+
 log = logging.getLogger(__name__)
 
 
@@ -31,7 +33,6 @@ class SeedBatchingLauncher(BasicLauncher):
     """Runs a sweep's jobs in order, in this process, each in its seed group's batch."""
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from lenbench.seed_batch import SeedBatch, batch_scope, seed_groups
 
         setup_globals()
         assert self.hydra_context is not None and self.config is not None and self.task_function is not None

@@ -18,34 +18,12 @@ import torch
 from torch import nn
 
 from lenbench.callbacks.base import training_networks
+from lenbench.nn.weights import effective_weight, linear_layers, trainable_parameter
 from lenbench.validation import is_number, refuse
 
 logger = logging.getLogger(__name__)
 
 _LAYER_WORDS = ("first", "all")
-
-
-def linear_layers(module: nn.Module) -> list[nn.Linear]:
-    """The Linear layers of ``module`` in registration order (the order of the network's layers)."""
-    return [m for m in module.modules() if isinstance(m, nn.Linear)]
-
-
-def effective_weight(layer: nn.Module, name: str = "weight") -> torch.Tensor:
-    """``layer.<name>`` as the next forward will use it: ``<name>_orig * <name>_mask`` when pruned.
-
-    The attribute ``layer.weight`` of a pruned layer is only refreshed by the forward pre-hook, so after an optimiser
-    step it is stale until the next forward; reading the product avoids that.
-    """
-    mask = getattr(layer, f"{name}_mask", None)
-    if mask is None:
-        return getattr(layer, name)
-    return getattr(layer, f"{name}_orig") * mask
-
-
-def trainable_parameter(layer: nn.Module, name: str = "weight") -> nn.Parameter:
-    """The Parameter the optimiser updates for ``layer.<name>`` (``<name>_orig`` once pruned)."""
-    param = getattr(layer, f"{name}_orig", None)
-    return param if param is not None else getattr(layer, name)
 
 
 class L1Regularization(pl.Callback):

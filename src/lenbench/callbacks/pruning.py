@@ -1,4 +1,4 @@
-"""Pruning schedules as Lightning callbacks, and the helpers that keep pruned networks pruned across checkpoints.
+"""Pruning schedules as Lightning callbacks.
 
 Both schedules act *after the optimiser step* of a given epoch, as the reference does, in Lightning's standard
 ``on_train_epoch_end`` keyed on ``trainer.current_epoch`` (one Lightning epoch is one protocol epoch, see
@@ -11,14 +11,13 @@ The mask functions take a weight ``[out, in]`` or a stack of them ``[N, out, in]
 taken per network. Masks use :mod:`torch.nn.utils.prune` (``weight_orig`` is the Parameter, ``weight_mask`` a
 buffer, ``weight`` their product recomputed before each forward), so a pruned entry stays exactly 0 whatever the
 optimiser does to ``weight_orig`` (Adam momentum, AdamW weight decay). A state dict of a pruned network holds
-``weight_orig`` and ``weight_mask`` instead of ``weight``; :func:`load_pruned_state_dict` re-creates that
-reparametrisation before loading.
+``weight_orig`` and ``weight_mask`` instead of ``weight``; :func:`lenbench.nn.weights.load_pruned_state_dict`
+re-creates that reparametrisation before loading.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 import pytorch_lightning as pl
@@ -27,7 +26,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from lenbench.callbacks.base import training_networks
-from lenbench.callbacks.l1 import effective_weight, linear_layers
+from lenbench.nn.weights import effective_weight, linear_layers
 from lenbench.validation import check_int, is_number, refuse
 
 logger = logging.getLogger(__name__)
@@ -238,34 +237,3 @@ class FanInPruning(pl.Callback):
 
 
 # -- checkpoints -------------------------------------------------------------------------------------------------
-
-
-def restore_pruning(module: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> list[str]:
-    """Re-create the pruning reparametrisation that ``state_dict`` was saved with; returns the parameters pruned.
-
-    For every ``<prefix><name>_mask`` key whose sub-module is not pruned yet, apply ``custom_from_mask`` with that
-    mask, so that ``weight_orig``/``weight_mask`` exist and ``module.load_state_dict(state_dict)`` then succeeds.
-    """
-    restored = []
-    submodules = dict(module.named_modules())
-    for key, mask in state_dict.items():
-        if not key.endswith("_mask"):
-            continue
-        path, _, attr = key.rpartition(".")
-        name = attr[: -len("_mask")]
-        owner = submodules.get(path)
-        if owner is None or f"{path + '.' if path else ''}{name}_orig" not in state_dict:
-            continue
-        if hasattr(owner, f"{name}_orig"):
-            continue  # already pruned: load_state_dict overwrites the mask
-        prune.custom_from_mask(owner, name=name, mask=mask.detach().clone())
-        restored.append(key[: -len("_mask")])
-    return restored
-
-
-def load_pruned_state_dict(
-    module: nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool = True
-) -> Any:
-    """``module.load_state_dict(state_dict)`` that also works when ``state_dict`` comes from a pruned network."""
-    restore_pruning(module, state_dict)
-    return nn.Module.load_state_dict(module, state_dict, strict=strict)

@@ -65,7 +65,7 @@ _LAZY = {"ConceptDataModule", "FullBatch", "fold_indices"}
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from lenbench.data import datamodule
+        from lenbench.data import datamodule  # deferred: it imports PyTorch Lightning
 
         return getattr(datamodule, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -101,6 +101,7 @@ class EncoderRefit:
     settings: EncoderSettings = field(default_factory=EncoderSettings)
 
     def __call__(self, fit_rows: np.ndarray) -> Refitted:
+        # deferred: torch and Lightning, only when an encoder is trained
         from lenbench.nn.encoder import predict_concepts, train_encoder
         from lenbench.nn.trainer import TrainingConfig
 

@@ -28,7 +28,6 @@ import torch
 from torch import nn
 
 from lenbench.callbacks.base import fit_report
-from lenbench.callbacks.l1 import effective_weight, linear_layers
 from lenbench.callbacks.progress import ProgressReporter
 from lenbench.data.base import Fold
 from lenbench.explainers.base import Explainer
@@ -37,6 +36,7 @@ from lenbench.nn.batches import ExactBatch, NetworkBatch, StackedBatch
 from lenbench.nn.heads import ArgmaxHead
 from lenbench.nn.module import FullBatchModule
 from lenbench.nn.trainer import Fit, TrainingConfig, fit, set_seed
+from lenbench.nn.weights import effective_weight, linear_layers
 
 logger = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ The network (k-10-4-1, sigmoid everywhere) is trained with BCE on ``y == target_
 weight and, once, equal fan-in pruning (callbacks in ``conf/method/psi.yaml``). Its formula is read from the
 weights alone by :func:`lenbench.logic.extract.psi.read_out` (truth table of every neuron, substituted layer by
 layer, minimal DNF). The network explains one class, the one it was trained for; ``explain`` for another class
-raises. On MIMIC-II the reference's psi network predicts no positive (``PROTOCOL.md``): its model accuracy is the
-majority rate.
+raises. On MIMIC-II the reference notebook's psi network predicts no positive: its model accuracy is
+the majority rate.
 """
 
 from __future__ import annotations

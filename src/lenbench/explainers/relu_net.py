@@ -1,12 +1,12 @@
 """ReLU-network explainers (methods ``pruning`` and ``weights``): an MLP whose global explanation is built from
-local explanations of the validation rows (``PROTOCOL.md``, "Local explanations").
+local explanations of the validation rows (:mod:`lenbench.logic.extract.relu` states the algorithm).
 
 ``pruning``: MLP k-100-10-2 with LeakyReLU, trained with an L1 penalty on the first layer and feature pruning; a
 row's features are the inputs still connected to the first layer. ``weights``: the same MLP with ReLU, a stronger
 L1 and no pruning; a row's features are those that weigh in its reduced (firing-path) model. The hyper-parameters
 live in ``conf/method/{pruning,weights}.yaml``; the regulariser and the pruning schedule are callbacks listed there.
 
-Reproduced quirks of the reference (see ``PROTOCOL.md``):
+Reproduced quirks of the reference notebook:
 
 - ``output: softmax`` (default) ends the network in a Softmax and trains it with CrossEntropyLoss, which applies
   log-softmax again ("double softmax", flat gradients); ``output: logits`` is the fixed version.

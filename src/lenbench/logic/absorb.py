@@ -1,18 +1,20 @@
 """Absorption, the cheap exact reduction of a DNF: ``a | (a & b)`` is ``a``.
 
 Its own module because explainers call it on formulas of every size, from a rule list's few terms to the thousands
-of minterms of an untrained psi network's read-out, so it is written for speed (terms as bit masks).
+of minterms of an untrained psi network's read-out, so it is written for speed (terms as bit masks). The DNF's
+building blocks, :data:`Literal` and :data:`Term`, are defined here, below :mod:`lenbench.logic.formula`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:  # formula.py imports this module
-    from lenbench.logic.formula import Literal, Term
+Literal = tuple[str, bool]
+"""A literal: (concept name, negated). ``("age_HIGH", True)`` prints as ``~age_HIGH``."""
+
+Term = tuple[Literal, ...]
 
 
 def absorb_terms(terms: Sequence[Term]) -> tuple[Term, ...]:

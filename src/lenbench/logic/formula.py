@@ -20,12 +20,7 @@ import numpy as np
 import sympy
 from sympy.logic.boolalg import BooleanFalse, BooleanFunction, BooleanTrue
 
-from lenbench.logic.absorb import absorb_terms
-
-Literal = tuple[str, bool]
-"""A literal: (concept name, negated). ``("age_HIGH", True)`` prints as ``~age_HIGH``."""
-
-Term = tuple[Literal, ...]
+from lenbench.logic.absorb import Literal, Term, absorb_terms
 
 _NAME_CHARS = r"[A-Za-z0-9_.\-]"
 _NAME_RE = re.compile(rf"{_NAME_CHARS}+")

@@ -1,7 +1,7 @@
 """The study's metrics, each defined once so every method is scored the same way.
 
-Definitions follow ``PROTOCOL.md``; where the reference was ambiguous or quirky the choice is written next to the
-function. All functions take numpy arrays (or anything ``np.asarray`` accepts) and return plain Python numbers.
+Definitions follow the reference notebook (README.md, "How lenbench reads the protocol"); where it was ambiguous
+or quirky the choice is written next to the function. All functions take numpy arrays (or anything ``np.asarray`` accepts) and return plain Python numbers.
 Formulas may be given as :class:`Formula` or as text (parsed with ``Formula.parse``).
 """
 

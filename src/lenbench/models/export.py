@@ -72,7 +72,7 @@ def export_model(
     explainer: Explainer, fold: Fold, formula: Formula, target_class: int, dataset: ConceptDataset
 ) -> ModelExport | None:
     """The fold's fitted ``explainer`` as a :class:`ModelExport` (None when the method cannot be exported)."""
-    from lenbench.models.preprocess import raw_encoding
+    from lenbench.models.preprocess import raw_encoding  # deferred: it imports pandas
 
     model = explainer.exported()
     if model is None:

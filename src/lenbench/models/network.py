@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lenbench.callbacks.l1 import effective_weight
+from lenbench.nn.weights import effective_weight
 
 LayerSpec = dict[str, Any]
 Literals = list[tuple[str, bool]]

@@ -63,7 +63,7 @@ def _encode_column(
     if kind == "binary":
         return values[:, None]
     if kind == "scaled_uniform":  # MIMIC-II's notebook binning (lenbench.data.mimic)
-        from lenbench.data.mimic import bin_scaled
+        from lenbench.data.mimic import bin_scaled  # deferred: the data package imports scikit-learn
 
         scaled = values * spec["scale"] + spec["offset"]
         if spec["low"] == spec["high"]:

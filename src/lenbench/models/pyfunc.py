@@ -14,6 +14,7 @@ import mlflow.pyfunc
 import pandas as pd
 
 from lenbench.errors import UserError
+from lenbench.models.ensemble import ensemble_frame
 from lenbench.models.export import FORMAT_VERSION, ModelExport, lenbench_version
 from lenbench.models.frames import OUTPUT_COLUMNS, concept_rows, explain_frame
 from lenbench.models.predict import Predictor
@@ -86,8 +87,6 @@ class LenbenchEnsemble(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        from lenbench.models.ensemble import ensemble_frame
-
         answers = {fold: model.predict(context, model_input) for fold, model in self.folds.items()}
         return ensemble_frame(answers, next(iter(self.folds.values())).export.target_class)
 

@@ -71,7 +71,7 @@ def log_model(client: Any, experiment_id: str, run_id: str, export: ModelExport)
     """Log ``export`` as the pyfunc model ``model`` of the run ``run_id``; returns its ``models:/<id>`` URI. The
     tags naming it (:data:`MODEL_ID_TAG`, :data:`PARENT_MODEL_TAG`) are the caller's, batched with its others:
     each SQLite write is a commit, the largest part of this call's cost."""
-    from lenbench.models.pyfunc import LenbenchModel, signature
+    from lenbench.models.pyfunc import LenbenchModel, signature  # deferred: it imports mlflow.pyfunc
 
     tags = {"method": export.method, "fold": str(export.fold)}
     return _log_pyfunc(
@@ -89,7 +89,7 @@ def log_model(client: Any, experiment_id: str, run_id: str, export: ModelExport)
 def log_ensemble(client: Any, experiment_id: str, run_id: str, exports: dict[int, ModelExport]) -> str:
     """Log the folds' models as one pyfunc model ``model`` of the job's parent run: their majority vote
     (:class:`~lenbench.models.pyfunc.LenbenchEnsemble`); returns its ``models:/<id>`` URI."""
-    from lenbench.models.pyfunc import LenbenchEnsemble, signature
+    from lenbench.models.pyfunc import LenbenchEnsemble, signature  # deferred: it imports mlflow.pyfunc
 
     first = next(iter(exports.values()))
     metadata = {**first.metadata(), "fold": -1, "folds": sorted(exports), "ensemble": True}

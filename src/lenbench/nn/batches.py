@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from lenbench.nn.ddp import shard
+from lenbench.nn.stacked import network_losses, pad_rows, shared_rows, stack_networks, unstack_into
 
 Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -142,8 +143,6 @@ class StackedBatch(NetworkBatch):
         row_loss: Callable[..., torch.Tensor],
         positions: Sequence[Sequence[int]] | None = None,
     ) -> None:
-        from lenbench.nn.stacked import stack_networks
-
         super().__init__([stack_networks(nets)], len(nets))
         self.row_loss = row_loss
         self.positions = (
@@ -155,8 +154,6 @@ class StackedBatch(NetworkBatch):
         self._padded_val: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def prepare(self, device: torch.device, world_size: int, rank: int) -> None:
-        from lenbench.nn.stacked import pad_rows, shared_rows
-
         super().prepare(device, world_size, rank)
         xs, ys = [x for x, _ in self.train_rows], [y for _, y in self.train_rows]
         table = shared_rows(xs, ys, self.positions) if self.positions and world_size == 1 else None
@@ -169,8 +166,6 @@ class StackedBatch(NetworkBatch):
             self._padded_val = pad_rows([x for x, _ in self.val_rows], [y for _, y in self.val_rows])
 
     def _losses_on(self, padded: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
-        from lenbench.nn.stacked import network_losses
-
         assert padded is not None
         x, y, weights = padded
         return network_losses(self.row_loss, self.trainable[0](x), y, weights)
@@ -189,8 +184,6 @@ class StackedBatch(NetworkBatch):
         return [] if self._padded is None else [self._padded[0]]
 
     def trained_networks(self) -> list[nn.Module]:
-        from lenbench.nn.stacked import unstack_into
-
         unstack_into(self.trainable[0], self._nets)
         return list(self._nets)
 

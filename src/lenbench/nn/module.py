@@ -47,10 +47,10 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from lenbench.callbacks.pruning import restore_pruning
 from lenbench.nn.batches import ExactBatch, NetworkBatch
 from lenbench.nn.ddp import RankRecords
 from lenbench.nn.optim import make_optimizer
+from lenbench.nn.weights import restore_pruning
 
 SYNC_EVERY = 100  # epochs between two checks of the losses (one device sync each)
 

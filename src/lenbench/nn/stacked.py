@@ -46,7 +46,7 @@ class BatchedLinear(nn.Linear):
     """``n_networks`` independent linear maps: ``x [N, R, in] -> [N, R, out]``, ``y[i] = x[i] @ weight[i].T + bias[i]``.
 
     ``weight`` is ``[N, out, in]`` and ``bias`` ``[N, out]`` (or None). A subclass of ``nn.Linear`` so that code
-    looking for a network's Linear layers (:func:`lenbench.callbacks.l1.linear_layers`, the pruning callbacks)
+    looking for a network's Linear layers (:func:`lenbench.nn.weights.linear_layers`, the pruning callbacks)
     finds it; ``in_features``/``out_features`` are those of one network. Pruning with
     ``prune.custom_from_mask(layer, "weight", mask)`` (mask ``[N, out, in]``) works as for ``nn.Linear``. With
     ``features_first`` it maps ``[N, in, R] -> [N, out, R]`` instead (the layout :class:`StackedNetworks` computes in).

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from lenbench.tracking.errors import TrackingError
-from lenbench.tracking.mlflow import default_tracking_uri
+from lenbench.tracking.store import default_tracking_uri
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(message)s")
     out = args.out or Path("outputs") / "report" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    from lenbench.report.build import build_report  # imported here: --help stays fast
+    from lenbench.report.build import build_report  # deferred: --help stays fast
 
     try:
         files = build_report(args.uri, args.experiment, out, args.sweep_id, args.filter, not args.no_mlflow)

@@ -19,6 +19,7 @@ import pandas as pd
 
 from lenbench.report import compare, figures, pareto, publish, render, rows, stats
 from lenbench.scoring import METRICS, MetricSet
+from lenbench.tracking.mlflow_read import load_jobs
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +85,6 @@ def build_report(
     metrics: MetricSet = METRICS,
 ) -> dict[str, Path]:
     """Write tables, figures and provenance under ``out_dir`` and (by default) log them on a ``report`` run."""
-    from lenbench.tracking.mlflow_read import load_jobs
-
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # no tqdm bar per downloaded artifact
     jobs = load_jobs(uri, experiment, sweep_id, filter_string, metrics)
     analysis = analyse(jobs.folds, jobs.runs, metrics)

@@ -16,6 +16,8 @@ from typing import Any
 import pandas as pd
 
 from lenbench.report.render import to_markdown
+from lenbench.tracking.pareto_plots import overlay_figure
+from lenbench.tracking.tune_runs import load_fronts
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +43,6 @@ def hypervolume_table(studies: list[tuple[dict[str, Any], pd.DataFrame]]) -> pd.
 
 def pareto_outputs(uri: str, experiment: str) -> tuple[dict[str, str], dict[str, Any]]:
     """(tables, figures) of the experiment's tuning studies; both empty when it has none."""
-    from lenbench.tracking.tune_runs import load_fronts
-    from lenbench.tune.plot import overlay_figure
-
     studies = [(json.loads(tags["study_json"]), table) for tags, table in load_fronts(uri, experiment)]
     if not studies:
         return {}, {}

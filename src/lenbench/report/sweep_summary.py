@@ -20,21 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from lenbench.scoring import METRICS, MetricSet
-from lenbench.tracking.sweeps import RESUMED_FILE
+from lenbench.tracking.mlflow_read import run_metrics
+from lenbench.tracking.sweeps import RESUMED_FILE, job_folders
 
 log = logging.getLogger(__name__)
-
-
-def _natural(path: Path) -> tuple[int, str]:
-    head, _, _ = path.name.partition("-")
-    return (int(head) if head.isdigit() else 1 << 30, path.name)
-
-
-def job_folders(sweep_dir: Path) -> list[Path]:
-    """The sweep's job folders (each has Hydra's ``.hydra``), in job order."""
-    if not sweep_dir.is_dir():
-        return []
-    return sorted((p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()), key=_natural)
 
 
 def metrics_text(values: dict[str, float], metrics: MetricSet = METRICS) -> str:
@@ -59,8 +48,6 @@ def _stored_metrics(uri: str | None, run_id: str) -> dict[str, float]:
     if not uri:
         return {}
     try:
-        from lenbench.tracking.mlflow_read import run_metrics
-
         return run_metrics(uri, run_id)
     except Exception as exc:  # noqa: BLE001 - the summary is a convenience: say what is missing, go on
         log.debug("no metrics for run %s: %s", run_id, exc)
@@ -134,7 +121,10 @@ class SweepSummary:
     """Hydra callback (duck-typed): prints :func:`sweep_summary` when a sweep ends."""
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        from lenbench.job import experiment_name, tracking_uri
+        from lenbench.job import (  # deferred: Hydra loads this callback at start-up
+            experiment_name,
+            tracking_uri,
+        )
 
         uri = tracking_uri(config, Path.cwd()) if config.tracking.enabled else None
         print(sweep_summary(Path(str(config.hydra.sweep.dir)), uri, experiment_name(config)), flush=True)

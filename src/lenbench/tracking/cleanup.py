@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lenbench.tracking.errors import TrackingError
+from lenbench.tracking.store import check_store, default_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +95,6 @@ def _describe(run: Any) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from mlflow import MlflowClient
-
-    from lenbench.tracking.mlflow import check_store, default_tracking_uri
 
     parser = argparse.ArgumentParser(
         prog="python -m lenbench.tracking.cleanup", description=__doc__.split("\n")[0]

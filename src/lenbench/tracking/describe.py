@@ -1,5 +1,7 @@
-"""What the MLflow UI shows of a job besides its numbers: the experiment's kind, the parent run's description and
-each fold's data as dataset inputs. Plain values here; :class:`~lenbench.tracking.mlflow.MlflowTracker` logs them.
+"""The MLflow layout's tag names (one parent run per job, one child run per fold, the report run), and what the UI
+shows of a job besides its numbers: the experiment's kind, the parent run's description and each fold's data as
+dataset inputs. Plain values here; :class:`~lenbench.tracking.mlflow.MlflowTracker` logs them and
+:mod:`lenbench.tracking.mlflow_read` reads them back.
 """
 
 from __future__ import annotations
@@ -13,6 +15,16 @@ import numpy as np
 
 from lenbench.scoring import METRICS, MetricSet
 
+PARENT_RUN_ID_TAG = "mlflow.parentRunId"  # on a child run: its job's parent run
+FOLD_TAG = "fold"  # on a child run: the fold index
+FORMULA_TAG = (
+    "formula"  # on a child run: the fold's formula, truncated (the full one is in explanations.json)
+)
+KIND_TAG = "kind"  # "report" on a report run, absent on job runs
+REUSED_FROM_TAG = (
+    "reused_from"  # on a child run: the fold run of an earlier, interrupted run it was taken from
+)
+MAX_TAG_CHARS = 5000
 # MLflow 3's UI opens an experiment tagged this way in its machine-learning view (runs, metrics, parameters), not
 # in its GenAI view (traces, evaluations); the values are those of the UI's ExperimentKind.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"

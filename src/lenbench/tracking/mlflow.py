@@ -1,7 +1,8 @@
-"""Writing to MLflow: one parent run per job, one child run per fold (DESIGN.md, "MLflow layout"), the report run.
+"""Writing to MLflow: one parent run per job, one child run per fold, the report run (the layout README.md shows
+under "Sweeps, comparison and the MLflow UI").
 
 This module and :mod:`lenbench.tracking.mlflow_read` (reading runs back for reports) are the only ones that talk to
-MLflow; the layout's tag names are defined here and read there. The store itself (its default URI, where its
+MLflow; the layout's tag names are defined in :mod:`lenbench.tracking.describe`, written here and read there. The store itself (its default URI, where its
 artifacts go, its checks and lock) is :mod:`lenbench.tracking.store`, what the UI shows besides numbers (experiment
 kind, run description, dataset inputs) :mod:`lenbench.tracking.describe`. It uses ``MlflowClient`` with explicit run
 ids rather than the fluent ``mlflow.start_run`` API, so no global "active run" state leaks between jobs in one
@@ -20,12 +21,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lenbench.models.store import MODEL_ID_TAG, PARENT_MODEL_TAG, log_ensemble, log_model
 from lenbench.scoring import METRICS, MetricSet
+from lenbench.tracking.cleanup import close_stale_runs, process_tags
 from lenbench.tracking.describe import (
     CONTEXT_TAG,
     DESCRIPTION_TAG,
     EXPERIMENT_KIND,
     EXPERIMENT_KIND_TAG,
+    FOLD_TAG,
+    FORMULA_TAG,
+    KIND_TAG,
+    MAX_TAG_CHARS,
+    PARENT_RUN_ID_TAG,
+    REUSED_FROM_TAG,
     fold_inputs,
     job_description,
 )
@@ -42,18 +51,6 @@ if TYPE_CHECKING:
     from lenbench.tracking.mlflow_read import StoredFold
 
 log = logging.getLogger(__name__)
-
-PARENT_RUN_ID_TAG = "mlflow.parentRunId"  # on a child run: its job's parent run
-FOLD_TAG = "fold"  # on a child run: the fold index
-FORMULA_TAG = (
-    "formula"  # on a child run: the fold's formula, truncated (the full one is in explanations.json)
-)
-KIND_TAG = "kind"  # "report" on a report run, absent on job runs
-REUSED_FROM_TAG = (
-    "reused_from"  # on a child run: the fold run of an earlier, interrupted run it was taken from
-)
-MAX_TAG_CHARS = 5000
-MODEL_ID_TAG = "lenbench.model_id"  # on a child run: its fold's MLflow model (lenbench.models.store)
 
 
 def _now_ms() -> int:
@@ -133,8 +130,6 @@ class MlflowTracker:
 
     def start_job(self, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
-
-        from lenbench.tracking.cleanup import close_stale_runs, process_tags
 
         close_stale_runs(
             self.client, [self.experiment_id]
@@ -221,7 +216,7 @@ class MlflowTracker:
 
     def finished_folds(self, config_hash: str) -> dict[int, StoredFold]:
         """Folds of this configuration that an earlier, unfinished run of the job completed (for reuse)."""
-        from lenbench.tracking.mlflow_read import finished_folds
+        from lenbench.tracking.mlflow_read import finished_folds  # deferred: it imports pandas
 
         return finished_folds(self.client, self.experiment_id, config_hash)
 
@@ -261,8 +256,6 @@ class MlflowTracker:
         """The fold's fitted explainer as the MLflow model ``model`` of its run (:mod:`lenbench.models.store`); the
         parent run names it (tag ``lenbench.model.fold<k>``). A model that cannot be saved is a warning, not the
         end of the job's tracking."""
-        from lenbench.models.store import log_model
-
         try:
             self._models[fold] = log_model(self.client, self.experiment_id, self._child(fold), model)
         except Exception as exc:  # noqa: BLE001 - the fold's metrics and formula still get logged
@@ -271,8 +264,6 @@ class MlflowTracker:
     def log_job_model(self, models: Mapping[int, Any]) -> None:
         """The folds' models as one MLflow model of the parent run, their majority vote
         (:func:`lenbench.models.store.log_ensemble`); tagged ``lenbench.model_id`` with the job's summary."""
-        from lenbench.models.store import log_ensemble
-
         try:
             self._ensemble = log_ensemble(self.client, self.experiment_id, self.run_id, dict(models))
         except Exception as exc:  # noqa: BLE001 - the folds' own models are logged already
@@ -281,8 +272,6 @@ class MlflowTracker:
     def _model_tags(self) -> list[Any]:
         """The parent run's tags naming each fold's model (written with the job's summary, in one batch)."""
         from mlflow.entities import RunTag
-
-        from lenbench.models.store import PARENT_MODEL_TAG
 
         tags = [RunTag(PARENT_MODEL_TAG.format(fold=f), uri) for f, uri in sorted(self._models.items())]
         return tags + (
@@ -322,7 +311,7 @@ class MlflowTracker:
     def _log_fold_figure(self, results: pd.DataFrame) -> None:
         import matplotlib.pyplot as plt
 
-        from lenbench.tracking.plots import fold_metrics_figure
+        from lenbench.tracking.plots import fold_metrics_figure  # deferred: it imports matplotlib
 
         figure = fold_metrics_figure(results, self.metrics, self._tags)
         try:

@@ -19,15 +19,10 @@ from typing import Any
 import pandas as pd
 
 from lenbench.scoring import METRICS, MetricSet
+from lenbench.tracking.describe import FOLD_TAG, FORMULA_TAG, KIND_TAG, MAX_TAG_CHARS, PARENT_RUN_ID_TAG
 from lenbench.tracking.errors import TrackingError
-from lenbench.tracking.mlflow import (
-    FOLD_TAG,
-    FORMULA_TAG,
-    KIND_TAG,
-    MAX_TAG_CHARS,
-    PARENT_RUN_ID_TAG,
-    check_store,
-)
+from lenbench.tracking.store import check_store
+from lenbench.tracking.sweeps import member_tag
 
 PAGE = 1000  # runs per search request
 
@@ -89,8 +84,6 @@ def sweep_jobs(
     """The FINISHED job runs to report, each with its membership: without a sweep, every one matching the filter
     (membership ``""``); with one, those it ran (tag ``sweep_id``, ``ran``) and those it resumed (the tag of
     :func:`lenbench.tracking.sweeps.member_tag`, ``resumed``)."""
-    from lenbench.tracking.sweeps import member_tag
-
     if not sweep_id:
         return [(run, "") for run in finished_jobs(client, experiment_id, _job_query(None, filter_string))]
     ran = finished_jobs(client, experiment_id, _job_query(sweep_id, filter_string))

@@ -4,7 +4,7 @@
 for MLflow, :class:`NullTracker` when tracking is off, and :class:`ResilientTracker` wraps either so a store failing
 mid-job never stops the training. Per-fold numbers go to :meth:`Tracker.log_fold` only; :meth:`Tracker.finish_job`
 receives the job's summary (``<metric>_mean``, ``<metric>_sem``, job-level metrics, ``n_folds``), never fold values
-(DESIGN.md, "MLflow layout").
+(README.md, "Sweeps, comparison and the MLflow UI").
 """
 
 from __future__ import annotations

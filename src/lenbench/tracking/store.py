@@ -1,4 +1,4 @@
-"""Where a job's MLflow record lives, and whether it can be written there (DESIGN.md, "MLflow layout").
+"""Where a job's MLflow record lives, and whether it can be written there.
 
 Two kinds of store, told apart by the URI's scheme:
 

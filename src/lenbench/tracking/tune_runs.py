@@ -22,8 +22,9 @@ from typing import Any
 import pandas as pd
 
 from lenbench.tracking.cleanup import process_tags
+from lenbench.tracking.describe import KIND_TAG, PARENT_RUN_ID_TAG
 from lenbench.tracking.errors import TrackingError
-from lenbench.tracking.mlflow import KIND_TAG, PARENT_RUN_ID_TAG, MlflowTracker, _finite, _now_ms
+from lenbench.tracking.mlflow import MlflowTracker, _finite, _now_ms
 from lenbench.tracking.store import short_error, store_lock
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_original_cwd
 from omegaconf import DictConfig
 
-from lenbench.config import register_schema
+from lenbench.config import check_command_line, register_schema
+from lenbench.errors import UserError, exit_with
 from lenbench.tune.settings import TuneSchema
 
 log = logging.getLogger("lenbench")
@@ -36,8 +37,9 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 @hydra.main(version_base="1.3", config_path=str(CONF), config_name="tune")
 def main(cfg: DictConfig) -> float:
-    from lenbench.errors import UserError
-    from lenbench.experiment import JobInterrupted
+    from lenbench.experiment import (
+        JobInterrupted,  # deferred, with job, files and study: they import torch, pandas
+    )
     from lenbench.job import JobContext
     from lenbench.tune.files import format_study
     from lenbench.tune.study import run_study
@@ -62,9 +64,6 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    from lenbench.config import check_command_line
-    from lenbench.errors import UserError, exit_with
-
     sys.argv = [
         sys.argv[0],
         *[a for a in sys.argv[1:] if a in ("-m", "--multirun")][:1],

@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from lenbench.tracking.pareto_plots import pareto_figure, save
+from lenbench.tracking.sweeps import job_folders
 from lenbench.tune.front import hypervolume, pareto_mask
 
 if TYPE_CHECKING:
-    from lenbench.tune.study import StudySpec
+    from lenbench.tune.settings import StudySpec
 
 
 def front_summary(trials: pd.DataFrame, front: pd.DataFrame, spec: StudySpec) -> dict[str, float]:
@@ -55,8 +57,6 @@ def write_study(
     method: str,
 ) -> dict[str, Path]:
     """Write the study's files; returns them by name."""
-    from lenbench.tune.plot import pareto_figure, save
-
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {name: out_dir / name for name in ("pareto.csv", "trials.csv", "study.json", "pareto.png")}
     front.to_csv(files["pareto.csv"], index=False)
@@ -74,7 +74,10 @@ def write_study(
         **{k: v for k, v in summary.items()},
     }
     files["study.json"].write_text(json.dumps(meta, indent=2) + "\n")
-    save(pareto_figure(trials, front, spec, f"{method} on {data}"), files["pareto.png"])
+    save(
+        pareto_figure(trials, front, spec.objectives, spec.directions, f"{method} on {data}: {spec.name}"),
+        files["pareto.png"],
+    )
     return files
 
 
@@ -109,8 +112,6 @@ def format_study(front: pd.DataFrame, summary: Mapping[str, float], spec: StudyS
 def studies_summary(sweep_dir: Path, experiment: str) -> str:
     """One line per study of a tuning sweep (front size, hypervolumes, where its front is), and the report
     command that overlays them."""
-    from lenbench.report.sweep_summary import job_folders
-
     folders = job_folders(sweep_dir)
     lines = [f"tuning sweep {sweep_dir}: {len(folders)} stud{'y' if len(folders) == 1 else 'ies'}"]
     for folder in folders:
@@ -134,7 +135,9 @@ class StudiesSummary:
     :func:`studies_summary` when a tuning sweep ends."""
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        from lenbench.job import experiment_name
+        from lenbench.job import (
+            experiment_name,  # deferred: Hydra loads this callback at start-up; job imports torch
+        )
 
         print(studies_summary(Path(str(config.hydra.sweep.dir)), experiment_name(config)), flush=True)
 

@@ -18,8 +18,8 @@ from lenbench.folds import FoldFailed
 from lenbench.tune.front import pareto_mask
 
 if TYPE_CHECKING:
+    from lenbench.tune.settings import StudySpec
     from lenbench.tune.space import SearchParam
-    from lenbench.tune.study import Search, StudySpec
 
 log = logging.getLogger("lenbench")
 
@@ -121,24 +121,6 @@ def run_trials(study: Any, objective: Any, spec: StudySpec, n_trials: int) -> No
         callbacks=[MaxTrialsCallback(spec.n_trials, states=(TrialState.COMPLETE,))],
         gc_after_trial=False,
     )
-
-
-def optimize(search: Search, study: Any) -> None:
-    """Run the missing trials: in this process (``tune.n_jobs=1``, reproducible for a seed) or in parallel
-    trial processes sharing the storage."""
-    from lenbench.tracking.tune_runs import StudyRecorder
-    from lenbench.tune.study import spawn_workers
-
-    missing = search.spec.n_trials - completed(study)
-    if missing <= 0:
-        log.info("study %s already holds %d completed trial(s)", search.spec.name, completed(study))
-        return
-    log.info("running up to %d trial(s) in %d process(es)", missing, search.spec.n_jobs)
-    if search.spec.n_jobs == 1:
-        recorder = StudyRecorder(search.uri, search.experiment, search.spec.name)
-        run_trials(study, lambda trial: search.objective(recorder, trial), search.spec, missing)
-    else:
-        spawn_workers(search, missing)
 
 
 def tables(study: Any, spec: StudySpec, space: tuple[SearchParam, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -16,8 +16,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import multiprocessing
 from dataclasses import dataclass
@@ -27,9 +25,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from lenbench.config import config_hash, flatten
+from lenbench.config import flatten
 from lenbench.data.base import ConceptDataset, Fold
-from lenbench.errors import ConfigError
+from lenbench.errors import ConfigError, UserError
 from lenbench.folds import FoldFailed
 from lenbench.job import (
     JobContext,
@@ -42,30 +40,14 @@ from lenbench.job import (
 )
 from lenbench.nn.allocator import keep_freed_buffers
 from lenbench.scoring import METRICS, MetricSet
+from lenbench.tracking.mlflow_read import run_metrics
+from lenbench.tracking.tune_runs import StudyRecorder
+from lenbench.tune import files, optuna_study
 from lenbench.tune.inner import inner_fold, mean_scores, score_on_validation
-from lenbench.tune.settings import BUDGET_KEYS
+from lenbench.tune.settings import StudySpec, study_spec
 from lenbench.tune.space import SearchParam, job_config, parse_space
 
 log = logging.getLogger("lenbench")
-
-SAMPLERS = ("tpe", "nsga2", "random")
-
-
-@dataclass(frozen=True)
-class StudySpec:
-    """What a study is (name, storage, objectives and their directions, reference point) and its budget."""
-
-    name: str
-    storage: str
-    objectives: tuple[str, ...]
-    directions: tuple[str, ...]
-    recorded: tuple[str, ...]
-    reference: tuple[float, ...]
-    n_trials: int
-    timeout: float | None
-    seed: int
-    n_jobs: int
-    sampler: str
 
 
 @dataclass
@@ -80,93 +62,9 @@ class StudyOutcome:
     files: dict[str, Path]
 
 
-def study_spec(
-    cfg: DictConfig, space: tuple[SearchParam, ...], uri: str, project_dir: Path, metrics: MetricSet = METRICS
-) -> StudySpec:
-    """The checked study settings; every problem is one :class:`ConfigError` naming its ``tune.*`` key."""
-    tune = cfg.tune
-    if int(tune.n_trials) < 1:
-        raise ConfigError(f"tune.n_trials={tune.n_trials}: give a positive number of trials")
-    if int(tune.n_jobs) < 1:
-        raise ConfigError(f"tune.n_jobs={tune.n_jobs}: give a positive number of trial processes")
-    if tune.timeout is not None and not float(tune.timeout) > 0:
-        raise ConfigError(f"tune.timeout={tune.timeout}: give seconds > 0, or null for no limit")
-    if str(tune.sampler) not in SAMPLERS:
-        raise ConfigError(f"tune.sampler={tune.sampler}: use one of {', '.join(SAMPLERS)}")
-    objectives = tuple(str(o) for o in tune.objectives)
-    directions = tuple(_direction(name, metrics) for name in objectives)
-    if len(objectives) < 1 or len(set(objectives)) != len(objectives):
-        raise ConfigError(
-            f"tune.objectives={list(objectives)}: give distinct metric names, e.g. "
-            "[explanation_accuracy,explanation_complexity]"
-        )
-    missing = [o for o in objectives if o not in tune.reference]
-    if missing:
-        raise ConfigError(
-            f"tune.reference has no value for {', '.join(missing)}: the hypervolume's reference point needs one "
-            f"per objective, e.g. tune.reference.{missing[0]}=0"
-        )
-    recorded = tuple(dict.fromkeys([*tune.recorded, "majority_accuracy"]))
-    for name in recorded:
-        if name not in metrics.fold_names:
-            raise ConfigError(
-                f"tune.recorded: {name} is not a fold metric; use one of {', '.join(metrics.fold_names)}"
-            )
-    return StudySpec(
-        name=str(tune.study_name or default_study_name(cfg, space, objectives)),
-        storage=optuna_storage_url(tune.storage, uri, project_dir),
-        objectives=objectives,
-        directions=directions,
-        recorded=tuple(r for r in recorded if r not in objectives),
-        reference=tuple(float(tune.reference[o]) for o in objectives),
-        n_trials=int(tune.n_trials),
-        timeout=None if tune.timeout is None else float(tune.timeout),
-        seed=int(tune.seed),
-        n_jobs=int(tune.n_jobs),
-        sampler=str(tune.sampler),
-    )
-
-
-def _direction(name: str, metrics: MetricSet) -> str:
-    if name not in metrics.fold_names or metrics[name].higher_is_better is None:
-        scores = [m.name for m in metrics.at("fold") if m.higher_is_better is not None]
-        raise ConfigError(
-            f"tune.objectives: {name} is not a score to optimise; use some of {', '.join(scores)}"
-        )
-    return "maximize" if metrics[name].higher_is_better else "minimize"
-
-
-def default_study_name(cfg: DictConfig, space: tuple[SearchParam, ...], objectives: tuple[str, ...]) -> str:
-    """``<method>-<data>-<digest>``: the same command (config, space, objectives) finds its study again; a changed
-    configuration starts a new one. The budget (trials, timeout, processes, seed) is not part of it."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    tune = {k: v for k, v in resolved.get("tune", {}).items() if k not in BUDGET_KEYS}
-    job = {k: v for k, v in resolved.items() if k not in ("tune", "search")}
-    payload = json.dumps(
-        {"job": config_hash(job), "tune": tune, "space": [repr(p) for p in space], "objectives": objectives},
-        sort_keys=True,
-        default=str,
-    )
-    data = str(cfg.data.get("name") or Path(str(cfg.data.get("path") or "data")).stem)
-    return f"{cfg.method.name}-{data}-{hashlib.sha256(payload.encode()).hexdigest()[:8]}"
-
-
-def optuna_storage_url(storage: str | None, uri: str, project_dir: Path) -> str:
-    """``tune.storage``, else ``optuna.db`` beside a SQLite MLflow store (``mlruns/optuna.db`` by default), else
-    (a tracking server) ``<project>/mlruns/optuna.db``."""
-    if storage:
-        return str(storage)
-    folder = Path(uri[len("sqlite:///") :]).parent if uri.startswith("sqlite:///") else project_dir / "mlruns"
-    folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / 'optuna.db'}"
-
-
 def run_study(cfg: DictConfig, context: JobContext, metrics: MetricSet = METRICS) -> StudyOutcome:
     """Run (or resume) the study of ``cfg`` and score its front; see the module docstring."""
     import torch
-
-    from lenbench.tracking.tune_runs import StudyRecorder
-    from lenbench.tune import files, optuna_study
 
     torch.set_num_threads(int(cfg.torch_threads))
     keep_freed_buffers()
@@ -204,7 +102,7 @@ def run_study(cfg: DictConfig, context: JobContext, metrics: MetricSet = METRICS
             parent=parent,
             experiment=recorder.client.get_experiment(recorder.experiment_id).name,
         )
-        optuna_study.optimize(search, study)
+        optimize(search, study)
         trials, front = optuna_study.tables(study, spec, space)
         if len(front) and bool(cfg.tune.score_test):
             front = score_front(cfg, space, front, context, dataset, recorder, spec)
@@ -281,8 +179,6 @@ def score_front(
 ) -> Any:
     """Run each Pareto member once as a job on the outer test folds; adds ``test_<metric>`` (mean over test
     folds), ``test_<metric>_sem`` and ``test_run_id`` columns."""
-    from lenbench.tracking.mlflow_read import run_metrics
-
     rows = []
     for row in front.to_dict("records"):
         values = {p.name: _stored(p, row[f"param_{p.name}"]) for p in space}
@@ -316,10 +212,6 @@ def run_worker(search: Search, worker: int, n_trials: int) -> None:
     import sys
 
     import torch
-
-    from lenbench.errors import UserError
-    from lenbench.tracking.tune_runs import StudyRecorder
-    from lenbench.tune import optuna_study
 
     logging.basicConfig(
         level=logging.INFO,
@@ -368,3 +260,20 @@ def spawn_workers(search: Search, n_trials: int) -> None:
     failed = [p.name for p in workers if p.exitcode != 0]
     if failed:
         raise RuntimeError(f"trial process(es) {', '.join(failed)} failed (exit codes in the log above)")
+
+
+def optimize(search: Search, study: Any) -> None:
+    """Run the missing trials: in this process (``tune.n_jobs=1``, reproducible for a seed) or in parallel
+    trial processes sharing the storage."""
+    missing = search.spec.n_trials - optuna_study.completed(study)
+    if missing <= 0:
+        log.info(
+            "study %s already holds %d completed trial(s)", search.spec.name, optuna_study.completed(study)
+        )
+        return
+    log.info("running up to %d trial(s) in %d process(es)", missing, search.spec.n_jobs)
+    if search.spec.n_jobs == 1:
+        recorder = StudyRecorder(search.uri, search.experiment, search.spec.name)
+        optuna_study.run_trials(study, lambda trial: search.objective(recorder, trial), search.spec, missing)
+    else:
+        spawn_workers(search, missing)

@@ -1,6 +1,6 @@
 """Read a psi network (sigmoid MLP pruned to a small fan-in) as a boolean formula, in numpy only.
 
-The reference (``PROTOCOL.md``, "Psi network"): each neuron has k kept inputs; enumerate the 2^k truth table of
+The reference notebook's read-out: each neuron has k kept inputs; enumerate the 2^k truth table of
 those inputs, run the neuron (kept weights, bias, sigmoid, threshold 0.5) and write its boolean function as the OR
 of the true rows' minterms (or True / False); the inputs of the first layer are concepts, those of later layers the
 previous layer's formulas, substituted in; the output neuron's formula explains class 1.

@@ -1,6 +1,6 @@
 """Global explanations of ReLU networks from local ones (methods ``pruning`` and ``weights``), in numpy only.
 
-The algorithm of the reference (``PROTOCOL.md``, "Local explanations"):
+The algorithm of the reference notebook:
 
 1. for each correctly classified row of the target class, choose its features: the inputs still connected to the
    first layer (``pruning``, the same for every row), or the inputs that matter to the row's *reduced model*

@@ -1,4 +1,5 @@
-"""Pareto figures (matplotlib, Agg): one study's ``pareto.png``, and the overlay of several methods' fronts.
+"""Pareto figures (matplotlib, Agg): one study's ``pareto.png`` (:mod:`lenbench.tune.files`), and the report's
+overlay of several methods' fronts (:mod:`lenbench.report.pareto`).
 
 The horizontal axis is the minimised objective (complexity), the vertical the maximised one (explanation
 accuracy); fronts are drawn as steps (what is reachable at each complexity), with the majority-class accuracy of the
@@ -9,13 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-if TYPE_CHECKING:
-    from lenbench.tune.study import StudySpec
+from lenbench.scoring import METRICS
 
 
 def _pyplot() -> Any:
@@ -44,8 +44,6 @@ def axes_of(objectives: Sequence[str], directions: Sequence[str]) -> tuple[str, 
 
 
 def _label(name: str) -> str:
-    from lenbench.scoring import METRICS
-
     if name not in METRICS:
         return name
     metric = METRICS[name]
@@ -57,10 +55,16 @@ def _steps(ax: Any, x: np.ndarray, y: np.ndarray, **style: Any) -> None:
     ax.step(x[order], y[order], where="post", **style)
 
 
-def pareto_figure(trials: pd.DataFrame, front: pd.DataFrame, spec: StudySpec, title: str) -> Any:
+def pareto_figure(
+    trials: pd.DataFrame,
+    front: pd.DataFrame,
+    objectives: Sequence[str],
+    directions: Sequence[str],
+    title: str,
+) -> Any:
     """Every trial (validation), the validation front, the members' test means with their sem, majority lines."""
     plt = _pyplot()
-    xname, yname = axes_of(spec.objectives, spec.directions)
+    xname, yname = axes_of(objectives, directions)
     fig, ax = plt.subplots(figsize=(7, 4.8))
     done = trials[trials["state"] == "COMPLETE"] if len(trials) else trials
     if len(done):
@@ -97,7 +101,7 @@ def pareto_figure(trials: pd.DataFrame, front: pd.DataFrame, spec: StudySpec, ti
             )
     ax.set_xlabel(_label(xname))
     ax.set_ylabel(_label(yname))
-    ax.set_title(f"{title}: {spec.name}\n{len(done)} completed trial(s), {len(front)} on the front")
+    ax.set_title(f"{title}\n{len(done)} completed trial(s), {len(front)} on the front")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     return fig
