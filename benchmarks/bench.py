@@ -226,9 +226,7 @@ def _fold_row(
 
 
 def _fold(dataset: Any, fold_index: int, cv: Any) -> Any:
-    module = cv.datamodule(dataset, fold_index)
-    module.setup()
-    return module.fold
+    return cv.fold(dataset, fold_index)
 
 
 # -- plain study, lenbench's jobs -----------------------------------------------------------------------------------

@@ -44,13 +44,11 @@ METHODS = ("pruning", "weights", "psi")
 def load_data(root: Path | None, random_data: bool) -> tuple[np.ndarray, np.ndarray, str]:
     """Fold 0's train+validation rows of MIMIC-II, or random 0/1 data of that shape (16 % positives)."""
     if not random_data and root is not None and (root / "mimic-ii" / "full_cohort_data.csv").is_file():
-        from lenbench.data.datamodule import ConceptDataModule
         from lenbench.data.mimic import load_mimic
+        from lenbench.data.split import split_fold
 
-        module = ConceptDataModule(load_mimic(root, download=False), fold=0)
-        module.setup()
-        assert module.fold is not None
-        return module.fold.x_trainval, module.fold.y_trainval, "MIMIC-II fold 0"
+        fold = split_fold(load_mimic(root, download=False), 0)
+        return fold.x_trainval, fold.y_trainval, "MIMIC-II fold 0"
     rng = np.random.default_rng(0)
     x = (rng.random((1598, 90)) < 0.5).astype(np.float32)
     y = (rng.random(1598) < 0.16).astype(np.int64)

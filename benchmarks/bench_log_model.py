@@ -69,8 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
     from lenbench.tracking.store import check_store
 
     dataset = load_mimic(default_data_root(), download=False)
-    module = CVConfig().datamodule(dataset, 0)
-    module.setup()
+    fold = CVConfig().fold(dataset, 0)
     report = {"load_average": os.getloadavg()[0], "methods": {}}
     with tempfile.TemporaryDirectory(prefix="lenbench-logmodel-") as tmp:
         uri = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
@@ -78,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
         client = MlflowClient(uri)
         experiment = client.create_experiment("bench", artifact_location=str(Path(tmp) / "artifacts"))
         for method in METHODS:
-            export = exported(method, dataset, module.fold)
+            export = exported(method, dataset, fold)
             times = []
             for _ in range(args.repeats):
                 run = client.create_run(experiment).info.run_id

@@ -65,9 +65,7 @@ def _train(job: tuple[str, int]) -> tuple[str, int, float, int]:
     from hydra.utils import instantiate
 
     method, fold_index = job
-    module = _STATE["cv"].datamodule(_STATE["dataset"], fold_index)
-    module.setup()
-    fold = module.fold
+    fold = _STATE["cv"].fold(_STATE["dataset"], fold_index)
     explainer = instantiate(_STATE["configs"][method].method.explainer)
     start = time.perf_counter()
     _, net = plain_loop(explainer, fold.x_trainval, fold.y_trainval)

@@ -47,13 +47,10 @@ def boolean_rows(n: int = 200, k: int = 8, seed: int = 0, rule: str = "and") -> 
 
 
 def fold_of(dataset, fold: int = 0, n_splits: int = 10):  # noqa: ANN001, ANN201
-    """Fold ``fold`` of ``dataset`` as the CV protocol builds it (split seed 42, 30 % validation), set up."""
-    from lenbench.data.datamodule import ConceptDataModule
+    """Fold ``fold`` of ``dataset`` as the CV protocol builds it (split seed 42, 30 % validation)."""
+    from lenbench.data.split import split_fold
 
-    module = ConceptDataModule(dataset, fold=fold, n_splits=n_splits)
-    module.setup()
-    assert module.fold is not None
-    return module.fold
+    return split_fold(dataset, fold, n_splits)
 
 
 # -- jobs as subprocesses, each with its own SQLite MLflow store -----------------------------------------------------

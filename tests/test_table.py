@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from lenbench.data import DataError
 from lenbench.data.base import ConceptDataset, Refitted
-from lenbench.data.datamodule import ConceptDataModule
+from lenbench.data.split import split_fold
 from lenbench.data.table import TableOptions
 from lenbench.data.table_file import load_table, table_dataset
 from lenbench.errors import ConfigError
@@ -222,17 +222,16 @@ def test_label_values_match_data_positive_as_they_read() -> None:
 def test_each_fold_records_the_edges_fitted_on_its_own_rows() -> None:
     frame = pd.DataFrame({"a": np.arange(30.0) ** 2, "outcome": [0, 1, 1] * 10})
     data = _dataset(frame)  # fit_scope=train, the default
-    module = ConceptDataModule(data, fold=1, n_splits=3)
-    module.setup()
-    fold = module.fold
-    rows = frame["a"].to_numpy()[module.trainval_index]
+    fold = split_fold(data, 1, n_splits=3)
+    rows = frame["a"].to_numpy()[fold.trainval_index]
     assert fold.preprocessing["fitted_on_rows"] == rows.size == 20
     np.testing.assert_allclose(fold.preprocessing["bin_edges"]["a"], np.quantile(rows, np.linspace(0, 1, 4)))
     assert fold.preprocessing != data.preprocessing  # the data set's describes all 30 rows
     scoped = _dataset(frame, fit_scope="all")
-    module = ConceptDataModule(scoped, fold=1, n_splits=3)
-    module.setup()
-    assert module.fold.preprocessing == scoped.preprocessing and scoped.preprocessing["fitted_on_rows"] == 30
+    assert (
+        split_fold(scoped, 1, n_splits=3).preprocessing == scoped.preprocessing
+        and scoped.preprocessing["fitted_on_rows"] == 30
+    )
 
 
 def test_parquet_reads_like_csv(tmp_path: Path) -> None:

@@ -160,13 +160,12 @@ def test_inner_folds_never_touch_test_rows_and_hold_out_the_validation_rows() ->
     dataset = make_xor(n_samples=300)
     cv = CVConfig(n_splits=5)
     for k in range(5):
-        outer = cv.datamodule(dataset, k)
-        outer.setup()
+        outer = cv.fold(dataset, k)
         inner = inner_fold(dataset, cv, k)
-        test = set(outer.fold.test_index)
-        assert np.array_equal(np.sort(inner.test_index), np.sort(outer.fold.val_index))
-        assert set(inner.trainval_index) == set(outer.fold.train_index)
-        assert set(inner.train_index) | set(inner.val_index) == set(outer.fold.train_index)
+        test = set(outer.test_index)
+        assert np.array_equal(np.sort(inner.test_index), np.sort(outer.val_index))
+        assert set(inner.trainval_index) == set(outer.train_index)
+        assert set(inner.train_index) | set(inner.val_index) == set(outer.train_index)
         assert not test & (set(inner.trainval_index) | set(inner.test_index))
         assert not set(inner.test_index) & set(inner.trainval_index)
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from lenbench.callbacks.progress import ProgressSink
 from lenbench.data.base import ConceptDataset, Fold
-from lenbench.data.datamodule import ConceptDataModule
+from lenbench.data.split import check_split, split_fold
 from lenbench.errors import ConfigError
 from lenbench.explainers.base import Explainer
 from lenbench.logic.formula import Formula
@@ -37,15 +37,10 @@ class CVConfig:
     inner_split_seed: int = 42
     n_jobs: int = 1
 
-    def datamodule(self, dataset: ConceptDataset, fold_index: int) -> ConceptDataModule:
-        """The (not yet set up) data module of fold ``fold_index`` under these settings; validates them."""
-        return ConceptDataModule(
-            dataset,
-            fold=fold_index,
-            n_splits=self.n_splits,
-            split_seed=self.split_seed,
-            val_size=self.val_size,
-            inner_split_seed=self.inner_split_seed,
+    def fold(self, dataset: ConceptDataset, fold_index: int) -> Fold:
+        """Fold ``fold_index`` of ``dataset`` under these settings (:func:`~lenbench.data.split.split_fold`)."""
+        return split_fold(
+            dataset, fold_index, self.n_splits, self.split_seed, self.val_size, self.inner_split_seed
         )
 
     def fold_indices(self) -> list[int]:
@@ -69,7 +64,7 @@ def check_cv(dataset: ConceptDataset, cv: CVConfig) -> None:
     """Validate the CV settings against the data before any training; messages name the ``cv.*`` key."""
     for fold_index in cv.fold_indices():
         try:
-            cv.datamodule(dataset, fold_index)
+            check_split(dataset, fold_index, cv.n_splits, cv.val_size)
         except ValueError as exc:
             raise ConfigError(f"cv.{exc}") from None
 
@@ -125,11 +120,7 @@ def run_folds(
     networks of the folds train in one module), then predicted, explained and scored one by one. ``companions``:
     more explainer factories (other seeds of a sweep) whose networks of the same folds train in that module too;
     their results come after the job's own, ``member`` numbering them from 1 (their training reports nowhere)."""
-    folds = []
-    for fold_index in fold_indices:
-        datamodule = cv.datamodule(dataset, fold_index)
-        datamodule.setup()
-        folds.append(datamodule.fold)
+    folds = [cv.fold(dataset, fold_index) for fold_index in fold_indices]
     sinks = list(progress) if progress is not None else [None] * len(folds)
     explainers = [make_explainer().observe(sink) for sink in sinks]
     explainers += [make().observe(None) for make in companions for _ in folds]

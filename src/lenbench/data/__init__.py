@@ -27,7 +27,7 @@ from lenbench.data.table import TableOptions
 from lenbench.data.table_file import load_table, table_dataset
 
 if TYPE_CHECKING:
-    from lenbench.data.datamodule import ConceptDataModule, FullBatch, fold_indices
+    from lenbench.data.split import fold_indices, split_fold
 
 __all__ = [
     "CONCEPT_SOURCES",
@@ -36,12 +36,10 @@ __all__ = [
     "LABELS",
     "MIMIC_SHA256",
     "MIMIC_URL",
-    "ConceptDataModule",
     "ConceptDataset",
     "DataError",
     "EncoderSettings",
     "Fold",
-    "FullBatch",
     "Refit",
     "Refitted",
     "TableOptions",
@@ -57,15 +55,16 @@ __all__ = [
     "make_trig",
     "make_xor",
     "mimic_path",
+    "split_fold",
     "table_dataset",
 ]
 
-_LAZY = {"ConceptDataModule", "FullBatch", "fold_indices"}
+_LAZY = {"fold_indices", "split_fold"}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from lenbench.data import datamodule  # deferred: it imports PyTorch Lightning
+        from lenbench.data import split  # deferred: it imports scikit-learn
 
-        return getattr(datamodule, name)
+        return getattr(split, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from lenbench.data.base import ConceptDataset, Fold
-from lenbench.data.datamodule import build_fold
+from lenbench.data.split import build_fold
 from lenbench.explainers.base import Explainer
 from lenbench.folds import CVConfig, FoldFailed
 from lenbench.scoring import METRICS, FoldEvidence, MetricSet
@@ -25,10 +25,7 @@ from lenbench.scoring import METRICS, FoldEvidence, MetricSet
 def inner_fold(dataset: ConceptDataset, cv: CVConfig, fold_index: int) -> Fold:
     """Outer fold ``fold_index`` seen from inside: its train rows fit (split into train/validation as the protocol
     splits), its validation rows are the ``test`` rows scored. Its ``test_index`` are the outer validation rows."""
-    module = cv.datamodule(dataset, fold_index)
-    module.setup()
-    outer = module.fold
-    assert outer is not None
+    outer = cv.fold(dataset, fold_index)
     return build_fold(
         dataset, fold_index, outer.train_index, outer.val_index, cv.val_size, cv.inner_split_seed
     )

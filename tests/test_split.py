@@ -7,12 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import pytorch_lightning as pl
-import torch
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from lenbench.data import ConceptDataModule, fold_indices, load_mimic, make_dnf
-from lenbench.data.base import ConceptDataset
+from lenbench.data import fold_indices, load_mimic, make_dnf, split_fold
+from lenbench.data.base import ConceptDataset, Fold
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +37,12 @@ def test_fold_indices_match_sklearn_on_mimic(mimic: ConceptDataset) -> None:
     _assert_same_folds(mimic, 10, 42)
 
 
-def _check_fold(data: ConceptDataset, fold: int, n_splits: int = 10) -> ConceptDataModule:
-    module = ConceptDataModule(data, fold=fold, n_splits=n_splits)
-    module.setup("fit")
-    f = module.fold
-    assert f is not None and f.index == fold and f.concept_names == data.concept_names
+def _check_fold(data: ConceptDataset, fold: int, n_splits: int = 10) -> Fold:
+    f = split_fold(data, fold, n_splits)
+    assert f.index == fold and f.concept_names == data.concept_names
     n = len(data.y)
     trainval, test = fold_indices(data.y, n_splits, 42)[fold]
-    np.testing.assert_array_equal(module.trainval_index, trainval)
+    np.testing.assert_array_equal(f.trainval_index, trainval)
     np.testing.assert_array_equal(f.test_index, test)
     # The notebook: train_test_split(x_trainval, y_trainval, test_size=0.3, random_state=42).
     x_train, x_val, y_train, y_val = train_test_split(
@@ -63,7 +59,7 @@ def _check_fold(data: ConceptDataset, fold: int, n_splits: int = 10) -> ConceptD
     everything = np.concatenate([f.train_index, f.val_index, f.test_index])
     np.testing.assert_array_equal(np.sort(everything), np.arange(n))
     assert len(f.val_index) == math.ceil(0.3 * len(trainval))
-    return module
+    return f
 
 
 def test_every_mimic_fold_is_the_notebooks(mimic: ConceptDataset) -> None:
@@ -71,35 +67,15 @@ def test_every_mimic_fold_is_the_notebooks(mimic: ConceptDataset) -> None:
         _check_fold(mimic, fold)
 
 
-def test_dataloaders_yield_the_fold_as_tensors(dnf: ConceptDataset) -> None:
-    module = _check_fold(dnf, fold=3)
-    f = module.fold
-    [(x, y)] = module.train_dataloader()
-    assert x.dtype == torch.float32 and y.dtype == torch.int64
-    # Train+validation in the notebook's order x[trainval_index], also in the Fold itself.
-    np.testing.assert_array_equal(x.numpy(), dnf.x[module.trainval_index])
-    np.testing.assert_array_equal(y.numpy(), dnf.y[module.trainval_index])
+def test_the_fold_keeps_the_notebooks_row_order(dnf: ConceptDataset) -> None:
+    f = _check_fold(dnf, fold=3)
+    assert f.x_trainval.dtype == np.float32 and f.y_trainval.dtype == np.int64
+    # Train+validation in the notebook's order x[trainval_index], which full-batch sums depend on.
     np.testing.assert_array_equal(f.x_trainval, dnf.x[f.trainval_index])
-    np.testing.assert_array_equal(f.trainval_index, module.trainval_index)
+    np.testing.assert_array_equal(f.y_trainval, dnf.y[f.trainval_index])
     assert set(f.trainval_index) == set(f.train_index) | set(f.val_index)
-    [(x, y)] = module.val_dataloader()
-    np.testing.assert_array_equal(x.numpy(), f.x_val)
-    np.testing.assert_array_equal(y.numpy(), f.y_val)
-    [(x, y)] = module.test_dataloader()
-    np.testing.assert_array_equal(x.numpy(), f.x_test)
-    np.testing.assert_array_equal(y.numpy(), f.y_test)
-    # setup is idempotent: the same fold and the same tensors.
-    batch = module.train_dataloader().batch
-    module.setup("test")
-    assert module.fold is f and module.train_dataloader().batch is batch
-    assert len(module.train_dataloader()) == 1 and list(module.train_dataloader()) == [batch]
-
-
-def test_dataloaders_set_up_on_first_use(dnf: ConceptDataset) -> None:
-    module = ConceptDataModule(dnf, fold=0)
-    assert module.fold is None
-    [(x, _)] = module.test_dataloader()
-    assert module.fold is not None and x.shape[0] == len(module.fold.test_index)
+    np.testing.assert_array_equal(f.x_val, dnf.x[f.val_index])
+    np.testing.assert_array_equal(f.y_test, dnf.y[f.test_index])
 
 
 def test_refit_sees_only_train_and_validation_rows(dnf: ConceptDataset) -> None:
@@ -110,67 +86,20 @@ def test_refit_sees_only_train_and_validation_rows(dnf: ConceptDataset) -> None:
         return 1.0 - dnf.x
 
     data = ConceptDataset(name="dnf", x=dnf.x, y=dnf.y, concept_names=dnf.concept_names, refit=refit)
-    module = ConceptDataModule(data, fold=2)
-    module.setup()
-    module.setup()
+    f = split_fold(data, 2)
     assert len(calls) == 1
-    np.testing.assert_array_equal(calls[0], module.trainval_index)
-    np.testing.assert_array_equal(module.fold.x_test, 1.0 - dnf.x[module.fold.test_index])
-    np.testing.assert_array_equal(
-        module.train_dataloader().batch[0].numpy(), 1.0 - dnf.x[module.trainval_index]
-    )
+    np.testing.assert_array_equal(calls[0], f.trainval_index)
+    np.testing.assert_array_equal(f.x_test, 1.0 - dnf.x[f.test_index])
+    np.testing.assert_array_equal(f.x_trainval, 1.0 - dnf.x[f.trainval_index])
 
 
 def test_mimic_fit_scope_train(mimic_root: Path, mimic: ConceptDataset) -> None:
     scoped = load_mimic(mimic_root, fit_scope="train", download=False)
-    module = ConceptDataModule(scoped, fold=0)
-    module.setup()
-    f = module.fold
+    f = split_fold(scoped, 0)
     np.testing.assert_array_equal(f.test_index, fold_indices(mimic.y, 10, 42)[0][1])
     assert f.x_test.shape == (len(f.test_index), 90)
     assert not np.array_equal(f.x_test, mimic.x[f.test_index])  # fitted without the test rows
-    np.testing.assert_array_equal(f.x_test, scoped.refit(module.trainval_index).x[f.test_index])
-
-
-def test_lightning_accepts_the_dataloaders(dnf: ConceptDataset) -> None:
-    class Tiny(pl.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.layer = torch.nn.Linear(dnf.n_concepts, 2)
-            self.seen: list[tuple[str, int]] = []
-
-        def training_step(self, batch, batch_idx):
-            x, y = batch
-            self.seen.append(("train", x.shape[0]))
-            return torch.nn.functional.cross_entropy(self.layer(x), y)
-
-        def validation_step(self, batch, batch_idx):
-            x, y = batch
-            self.seen.append(("val", x.shape[0]))
-
-        def test_step(self, batch, batch_idx):
-            x, y = batch
-            self.log("acc", (self.layer(x).argmax(1) == y).float().mean())
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
-
-    module = ConceptDataModule(dnf, fold=1)
-    model = Tiny()
-    trainer = pl.Trainer(
-        max_epochs=3,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-    trainer.fit(model, datamodule=module)
-    n_trainval, n_val = len(module.trainval_index), len(module.fold.val_index)
-    assert model.seen == [("train", n_trainval), ("val", n_val)] * 3
-    [result] = trainer.test(model, datamodule=module, verbose=False)
-    assert 0.0 <= result["acc"] <= 1.0
+    np.testing.assert_array_equal(f.x_test, scoped.refit(f.trainval_index).x[f.test_index])
 
 
 @pytest.mark.parametrize(
@@ -185,7 +114,7 @@ def test_lightning_accepts_the_dataloaders(dnf: ConceptDataset) -> None:
 )
 def test_rejects_bad_split_settings(dnf: ConceptDataset, kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        ConceptDataModule(dnf, **kwargs)
+        split_fold(dnf, **kwargs)
 
 
 def test_fold_indices_rejects_too_many_splits() -> None:
