@@ -2,17 +2,17 @@
 MIMIC-II, is tracked with its package's metric, appears in the report, is tuned over its own search space, and its
 logged model predicts and explains new rows through ``lenbench.explain`` and ``mlflow models predict`` alike.
 
-The package is built and installed into a folder of the test's own (``pip install --target``, no download: no
-dependencies, no build isolation) that only these commands see, through ``PYTHONPATH``: the rest of the suite runs
-without it. Nothing under ``src/`` names it: lenbench finds it through Hydra's search path and the entry points.
+The package is installed with the README's command (``pip install -e examples/plugin``, with
+``--no-build-isolation``: nothing downloads) into a virtual environment of the test's own that sees the suite's
+packages: the rest of the suite runs without it. Nothing under ``src/`` names it: lenbench finds it through Hydra's search path and the entry points.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -21,32 +21,39 @@ import pytest
 from mlflow import MlflowClient
 
 from lenbench.config import default_data_root
-from tests.helpers import REPO, job_env, run_command, run_train, store_uri, train_command
+from tests.helpers import REPO, job_env, run_command, store_uri
 
 pytestmark = pytest.mark.e2e
 
 PLUGIN = REPO / "examples" / "plugin"
-TRAIN = ("method=l1logreg", "data=mimic", "cv.folds=[0,1]")
+TRAIN = ("data=mimic", "cv.folds=[0,1]")
+
+
+def _venv_over_ours(folder: Path) -> Path:
+    """A virtual environment that sees this one's packages (lenbench, torch, pip, setuptools) and installs into
+    itself: the README's ``pip install -e examples/plugin`` runs in it without touching the suite's environment."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True, timeout=600)
+    [site] = (folder / "lib").glob("python3.*/site-packages")
+    ours = sysconfig.get_paths()["purelib"]  # its .pth files (lenbench's editable install) are read too
+    (site / "lenbench_env.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
+    return folder / "bin" / "python"
 
 
 @pytest.fixture(scope="module")
 def plugin(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The package installed into its own folder, one MIMIC-II job of its method (folds 0 and 1) in a fresh store."""
+    """The package installed as the README says (offline: no build isolation) into an environment of its own, one
+    MIMIC-II job of its method (folds 0 and 1) and one of ``tree`` to compare with, in a fresh store."""
     tmp = tmp_path_factory.mktemp("plugin")
-    site, source = tmp / "site", tmp / "plugin"
-    shutil.copytree(
-        PLUGIN, source, ignore=shutil.ignore_patterns("build", "*.egg-info")
-    )  # builds write there
-    pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps"]
-    pip += ["--no-build-isolation", "--no-index", "--target", str(site), str(source)]
-    installed = subprocess.run(pip, capture_output=True, text=True, timeout=600)
+    python = _venv_over_ours(tmp / "venv")
+    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-build-isolation"]
+    installed = run_command([*pip, "-e", "examples/plugin"], job_env(tmp))
     assert installed.returncode == 0, installed.stderr[-3000:]
-    env = job_env(tmp, PYTHONPATH=str(site))
-    done = run_train(tmp, *TRAIN, env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
-    builtin = run_command(train_command(tmp / "builtin", "method=tree", *TRAIN[1:]), env)  # to compare with
-    assert builtin.returncode == 0, builtin.stderr[-3000:]
-    return {"tmp": tmp, "env": env}
+    env = job_env(tmp)
+    for folder, method in (("job", "method=l1logreg"), ("builtin", "method=tree")):
+        cmd = [str(python), "-m", "train", f"hydra.run.dir={tmp / folder}", method, *TRAIN]
+        done = run_command(cmd, env)
+        assert done.returncode == 0, done.stderr[-3000:]
+    return {"tmp": tmp, "env": env, "python": str(python)}
 
 
 def test_nothing_under_src_names_the_plugin() -> None:
@@ -74,7 +81,7 @@ def test_its_method_trains_on_mimic_and_is_tracked_with_its_metric(plugin: dict)
 
 def test_it_appears_in_the_report(plugin: dict) -> None:
     out = plugin["tmp"] / "report"
-    cmd = [sys.executable, "-m", "lenbench.report", "--experiment", "mimic", "--out", str(out)]
+    cmd = [plugin["python"], "-m", "lenbench.report", "--experiment", "mimic", "--out", str(out)]
     done = run_command(cmd, plugin["env"])
     assert done.returncode == 0, done.stderr[-3000:]
     assert "l1logreg" in done.stdout and "tree" in done.stdout
@@ -85,7 +92,7 @@ def test_it_appears_in_the_report(plugin: dict) -> None:
 
 def test_it_is_tuned_over_its_own_search_space(plugin: dict) -> None:
     tmp = plugin["tmp"]
-    cmd = [sys.executable, "-m", "lenbench.tune", f"hydra.run.dir={tmp / 'tune'}", "method=l1logreg"]
+    cmd = [plugin["python"], "-m", "lenbench.tune", f"hydra.run.dir={tmp / 'tune'}", "method=l1logreg"]
     cmd += [
         "data=majority",
         "data.n_samples=300",
@@ -109,20 +116,27 @@ def test_its_model_predicts_and_explains_new_rows(plugin: dict) -> None:
     new = raw.head(40).astype({c: float for c in numeric})  # MLflow's schema takes doubles, not integers
     new.to_csv(tmp / "new.csv", index=False)
     out = tmp / "fold0.csv"
-    cmd = [sys.executable, "-m", "lenbench.explain", "run=l1logreg-s42-fold0", f"data.path={tmp / 'new.csv'}"]
+    cmd = [
+        plugin["python"],
+        "-m",
+        "lenbench.explain",
+        "run=l1logreg-s42-fold0",
+        f"data.path={tmp / 'new.csv'}",
+    ]
     done = run_command([*cmd, f"out={out}"], env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "l1logreg fold 0 model" in done.stdout
     ours = pd.read_csv(out, keep_default_na=False)
     assert ours["local_explanation"].str.len().min() > 0  # each row's values of the strongest concepts
 
-    run = MlflowClient(store_uri(tmp)).search_runs(
-        [MlflowClient(store_uri(tmp)).get_experiment_by_name("mimic").experiment_id],
-        "attributes.run_name = 'l1logreg-s42-fold0'",
-    )[0]
+    client = MlflowClient(store_uri(tmp))
+    experiment = client.get_experiment_by_name("mimic").experiment_id
+    run = client.search_runs([experiment], "attributes.run_name = 'l1logreg-s42-fold0'")[0]
     pred = tmp / "pred.json"
     mlflow = [
-        str(Path(sys.executable).parent / "mlflow"),
+        plugin["python"],
+        "-m",
+        "mlflow",
         "models",
         "predict",
         "-m",
