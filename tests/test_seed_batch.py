@@ -24,7 +24,7 @@ from lenbench.callbacks.l1 import linear_layers
 from lenbench.data.synthetic import make_dnf
 from lenbench.explainers.relu_net import ReluNetExplainer
 from lenbench.fold_runner import iter_folds
-from lenbench.folds import CVConfig, FoldResult
+from lenbench.folds import CVConfig, FoldPlan, FoldResult
 from lenbench.logic.formula import Formula
 from lenbench.seed_batch import (
     Companion,
@@ -147,12 +147,13 @@ def _pruning(seed: int) -> Callable[[], ReluNetExplainer]:
 
 def test_when_another_seed_fails_the_job_trains_its_folds_alone(caplog: pytest.LogCaptureFixture) -> None:
     data = make_dnf(n_samples=300, seed=0)
-    cv = CVConfig(n_splits=3)
+    cv = CVConfig(n_splits=3, folds=[0])
     with caplog.at_level(logging.WARNING):
-        together = list(iter_folds(data, [0], cv, _pruning(1), companions=[_pruning(2)]))
+        plan = FoldPlan(_pruning(1), cv, together=True, companions=[Companion(2, _pruning(2))])
+        together = list(iter_folds(data, plan))
     assert "training with the sweep's other seeds failed (TrainingDiverged" in caplog.text
     assert [r.member for r in together] == [0]  # none for the seed that failed: its own job trains it
-    alone = list(iter_folds(data, [0], cv, _pruning(1)))  # one network: never poisoned
+    alone = list(iter_folds(data, FoldPlan.alone(_pruning(1), cv)))  # one network: never poisoned
     for a, b in zip(together, alone, strict=True):
         assert str(a.formula) == str(b.formula) and a.metrics["model_accuracy"] == b.metrics["model_accuracy"]
 
