@@ -1,10 +1,11 @@
 """Cross-validation loop of one job: the same steps for every method, whatever it is.
 
 The folds run as the job's :class:`~lenbench.folds.FoldPlan` says, through :func:`lenbench.fold_runner.iter_folds`
-(each scored by :func:`lenbench.folds.run_fold`); the folds it keeps (a previous, interrupted run of the same job
-finished them, or an earlier job of its seed batch trained them) are recorded, not trained again. Across folds: consistency of the formulas, mean and standard error of every metric. While folds train, their
-start and training progress go to the tracker (each fold's run starts when the fold starts, its loss is logged as it
-trains) and to the console (:mod:`lenbench.progress`). Side effects (files, MLflow) go through ``tracking``.
+(each scored by :func:`lenbench.folds.run_fold`); the folds it keeps (an interrupted earlier run of the job or an
+earlier job of its seed batch trained them) are recorded, not trained again. Across folds: consistency of the
+formulas, mean and standard error of every metric. While folds train, their start and training progress go to the
+tracker (each fold's run starts when the fold starts, its loss is logged as it trains) and to the console
+(:mod:`lenbench.progress`). Side effects (files, MLflow) go through ``tracking``.
 
 Every path out closes the runs: FINISHED, FAILED (a fold raised) or KILLED (Ctrl-C, SIGTERM: then
 :class:`JobInterrupted` says how many folds were kept), and the finished folds are always in ``results.csv``.

@@ -5,8 +5,8 @@ and writes); everything else happens here, in plain Python, so a notebook or ano
 way. The steps, each before any training where it can be known before:
 
 1. settings: torch threads, the CV settings (``cv.n_jobs`` resolved), the seed and target class checked;
-2. objects from ``_target_``: the data set, then the job's one explainer built before training, to validate its
-   hyper-parameters and say whether its folds train together (the job's :class:`~lenbench.folds.FoldPlan`);
+2. objects from ``_target_``: the data set, then one explainer built once to validate its hyper-parameters and
+   say whether its folds train together (the job's :class:`~lenbench.folds.FoldPlan`);
 3. identity: the resolved config's hash (resume key), tags (method, data, seed, git commit, checksum, sweep);
 4. tracking: the MLflow store opened (or :class:`NullTracker`), a FINISHED run of the same config skips the job;
    the plan keeps the folds an interrupted run finished and takes the job's share of its seed batch;
@@ -38,7 +38,7 @@ from lenbench.folds import CVConfig, FoldPlan, FoldResult, check_cv
 from lenbench.logic.formula import Formula
 from lenbench.nn.allocator import keep_freed_buffers
 from lenbench.scoring import METRICS, MetricSet
-from lenbench.seed_batch import Companion, SeedBatch, plan_seed_batch, seed_batch_tags, trained_seed_tags
+from lenbench.seed_batch import Companion, SeedBatch, plan_seed_batch, trained_seed_tags
 from lenbench.tracking.environment import environment
 from lenbench.tracking.errors import TrackingError
 from lenbench.tracking.local import write_json
@@ -387,20 +387,17 @@ def _seed_batch(
     dataset: ConceptDataset,
     plan: FoldPlan,
 ) -> tuple[JobRecord, FoldPlan]:
-    """The job's share of its seed batch (:func:`lenbench.seed_batch.plan_seed_batch`) in its plan: the folds an
-    earlier job of the batch trained for it kept, or the other seeds it trains with its folds as companions; its
-    record tagged with it. A job that resumes an interrupted run (its plan keeps reused folds) trains no other seed."""
-    trained, companions = plan_seed_batch(
+    """The job's share of its seed batch in its plan (:func:`lenbench.seed_batch.plan_seed_batch`), its record
+    tagged with it."""
+    plan, tags = plan_seed_batch(
         context.seed_batch,
         cfg,
         record.run_name,
-        plan.together and not plan.kept,
+        plan,
         apart=partial(_trains_apart, tracker, cfg, dataset),
         explainer_factory=lambda other: partial(instantiate, other.method.explainer, "method.explainer"),
     )
-    tags = {**record.tags, **seed_batch_tags(cfg, trained, companions)}
-    plan = dataclasses.replace(plan.keeping(trained.results), companions=tuple(companions))
-    return dataclasses.replace(record, tags=tags), plan
+    return dataclasses.replace(record, tags={**record.tags, **tags}), plan
 
 
 def _trains_apart(
