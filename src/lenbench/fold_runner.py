@@ -71,7 +71,7 @@ def iter_folds(
     on_event: EventSink = _ignore,
     export_models: bool = False,
 ) -> Iterator[FoldResult]:
-    """Yield the results of the folds ``plan`` trains (:attr:`FoldPlan.todo`), in fold order when sequential, as
+    """Yield the results of the folds ``plan`` trains (those it does not keep), in fold order when sequential, as
     their tasks complete with ``cv.n_jobs`` > 1 processes; ``export_models``: each carries its fitted model
     (:class:`~lenbench.models.export.ModelExport`). The plan's companions (a sweep's other seeds) train with each
     group's folds, their results yielded too (``member`` > 0; no events). When training a group with them fails,
@@ -93,7 +93,7 @@ def iter_folds(
                 )
         return train(plan.members[:1])
 
-    fold_indices = plan.todo
+    fold_indices = [f for f in plan.cv.fold_indices() if f not in plan.kept]
     if not fold_indices:
         return
     n_jobs = min(max(int(plan.cv.n_jobs), 1), len(fold_indices))

@@ -1,4 +1,4 @@
-"""One fold of a job: which folds a job runs (:class:`CVConfig`) and how they train (:class:`FoldPlan`), and fitting,
+"""One fold of a job: which folds a job runs (:class:`CVConfig`), how they train (:class:`FoldPlan`), and fitting,
 explaining and scoring one of them.
 
 :func:`run_fold` is the same for every method: fit the explainer on the fold's train+validation rows (its training
@@ -112,7 +112,7 @@ class FoldPlan:
 
     @classmethod
     def alone(cls, make_explainer: Callable[[], Explainer], cv: CVConfig) -> FoldPlan:
-        """Every fold of ``cv`` trained by this job alone (an explainer is built to ask whether they train together)."""
+        """Every fold of ``cv`` trained by this job alone (one explainer built says if they train together)."""
         return cls(make_explainer, cv, make_explainer().trains_together)
 
     def keeping(self, results: Mapping[int, FoldResult]) -> FoldPlan:
@@ -120,11 +120,6 @@ class FoldPlan:
         indices = self.cv.fold_indices()
         new = {f: r for f, r in results.items() if f in indices and f not in self.kept}
         return replace(self, kept={**self.kept, **new})
-
-    @property
-    def todo(self) -> list[int]:
-        """The folds this job trains, in fold order."""
-        return [f for f in self.cv.fold_indices() if f not in self.kept]
 
     @property
     def members(self) -> list[Callable[[], Explainer]]:
