@@ -152,7 +152,7 @@ def bench_folds(
                 return made[-1]
 
             start = time.perf_counter()
-            results = run_folds(dataset, list(group), cv, make)
+            results = run_folds(dataset, list(group), cv, [make])
             framework.append((time.perf_counter() - start) / len(group))
             extraction.extend(r.metrics["elapsed_time"] for r in results)
             start = time.perf_counter()
@@ -176,7 +176,7 @@ def _fast_folds(
 
     cfg = method_config(method, ["trainer.batching=fast"])
     start = time.perf_counter()
-    results = run_folds(dataset, list(group), cv, lambda: instantiate(cfg.method.explainer))
+    results = run_folds(dataset, list(group), cv, [lambda: instantiate(cfg.method.explainer)])
     seconds = (time.perf_counter() - start) / len(group)
     same = sum(str(a.formula) == str(b.formula) for a, b in zip(exact, results, strict=True))
     print(f"  {method:<8} fast     {seconds:7.3f} s/fold  same formulas as exact in {same} of {len(group)}")
@@ -300,16 +300,16 @@ def bench_psi_folds(folds: Sequence[int], data_root: Path, batching: str | None)
 
     from lenbench.data.mimic import load_mimic
     from lenbench.fold_runner import iter_folds
-    from lenbench.folds import CVConfig
+    from lenbench.folds import CVConfig, FoldPlan
 
     dataset = load_mimic(data_root, download=False)
-    cv = CVConfig(n_jobs=os.cpu_count() or 1)
+    cv = CVConfig(folds=list(folds), n_jobs=os.cpu_count() or 1)
     out: dict[str, Any] = {}
     for mode in dict.fromkeys([batching or "exact", "fast"]):
         cfg = method_config("psi", [f"trainer.batching={mode}"])
         start = time.perf_counter()
         results = list(
-            iter_folds(dataset, list(folds), cv, lambda cfg=cfg: instantiate(cfg.method.explainer))
+            iter_folds(dataset, FoldPlan.alone(lambda cfg=cfg: instantiate(cfg.method.explainer), cv))
         )
         out[mode] = {
             "seconds": time.perf_counter() - start,

@@ -14,7 +14,7 @@ from lenbench.explainers.network import train_together
 from lenbench.explainers.psi_net import PsiNetExplainer
 from lenbench.explainers.relu_net import ReluNetExplainer
 from lenbench.fold_runner import fold_groups, iter_folds
-from lenbench.folds import CVConfig
+from lenbench.folds import CVConfig, FoldPlan
 from lenbench.nn.stacked import shared_rows
 from lenbench.nn.weights import effective_weight, linear_layers
 
@@ -78,7 +78,7 @@ def test_fast_psi_gives_the_same_formulas_on_a_known_rule() -> None:
     cv = CVConfig(n_splits=3)
     formulas = {}
     for batching in ("exact", "fast"):
-        results = list(iter_folds(data, [0, 1, 2], cv, lambda b=batching: _psi(b, seed=0, epochs=300)))
+        results = list(iter_folds(data, FoldPlan.alone(lambda b=batching: _psi(b, seed=0, epochs=300), cv)))
         formulas[batching] = {r.fold: str(r.formula) for r in results}
         if batching == "fast":  # the folds' rows are rows of one data set: one table, one first-layer product
             assert {r.info["stacked_rows"] for r in results} == {"shared"}
@@ -126,8 +126,8 @@ def test_folds_are_dealt_round_robin_into_one_group_per_process() -> None:
 def test_batching_off_trains_one_network_per_module_with_the_same_result() -> None:
     data = make_dnf(n_samples=300, seed=4)
     cv = CVConfig(n_splits=3)
-    together = list(iter_folds(data, [0, 1, 2], cv, lambda: _pruning("exact", seed=1)))
-    alone = list(iter_folds(data, [0, 1, 2], cv, lambda: _pruning("off", seed=1)))
+    together = list(iter_folds(data, FoldPlan.alone(lambda: _pruning("exact", seed=1), cv)))
+    alone = list(iter_folds(data, FoldPlan.alone(lambda: _pruning("off", seed=1), cv)))
     assert [r.info["networks_trained_together"] for r in together] == [3, 3, 3]
     assert [r.info["networks_trained_together"] for r in alone] == [1, 1, 1]
     assert [_scores(r.metrics) for r in together] == [_scores(r.metrics) for r in alone]

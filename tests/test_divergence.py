@@ -19,7 +19,7 @@ from lenbench.explainers.network import train_together
 from lenbench.explainers.psi_net import PsiNetExplainer
 from lenbench.explainers.relu_net import ReluNetExplainer
 from lenbench.fold_runner import iter_folds
-from lenbench.folds import CVConfig, FoldFailed
+from lenbench.folds import CVConfig, FoldFailed, FoldPlan
 from lenbench.nn.module import TrainingDiverged
 from lenbench.nn.weights import linear_layers
 
@@ -92,11 +92,11 @@ def test_the_error_survives_pickling() -> None:
 @pytest.mark.parametrize("n_jobs", [1, 2])
 def test_the_fold_loop_names_the_fold(n_jobs: int) -> None:
     data = make_dnf(n_samples=300, seed=0)
-    cv = CVConfig(n_splits=3, n_jobs=n_jobs)
+    cv = CVConfig(n_splits=3, folds=[0, 1], n_jobs=n_jobs)
     with pytest.raises(
         FoldFailed, match=r"fold \d failed: TrainingDiverged: pruning: training diverged at epoch 1"
     ):
-        list(iter_folds(data, [0, 1], cv, lambda: _pruning(lr=1e30)))
+        list(iter_folds(data, FoldPlan.alone(lambda: _pruning(lr=1e30), cv)))
 
 
 @pytest.mark.e2e

@@ -19,7 +19,7 @@ from lenbench.callbacks.entropy import EntropyPenalty
 from lenbench.data.synthetic import make_dnf, make_xor
 from lenbench.explainers.entropy_net import EntropyNetExplainer
 from lenbench.folds import CVConfig, run_fold
-from lenbench.logic.extract.entropy import aggregate_local_explanations, simplify_term
+from lenbench.logic.extract.entropy import Aggregation, aggregate_local_explanations, simplify_term
 from lenbench.logic.formula import Formula
 from lenbench.nn.layers import EntropyLinear
 
@@ -117,14 +117,21 @@ def test_aggregation_ors_the_frequent_local_explanations() -> None:
         table,
         positive,
         ["c0", "c1", "c2"],
-        topk=5,
-        simplify_local=False,  # whole minterms: their OR is the function (literal dropping may over-generalise)
+        # whole minterms: their OR is the function (literal dropping may over-generalise)
+        Aggregation(topk=5, simplify_local=False),
     )
     formula = result["formula"]
     np.testing.assert_array_equal(formula.evaluate(table.astype(np.float32), ["c0", "c1", "c2"]), positive)
     assert result["rank_accuracy"] == 1.0 and result["distinct_local_explanations"] >= 2
     none = aggregate_local_explanations(
-        truth, np.zeros(16, dtype=bool), ~target, np.array([0]), table, positive, ["c0", "c1", "c2"], topk=3
+        truth,
+        np.zeros(16, dtype=bool),
+        ~target,
+        np.array([0]),
+        table,
+        positive,
+        ["c0", "c1", "c2"],
+        Aggregation(3),
     )
     assert none["formula"].is_false
 
@@ -247,7 +254,7 @@ def test_method_config_and_paper_experiment_build_the_paper_settings() -> None:
         0.01,
         "adamw",
     )
-    assert explainer.topk == 10 and explainer.train_rows == "train"
+    assert explainer.aggregation.topk == 10 and explainer.train_rows == "train"
     (penalty,) = explainer.training.callbacks
     assert isinstance(penalty, EntropyPenalty) and penalty.strength == 1e-3
 

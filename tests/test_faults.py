@@ -23,7 +23,7 @@ from lenbench.data.mimic import RELATIVE_PATH, load_mimic
 from lenbench.data.synthetic import make_dnf
 from lenbench.experiment import JobRecord, run_experiment
 from lenbench.explainers.tree import TreeExplainer
-from lenbench.folds import CVConfig, FoldFailed
+from lenbench.folds import CVConfig, FoldFailed, FoldPlan
 from lenbench.scoring import METRICS
 from lenbench.tracking.errors import TrackingError
 from lenbench.tracking.import_results import import_job
@@ -217,8 +217,7 @@ def test_crashing_fold_marks_runs_failed_and_keeps_done_folds(tmp_path: Path) ->
         run_experiment(
             data,
             "tree",
-            lambda: FailsOnFold(seed=0),
-            cv,
+            FoldPlan.alone(lambda: FailsOnFold(seed=0), cv),
             tmp_path / "job",
             tracker=MlflowTracker(uri, "faults"),
             record=JobRecord(run_name="tree-s0"),
@@ -302,8 +301,7 @@ def test_store_failing_mid_run_keeps_local_results_that_import_later(tmp_path: P
     outcome = run_experiment(
         data,
         "tree",
-        lambda: TreeExplainer(seed=0),
-        CVConfig(n_splits=3),
+        FoldPlan.alone(lambda: TreeExplainer(seed=0), CVConfig(n_splits=3)),
         job,
         tracker=tracker,
         record=JobRecord(run_name="tree-s0", tags=tags),

@@ -14,7 +14,7 @@ import pytest
 from lenbench.data.synthetic import make_xor
 from lenbench.experiment import JobRecord, run_experiment
 from lenbench.explainers.tree import TreeExplainer
-from lenbench.folds import CVConfig
+from lenbench.folds import CVConfig, FoldPlan
 from lenbench.job import format_summary
 from lenbench.report.build import build_report
 from lenbench.scoring import METRICS, Metric, MetricSet
@@ -75,8 +75,7 @@ def _run_everything(tmp_path: Path, metrics: MetricSet) -> Outputs:
     outcome = run_experiment(
         make_xor(n_samples=300, n_concepts=4, seed=0),
         "tree",
-        lambda: TreeExplainer(seed=0),
-        CVConfig(n_splits=3),
+        FoldPlan.alone(lambda: TreeExplainer(seed=0), CVConfig(n_splits=3)),
         job,
         tracker=MlflowTracker(uri, EXPERIMENT, metrics=metrics),
         record=JobRecord(run_name="tree-s0", tags=tags),

@@ -106,12 +106,12 @@ def test_reproduces_the_notebook(mimic: ConceptDataset) -> None:
     assert hashlib.sha256(mimic.x.tobytes()).hexdigest() == X_SHA256
     import train  # noqa: F401  (registers the train_schema config that train.yaml starts from)
     from lenbench.fold_runner import iter_folds
-    from lenbench.folds import CVConfig
+    from lenbench.folds import CVConfig, FoldPlan
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=["method=tree"])
     cv = CVConfig(n_splits=cfg.cv.n_splits, split_seed=cfg.cv.split_seed)
-    results = list(iter_folds(mimic, cv.fold_indices(), cv, partial(instantiate, cfg.method.explainer)))
+    results = list(iter_folds(mimic, FoldPlan.alone(partial(instantiate, cfg.method.explainer), cv)))
     assert [r.fold for r in results] == list(range(10))
     assert np.mean([r.metrics["model_accuracy"] for r in results]) == pytest.approx(0.795575, abs=1e-6)
     assert np.mean([r.metrics["explanation_complexity"] for r in results]) == pytest.approx(1342.6, abs=1e-9)

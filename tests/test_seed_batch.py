@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -23,11 +24,10 @@ from lenbench.callbacks.base import training_networks
 from lenbench.data.synthetic import make_dnf
 from lenbench.explainers.relu_net import ReluNetExplainer
 from lenbench.fold_runner import iter_folds
-from lenbench.folds import CVConfig, FoldResult
+from lenbench.folds import Companion, CVConfig, FoldPlan, FoldResult
 from lenbench.logic.formula import Formula
 from lenbench.nn.weights import linear_layers
 from lenbench.seed_batch import (
-    Companion,
     SeedBatch,
     batch_scope,
     current_batch,
@@ -147,12 +147,13 @@ def _pruning(seed: int) -> Callable[[], ReluNetExplainer]:
 
 def test_when_another_seed_fails_the_job_trains_its_folds_alone(caplog: pytest.LogCaptureFixture) -> None:
     data = make_dnf(n_samples=300, seed=0)
-    cv = CVConfig(n_splits=3)
+    cv = CVConfig(n_splits=3, folds=[0])
     with caplog.at_level(logging.WARNING):
-        together = list(iter_folds(data, [0], cv, _pruning(1), companions=[_pruning(2)]))
+        plan = FoldPlan(_pruning(1), cv, together=True, companions=[Companion(2, _pruning(2))])
+        together = list(iter_folds(data, plan))
     assert "training with the sweep's other seeds failed (TrainingDiverged" in caplog.text
     assert [r.member for r in together] == [0]  # none for the seed that failed: its own job trains it
-    alone = list(iter_folds(data, [0], cv, _pruning(1)))  # one network: never poisoned
+    alone = list(iter_folds(data, FoldPlan.alone(_pruning(1), cv)))  # one network: never poisoned
     for a, b in zip(together, alone, strict=True):
         assert str(a.formula) == str(b.formula) and a.metrics["model_accuracy"] == b.metrics["model_accuracy"]
 
@@ -161,14 +162,21 @@ def test_the_first_job_plans_the_later_seeds_and_the_later_jobs_take_their_folds
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         first, second = (compose(config_name="train", overrides=[*PSI, f"seed={s}"]) for s in (0, 1))
     batch = SeedBatch((0, 1, 2, 3))
+    together = FoldPlan(lambda: None, CVConfig(n_splits=5), together=True)
     plan = partial(plan_seed_batch, explainer_factory=lambda config: config.seed)
-    _, companions = plan(batch, first, "psi-s0", True, apart=lambda _, resolved: resolved["seed"] == 2)
-    assert [(c.seed, c.make_explainer) for c in companions] == [(1, 1), (3, 3)]  # 2 is FINISHED
-    assert plan(batch, first, "psi-s0", False, apart=lambda *_: False)[1] == []  # a tree, or a resumed job
+    planned, tags = plan(batch, first, "psi-s0", together, apart=lambda _, resolved: resolved["seed"] == 2)
+    assert [(c.seed, c.make_explainer) for c in planned.companions] == [(1, 1), (3, 3)]  # 2 is FINISHED
+    assert tags == {"seed_batch": "0,1,3"}
+    alone = replace(together, together=False)  # a tree
+    assert plan(batch, first, "psi-s0", alone, apart=lambda *_: False) == (alone, {})
+    resumed = together.keeping({0: FoldResult(fold=0, formula=Formula.false(), metrics={})})
+    assert plan(batch, first, "psi-s0", resumed, apart=lambda *_: False) == (resumed, {})
     batch.leave(1, [FoldResult(fold=4, formula=Formula.false(), metrics={})], "psi-s0")
-    trained, companions = plan(batch, second, "psi-s1", True, apart=lambda *_: False)
-    assert list(trained.results) == [4] and trained.trained_by == "psi-s0" and companions == []
-    assert trained.results[4].info == {"trained_by": "psi-s0"}  # in explanations.json and the fold's log line
+    planned, tags = plan(batch, second, "psi-s1", together, apart=lambda *_: False)
+    assert (
+        list(planned.kept) == [4] and tags == {"seed_batch_trained_by": "psi-s0"} and not planned.companions
+    )
+    assert planned.kept[4].info == {"trained_by": "psi-s0"}  # in explanations.json and the fold's log line
 
 
 def test_tags_name_the_seeds_really_trained_with_each_fold() -> None:

@@ -22,7 +22,7 @@ from lenbench.data.synthetic import make_dnf
 from lenbench.explainers.psi_net import PsiNetExplainer
 from lenbench.explainers.relu_net import ReluNetExplainer
 from lenbench.fold_runner import iter_folds
-from lenbench.folds import CVConfig, run_fold
+from lenbench.folds import CVConfig, FoldPlan, run_fold
 
 TIMING = ("elapsed_time", "training_time")
 SHORT = {
@@ -62,11 +62,10 @@ def _without_timing(info: dict) -> dict:
 @pytest.mark.parametrize("factory", [_pruning, _psi], ids=["pruning", "psi"])
 def test_parallel_folds_equal_sequential_folds_bit_for_bit(factory) -> None:
     data = make_dnf(n_samples=400, seed=3)
-    folds = [0, 1, 2]
     runs = {}
     for n_jobs in (1, 2):
         cv = CVConfig(n_splits=3, n_jobs=n_jobs)
-        runs[n_jobs] = sorted(iter_folds(data, folds, cv, factory), key=lambda r: r.fold)
+        runs[n_jobs] = sorted(iter_folds(data, FoldPlan.alone(factory, cv)), key=lambda r: r.fold)
     for seq, par in zip(runs[1], runs[2], strict=True):
         assert seq.fold == par.fold and seq.formula == par.formula
         assert _bits(seq.metrics) == _bits(par.metrics)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,7 @@ def tables(draw: st.DrawFn) -> pd.DataFrame:
 
 
 def _dataset(frame: pd.DataFrame, **kwargs) -> ConceptDataset:  # noqa: ANN003
-    options = kwargs.pop("options", TableOptions())
+    options = replace(kwargs.pop("options", TableOptions()), fit_scope=kwargs.pop("fit_scope", "train"))
     return table_dataset(frame, "generated.csv", label="outcome", options=options, **kwargs)
 
 

@@ -1,10 +1,11 @@
 """Cross-validation loop of one job: the same steps for every method, whatever it is.
 
-The folds run through :func:`lenbench.fold_runner.iter_folds` (each scored by :func:`lenbench.folds.run_fold`);
-folds a previous, interrupted run of the same job already finished are *reused* (given by the caller), not trained
-again. Across folds: consistency of the formulas, mean and standard error of every metric. While folds train, their
-start and training progress go to the tracker (each fold's run starts when the fold starts, its loss is logged as it
-trains) and to the console (:mod:`lenbench.progress`). Side effects (files, MLflow) go through ``tracking``.
+The folds run as the job's :class:`~lenbench.folds.FoldPlan` says, through :func:`lenbench.fold_runner.iter_folds`
+(each scored by :func:`lenbench.folds.run_fold`); the folds it keeps (an interrupted earlier run of the job or an
+earlier job of its seed batch trained them) are recorded, not trained again. Across folds: consistency of the
+formulas, mean and standard error of every metric. While folds train, their start and training progress go to the
+tracker (each fold's run starts when the fold starts, its loss is logged as it trains) and to the console
+(:mod:`lenbench.progress`). Side effects (files, MLflow) go through ``tracking``.
 
 Every path out closes the runs: FINISHED, FAILED (a fold raised) or KILLED (Ctrl-C, SIGTERM: then
 :class:`JobInterrupted` says how many folds were kept), and the finished folds are always in ``results.csv``.
@@ -16,7 +17,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,9 +27,8 @@ import numpy as np
 import pandas as pd
 
 from lenbench.data.base import ConceptDataset
-from lenbench.explainers.base import Explainer
 from lenbench.fold_runner import FoldEvent, FoldStarted, iter_folds
-from lenbench.folds import CVConfig, FoldFailed, FoldResult
+from lenbench.folds import FoldFailed, FoldPlan, FoldResult
 from lenbench.logic.metrics import mean_and_sem
 from lenbench.progress import FoldProgressConsole
 from lenbench.scoring import METRICS, JobEvidence, MetricSet
@@ -87,6 +87,7 @@ class JobRecord:
     params: dict[str, Any] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)
     summary_extra: dict[str, Any] = field(default_factory=dict)
+    log_models: bool = False  # each fold's fitted explainer as an MLflow model on its run (lenbench.models)
 
 
 class JobInterrupted(Exception):
@@ -104,47 +105,35 @@ class JobInterrupted(Exception):
 def run_experiment(
     dataset: ConceptDataset,
     method: str,
-    make_explainer: Callable[[], Explainer],
-    cv: CVConfig,
+    plan: FoldPlan,
     out_dir: Path,
     *,
     target_class: int = 1,
     tracker: Tracker | None = None,
     record: JobRecord | None = None,
     metrics: MetricSet = METRICS,
-    reused: Mapping[int, FoldResult] | None = None,
-    log_models: bool = False,
-    trained: Mapping[int, FoldResult] | None = None,
-    companions: Sequence[Callable[[], Explainer]] = (),
 ) -> ExperimentResult:
-    """Run every requested fold not in ``reused`` (an earlier run's) nor ``trained`` (fitted for this job by an
-    earlier job of its seed batch), then write and track the results. A failure marks the runs FAILED (KILLED and
-    :class:`JobInterrupted` on Ctrl-C/SIGTERM) and keeps the folds done in ``results.csv``. ``log_models``: each
-    fold's fitted explainer is logged as an MLflow model on its run (:mod:`lenbench.models`). ``companions``:
-    explainer factories of other seeds trained with this job's folds; their results are returned, not recorded."""
+    """Record the folds ``plan`` keeps and run the others, then write and track the results. A failure marks the
+    runs FAILED (KILLED and :class:`JobInterrupted` on Ctrl-C/SIGTERM) and keeps the folds done in ``results.csv``.
+    The results of the plan's companions (other seeds trained with this job's folds) are returned, not recorded."""
     tracker = tracker or NullTracker()
     record = record or JobRecord()
     writer = _ResultWriter(method, dataset, out_dir, record.summary_extra, metrics)
-    indices = cv.fold_indices()
-    kept = {f: r for f, r in (reused or {}).items() if f in indices}
-    kept |= {f: r for f, r in (trained or {}).items() if f in indices and f not in kept}
-    loop = _FoldLoop(method, tracker, len(indices), FoldProgressConsole(method), dataset)
+    total = len(plan.cv.fold_indices())
+    loop = _FoldLoop(method, tracker, total, FoldProgressConsole(method), dataset)
     try:
         tracker.start_job(record.run_name, record.tags, record.params)  # inside: a Ctrl-C here closes it too
-        for _, result in sorted(kept.items()):
+        for _, result in sorted(plan.kept.items()):
             loop.finished(result)
-        todo = [f for f in indices if f not in kept]
-        for result in iter_folds(
-            dataset, todo, cv, make_explainer, target_class, metrics, loop.event, log_models, companions
-        ):
+        for result in iter_folds(dataset, plan, target_class, metrics, loop.event, record.log_models):
             loop.arrived(result)
     except BaseException as exc:
         loop.console.clear()
         _fail(exc, tracker, writer, loop.done)
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            raise JobInterrupted(len(loop.done), len(indices), out_dir) from exc
+            raise JobInterrupted(len(loop.done), total, out_dir) from exc
         raise
-    if log_models:
+    if record.log_models:
         _log_ensemble(tracker, loop.done)
     files, results, summary = writer.write(loop.done, partial=False)
     tracker.finish_job(summary, list(files.values()), record.texts, results)

@@ -24,13 +24,11 @@ import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from lenbench.callbacks.progress import ProgressSink, TrainingProgress
 from lenbench.data.base import ConceptDataset
-from lenbench.explainers.base import Explainer
-from lenbench.folds import CVConfig, FoldFailed, FoldResult, run_folds
+from lenbench.folds import FoldFailed, FoldPlan, FoldResult, run_folds
 from lenbench.scoring import METRICS, MetricSet
 
 log = logging.getLogger(__name__)
@@ -67,28 +65,25 @@ def fold_groups(fold_indices: Sequence[int], n_jobs: int, together: bool) -> lis
 
 def iter_folds(
     dataset: ConceptDataset,
-    fold_indices: Sequence[int],
-    cv: CVConfig,
-    make_explainer: Callable[[], Explainer],
+    plan: FoldPlan,
     target_class: int = 1,
     metrics: MetricSet = METRICS,
     on_event: EventSink = _ignore,
     export_models: bool = False,
-    companions: Sequence[Callable[[], Explainer]] = (),
 ) -> Iterator[FoldResult]:
-    """Yield fold results, in fold order when sequential, as their tasks complete with ``cv.n_jobs`` > 1
-    processes; ``export_models``: each carries its fitted model (:class:`~lenbench.models.export.ModelExport`).
-    ``companions``: explainer factories (a sweep's other seeds) trained with each group's folds, their results
-    yielded too (``member`` > 0; no events); only for explainers that train together. When training a group with
-    them fails, the group trains again alone (the failure may be another seed's) and yields no companion result."""
+    """Yield the results of the folds ``plan`` trains (those it does not keep), in fold order when sequential, as
+    their tasks complete with ``cv.n_jobs`` > 1 processes; ``export_models``: each carries its fitted model
+    (:class:`~lenbench.models.export.ModelExport`). The plan's companions (a sweep's other seeds) train with each
+    group's folds, their results yielded too (``member`` > 0; no events). When training a group with them fails,
+    the group trains again alone (the failure may be another seed's) and yields no companion result."""
 
     def run(group: list[int], sinks: list[ProgressSink]) -> list[FoldResult]:
-        train = partial(
-            run_folds, dataset, group, cv, make_explainer, target_class, metrics, sinks, export_models
-        )
-        if companions:
+        def train(members: list[Callable[[], Any]]) -> list[FoldResult]:
+            return run_folds(dataset, group, plan.cv, members, target_class, metrics, sinks, export_models)
+
+        if plan.companions:
             try:
-                return train(companions)
+                return train(plan.members)
             except Exception as exc:  # noqa: BLE001 - another seed's network may be the one that failed
                 log.warning(
                     "folds %s: training with the sweep's other seeds failed (%s: %s); training them alone",
@@ -96,12 +91,13 @@ def iter_folds(
                     type(exc).__name__,
                     exc,
                 )
-        return train()
+        return train(plan.members[:1])
 
+    fold_indices = [f for f in plan.cv.fold_indices() if f not in plan.kept]
     if not fold_indices:
         return
-    n_jobs = min(max(int(cv.n_jobs), 1), len(fold_indices))
-    groups = fold_groups(list(fold_indices), n_jobs, make_explainer().trains_together)
+    n_jobs = min(max(int(plan.cv.n_jobs), 1), len(fold_indices))
+    groups = fold_groups(fold_indices, n_jobs, plan.together)
     if n_jobs <= 1:
         results = _iter_sequential(run, groups, on_event)
     else:

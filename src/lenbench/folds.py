@@ -1,4 +1,5 @@
-"""One fold of a job: which folds a job runs (:class:`CVConfig`), and fitting, explaining and scoring one of them.
+"""One fold of a job: which folds a job runs (:class:`CVConfig`), how they train (:class:`FoldPlan`), and fitting,
+explaining and scoring one of them.
 
 :func:`run_fold` is the same for every method: fit the explainer on the fold's train+validation rows (its training
 progress going to an optional sink), predict the test rows, explain the target class (timed apart from training),
@@ -8,7 +9,7 @@ and score model and formula on the test rows with every metric of the registry (
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -84,7 +85,48 @@ class FoldResult:
         default_factory=dict
     )  # train/validation/test row positions in the data set
     model: Any = None  # the fitted explainer as a lenbench.models.ModelExport, when the job logs models
-    member: int = 0  # 0: the job's own fold; i > 0: companion i - 1's (another seed, trained with it)
+    member: int = 0  # the position in FoldPlan.members of the explainer that made it: 0 is the job's own
+
+
+@dataclass(frozen=True)
+class Companion:
+    """Another seed of the sweep whose networks this job trains with its own (``make_explainer`` builds its
+    explainer exactly as that seed's job would)."""
+
+    seed: int
+    make_explainer: Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class FoldPlan:
+    """How a job's folds train, decided once per job: ``make_explainer`` builds the explainer of each fold, ``cv``
+    says which folds and in how many processes; ``together``: the explainer's networks train together (the folds
+    of a process in one module: :func:`lenbench.fold_runner.fold_groups`); ``kept``: folds recorded without
+    training them (reused from an interrupted earlier run, or trained for this job by an earlier job of its seed
+    batch); ``companions``: the other seeds of its seed batch whose networks train with each of its folds
+    (:mod:`lenbench.seed_batch`)."""
+
+    make_explainer: Callable[[], Explainer]
+    cv: CVConfig
+    together: bool
+    kept: Mapping[int, FoldResult] = field(default_factory=dict)
+    companions: Sequence[Companion] = ()
+
+    @classmethod
+    def alone(cls, make_explainer: Callable[[], Explainer], cv: CVConfig) -> FoldPlan:
+        """Every fold of ``cv`` trained by this job alone (one explainer built says if they train together)."""
+        return cls(make_explainer, cv, make_explainer().trains_together)
+
+    def keeping(self, results: Mapping[int, FoldResult]) -> FoldPlan:
+        """This plan, also recording ``results`` of its folds not kept already instead of training them."""
+        indices = self.cv.fold_indices()
+        new = {f: r for f, r in results.items() if f in indices and f not in self.kept}
+        return replace(self, kept={**self.kept, **new})
+
+    @property
+    def members(self) -> list[Callable[[], Explainer]]:
+        """The explainer factory of each member of a group's training: the job's own, then its companions'."""
+        return [self.make_explainer, *(c.make_explainer for c in self.companions)]
 
 
 def run_fold(
@@ -101,7 +143,7 @@ def run_fold(
     the progress it reports to ``progress``. ``export_model``: the result carries the fitted model as plain data
     (:func:`lenbench.models.export.export_model`), for the job's process to log."""
     return run_folds(
-        dataset, [fold_index], cv, make_explainer, target_class, metrics, [progress], export_model
+        dataset, [fold_index], cv, [make_explainer], target_class, metrics, [progress], export_model
     )[0]
 
 
@@ -109,31 +151,30 @@ def run_folds(
     dataset: ConceptDataset,
     fold_indices: Sequence[int],
     cv: CVConfig,
-    make_explainer: Callable[[], Explainer],
+    members: Sequence[Callable[[], Explainer]],
     target_class: int = 1,
     metrics: MetricSet = METRICS,
     progress: Sequence[ProgressSink | None] | None = None,
     export_model: bool = False,
-    companions: Sequence[Callable[[], Explainer]] = (),
 ) -> list[FoldResult]:
     """:func:`run_fold` for several folds whose explainers are fitted together (``Explainer.fit_many``: the
-    networks of the folds train in one module), then predicted, explained and scored one by one. ``companions``:
-    more explainer factories (other seeds of a sweep) whose networks of the same folds train in that module too;
-    their results come after the job's own, ``member`` numbering them from 1 (their training reports nowhere)."""
+    networks of the folds train in one module), then predicted, explained and scored one by one. ``members``: one
+    explainer factory per member (:attr:`FoldPlan.members`: the job's own, then other seeds of a sweep) whose
+    networks of every fold train in that module; results come member after member, ``member`` numbering them
+    (only the first member's training reports to ``progress``)."""
     folds = [cv.fold(dataset, fold_index) for fold_index in fold_indices]
     sinks = list(progress) if progress is not None else [None] * len(folds)
-    explainers = [make_explainer().observe(sink) for sink in sinks]
-    explainers += [make().observe(None) for make in companions for _ in folds]
-    copies = len(companions) + 1
+    explainers = [make().observe(None if m else sink) for m, make in enumerate(members) for sink in sinks]
+    copies = len(members)
     seconds = type(explainers[0]).fit_many(explainers, folds * copies)
-    members = [m for m in range(copies) for _ in folds]
+    numbers = [m for m in range(copies) for _ in folds]
     return [
         replace(
             _evaluate(dataset, index, fold, explainer, training, target_class, metrics, export_model),
             member=m,
         )
         for index, fold, explainer, training, m in zip(
-            list(fold_indices) * copies, folds * copies, explainers, seconds, members, strict=True
+            list(fold_indices) * copies, folds * copies, explainers, seconds, numbers, strict=True
         )
     ]
 

@@ -5,10 +5,12 @@ and writes); everything else happens here, in plain Python, so a notebook or ano
 way. The steps, each before any training where it can be known before:
 
 1. settings: torch threads, the CV settings (``cv.n_jobs`` resolved), the seed and target class checked;
-2. objects from ``_target_``: the data set, then one explainer built once to validate its hyper-parameters;
+2. objects from ``_target_``: the data set, then one explainer built once to validate its hyper-parameters and
+   say whether its folds train together (the job's :class:`~lenbench.folds.FoldPlan`);
 3. identity: the resolved config's hash (resume key), tags (method, data, seed, git commit, checksum, sweep);
 4. tracking: the MLflow store opened (or :class:`NullTracker`), a FINISHED run of the same config skips the job;
-5. ``experiment.run_experiment`` runs the folds; :func:`format_summary` renders the console table.
+   the plan keeps the folds an interrupted run finished and takes the job's share of its seed batch;
+5. ``experiment.run_experiment`` runs the folds as planned; :func:`format_summary` renders the console table.
 
 Configuration problems raise :class:`~lenbench.errors.ConfigError` (a :class:`~lenbench.errors.UserError`, as are
 data and store problems): the entry point prints those as one line. Anything else is a bug and keeps its traceback.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -31,18 +34,11 @@ from lenbench.config import config_hash, fold_slots, job_params, resolve_n_jobs
 from lenbench.data.base import ConceptDataset
 from lenbench.errors import ConfigError, UserError
 from lenbench.experiment import ExperimentResult, JobRecord, run_experiment
-from lenbench.folds import CVConfig, FoldResult, check_cv
+from lenbench.folds import Companion, CVConfig, FoldPlan, FoldResult, check_cv
 from lenbench.logic.formula import Formula
 from lenbench.nn.allocator import keep_freed_buffers
 from lenbench.scoring import METRICS, MetricSet
-from lenbench.seed_batch import (
-    BatchTrained,
-    Companion,
-    SeedBatch,
-    plan_seed_batch,
-    seed_batch_tags,
-    trained_seed_tags,
-)
+from lenbench.seed_batch import SeedBatch, plan_seed_batch, trained_seed_tags
 from lenbench.tracking.environment import environment
 from lenbench.tracking.errors import TrackingError
 from lenbench.tracking.local import write_json
@@ -87,7 +83,7 @@ def run_job(cfg: DictConfig, context: JobContext, metrics: MetricSet = METRICS) 
     _check_target(dataset, int(cfg.target_class))
     check_cv(dataset, cv)
     make_explainer = partial(instantiate, cfg.method.explainer, "method.explainer")
-    make_explainer()  # validates the method's hyper-parameters before any training
+    plan = FoldPlan.alone(make_explainer, cv)  # its one explainer checks the hyper-parameters before training
     resolved = OmegaConf.to_container(cfg, resolve=True)
     record = job_record(cfg, resolved, dataset, context)
     experiment = experiment_name(cfg, dataset)
@@ -97,8 +93,9 @@ def run_job(cfg: DictConfig, context: JobContext, metrics: MetricSet = METRICS) 
         uri = tracking_uri(cfg, context.project_dir)
         record_resumed(uri, previous, record.run_name, context.sweep_id, context.out_dir)
         return JobOutcome(summary={}, out_dir=context.out_dir, skipped_by=previous)
-    reused = reusable_folds(tracker, record, metrics) if cfg.resume else {}
-    record, trained, companions = _seed_batch(cfg, context, record, tracker, dataset, bool(reused))
+    if cfg.resume:
+        plan = plan.keeping(reusable_folds(tracker, record, metrics))
+    record, plan = _seed_batch(cfg, context, record, tracker, dataset, plan)
     _write_job_file(context, experiment, record)
     rows = f"{len(dataset.y)} rows, {dataset.n_concepts} concepts"
     log.info(
@@ -112,19 +109,14 @@ def run_job(cfg: DictConfig, context: JobContext, metrics: MetricSet = METRICS) 
     outcome = run_experiment(
         dataset,
         str(cfg.method.name),
-        make_explainer,
-        cv,
+        plan,
         context.out_dir,
         target_class=int(cfg.target_class),
         tracker=tracker,
         record=record,
         metrics=metrics,
-        reused=reused,
-        log_models=bool(cfg.method.get("log_model", True)) and bool(cfg.tracking.enabled),
-        trained=trained.results,
-        companions=[c.make_explainer for c in companions],
     )
-    _hand_over(context, tracker, int(cfg.seed), companions, outcome, record.run_name)
+    _hand_over(context, tracker, int(cfg.seed), plan.companions, outcome, record.run_name)
     _raise_store_failure(tracker, context.out_dir)
     return JobOutcome(summary=outcome.summary, out_dir=context.out_dir)
 
@@ -133,7 +125,7 @@ def _hand_over(
     context: JobContext,
     tracker: Tracker,
     seed: int,
-    companions: list[Companion],
+    companions: Sequence[Companion],
     outcome: ExperimentResult,
     run_name: str,
 ) -> None:
@@ -269,6 +261,7 @@ def job_record(
         params=params,
         texts=texts,
         summary_extra={"seed": int(cfg.seed), "environment": env},
+        log_models=bool(cfg.method.get("log_model", True)) and bool(cfg.tracking.enabled),
     )
 
 
@@ -391,20 +384,19 @@ def _seed_batch(
     record: JobRecord,
     tracker: Tracker,
     dataset: ConceptDataset,
-    resumed: bool,
-) -> tuple[JobRecord, BatchTrained, list[Companion]]:
-    """The job's share of its seed batch (:func:`lenbench.seed_batch.plan_seed_batch`), its record tagged with it.
-    A job that resumes an interrupted run (``resumed``: some folds reused) trains no other seed."""
-    trained, companions = plan_seed_batch(
+    plan: FoldPlan,
+) -> tuple[JobRecord, FoldPlan]:
+    """The job's share of its seed batch in its plan (:func:`lenbench.seed_batch.plan_seed_batch`), its record
+    tagged with it."""
+    plan, tags = plan_seed_batch(
         context.seed_batch,
         cfg,
         record.run_name,
-        instantiate(cfg.method.explainer, "method.explainer").trains_together and not resumed,
+        plan,
         apart=partial(_trains_apart, tracker, cfg, dataset),
         explainer_factory=lambda other: partial(instantiate, other.method.explainer, "method.explainer"),
     )
-    tags = {**record.tags, **seed_batch_tags(cfg, trained, companions)}
-    return dataclasses.replace(record, tags=tags), trained, companions
+    return dataclasses.replace(record, tags={**record.tags, **tags}), plan
 
 
 def _trains_apart(

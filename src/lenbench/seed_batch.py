@@ -21,9 +21,12 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lenbench.config import flatten
+
+if TYPE_CHECKING:
+    from lenbench.folds import Companion, FoldPlan
 
 log = logging.getLogger(__name__)
 
@@ -88,44 +91,33 @@ def differs_only_in_seed(resolved: Mapping[str, Any], other: Mapping[str, Any]) 
     return all(a.get(k) == b.get(k) for k in set(a) | set(b) if k not in SEED_KEYS)
 
 
-@dataclass(frozen=True)
-class Companion:
-    """Another seed of the sweep whose networks this job trains with its own (``make_explainer`` builds its
-    explainer exactly as that seed's job would)."""
-
-    seed: int
-    make_explainer: Callable[[], Any]
-
-
-@dataclass(frozen=True)
-class BatchTrained:
-    """Folds of this job already trained by an earlier job of its seed batch, and that job's run name."""
-
-    results: dict[int, Any]
-    trained_by: str = ""
-
-
 def plan_seed_batch(
     batch: SeedBatch | None,
     cfg: Any,
     run_name: str,
-    trains_together: bool,
+    plan: FoldPlan,
     apart: Callable[[Any, dict[str, Any]], bool],
     explainer_factory: Callable[[Any], Callable[[], Any]],
-) -> tuple[BatchTrained, list[Companion]]:
-    """What a job's seed batch gives it: the folds an earlier job of the batch trained for it; else, when it is
-    the first of its batch to train, the later seeds it trains with it: same resolved configuration but for the
-    seed, not ``apart(config, resolved)`` (the job's own rules: settings it refuses, FINISHED in the store), a method
-    whose networks train together. ``explainer_factory(config)``: the explainer factory of another seed's config."""
+) -> tuple[FoldPlan, dict[str, str]]:
+    """A job's ``plan`` with what its seed batch gives it, and the job's tags saying so: the folds an earlier job of
+    the batch trained for it, kept (``seed_batch_trained_by``: that job's run); else, when it is the first of its
+    batch to train, the later seeds it trains with it as companions (``seed_batch``: the seeds trained together):
+    same resolved configuration but for the seed, not ``apart(config, resolved)`` (the job's own rules: settings it
+    refuses, FINISHED in the store), folds that train together and none kept from an interrupted run.
+    ``explainer_factory(config)``: the explainer factory of another seed's config."""
     seed = int(cfg.seed)
     taken = batch.take(seed) if batch is not None else None
     if taken is not None:
         log.info("%s: %d fold(s) trained by %s (seed batching)", run_name, len(taken[0]), taken[1])
         marked = {r.fold: replace(r, info={**r.info, "trained_by": taken[1]}) for r in taken[0]}
-        return BatchTrained(marked, taken[1]), []
-    if batch is None or seed not in batch.seeds or not trains_together:
-        return BatchTrained({}), []
+        return plan.keeping(marked), {"seed_batch_trained_by": taken[1]}
+    if batch is None or seed not in batch.seeds or not plan.together or plan.kept:
+        return plan, {}
     from omegaconf import OmegaConf
+
+    from lenbench.folds import (
+        Companion,
+    )  # deferred: the launcher imports this module at start-up, folds the methods
 
     own = OmegaConf.to_container(cfg, resolve=True)
     companions = []
@@ -135,25 +127,15 @@ def plan_seed_batch(
         resolved = OmegaConf.to_container(other, resolve=True)
         if differs_only_in_seed(own, resolved) and not apart(other, resolved):
             companions.append(Companion(other_seed, explainer_factory(other)))
-    if companions:
-        seeds = ", ".join(str(c.seed) for c in companions)
-        log.info(
-            "%s: trains seed(s) %s of this sweep with its folds (seed batching; their jobs record them)",
-            run_name,
-            seeds,
-        )
-    return BatchTrained({}), companions
-
-
-def seed_batch_tags(cfg: Any, trained: BatchTrained, companions: Sequence[Companion]) -> dict[str, str]:
-    """A job's tags ``seed_batch`` (the seeds whose networks trained with its own) and ``seed_batch_trained_by``
-    (the run of the job that trained its networks)."""
-    tags = {}
-    if companions:
-        tags["seed_batch"] = ",".join(str(s) for s in [int(cfg.seed), *(c.seed for c in companions)])
-    if trained.trained_by:
-        tags["seed_batch_trained_by"] = trained.trained_by
-    return tags
+    if not companions:
+        return plan, {}
+    seeds = [seed, *(c.seed for c in companions)]
+    log.info(
+        "%s: trains seed(s) %s of this sweep with its folds (seed batching; their jobs record them)",
+        run_name,
+        ", ".join(str(s) for s in seeds[1:]),
+    )
+    return replace(plan, companions=tuple(companions)), {"seed_batch": ",".join(str(s) for s in seeds)}
 
 
 def trained_seed_tags(

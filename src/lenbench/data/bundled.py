@@ -51,8 +51,7 @@ def load_breast_cancer(
         "scikit-learn's bundled breast cancer data",
         label=BREAST_CANCER_LABEL,
         positive=BREAST_CANCER_POSITIVE,
-        options=TableOptions(binarize=binarize, bins=bins),
-        fit_scope=fit_scope,
+        options=TableOptions(binarize=binarize, bins=bins, fit_scope=fit_scope),
         name=name,
         checksum=_bundled_sha256("breast_cancer.csv"),
     )

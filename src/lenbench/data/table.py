@@ -38,6 +38,7 @@ BINARIZE = ("none", "uniform", "quantile", "threshold")
 THREE_BINS = ("_LOW", "_NORMAL", "_HIGH")
 _BAD_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.\-]+")
 _RESERVED_NAMES = ("True", "False")
+FIT_SCOPES = ("all", "train")
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,13 @@ class TableOptions:
     thresholds: Mapping[str, float] = field(default_factory=dict)
     categorical: Sequence[str] = ()
     max_concepts: int = 500
+    fit_scope: str = "train"  # "train": refitted on the train+validation rows of each fold; "all": once
 
     def __post_init__(self) -> None:
         check_choice(None, "data.binarize", self.binarize, BINARIZE)
         check_int(None, "data.bins", self.bins, 2)
         check_int(None, "data.max_concepts", self.max_concepts, 1)
+        check_choice(None, "data.fit_scope", self.fit_scope, FIT_SCOPES)
         thresholds = {} if self.thresholds is None else self.thresholds
         if not isinstance(thresholds, Mapping):
             refuse(None, "data.thresholds", thresholds, "a mapping {column: value}, e.g. {age: 65}")

@@ -24,11 +24,9 @@ import pandas as pd
 from lenbench.data.base import ConceptDataset, Refitted
 from lenbench.data.errors import DataError
 from lenbench.data.table import TableOptions, TablePlan, plan_table
-from lenbench.validation import check_choice
 
 logger = logging.getLogger(__name__)
 
-FIT_SCOPES = ("all", "train")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 _TAB_SUFFIXES = (".tsv", ".tab")
 
@@ -49,8 +47,7 @@ def load_table(
 ) -> ConceptDataset:
     """The table at ``path`` as a concept data set named ``name`` (default: the file's stem); its checksum is the
     SHA-256 of the file's bytes. See the module docstring and :mod:`lenbench.data.table` for the encoding."""
-    options = TableOptions(binarize, bins, thresholds or {}, categorical or (), max_concepts)
-    check_choice(None, "data.fit_scope", fit_scope, FIT_SCOPES)
+    options = TableOptions(binarize, bins, thresholds or {}, categorical or (), max_concepts, fit_scope)
     if path is None or not str(path).strip():
         raise DataError(
             "data.path is not set: name the table to read, e.g. data=csv data.path=my.csv data.label=outcome."
@@ -65,7 +62,6 @@ def load_table(
         positive=positive,
         concepts=concepts,
         options=options,
-        fit_scope=fit_scope,
         name=name or file.stem,
         checksum=hashlib.sha256(raw).hexdigest(),
     )
@@ -79,20 +75,18 @@ def table_dataset(
     positive: Any = None,
     concepts: Sequence[str] | None = None,
     options: TableOptions | None = None,
-    fit_scope: str = "train",
     name: str = "table",
     checksum: str | None = None,
 ) -> ConceptDataset:
     """``frame`` as a concept data set; ``source`` names it in messages (a file path)."""
     options = options or TableOptions()
-    check_choice(None, "data.fit_scope", fit_scope, FIT_SCOPES)
     frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
     _check_header(list(frame.columns), source)
     y, positive_value = label_vector(frame, label, positive, source)
     columns = _concept_columns(frame, str(label), concepts, source)
     plan = plan_table(frame[columns], source, options)
     x, fitted = plan.encode()
-    refit = partial(_refit, plan) if fit_scope == "train" else None
+    refit = partial(_refit, plan) if options.fit_scope == "train" else None
     logger.info(
         "Loaded %s from %s: %d rows, %d concepts from %d columns, label %s (class 1 = %s) with %d positives, "
         "preprocessing fitted on %s",

@@ -31,15 +31,10 @@ import numpy as np
 import torch
 from torch import nn
 
+import lenbench.logic.extract.entropy as extract
 from lenbench.callbacks.entropy import EntropyPenalty
 from lenbench.data.base import Fold
 from lenbench.explainers.network import NetworkExplainer
-from lenbench.logic.extract.entropy import (
-    SELECTIONS,
-    AttentionReading,
-    aggregate_local_explanations,
-    explanation_concepts,
-)
 from lenbench.logic.formula import Formula
 from lenbench.logic.simplify import MAX_EXACT_VARIABLES
 from lenbench.nn.layers import LEAKY_SLOPE, EntropyLinear, SqueezeLast, entropy_layers
@@ -94,7 +89,7 @@ class EntropyNetExplainer(NetworkExplainer):
             ("rank_rows", rank_rows),
         ):
             check_choice(owner, key, value, ROW_SETS)
-        check_choice(owner, "selection", selection, SELECTIONS)
+        check_choice(owner, "selection", selection, extract.SELECTIONS)
         if max_literals is not None:
             check_positive(owner, "max_literals", max_literals, integer=True)
         check_positive(owner, "max_simplify_variables", max_simplify_variables, integer=True, allow_zero=True)
@@ -109,10 +104,10 @@ class EntropyNetExplainer(NetworkExplainer):
         self.train_rows = train_rows
         self.explain_rows = explain_rows
         self.rank_rows = rank_rows
+        self.max_literals = max_literals
         self.topk = topk
         self.selection = selection
         self.simplify_local = simplify_local
-        self.max_literals = max_literals
         self.max_simplify_variables = max_simplify_variables
         self.max_simplify_terms = max_simplify_terms
         self._n_classes = 2
@@ -120,6 +115,17 @@ class EntropyNetExplainer(NetworkExplainer):
             logger.info(
                 "EntropyNetExplainer without an EntropyPenalty callback: the attention is not regularised"
             )
+
+    @property
+    def aggregation(self) -> extract.Aggregation:
+        """How the local explanations become one formula (the settings above, for the extraction)."""
+        return extract.Aggregation(
+            self.topk,
+            self.selection,
+            self.simplify_local,
+            self.max_simplify_variables,
+            self.max_simplify_terms,
+        )
 
     # -- network -------------------------------------------------------------------------------------------------
 
@@ -170,15 +176,16 @@ class EntropyNetExplainer(NetworkExplainer):
         with torch.no_grad():
             return self.entropy_layer.attention().numpy()
 
-    def local_reading(self) -> AttentionReading:
+    def local_reading(self) -> extract.AttentionReading:
         """Per class, the concepts its local explanations use (least attended first), as :meth:`explain` reads."""
         with torch.no_grad():
             alpha = self.entropy_layer.attention().numpy().astype(np.float64)
             mask = self.entropy_layer.concept_mask().numpy()
         concepts = [
-            explanation_concepts(a, m, self.max_literals).tolist() for a, m in zip(alpha, mask, strict=True)
+            extract.explanation_concepts(a, m, self.max_literals).tolist()
+            for a, m in zip(alpha, mask, strict=True)
         ]
-        return AttentionReading(concepts)
+        return extract.AttentionReading(concepts)
 
     # -- explanation ---------------------------------------------------------------------------------------------
 
@@ -196,8 +203,8 @@ class EntropyNetExplainer(NetworkExplainer):
         with torch.no_grad():
             alpha = self.entropy_layer.attention()[target_class].numpy().astype(np.float64)
             mask = self.entropy_layer.concept_mask()[target_class].numpy()
-        concepts = explanation_concepts(alpha, mask, self.max_literals)
-        result = aggregate_local_explanations(
+        concepts = extract.explanation_concepts(alpha, mask, self.max_literals)
+        result = extract.aggregate_local_explanations(
             truth,
             target,
             opposite,
@@ -205,11 +212,7 @@ class EntropyNetExplainer(NetworkExplainer):
             np.asarray(x_rank) > 0.5,
             np.asarray(y_rank) == target_class,
             names,
-            topk=self.topk,
-            selection=self.selection,
-            simplify_local=self.simplify_local,
-            max_variables=self.max_simplify_variables,
-            max_terms=self.max_simplify_terms,
+            self.aggregation,
         )
         if result["formula"].is_false:
             logger.warning(

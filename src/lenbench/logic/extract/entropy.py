@@ -33,6 +33,18 @@ Candidate = tuple[Formula, int, int, float]
 """(local explanation, rows it explains, first row, accuracy on the ranking rows)."""
 
 
+@dataclass(frozen=True)
+class Aggregation:
+    """How local explanations become one formula: literals dropped from each (``simplify_local``), the ``topk`` by
+    ``selection`` OR-ed greedily, simplification bounded by ``max_variables`` and ``max_terms``."""
+
+    topk: int
+    selection: str = "frequency"
+    simplify_local: bool = True
+    max_variables: int = 10
+    max_terms: int = 64
+
+
 def explanation_concepts(alpha: np.ndarray, mask: np.ndarray, max_literals: int | None = None) -> np.ndarray:
     """Indices of the concepts local explanations use: masked ones, least attended first (stable order).
 
@@ -169,12 +181,7 @@ def aggregate_local_explanations(
     truth_rank: np.ndarray,
     positive_rank: np.ndarray,
     names: Sequence[str],
-    *,
-    topk: int,
-    selection: str = "frequency",
-    simplify_local: bool = True,
-    max_variables: int = 10,
-    max_terms: int = 64,
+    settings: Aggregation,
 ) -> dict[str, Any]:
     """Local explanations of the ``target`` rows over ``concepts``, their top-k, and the greedy OR.
 
@@ -190,13 +197,14 @@ def aggregate_local_explanations(
             "top_local_explanations": [],
             "simplify_exact": True,
         }
-    local = local_explanations(truth, target, opposite, concepts, names, simplify_local)
+    local = local_explanations(truth, target, opposite, concepts, names, settings.simplify_local)
     scored: list[Candidate] = []
     for term, (n, first_row) in local.items():
         formula = Formula((term,))
         scored.append((formula, n, first_row, rank_accuracy(formula, truth_rank, positive_rank, names)))
-    ranked = select_candidates(scored, topk, selection)
-    best, best_accuracy, exact = greedy_or(ranked, truth_rank, positive_rank, names, max_variables, max_terms)
+    ranked = select_candidates(scored, settings.topk, settings.selection)
+    limits = (settings.max_variables, settings.max_terms)
+    best, best_accuracy, exact = greedy_or(ranked, truth_rank, positive_rank, names, *limits)
     return {
         "formula": best,
         "local_explanations": int(target.sum()),
