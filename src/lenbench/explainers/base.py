@@ -107,7 +107,7 @@ class Explainer(ABC):
     def get_params(self) -> dict[str, Any]:
         """The settings the explainer was built with, by name: each keyword of ``__init__`` read from the attribute
         of the same name (scikit-learn's accessor)."""
-        return {name: getattr(self, name) for name in _init_keywords(type(self))}
+        return declared_settings(self)
 
     def exported(self) -> FittedModel | None:
         """The fitted model to log and to predict and explain new rows with (see the module docstring)."""
@@ -131,8 +131,9 @@ class Explainer(ABC):
         return {**self.__dict__, "progress": None}  # a progress sink belongs to the process that trained
 
 
-def _init_keywords(cls: type) -> list[str]:
-    """The named parameters of ``cls.__init__`` (``**kwargs`` and ``*args`` left out)."""
-    parameters = inspect.signature(cls.__init__).parameters.values()
+def declared_settings(obj: object) -> dict[str, Any]:
+    """Each named parameter of ``type(obj).__init__`` read from the attribute of the same name (``*args`` and
+    ``**kwargs`` left out): how an explainer's or a callback's settings are read back."""
+    parameters = inspect.signature(type(obj).__init__).parameters.values()
     variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-    return [p.name for p in parameters if p.name != "self" and p.kind not in variadic]
+    return {p.name: getattr(obj, p.name) for p in parameters if p.name != "self" and p.kind not in variadic}

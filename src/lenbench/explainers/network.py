@@ -30,7 +30,7 @@ from torch import nn
 from lenbench.callbacks.base import fit_report
 from lenbench.callbacks.progress import ProgressReporter
 from lenbench.data.base import Fold
-from lenbench.explainers.base import Explainer
+from lenbench.explainers.base import Explainer, declared_settings
 from lenbench.models.network import Head, LocalReading, NetworkModel, network_spec
 from lenbench.nn.batches import ExactBatch, NetworkBatch, StackedBatch
 from lenbench.nn.heads import ArgmaxHead
@@ -228,12 +228,10 @@ def check_together(explainers: Sequence[NetworkExplainer]) -> None:
 
 
 def _settings(explainer: NetworkExplainer) -> dict[str, Any]:
-    """The explainer's configuration as comparable values (callbacks by class and attributes), seed left out."""
+    """The explainer's configuration as comparable values (callbacks by class and settings), seed left out."""
     settings = explainer.get_params()
     del settings["seed"]
-    settings["callbacks"] = [
-        (type(cb).__qualname__, sorted(vars(cb).items())) for cb in settings["callbacks"]
-    ]
+    settings["callbacks"] = [(type(cb).__qualname__, declared_settings(cb)) for cb in settings["callbacks"]]
     settings["trainer"] = {k: v for k, v in settings["trainer"].items() if k != "callbacks"}
     return settings
 
