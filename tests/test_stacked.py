@@ -74,19 +74,18 @@ def test_batched_linear_is_n_linear_maps_and_prunes():
     assert float(layer.weight.abs().max()) <= 1 / 5**0.5  # drawn as nn.Linear draws its weights
     assert linear_layers(nn.Sequential(layer, nn.Sigmoid())) == [layer]
     x = torch.randn(3, 7, 5)
-    out = layer(x)
+    out = layer(x.transpose(1, 2)).transpose(1, 2)  # feature-major in and out: [N, in, R] -> [N, out, R]
     for i in range(3):
         torch.testing.assert_close(out[i], x[i] @ layer.weight[i].T + layer.bias[i], atol=1e-6, rtol=0)
     no_bias = BatchedLinear(2, 5, 4, bias=False)
     assert no_bias.bias is None
-    torch.testing.assert_close(no_bias(x[:2])[1], x[1] @ no_bias.weight[1].T, atol=1e-6, rtol=0)
-    with pytest.raises(ValueError, match=r"\[3, rows, 5\]"):
-        layer(torch.randn(2, 7, 5))
+    no_bias_out = no_bias(x[:2].transpose(1, 2))[1].T
+    torch.testing.assert_close(no_bias_out, x[1] @ no_bias.weight[1].T, atol=1e-6, rtol=0)
 
     mask = _fan_in_mask(layer.weight, 2)
     prune.custom_from_mask(layer, "weight", mask)
     assert hasattr(layer, "weight_orig") and torch.equal(layer.weight_mask, mask)
-    out = layer(x)
+    out = layer(x.transpose(1, 2)).transpose(1, 2)
     for i in range(3):
         w = layer.weight_orig[i] * mask[i]
         torch.testing.assert_close(out[i], x[i] @ w.T + layer.bias[i], atol=1e-6, rtol=0)
@@ -138,7 +137,7 @@ def test_stacked_forward_is_each_network_on_its_rows(make):
 
 def test_feature_major_layer_is_the_same_map_with_rows_last():
     torch.manual_seed(0)
-    layer = BatchedLinear(3, 5, 4, features_first=True)
+    layer = BatchedLinear(3, 5, 4)
     x = torch.randn(3, 7, 5)
     out = layer(x.transpose(1, 2))  # [N, in, R] -> [N, out, R]
     assert out.shape == (3, 4, 7)

@@ -43,13 +43,13 @@ _PRUNABLE = ("weight", "bias")
 
 
 class BatchedLinear(nn.Linear):
-    """``n_networks`` independent linear maps: ``x [N, R, in] -> [N, R, out]``, ``y[i] = x[i] @ weight[i].T + bias[i]``.
+    """``n_networks`` independent linear maps, feature-major: ``x [N, in, R] -> [N, out, R]``,
+    ``y[i] = weight[i] @ x[i] + bias[i]`` (the layout :class:`StackedNetworks` computes in).
 
     ``weight`` is ``[N, out, in]`` and ``bias`` ``[N, out]`` (or None). A subclass of ``nn.Linear`` so that code
     looking for a network's Linear layers (:func:`lenbench.nn.weights.linear_layers`, the pruning callbacks)
     finds it; ``in_features``/``out_features`` are those of one network. Pruning with
-    ``prune.custom_from_mask(layer, "weight", mask)`` (mask ``[N, out, in]``) works as for ``nn.Linear``. With
-    ``features_first`` it maps ``[N, in, R] -> [N, out, R]`` instead (the layout :class:`StackedNetworks` computes in).
+    ``prune.custom_from_mask(layer, "weight", mask)`` (mask ``[N, out, in]``) works as for ``nn.Linear``.
     """
 
     def __init__(
@@ -60,14 +60,12 @@ class BatchedLinear(nn.Linear):
         bias: bool = True,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
-        features_first: bool = False,
     ) -> None:
         # nn.Linear.__init__ would allocate a [out, in] weight; build the batched parameters instead.
         nn.Module.__init__(self)
         if n_networks < 1:
             raise ValueError(f"BatchedLinear n_networks={n_networks}: need at least one network")
         factory = {"device": device, "dtype": dtype}
-        self.features_first = bool(features_first)
         self.n_networks = int(n_networks)
         self.in_features = int(in_features)
         self.out_features = int(out_features)
@@ -93,30 +91,7 @@ class BatchedLinear(nn.Linear):
                 self.bias.uniform_(-bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.features_first:
-            return self._features_first(x)
-        if x.dim() == 2 and x.shape[1] == self.in_features:
-            return self._shared(x)
-        if x.dim() != 3 or x.shape[0] != self.n_networks or x.shape[2] != self.in_features:
-            raise ValueError(
-                f"BatchedLinear expects input [{self.n_networks}, rows, {self.in_features}] or [rows, "
-                f"{self.in_features}] (one table for all networks), got {list(x.shape)}"
-            )
-        weight_t = self.weight.transpose(1, 2)
-        if self.bias is None:
-            return torch.bmm(x, weight_t)
-        return torch.baddbmm(self.bias.unsqueeze(1), x, weight_t)
-
-    def _shared(self, x: torch.Tensor) -> torch.Tensor:
-        """One table ``x [R, in]`` for every network: one matrix product ``[R, in] x [in, N * out]`` -> ``[N, R, out]``
-        (the networks' first layers side by side), instead of N products."""
-        n, out = self.n_networks, self.out_features
-        weight = self.weight.reshape(n * out, self.in_features).t()
-        product = x @ weight if self.bias is None else torch.addmm(self.bias.reshape(n * out), x, weight)
-        return product.reshape(x.shape[0], n, out).transpose(0, 1)
-
-    def _features_first(self, x: torch.Tensor) -> torch.Tensor:
-        """Feature-major: ``x [in, R]`` (one table for every network) or ``[N, in, R]`` -> ``[N, out, R]``.
+        """``x [in, R]`` (one table for every network) or ``[N, in, R]`` -> ``[N, out, R]``.
 
         Why: with the rows last, every product is ``weight [out, in] x activations [in, R]``, whose result is already
         in the layout the next layer reads; the row-major layout needs a transposed copy of the first layer's output
@@ -131,7 +106,7 @@ class BatchedLinear(nn.Linear):
             return torch.addmm(self.bias.reshape(n * out, 1), weight, x).reshape(n, out, x.shape[1])
         if x.dim() != 3 or x.shape[0] != n or x.shape[1] != self.in_features:
             raise ValueError(
-                f"BatchedLinear (features first) expects input [{n}, {self.in_features}, rows] or "
+                f"BatchedLinear expects input [{n}, {self.in_features}, rows] or "
                 f"[{self.in_features}, rows] (one table for all networks), got {list(x.shape)}"
             )
         if self.bias is None:
@@ -147,7 +122,7 @@ class BatchedLinear(nn.Linear):
 
 class StackedNetworks(nn.Sequential):
     """The stacked layers of :func:`stack_networks`: ``x [N, R, in]`` (or one table ``[R, in]`` for every network)
-    -> ``[N, R, out]``, computed feature-major (``[N, features, R]``, see :meth:`BatchedLinear._features_first`)
+    -> ``[N, R, out]``, computed feature-major (``[N, features, R]``, see :meth:`BatchedLinear.forward`)
     and returned as a transposed view."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -227,7 +202,6 @@ def stack_networks(nets: Sequence[nn.Sequential]) -> StackedNetworks:
             bias=layer.bias is not None,
             device=layer.weight.device,
             dtype=layer.weight.dtype,
-            features_first=True,
         )
         with torch.no_grad():
             stacked.weight.copy_(torch.stack([net[position].weight.detach() for net in nets]))
