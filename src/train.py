@@ -95,8 +95,11 @@ def main(cfg: DictConfig) -> float:
         log.error("%s", exc)
         sys.exit(130)
     except FoldFailed as exc:
-        log.error("%s (method %s; the folds done before are in results.csv)", exc, cfg.method.name)
-        log.debug("cause", exc_info=exc.__cause__)
+        # deferred: it imports torch, which the job has loaded by now
+        from lenbench.nn.module import TrainingDiverged
+
+        bug = exc.__cause__ is not None and not isinstance(exc.__cause__, TrainingDiverged)
+        log.error("%s (method %s)", exc, cfg.method.name, exc_info=exc.__cause__ if bug else None)
         sys.exit(1)
     if outcome.skipped_by is None:
         print(format_summary(str(cfg.method.name), outcome.summary, outcome.out_dir))  # the CLI's own output

@@ -77,6 +77,19 @@ def test_a_bug_during_the_job_keeps_its_traceback(tmp_path: Path) -> None:
     assert "ZeroDivisionError: a bug in lenbench" in proc.stderr
 
 
+@pytest.mark.e2e
+def test_a_bug_in_a_methods_own_code_keeps_its_traceback(tmp_path: Path) -> None:
+    """A fold failing on a bug in the method's code (not a diverged training): exit 1, the fold named in one line,
+    and the bug's traceback, which a method's author needs (a diverged training stays one line: test_divergence)."""
+    target = "tests.bug_targets.tree_with_a_bug_in_explain"
+    proc = run_train(
+        tmp_path, "data=xor", "method=tree", f"method.explainer._target_={target}", "cv.n_jobs=1"
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "fold 0 failed: ZeroDivisionError: division by zero (method tree)" in proc.stderr
+    assert "Traceback" in proc.stderr and "in explain" in proc.stderr
+
+
 def test_console_summary_lists_every_headline_metric_by_its_label(tmp_path: Path) -> None:
     summary = {f"{m.name}_{s}": 0.5 for m in METRICS.at("fold") for s in ("mean", "sem")}
     summary.update({m.name: 0.25 for m in METRICS.at("job")})

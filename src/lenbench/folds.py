@@ -114,8 +114,11 @@ class FoldPlan:
 
     @classmethod
     def alone(cls, make_explainer: Callable[[], Explainer], cv: CVConfig) -> FoldPlan:
-        """Every fold of ``cv`` trained by this job alone (one explainer built says if they train together)."""
-        return cls(make_explainer, cv, make_explainer().trains_together)
+        """Every fold of ``cv`` trained by this job alone. One explainer is built before any training: it says if
+        the folds train together, and its settings must read back by name (the contract's ``get_params``)."""
+        explainer = make_explainer()
+        explainer.get_params()
+        return cls(make_explainer, cv, explainer.trains_together)
 
     def keeping(self, results: Mapping[int, FoldResult]) -> FoldPlan:
         """This plan, also recording ``results`` of its folds not kept already instead of training them."""

@@ -18,6 +18,18 @@ implements, and what lenbench does with it:
   (:class:`~lenbench.models.network.NetworkModel`); None: the method cannot be saved.
   ``requires`` names the distributions the model needs beside lenbench's own (pinned in the logged model).
 
+What it is given: a :class:`~lenbench.data.base.Fold` holds the fold's concept rows ``x_*`` (float32 in [0, 1], a
+concept is true where > 0.5) with labels ``y_*`` and ``concept_names``: ``fit`` uses ``x_trainval``/``y_trainval``
+(or ``x_train``/``x_val``), ``explain`` the validation rows ``x_val``/``y_val``; the test rows are lenbench's, for
+scoring. ``explain_local`` is given rows, the labels the model predicted for them, and the concept names. A formula
+is a :class:`~lenbench.logic.formula.Formula` in DNF: ``Formula.conjunction([(name, negated), ...])``,
+``Formula.disjunction([...])``, ``Formula.true()``/``false()``, minimised by
+:func:`lenbench.logic.simplify.simplify` (``.formula``). Class attributes: ``name`` (the method's name in tables and
+models; the config's ``name:`` names the job), ``provides_explanations`` (False: an accuracy reference, its
+explanation metrics NaN), ``requires`` (the distribution defining the model's class is pinned without it). ``info()``
+values are numbers, strings or lists of them (JSON). Settings are checked with :mod:`lenbench.validation`
+(``check_int``, ``check_positive``, ``check_choice``, ``check_seed``, ...): a bad value is one line, exit 2.
+
 Network methods subclass :class:`~lenbench.explainers.network.NetworkExplainer`, which implements all of the above
 from a network, a loss and a head. ``examples/plugin/`` is a complete method in one file, outside this package.
 """
@@ -136,4 +148,11 @@ def declared_settings(obj: object) -> dict[str, Any]:
     ``**kwargs`` left out): how an explainer's or a callback's settings are read back."""
     parameters = inspect.signature(type(obj).__init__).parameters.values()
     variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-    return {p.name: getattr(obj, p.name) for p in parameters if p.name != "self" and p.kind not in variadic}
+    names = [p.name for p in parameters if p.name != "self" and p.kind not in variadic]
+    missing = [name for name in names if not hasattr(obj, name)]
+    if missing:
+        raise TypeError(
+            f"{type(obj).__qualname__} keeps its __init__ argument(s) {', '.join(missing)} under no attribute of the "
+            "same name: store each setting as self.<name> (lenbench reads settings back by name)"
+        )
+    return {name: getattr(obj, name) for name in names}

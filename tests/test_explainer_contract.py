@@ -1,0 +1,69 @@
+"""The explainer contract's settings rule: every ``__init__`` keyword reads back by name (``get_params``), for every
+built-in method and for callbacks, and a method that breaks it is told so when its job starts, before training."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from lenbench.callbacks.entropy import EntropyPenalty
+from lenbench.callbacks.l1 import L1Regularization
+from lenbench.callbacks.pruning import FanInPruning, FeaturePruning
+from lenbench.explainers.base import declared_settings
+from lenbench.explainers.entropy_net import EntropyNetExplainer
+from lenbench.explainers.psi_net import PsiNetExplainer
+from lenbench.explainers.relu_net import ReluNetExplainer
+from lenbench.explainers.rules import (
+    BayesianRuleListExplainer,
+    GreedyRuleListExplainer,
+    RandomForestExplainer,
+)
+from lenbench.explainers.tree import TreeExplainer
+from lenbench.folds import CVConfig, FoldPlan
+
+METHODS = [
+    ReluNetExplainer,
+    EntropyNetExplainer,
+    PsiNetExplainer,
+    TreeExplainer,
+    GreedyRuleListExplainer,
+    BayesianRuleListExplainer,
+    RandomForestExplainer,
+]
+
+
+@pytest.mark.parametrize("cls", METHODS, ids=lambda c: c.__name__)
+def test_every_method_reads_its_settings_back_by_name(cls: type) -> None:
+    explainer = cls(seed=3, callbacks=[FanInPruning()]) if cls is PsiNetExplainer else cls(seed=3)
+    params = explainer.get_params()
+    declared = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "training")]
+    assert set(declared) <= set(params) and params["seed"] == 3
+    if hasattr(explainer, "training"):  # network methods add the shared training settings
+        assert {"epochs", "lr", "optimizer", "weight_decay", "trainer", "callbacks"} <= set(params)
+
+
+@pytest.mark.parametrize(
+    "callback",
+    [L1Regularization(1e-4), FeaturePruning(), FanInPruning(fan_in=3), EntropyPenalty(1e-4)],
+    ids=lambda c: type(c).__name__,
+)
+def test_callbacks_read_their_settings_back_by_name(callback: object) -> None:
+    settings = declared_settings(callback)
+    assert settings and all(getattr(callback, name) == value for name, value in settings.items())
+
+
+class _Renamed(TreeExplainer):
+    """Keeps ``max_depth`` under another name: breaks the contract."""
+
+    def __init__(self, *, seed: int, max_depth: int | None = None) -> None:
+        super().__init__(seed=seed)
+        del self.max_depth
+        self.depth_limit = max_depth
+
+
+def test_a_method_that_breaks_the_settings_rule_is_told_before_training() -> None:
+    with pytest.raises(
+        TypeError, match=r"_Renamed keeps its __init__ argument\(s\) max_depth under no attribute"
+    ):
+        FoldPlan.alone(lambda: _Renamed(seed=0, max_depth=2), CVConfig(n_splits=3))
