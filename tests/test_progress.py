@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 from helpers import HANG_GUARD_S, REPO, job_env, train_command
 
-from lenbench.callbacks.progress import TrainingProgress
-from lenbench.progress import FoldProgressConsole
+from lenbench.progress import FoldProgressConsole, TrainingProgress
 
 
 class _Terminal(io.StringIO):

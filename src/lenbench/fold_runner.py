@@ -26,9 +26,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lenbench.callbacks.progress import ProgressSink, TrainingProgress
 from lenbench.data.base import ConceptDataset
 from lenbench.folds import FoldFailed, FoldPlan, FoldResult, run_folds
+from lenbench.progress import ProgressSink, TrainingProgress
 from lenbench.scoring import METRICS, MetricSet
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from lenbench.callbacks.progress import ProgressSink
 from lenbench.data.base import ConceptDataset, Fold
 from lenbench.data.split import check_split, split_fold
 from lenbench.errors import ConfigError
@@ -24,6 +23,7 @@ from lenbench.logic.formula import Formula
 from lenbench.logic.metrics import concept_accuracies
 from lenbench.logic.truth import concept_differences
 from lenbench.models.export import export_model
+from lenbench.progress import ProgressSink
 from lenbench.scoring import METRICS, FoldEvidence, MetricSet
 
 

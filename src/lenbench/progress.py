@@ -12,15 +12,28 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
-
-from lenbench.callbacks.progress import TrainingProgress
 
 log = logging.getLogger("lenbench.progress")
 
 _MARKS = (0.25, 0.5, 0.75)
 _BAR = 20
+
+
+@dataclass(frozen=True)
+class TrainingProgress:
+    """``epochs_done`` of ``epochs_total``; ``losses``: the (epoch, loss) points recorded since the last report
+    (one every ``trainer.log_every_n_epochs`` epochs, and the last epoch's). Reported by the training's callback
+    (:class:`lenbench.callbacks.progress.ProgressReporter`) to a sink the fold loop provides."""
+
+    epochs_done: int
+    epochs_total: int
+    losses: tuple[tuple[int, float], ...] = ()
+
+
+ProgressSink = Callable[[TrainingProgress], None]
 
 
 @dataclass

@@ -10,23 +10,11 @@ processes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import pytorch_lightning as pl
 
-
-@dataclass(frozen=True)
-class TrainingProgress:
-    """``epochs_done`` of ``epochs_total``; ``losses``: the (epoch, loss) points recorded since the last report
-    (one every ``trainer.log_every_n_epochs`` epochs, and the last epoch's)."""
-
-    epochs_done: int
-    epochs_total: int
-    losses: tuple[tuple[int, float], ...] = ()
-
-
-ProgressSink = Callable[[TrainingProgress], None]
+from lenbench.progress import ProgressSink, TrainingProgress
 
 
 class ProgressReporter(pl.Callback):

@@ -48,7 +48,7 @@ from lenbench.data.base import Fold
 from lenbench.logic.formula import Formula
 
 if TYPE_CHECKING:
-    from lenbench.callbacks.progress import ProgressSink
+    from lenbench.progress import ProgressSink
 
 
 class FittedModel(Protocol):
