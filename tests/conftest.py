@@ -4,6 +4,7 @@ Hypothesis profile that holds on a busy machine. Shared helpers (data builders, 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,56 @@ def mimic_csv(mimic_root: Path) -> Path:
 def mimic(mimic_root: Path) -> ConceptDataset:
     """MIMIC-II as the notebook preprocesses it (fit on all rows); shared, so tests must not modify it."""
     return load_mimic(mimic_root, download=False)
+
+
+# -- scheduling: the longest tests first, one share per worker ------------------------------------------------------
+
+# The longest tests, with their seconds in a full `make test` on a 2-core machine (pytest --durations): each worker
+# starts with its share of them, so that none of them begins near the end while the other workers have run dry.
+# pytest-xdist's worksteal first hands each worker one contiguous slice of the collection and later steals from the
+# ends of the queues: a test at the front of a slice runs first, on that worker.
+LONGEST: dict[str, float] = {
+    "test_train.py::test_network_reproduces_notebook_band": 130.0,
+    "test_sweeps.py::test_interrupted_sweep_completes_on_rerun": 180.0,
+    "test_entropy.py::test_entropy_paper_experiment_end_to_end": 60.0,
+    "test_train.py::test_tree_reproduces_notebook_row": 30.0,
+}
+
+
+def _expected_seconds(item: pytest.Item) -> float | None:
+    name = f"{item.path.name}::{getattr(item, 'originalname', item.name)}"
+    if name in LONGEST:
+        return LONGEST[name]
+    return 1.0 if item.get_closest_marker("slow") else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deal the longest tests (LONGEST, then any other ``slow`` one) across the xdist workers, longest first and each
+    to the slice with the least expected time so far, at the front of the slices worksteal will hand out."""
+    timed = [
+        (seconds, i, item) for i, item in enumerate(items) if (seconds := _expected_seconds(item)) is not None
+    ]
+    if not timed:
+        return
+    timed.sort(key=lambda t: (-t[0], t[1]))
+    long_ids = {id(item) for _, _, item in timed}
+    rest = [item for item in items if id(item) not in long_ids]
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    # The slice sizes worksteal hands out first: each idle worker gets len(pending) // (workers left).
+    sizes, left = [], len(items)
+    for i in range(workers):
+        sizes.append(left // (workers - i))
+        left -= sizes[-1]
+    heads: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    loads = [0.0] * workers
+    for seconds, _, item in timed:
+        open_slices = [w for w in range(workers) if len(heads[w]) < sizes[w]] or [0]
+        target = min(open_slices, key=lambda w: loads[w])
+        heads[target].append(item)
+        loads[target] += seconds
+    ordered: list[pytest.Item] = []
+    for w in range(workers):
+        take = max(0, sizes[w] - len(heads[w]))
+        ordered += heads[w] + rest[:take]
+        rest = rest[take:]
+    items[:] = ordered + rest
