@@ -68,6 +68,10 @@ LONGEST: dict[str, float] = {
     "test_sweeps.py::test_interrupted_sweep_completes_on_rerun": 180.0,
     "test_entropy.py::test_entropy_paper_experiment_end_to_end": 60.0,
     "test_train.py::test_tree_reproduces_notebook_row": 30.0,
+    # make test-fast's longest (seconds of CPU): the same reason, in the quick loop
+    "test_encoder.py::test_concept_accuracy_is_recorded_per_concept_and_overall_on_digits": 23.0,
+    "test_allocator.py::test_the_setting_never_changes_the_trained_weights": 13.0,
+    "test_optim.py::test_flat_adam_in_every_cpu_capability": 11.0,
 }
 
 
@@ -78,6 +82,7 @@ def _expected_seconds(item: pytest.Item) -> float | None:
     return 1.0 if item.get_closest_marker("slow") else None
 
 
+@pytest.hookimpl(trylast=True)  # after -m and -k have deselected: the slices are those of the tests that run
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Deal the longest tests (LONGEST, then any other ``slow`` one) across the xdist workers, longest first and each
     to the slice with the least expected time so far, at the front of the slices worksteal will hand out."""
