@@ -22,6 +22,23 @@ settings.register_profile("lenbench", deadline=None, suppress_health_check=[Heal
 settings.load_profile("lenbench")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Temporary folders (tmp_path: the jobs' MLflow stores, outputs) in memory, /dev/shm, where the system has it.
+
+    SQLite syncs every MLflow write to disk: a small tracked job waited about 5 s on a disk's syncs beside its 9 s of
+    CPU (2-core VM), with a core idle meanwhile. Nothing a test asserts depends on where its folder lies.
+    --basetemp or PYTEST_DEBUG_TEMPROOT (pytest's own setting for the root) choose otherwise.
+    """
+    shm = Path("/dev/shm")
+    if (
+        config.option.basetemp is None
+        and "PYTEST_DEBUG_TEMPROOT" not in os.environ
+        and shm.is_dir()
+        and os.access(shm, os.W_OK)
+    ):
+        os.environ["PYTEST_DEBUG_TEMPROOT"] = str(shm)
+
+
 @pytest.fixture
 def one_torch_thread():
     """One torch thread, as the protocol runs (train.yaml torch_threads: 1): deterministic, and no OpenMP spinning
