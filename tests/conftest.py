@@ -76,13 +76,25 @@ def mimic(mimic_root: Path) -> ConceptDataset:
 
 # -- scheduling: the longest tests first, one share per worker ------------------------------------------------------
 
-# The longest tests, with their seconds in a full `make test` on a 2-core machine (pytest --durations): each worker
-# starts with its share of them, so that none of them begins near the end while the other workers have run dry.
-# pytest-xdist's worksteal first hands each worker one contiguous slice of the collection and later steals from the
-# ends of the queues: a test at the front of a slice runs first, on that worker.
+# The longest tests, with their seconds in a full `make test` (pytest --durations, 2-core VM shared with other work,
+# so high; only their order counts): each worker starts with its share of them, so that none of them begins near
+# the end while the other workers have run dry. pytest-xdist's worksteal first hands each worker one contiguous
+# slice of the collection and later steals from the ends of the queues: a test at the front of a slice runs first,
+# on that worker. Tests on a module-scoped fixture stay with their module (moved apart, they would set it up twice).
 LONGEST: dict[str, float] = {
-    "test_train.py::test_network_reproduces_notebook_band": 130.0,
-    "test_sweeps.py::test_interrupted_sweep_completes_on_rerun": 180.0,
+    "test_train.py::test_network_reproduces_notebook_band[pruning]": 385.0,
+    "test_train.py::test_network_reproduces_notebook_band[weights]": 153.0,
+    "test_train.py::test_network_reproduces_notebook_band[psi]": 85.0,
+    "test_lifecycle.py::test_ctrl_c_on_a_sequential_job_is_one_line_and_exit_130": 207.0,
+    "test_lifecycle.py::test_a_job_start_closes_runs_its_dead_predecessor_left_running": 203.0,
+    "test_sweeps.py::test_interrupted_sweep_completes_on_rerun": 180.0,  # 213 before its shorter training
+    "test_seed_batch.py::test_a_finished_seed_is_not_trained_again_and_a_tree_sweep_is_not_batched": 158.0,
+    "test_lifecycle.py::test_sigterm_with_parallel_folds_keeps_finished_folds_and_the_rerun_reuses_them": 157.0,
+    "test_report_rows.py::test_a_hyperparameter_run_is_its_own_row_and_a_sweep_includes_what_it_resumed": 156.0,
+    "test_models_e2e.py::test_the_readme_example_runs_as_written": 143.0,
+    "test_seed_batch.py::test_a_seed_sweep_trains_together_and_equals_the_jobs_alone": 133.0,
+    "test_sweeps.py::test_seed_sweep_resume_and_report": 115.0,
+    "test_speed_equivalence.py::test_joblib_jobs_use_one_thread_and_give_the_sequential_results": 111.0,
     "test_entropy.py::test_entropy_paper_experiment_end_to_end": 60.0,
     "test_train.py::test_tree_reproduces_notebook_row": 30.0,
     # make test-fast's longest (seconds of CPU): the same reason, in the quick loop
@@ -93,9 +105,9 @@ LONGEST: dict[str, float] = {
 
 
 def _expected_seconds(item: pytest.Item) -> float | None:
-    name = f"{item.path.name}::{getattr(item, 'originalname', item.name)}"
-    if name in LONGEST:
-        return LONGEST[name]
+    for name in (item.name, getattr(item, "originalname", item.name)):  # with its parameters, else any
+        if f"{item.path.name}::{name}" in LONGEST:
+            return LONGEST[f"{item.path.name}::{name}"]
     return 1.0 if item.get_closest_marker("slow") else None
 
 
