@@ -4,6 +4,7 @@ Hypothesis profile that holds on a busy machine. Shared helpers (data builders, 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,23 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # Tests that pass their own @settings inherit these (settings are resolved when the test module is imported).
 settings.register_profile("lenbench", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("lenbench")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Temporary folders (tmp_path: the jobs' MLflow stores, outputs) in memory, /dev/shm, where the system has it.
+
+    SQLite syncs every MLflow write to disk: a small tracked job waited about 5 s on a disk's syncs beside its 9 s of
+    CPU (2-core VM), with a core idle meanwhile. Nothing a test asserts depends on where its folder lies.
+    --basetemp or PYTEST_DEBUG_TEMPROOT (pytest's own setting for the root) choose otherwise.
+    """
+    shm = Path("/dev/shm")
+    if (
+        config.option.basetemp is None
+        and "PYTEST_DEBUG_TEMPROOT" not in os.environ
+        and shm.is_dir()
+        and os.access(shm, os.W_OK)
+    ):
+        os.environ["PYTEST_DEBUG_TEMPROOT"] = str(shm)
 
 
 @pytest.fixture
@@ -54,3 +72,73 @@ def mimic_csv(mimic_root: Path) -> Path:
 def mimic(mimic_root: Path) -> ConceptDataset:
     """MIMIC-II as the notebook preprocesses it (fit on all rows); shared, so tests must not modify it."""
     return load_mimic(mimic_root, download=False)
+
+
+# -- scheduling: the longest tests first, one share per worker ------------------------------------------------------
+
+# The longest tests, with their seconds in a full `make test` (pytest --durations, 2-core VM shared with other work,
+# so high; only their order counts): each worker starts with its share of them, so that none of them begins near
+# the end while the other workers have run dry. pytest-xdist's worksteal first hands each worker one contiguous
+# slice of the collection and later steals from the ends of the queues: a test at the front of a slice runs first,
+# on that worker. Tests on a module-scoped fixture stay with their module (moved apart, they would set it up twice).
+LONGEST: dict[str, float] = {
+    "test_train.py::test_network_reproduces_notebook_band[pruning]": 385.0,
+    "test_train.py::test_network_reproduces_notebook_band[weights]": 153.0,
+    "test_train.py::test_network_reproduces_notebook_band[psi]": 85.0,
+    "test_lifecycle.py::test_ctrl_c_on_a_sequential_job_is_one_line_and_exit_130": 207.0,
+    "test_lifecycle.py::test_a_job_start_closes_runs_its_dead_predecessor_left_running": 203.0,
+    "test_sweeps.py::test_interrupted_sweep_completes_on_rerun": 180.0,  # 213 before its shorter training
+    "test_seed_batch.py::test_a_finished_seed_is_not_trained_again_and_a_tree_sweep_is_not_batched": 158.0,
+    "test_lifecycle.py::test_sigterm_with_parallel_folds_keeps_finished_folds_and_the_rerun_reuses_them": 157.0,
+    "test_report_rows.py::test_a_hyperparameter_run_is_its_own_row_and_a_sweep_includes_what_it_resumed": 156.0,
+    "test_models_e2e.py::test_the_readme_example_runs_as_written": 143.0,
+    "test_seed_batch.py::test_a_seed_sweep_trains_together_and_equals_the_jobs_alone": 133.0,
+    "test_sweeps.py::test_seed_sweep_resume_and_report": 115.0,
+    "test_speed_equivalence.py::test_joblib_jobs_use_one_thread_and_give_the_sequential_results": 111.0,
+    "test_entropy.py::test_entropy_paper_experiment_end_to_end": 60.0,
+    "test_train.py::test_tree_reproduces_notebook_row": 30.0,
+    # make test-fast's longest (seconds of CPU): the same reason, in the quick loop
+    "test_encoder.py::test_concept_accuracy_is_recorded_per_concept_and_overall_on_digits": 23.0,
+    "test_allocator.py::test_the_setting_never_changes_the_trained_weights": 13.0,
+    "test_optim.py::test_flat_adam_in_every_cpu_capability": 11.0,
+}
+
+
+def _expected_seconds(item: pytest.Item) -> float | None:
+    for name in (item.name, getattr(item, "originalname", item.name)):  # with its parameters, else any
+        if f"{item.path.name}::{name}" in LONGEST:
+            return LONGEST[f"{item.path.name}::{name}"]
+    return 1.0 if item.get_closest_marker("slow") else None
+
+
+@pytest.hookimpl(trylast=True)  # after -m and -k have deselected: the slices are those of the tests that run
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deal the longest tests (LONGEST, then any other ``slow`` one) across the xdist workers, longest first and each
+    to the slice with the least expected time so far, at the front of the slices worksteal will hand out."""
+    timed = [
+        (seconds, i, item) for i, item in enumerate(items) if (seconds := _expected_seconds(item)) is not None
+    ]
+    if not timed:
+        return
+    timed.sort(key=lambda t: (-t[0], t[1]))
+    long_ids = {id(item) for _, _, item in timed}
+    rest = [item for item in items if id(item) not in long_ids]
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    # The slice sizes worksteal hands out first: each idle worker gets len(pending) // (workers left).
+    sizes, left = [], len(items)
+    for i in range(workers):
+        sizes.append(left // (workers - i))
+        left -= sizes[-1]
+    heads: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    loads = [0.0] * workers
+    for seconds, _, item in timed:
+        open_slices = [w for w in range(workers) if len(heads[w]) < sizes[w]] or [0]
+        target = min(open_slices, key=lambda w: loads[w])
+        heads[target].append(item)
+        loads[target] += seconds
+    ordered: list[pytest.Item] = []
+    for w in range(workers):
+        take = max(0, sizes[w] - len(heads[w]))
+        ordered += heads[w] + rest[:take]
+        rest = rest[take:]
+    items[:] = ordered + rest

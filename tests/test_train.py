@@ -18,6 +18,7 @@ def mlflow_runs(tmp_path: Path, experiment: str) -> pd.DataFrame:
     return mlflow.search_runs(experiment_names=[experiment])
 
 
+@pytest.mark.e2e  # a whole `python -m train` job as a process (about 11 s of CPU): not in make test-fast
 def test_tree_on_xor_end_to_end(tmp_path: Path) -> None:
     proc = run_train(tmp_path, "data=xor", "method=tree", "cv.n_splits=3", "seed=0")
     assert proc.returncode == 0, proc.stderr[-3000:]
