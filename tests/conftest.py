@@ -5,6 +5,7 @@ Hypothesis profile that holds on a busy machine. Shared helpers (data builders, 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,8 @@ def pytest_configure(config: pytest.Config) -> None:
         and "PYTEST_DEBUG_TEMPROOT" not in os.environ
         and shm.is_dir()
         and os.access(shm, os.W_OK)
+        and shutil.disk_usage(shm).free
+        > 4 * 2**30  # a container's default 64 MB would fill up: the disk then
     ):
         os.environ["PYTEST_DEBUG_TEMPROOT"] = str(shm)
 
