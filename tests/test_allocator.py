@@ -36,6 +36,7 @@ print(hashlib.sha256(b"".join(state[k].numpy().tobytes() for k in sorted(state))
 """
 
 
+@pytest.mark.e2e  # trains in two processes of its own
 @pytest.mark.skipif(not GLIBC, reason="glibc's mallopt only")
 def test_the_setting_never_changes_the_trained_weights() -> None:
     """Allocation never changes arithmetic: the same network trained in a process with glibc's defaults and in one

@@ -83,6 +83,7 @@ def test_the_encoder_is_deterministic_per_seed() -> None:
 # -- concept accuracy ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # trains the digits encoder for 300 epochs: about 25 s of CPU
 def test_concept_accuracy_is_recorded_per_concept_and_overall_on_digits() -> None:
     data = load_digits_parity(concepts_from="encoder", encoder={"epochs": 300})
     result = run_fold(data, 0, CVConfig(n_splits=10), lambda: TreeExplainer(seed=0))

@@ -16,6 +16,15 @@ from helpers import REPO, Job, job_env, run_command, store_uri, train_command, w
 
 # Small but not instant: each psi fold trains a few seconds, so signals arrive while folds train.
 PSI = ("data=dnf", "method=psi", "method.explainer.epochs=4000", "cv.n_splits=4")
+# One process trains the 4 folds together, so a signal after fold 0's line lands while the others are scored and
+# recorded, whatever the epochs: a quarter of the training, fan-in pruning at the same share of it.
+PSI_TOGETHER = (
+    "data=dnf",
+    "method=psi",
+    "method.explainer.epochs=1000",
+    "method.explainer.callbacks.1.epoch=500",
+)
+PSI_TOGETHER += ("cv.n_splits=4", "cv.n_jobs=1")
 
 
 def _client(tmp_path: Path):  # noqa: ANN202
@@ -64,7 +73,7 @@ def test_fold_runs_are_open_while_their_fold_trains_and_log_the_loss_as_it_goes(
 
 
 def _interrupt_and_rerun(tmp_path: Path, send: signal.Signals, n_jobs: int) -> None:
-    cmd = train_command(tmp_path, *PSI, f"cv.n_jobs={n_jobs}")
+    cmd = train_command(tmp_path, *(PSI_TOGETHER if n_jobs == 1 else (*PSI, f"cv.n_jobs={n_jobs}")))
     with Job(cmd, job_env(tmp_path)) as job:
         job.wait_for_line(r"psi fold \d+ \(1/4\)")  # a fold finished (its run is FINISHED by then)
         job.proc.send_signal(send)
@@ -105,7 +114,7 @@ def test_ctrl_c_on_a_sequential_job_is_one_line_and_exit_130(tmp_path: Path) -> 
 
 @pytest.mark.e2e
 def test_runs_of_a_killed_process_are_closed_by_cleanup_and_on_the_next_start(tmp_path: Path) -> None:
-    cmd = train_command(tmp_path, *PSI, "cv.n_jobs=1")
+    cmd = train_command(tmp_path, *PSI_TOGETHER)
     with Job(cmd, job_env(tmp_path)) as job:
         job.wait_for_line(r"psi fold 0 \(1/4\)")
         job.proc.kill()  # SIGKILL: Python cannot close anything
@@ -122,11 +131,11 @@ def test_runs_of_a_killed_process_are_closed_by_cleanup_and_on_the_next_start(tm
 
 @pytest.mark.e2e
 def test_a_job_start_closes_runs_its_dead_predecessor_left_running(tmp_path: Path) -> None:
-    with Job(train_command(tmp_path, *PSI, "cv.n_jobs=1"), job_env(tmp_path)) as job:
+    with Job(train_command(tmp_path, *PSI_TOGETHER), job_env(tmp_path)) as job:
         job.wait_for_line(r"psi fold 0 \(1/4\)")
         job.proc.kill()
         job.proc.wait()
-    rerun = run_command(train_command(tmp_path, *PSI, "cv.n_jobs=1"), job_env(tmp_path))
+    rerun = run_command(train_command(tmp_path, *PSI_TOGETHER), job_env(tmp_path))
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     # The parent, and the runs of the folds that were still training with fold 0 when the process died.
     assert re.search(r"closed [1-4] run\(s\) left RUNNING by a process that died", rerun.stderr), rerun.stderr

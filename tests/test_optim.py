@@ -48,6 +48,7 @@ def test_flat_adam_equals_torch_bit_for_bit(name: str, torch_cls: type, weight_d
     assert any(not torch.equal(a, b) for a, b in zip(ours, _params(0), strict=True))  # it did train
 
 
+@pytest.mark.e2e  # one process per ATen CPU capability
 def test_flat_adam_in_every_cpu_capability() -> None:
     """ATen picks its vector width at run time; the flat update must equal torch's in each (scalar tails too)."""
     code = (
