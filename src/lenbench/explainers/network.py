@@ -158,10 +158,12 @@ class NetworkExplainer(Explainer):
 
     @torch.no_grad()
     def network_output(self, x: np.ndarray) -> torch.Tensor:
-        """The network's output for the rows of ``x`` (on the CPU), computed in the dtype it was trained in."""
+        """The network's output for the rows of ``x`` (on the CPU), computed in the dtype it was trained in, on
+        rows in C order (as the exported model: the summation order of a matrix product follows the layout)."""
         net = self.network
         param = next(net.parameters())
-        return net(torch.as_tensor(np.asarray(x, dtype=numpy_dtype(param.dtype))).to(param.device)).cpu()
+        rows = np.ascontiguousarray(x, dtype=numpy_dtype(param.dtype))
+        return net(torch.as_tensor(rows).to(param.device)).cpu()
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.head().labels(self.network_output(x)).astype(np.int64)
