@@ -23,21 +23,19 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: one thr
 SEEDS = (3, 4, 5)
 
 
-def _psi(batching: str, seed: int, epochs: int = 60) -> PsiNetExplainer:
+def _psi(batching: str, seed: int, epochs: int = 60, precision: str = "32-true") -> PsiNetExplainer:
     callbacks = [L1Regularization(1e-5, layers="all"), FanInPruning(fan_in=2, epoch=20)]
-    return PsiNetExplainer(
-        seed=seed, epochs=epochs, lr=1e-2, trainer={"batching": batching}, callbacks=callbacks
-    )
+    trainer = {"batching": batching, "precision": precision}
+    return PsiNetExplainer(seed=seed, epochs=epochs, lr=1e-2, trainer=trainer, callbacks=callbacks)
 
 
-def _pruning(batching: str, seed: int) -> ReluNetExplainer:
+def _pruning(batching: str, seed: int, precision: str = "32-true") -> ReluNetExplainer:
     callbacks = [
         L1Regularization(1e-2, include_bias=True),
         FeaturePruning(start_epoch=20, period=10, offset=1),
     ]
-    return ReluNetExplainer(
-        seed=seed, epochs=40, lr=1e-2, trainer={"batching": batching}, callbacks=callbacks
-    )
+    trainer = {"batching": batching, "precision": precision}
+    return ReluNetExplainer(seed=seed, epochs=40, lr=1e-2, trainer=trainer, callbacks=callbacks)
 
 
 def _rows(together: int) -> list[tuple]:
@@ -50,17 +48,24 @@ def _max_difference(a: torch.nn.Module, b: torch.nn.Module) -> float:
     return max(float((effective_weight(p) - effective_weight(q)).abs().max()) for p, q in pairs)
 
 
+# trainer.precision -> the dtype of the trained weights, and how far fast may stray from exact in it.
+PRECISIONS = {"32-true": (torch.float32, 1e-3), "64-true": (torch.float64, 1e-9)}
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("make", [_psi, _pruning], ids=["psi", "pruning"])
-def test_fast_agrees_with_exact_within_float_tolerance(make) -> None:
+def test_fast_agrees_with_exact_within_float_tolerance(make, precision: str) -> None:
     rows = _rows(3)
-    exact = [make("exact", s) for s in SEEDS]
-    fast = [make("fast", s) for s in SEEDS]
+    exact = [make("exact", s, precision=precision) for s in SEEDS]
+    fast = [make("fast", s, precision=precision) for s in SEEDS]
     train_together(exact, rows)
     train_together(fast, rows)
+    dtype, tolerance = PRECISIONS[precision]
     for i, (e, f) in enumerate(zip(exact, fast, strict=True)):
         assert f.info()["batching"] == "fast" and e.info()["batching"] == "exact"
+        assert {p.dtype for n in (e.network, f.network) for p in n.parameters()} == {dtype}
         difference = _max_difference(e.network, f.network)
-        assert difference < 1e-3, f"network {i}: weights differ by {difference}"
+        assert difference < tolerance, f"network {i}: weights differ by {difference}"
         masks = [
             (p.weight_mask, q.weight_mask)
             for p, q in zip(linear_layers(e.network), linear_layers(f.network), strict=True)

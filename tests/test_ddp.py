@@ -88,12 +88,15 @@ def test_ddp_job_gives_the_single_process_results(tmp_path: Path) -> None:
     assert "trainer=ddp" in (tmp_path / "job" / ".hydra" / "overrides.yaml").read_text()
 
 
-def test_ddp_weights_equal_full_batch_training_with_unequal_shards() -> None:
+@pytest.mark.parametrize("precision", ["32-true", "64-true"])
+def test_ddp_weights_equal_full_batch_training_with_unequal_shards(precision: str) -> None:
     x, y = _rows()
-    single = _psi({}).train(x, y)
-    ddp = _psi(DDP).train(x, y)
+    single = _psi({"precision": precision}).train(x, y)
+    ddp = _psi({**DDP, "precision": precision}).train(x, y)
     a, b = single.network.state_dict(), ddp.network.state_dict()
     assert sorted(a) == sorted(b)  # the pruning reparametrisation came back from rank 0
+    dtype = torch.float64 if precision == "64-true" else torch.float32
+    assert {t.dtype for t in [*a.values(), *b.values()]} == {dtype}  # rank 0's weights came back in it
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5)
     for la, lb in zip(linear_layers(single.network), linear_layers(ddp.network), strict=True):

@@ -11,15 +11,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from helpers import fold_of, run_train
 
 from lenbench.data.bundled import DIGIT_NAMES, DIGITS_PARITY_FORMULA, load_digits_parity
 from lenbench.data.encoded import EncoderRefit, EncoderSettings, concepts_from
 from lenbench.data.synthetic import make_dot, make_trig, make_xor
 from lenbench.errors import ConfigError
+from lenbench.explainers.psi_net import PsiNetExplainer
 from lenbench.explainers.tree import TreeExplainer
 from lenbench.folds import CVConfig, run_fold
 from lenbench.logic.metrics import concept_accuracies
+from lenbench.nn.encoder import predict_concepts, train_encoder
+from lenbench.nn.trainer import TrainingConfig
 
 QUICK = {"epochs": 60, "hidden": [16]}
 
@@ -103,6 +107,27 @@ def test_true_concepts_have_no_concept_accuracy() -> None:
     assert not any(key.startswith("concept_accuracy.") for key in result.info)
 
 
+def test_a_float64_encoder_trains_and_predicts_in_float64() -> None:
+    """data.encoder.precision=64-true (the job's trainer.precision): float64 weights and statistics; its concepts
+    agree with the float32 encoder's on nearly every row, and the explainer trains on them in float64."""
+    data = _trig()
+    kwargs = {"seed": 0, "epochs": 60, "lr": 0.01, "optimizer": "adam", "weight_decay": 0.0}
+    encoders = {
+        p: train_encoder(data.inputs, data.x, [16], TrainingConfig(**kwargs, trainer={"precision": p})).module
+        for p in ("32-true", "64-true")
+    }
+    assert {t.dtype for t in encoders["64-true"].state_dict().values()} == {torch.float64}
+    predicted = {p: predict_concepts(m, data.inputs) for p, m in encoders.items()}
+    assert (
+        predicted["64-true"].dtype == np.float32
+        and (predicted["64-true"] == predicted["32-true"]).mean() > 0.99
+    )
+    fold = fold_of(_trig(precision="64-true"), fold=0, n_splits=5)
+    assert fold.preprocessing["concept_encoder"]["precision"] == "64-true"
+    psi = PsiNetExplainer(seed=0, epochs=30, trainer={"precision": "64-true"}).fit(fold)
+    assert {p.dtype for p in psi.network.parameters()} == {torch.float64}
+
+
 # -- bad settings: one ConfigError before training --------------------------------------------------------------------
 
 
@@ -114,6 +139,7 @@ def test_true_concepts_have_no_concept_accuracy() -> None:
         ("encoder", {"hidden": []}, r"encoder.hidden must be a non-empty list"),
         ("encoder", {"lr": -1}, r"encoder.lr must be a number > 0"),
         ("encoder", {"layers": 2}, r"data.encoder.layers: unknown setting; the encoder takes hidden, epochs"),
+        ("encoder", {"precision": "16-mixed"}, r"encoder.precision='16-mixed': lenbench trains in 32-true"),
     ],
 )
 def test_bad_settings_are_config_errors(source: str, encoder: dict | None, match: str) -> None:

@@ -63,6 +63,33 @@ def test_config_errors_are_one_line_exit_2_before_anything_is_written(
 
 
 @pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ("method=pruning", "trainer.precision=16-mixed"),
+            "trainer.precision='16-mixed': lenbench trains in",
+        ),
+        (("method=psi", "trainer.precision=bf16-true"), "trainer.precision='bf16-true': lenbench trains in"),
+        (("data=trig", "method=tree", "trainer.precision=bf16-mixed"), "encoder.precision='bf16-mixed'"),
+    ],
+)
+def test_a_precision_lenbench_cannot_honour_is_one_line_exit_2_before_training(
+    tmp_path: Path, overrides: tuple[str, ...], message: str
+) -> None:
+    """Only 32-true and 64-true train (issue 28): any other precision is refused before a fold trains, for the
+    networks and for the concept encoder (which trains in the job's trainer.precision)."""
+    proc = run_train(tmp_path, "data=xor", *overrides)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert (
+        message in proc.stderr and "use trainer.precision=32-true or trainer.precision=64-true" in proc.stderr
+    )
+    assert "Traceback" not in proc.stderr
+    assert len([line for line in proc.stderr.splitlines() if "[ERROR]" in line]) == 1, proc.stderr
+    assert not (tmp_path / "job" / "job.json").exists()
+
+
+@pytest.mark.e2e
 def test_a_bug_during_the_job_keeps_its_traceback(tmp_path: Path) -> None:
     """A method whose constructor raises an unexpected error: exit 1 with the error's traceback, not exit 2."""
     proc = run_train(

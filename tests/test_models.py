@@ -10,6 +10,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from mlflow import MlflowClient
 
 from lenbench.data import load_breast_cancer, make_xor
@@ -32,13 +33,13 @@ TRAINER = {
 }
 
 
-def _explainer(method: str):  # noqa: ANN202
+def _explainer(method: str, precision: str = "32-true"):  # noqa: ANN202
     from lenbench.callbacks.entropy import EntropyPenalty
     from lenbench.callbacks.l1 import L1Regularization
     from lenbench.callbacks.pruning import FanInPruning, FeaturePruning
     from lenbench.explainers import entropy_net, psi_net, relu_net, rules, tree
 
-    net = {"seed": 1, "trainer": TRAINER, "epochs": 40}
+    net = {"seed": 1, "trainer": {**TRAINER, "precision": precision}, "epochs": 40}
     if method == "pruning":
         l1 = L1Regularization(strength=1e-3, layers="first", include_bias=True)
         pruning = FeaturePruning(start_epoch=20, period=10, offset=1, threshold=0.5, layer=0)
@@ -71,12 +72,12 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[MlflowClient, str]:
     return client, client.create_experiment("models", artifact_location=str(folder / "artifacts"))
 
 
-def _fit(dataset, method: str):  # noqa: ANN001, ANN202
+def _fit(dataset, method: str, precision: str = "32-true"):  # noqa: ANN001, ANN202
     """Fold 0 of ``dataset`` scored by run_fold with its model exported, and the explainer that fitted it."""
     made = []
 
     def make():  # noqa: ANN202
-        made.append(_explainer(method))
+        made.append(_explainer(method, precision))
         return made[-1]
 
     result = run_fold(dataset, 0, CVConfig(n_splits=3), make, export_model=True)
@@ -119,6 +120,29 @@ def test_reloaded_model_predicts_exactly_what_the_explainer_did(method: str, sto
     if method not in ("psi", "rf"):  # a local explanation is the row's own values of the concepts behind it
         for row, text in zip(x_test, answer["local_explanation"], strict=True):
             assert Formula.parse(text).evaluate(row[None, :], dataset.concept_names)[0]
+
+
+@pytest.mark.parametrize("method", ("pruning", "weights", "psi", "entropy"))
+def test_a_float64_network_is_logged_in_float64_and_predicts_as_the_explainer(method: str, store) -> None:  # noqa: ANN001
+    """trainer.precision=64-true: the exported layers keep float64 tensors, the reloaded network computes in float64
+    (float32 rows cast up), and its labels and scores are the explainer's bit for bit."""
+    dataset = make_xor(n_samples=240, n_concepts=6, seed=3)
+    result, explainer = _fit(dataset, method, precision="64-true")
+    assert {p.dtype for p in explainer.network.parameters()} == {torch.float64}
+    assert explainer.network_output(dataset.x[:5]).dtype == torch.float64
+    network = result.model.model  # the NetworkModel the logged model predicts with
+    assert {t.dtype for layer in network.layers for t in layer["tensors"].values()} == {np.dtype("float64")}
+    x_test = dataset.x[result.splits["test"]]
+    labels, scores = network.predict_and_score(x_test)
+    assert np.array_equal(labels, explainer.predict(x_test)) and np.array_equal(
+        scores, explainer.scores(x_test)
+    )
+    assert {p.dtype for p in network.network.parameters()} == {torch.float64}
+    answer = _reload(store, result.model).predict(pd.DataFrame(x_test, columns=dataset.concept_names))
+    assert np.array_equal(answer["predicted_class"].to_numpy(), explainer.predict(x_test))
+    assert np.array_equal(answer["score"].to_numpy(), explainer.scores(x_test))
+    expected = Formula.parse(str(result.formula)).evaluate(x_test, dataset.concept_names)
+    assert np.array_equal(answer["formula_fires"].to_numpy(dtype=bool), expected)
 
 
 def test_tree_local_explanation_is_the_leaf_it_decides_in() -> None:

@@ -34,15 +34,16 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _notebook_relu(x, y, epochs, lr, l1, start, period, seed=42):
-    """The notebook's ``train_nn`` with ``prune_features`` (n_classes=1), its schedule scaled down."""
+def _notebook_relu(x, y, epochs, lr, l1, start, period, seed=42, dtype=torch.float32):
+    """The notebook's ``train_nn`` with ``prune_features`` (n_classes=1), its schedule scaled down; the model and
+    rows converted to ``dtype`` once built (float32: as the notebook)."""
     _seed(seed)
     layers = [torch.nn.Linear(x.shape[1], 100), torch.nn.LeakyReLU(), torch.nn.Linear(100, 10)]
     layers += [torch.nn.LeakyReLU(), torch.nn.Linear(10, 2), torch.nn.Softmax(dim=1)]
-    model = torch.nn.Sequential(*layers)
+    model = torch.nn.Sequential(*layers).to(dtype)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     criterion = torch.nn.CrossEntropyLoss()
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    xt, yt = torch.from_numpy(x).to(dtype), torch.from_numpy(y)
     for epoch in range(epochs):
         optimizer.zero_grad()
         loss = criterion(model(xt), yt)
@@ -52,20 +53,21 @@ def _notebook_relu(x, y, epochs, lr, l1, start, period, seed=42):
         optimizer.step()
         if epoch > start and epoch % period == 1:
             norms = torch.norm(model[0].weight, dim=0)
-            mask = torch.ones(model[0].weight.shape)
+            mask = torch.ones(model[0].weight.shape, dtype=dtype)
             mask[:, (norms / torch.max(norms)) < 0.5] = 0
             prune.custom_from_mask(model[0], name="weight", mask=mask)
     return model
 
 
-def _notebook_psi(x, y, epochs, lr, start, seed=42):
-    """The notebook's ``train_psi_nn`` with ``prune_equal_fanin(k=2)``, its schedule scaled down."""
+def _notebook_psi(x, y, epochs, lr, start, seed=42, dtype=torch.float32):
+    """The notebook's ``train_psi_nn`` with ``prune_equal_fanin(k=2)``, its schedule scaled down; the model and
+    rows converted to ``dtype`` once built (float32: as the notebook)."""
     _seed(seed)
     layers = [torch.nn.Linear(x.shape[1], 10), torch.nn.Sigmoid(), torch.nn.Linear(10, 4), torch.nn.Sigmoid()]
-    model = torch.nn.Sequential(*layers, torch.nn.Linear(4, 1), torch.nn.Sigmoid())
+    model = torch.nn.Sequential(*layers, torch.nn.Linear(4, 1), torch.nn.Sigmoid()).to(dtype)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     criterion = torch.nn.BCELoss()
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y).float()
+    xt, yt = torch.from_numpy(x).to(dtype), torch.from_numpy(y).float().to(dtype)
     need_pruning = True
     for epoch in range(epochs):
         optimizer.zero_grad()
@@ -78,7 +80,7 @@ def _notebook_psi(x, y, epochs, lr, start, seed=42):
         if epoch > start and need_pruning:
             for module in model.children():
                 if isinstance(module, torch.nn.Linear):
-                    mask = torch.ones(module.weight.shape)
+                    mask = torch.ones(module.weight.shape, dtype=dtype)
                     idx = torch.topk(-torch.abs(module.weight), k=module.weight.shape[1] - 2, dim=1)[1]
                     for j in range(len(idx)):
                         mask[j, idx[j]] = 0
@@ -96,14 +98,20 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 SEEDS = (42, 7, 8)
 
 
+# trainer.precision: float32 as the notebook, and float64 (the notebook's loop on float64 weights and rows).
+PRECISIONS = {"32-true": torch.float32, "64-true": torch.float64}
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("together", [1, 3])
-def test_pruning_network_trains_bit_for_bit_like_the_notebook_loop(together: int) -> None:
+def test_pruning_network_trains_bit_for_bit_like_the_notebook_loop(together: int, precision: str) -> None:
     x, y = boolean_rows(200, 8, rule="dnf")
     explainers = [
         ReluNetExplainer(
             seed=seed,
             epochs=60,
             lr=1e-2,
+            trainer={"precision": precision},
             callbacks=[
                 L1Regularization(1e-2, layers="first", include_bias=True),
                 FeaturePruning(start_epoch=20, period=10, offset=1),
@@ -115,19 +123,24 @@ def test_pruning_network_trains_bit_for_bit_like_the_notebook_loop(together: int
     history = explainers[0].info()["feature_pruning"]
     assert [e for e, _ in history] == [21, 31, 41, 51] and history[-1][1] < x.shape[1]  # it really pruned
     for i, explainer in enumerate(explainers):
-        notebook = _notebook_relu(x[20 * i :], y[20 * i :], 60, 1e-2, 1e-2, 20, 10, seed=SEEDS[i])
+        notebook = _notebook_relu(
+            x[20 * i :], y[20 * i :], 60, 1e-2, 1e-2, 20, 10, seed=SEEDS[i], dtype=PRECISIONS[precision]
+        )
+        assert {p.dtype for p in explainer.network.parameters()} == {PRECISIONS[precision]}
         assert _same_weights(explainer.network, notebook), f"network {i} of {together}"
         assert explainer.info()["networks_trained_together"] == together
 
 
+@pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("together", [1, 3])
-def test_psi_network_trains_bit_for_bit_like_the_notebook_loop(together: int) -> None:
+def test_psi_network_trains_bit_for_bit_like_the_notebook_loop(together: int, precision: str) -> None:
     x, y = boolean_rows(200, 8, rule="dnf")
     explainers = [
         PsiNetExplainer(
             seed=seed,
             epochs=60,
             lr=1e-2,
+            trainer={"precision": precision},
             callbacks=[L1Regularization(1e-5, layers="all"), FanInPruning(fan_in=2, epoch=20)],
         )
         for seed in SEEDS[:together]
@@ -135,7 +148,10 @@ def test_psi_network_trains_bit_for_bit_like_the_notebook_loop(together: int) ->
     train_together(explainers, [(x[20 * i :], y[20 * i :]) for i in range(together)])
     assert explainers[0].info()["fan_in_pruned_at"] == 21
     for i, explainer in enumerate(explainers):
-        notebook = _notebook_psi(x[20 * i :], y[20 * i :], 60, 1e-2, 20, seed=SEEDS[i])
+        notebook = _notebook_psi(
+            x[20 * i :], y[20 * i :], 60, 1e-2, 20, seed=SEEDS[i], dtype=PRECISIONS[precision]
+        )
+        assert {p.dtype for p in explainer.network.parameters()} == {PRECISIONS[precision]}
         assert _same_weights(explainer.network, notebook), f"network {i} of {together}"
 
 
@@ -250,7 +266,9 @@ def test_psi_explains_only_the_class_it_was_trained_for() -> None:
         (lambda: _pruning(hidden=[]), "hidden"),
         (lambda: ReluNetExplainer(seed=0, feature_selection="lime"), "feature_selection='lime'"),
         (lambda: _pruning(trainer={"max_epochs": 3}), "max_epochs"),
-        (lambda: _pruning(trainer={"precision": "16-mixed"}), "precision='16-mixed'"),
+        (lambda: _pruning(trainer={"precision": "16-mixed"}), "precision='16-mixed'.*32-true.*64-true"),
+        (lambda: _pruning(trainer={"precision": "bf16-mixed"}), "precision='bf16-mixed'"),
+        (lambda: _psi(trainer={"precision": "transformer-engine"}), "precision='transformer-engine'"),
         (lambda: _pruning(trainer={"log_every_n_epochs": 0}), "log_every_n_epochs=0"),
         (lambda: ReluNetExplainer(seed=0, callbacks=[object()]), "not a Lightning Callback"),
         (lambda: _psi(target_class=2), "target_class=2"),

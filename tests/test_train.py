@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
-from helpers import SLOW_HANG_GUARD_S, Job, job_env, run_train, store_uri, train_command
+from helpers import SLOW_HANG_GUARD_S, Job, job_env, run_command, run_train, store_uri, train_command
+
+from lenbench.data.synthetic import make_trig
 
 
 def mlflow_runs(tmp_path: Path, experiment: str) -> pd.DataFrame:
@@ -242,3 +246,33 @@ def test_sigterm_mid_job_closes_runs_killed_and_keeps_done_folds(tmp_path: Path)
     summary = json.loads((tmp_path / "job" / "summary.json").read_text())
     results = pd.read_csv(tmp_path / "job" / "results.csv")
     assert summary["complete"] is False and 1 <= len(results) < 6
+
+
+@pytest.mark.e2e
+def test_a_float64_job_with_an_encoder_runs_in_two_processes_and_explains(tmp_path: Path) -> None:
+    """trainer.precision=64-true end to end (issue 28): the concept encoder and the psi networks train in float64 in
+    two fold processes, every fold is scored and logged, and lenbench.explain answers with a fold's model."""
+    proc = run_train(
+        tmp_path,
+        *("data=trig", "data.n_samples=300", "data.encoder.epochs=60", "method=psi", "cv.n_splits=3"),
+        *("cv.folds=[0,1]", "cv.n_jobs=2", "method.explainer.epochs=200", "trainer.precision=64-true"),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = pd.read_csv(tmp_path / "job" / "results.csv")
+    assert list(results["split"]) == [0, 1] and results["model_accuracy"].notna().all()
+    record = json.loads((tmp_path / "job" / "explanations.json").read_text())
+    for fold in record["folds"]:
+        assert fold["info"]["preprocessing"]["concept_encoder"]["precision"] == "64-true"
+    runs = mlflow_runs(tmp_path, "trig")
+    assert set(runs["params.trainer.precision"].dropna()) == {"64-true"}
+    fold_run = runs[runs["tags.fold"] == "0"]["tags.mlflow.runName"].iloc[0]
+    data = make_trig(n_samples=40, seed=7, concepts_from="truth")
+    pd.DataFrame(data.x, columns=data.concept_names).assign(y=data.y).to_csv(
+        tmp_path / "new.csv", index=False
+    )
+    out = tmp_path / "explained.csv"
+    cmd = [sys.executable, "-m", "lenbench.explain", f"run={fold_run}", f"data.path={tmp_path / 'new.csv'}"]
+    done = run_command([*cmd, f"out={out}"], job_env(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    answer = pd.read_csv(out)
+    assert len(answer) == 40 and np.isin(answer["predicted_class"], [0, 1]).all()

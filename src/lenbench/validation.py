@@ -18,6 +18,9 @@ from typing import Any, NoReturn
 
 from lenbench.errors import ConfigError
 
+# The trainer precisions lenbench honours (float32 and float64 throughout; lenbench.nn.trainer maps them to dtypes).
+PRECISIONS = ("32-true", "32", "64-true", "64")
+
 
 def refuse(owner: str | None, key: str, value: object, requirement: str) -> NoReturn:
     """Raise :class:`ConfigError` (a ValueError) saying that ``key`` (of ``owner``) must be ``requirement`` and
@@ -63,6 +66,17 @@ def check_choice(owner: str | None, key: str, value: object, choices: Sequence[A
     if value not in choices:
         refuse(owner, key, value, f"one of {', '.join(repr(c) for c in choices)}")
     return value
+
+
+def check_precision(owner: str | None, key: str, value: object) -> str:
+    """A precision lenbench honours, as text (``64`` from a YAML integer is ``"64"``); refused with the fix."""
+    if str(value) not in PRECISIONS:
+        where = f"{owner} {key}={value!r}" if owner else f"{key}={value!r}"
+        raise ConfigError(
+            f"{where}: lenbench trains in 32-true (float32, the default) or 64-true (float64) only, not in mixed "
+            "or half precision; use trainer.precision=32-true or trainer.precision=64-true"
+        )
+    return str(value)
 
 
 def check_seed(owner: str | None, value: object) -> int:

@@ -24,7 +24,7 @@ import numpy as np
 
 from lenbench.data.base import ConceptDataset, Refitted
 from lenbench.errors import ConfigError
-from lenbench.validation import check_positive, check_seed, check_widths
+from lenbench.validation import check_positive, check_precision, check_seed, check_widths
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +34,15 @@ CONCEPT_SOURCES = ("truth", "encoder")
 @dataclass(frozen=True)
 class EncoderSettings:
     """How the concept encoder trains (``data.encoder.*``): hidden widths, full-batch Adam epochs, learning rate,
-    weight decay and seed. Validated on construction, before any fold trains."""
+    weight decay, seed and precision (the job's ``trainer.precision`` in the data configs). Validated on
+    construction, before any fold trains."""
 
     hidden: tuple[int, ...] = (32,)
     epochs: int = 300
     lr: float = 0.01
     weight_decay: float = 0.0
     seed: int = 0
+    precision: str = "32-true"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(check_widths(None, "encoder.hidden", self.hidden)))
@@ -48,6 +50,7 @@ class EncoderSettings:
         check_positive(None, "encoder.lr", self.lr)
         check_positive(None, "encoder.weight_decay", self.weight_decay, allow_zero=True)
         object.__setattr__(self, "seed", check_seed(None, self.seed))
+        object.__setattr__(self, "precision", check_precision(None, "encoder.precision", self.precision))
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> EncoderSettings:
@@ -112,7 +115,7 @@ class EncoderRefit:
             lr=s.lr,
             optimizer="adam",
             weight_decay=s.weight_decay,
-            trainer={"log_every_n_epochs": s.epochs},
+            trainer={"log_every_n_epochs": s.epochs, "precision": s.precision},
             owner="concept encoder",
         )
         fit_rows = np.asarray(fit_rows)

@@ -158,10 +158,12 @@ class NetworkExplainer(Explainer):
 
     @torch.no_grad()
     def network_output(self, x: np.ndarray) -> torch.Tensor:
-        """The network's output for the rows of ``x`` (on the CPU)."""
+        """The network's output for the rows of ``x`` (on the CPU), computed in the dtype it was trained in, on
+        rows in C order (as the exported model: the summation order of a matrix product follows the layout)."""
         net = self.network
-        device = next(net.parameters()).device
-        return net(torch.as_tensor(np.asarray(x, dtype=np.float32)).to(device)).cpu()
+        param = next(net.parameters())
+        rows = np.ascontiguousarray(x, dtype=numpy_dtype(param.dtype))
+        return net(torch.as_tensor(rows).to(param.device)).cpu()
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.head().labels(self.network_output(x)).astype(np.int64)
@@ -195,8 +197,14 @@ class NetworkExplainer(Explainer):
         return NetworkModel(network_spec(self.network), self.head(), self.local_reading())
 
 
-def _arrays(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    x, y = np.asarray(x, dtype=np.float32), np.asarray(y)
+def numpy_dtype(dtype: torch.dtype) -> np.dtype:
+    """The numpy dtype of a torch floating dtype (float32 -> float32, float64 -> float64)."""
+    return torch.empty(0, dtype=dtype).numpy().dtype
+
+
+def _arrays(x: np.ndarray, y: np.ndarray, dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The rows in the training dtype (``trainer.precision``), the labels as they are."""
+    x, y = np.asarray(x, dtype=numpy_dtype(dtype)), np.asarray(y)
     if x.ndim != 2 or y.shape != (x.shape[0],):
         raise ValueError(f"x {x.shape} and y {y.shape} do not describe the same rows")
     return np.ascontiguousarray(x), y
@@ -247,12 +255,13 @@ def train_together(
     data set (lets ``fast`` batching share one table). Returns each one's share of the training time."""
     check_together(explainers)
     config = explainers[0].training
-    data = [_arrays(x, y) for x, y in rows]
+    data = [_arrays(x, y, config.dtype) for x, y in rows]
     nets = []
     for explainer, (x, y) in zip(explainers, data, strict=True):
         explainer.prepare(y)
         set_seed(explainer.training.seed)
-        nets.append(explainer.build_network(x.shape[1]))
+        # in the training dtype before the batch stacks them (trainer.precision; float32: the module as built)
+        nets.append(explainer.build_network(x.shape[1]).to(config.dtype))
     module = FullBatchModule(
         _batch(explainers, nets, positions),
         optimizer=config.optimizer,
@@ -261,7 +270,7 @@ def train_together(
         log_every_n_epochs=config.trainer["log_every_n_epochs"],
         name=[e.name for e in explainers],
     )
-    val = [_arrays(x, y) for x, y in val_rows] if val_rows is not None else None
+    val = [_arrays(x, y, config.dtype) for x, y in val_rows] if val_rows is not None else None
     module.set_data(
         [torch.from_numpy(x) for x, _ in data],
         [e.targets(y) for e, (_, y) in zip(explainers, data, strict=True)],

@@ -121,9 +121,9 @@ class NetworkModel:
     def predict_and_score(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(labels int64 [n], class-1 scores float64 [n]), computed as the fold's explainer computed them."""
         net = self.network
-        dtype = next(net.parameters()).dtype
-        with torch.no_grad():
-            output = net(torch.as_tensor(np.asarray(x, dtype=torch.empty(0, dtype=dtype).numpy().dtype)))
+        dtype = torch.empty(0, dtype=next(net.parameters()).dtype).numpy().dtype
+        with torch.no_grad():  # C order, as the explainer's rows: a column-major frame may round differently
+            output = net(torch.as_tensor(np.ascontiguousarray(x, dtype=dtype)))
         return self.head.labels(output).astype(np.int64), self.head.scores(output).astype(np.float64)
 
     def explain_local(self, x: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> list[Literals] | None:

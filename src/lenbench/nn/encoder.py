@@ -37,9 +37,12 @@ class Standardise(nn.Module):
         return (x - self.mean) / self.std
 
 
-def mlp(inputs: np.ndarray, n_concepts: int, hidden: Sequence[int]) -> nn.Sequential:
-    """Standardise (fitted on ``inputs``), then Linear+ReLU per hidden width, then one logit per concept."""
-    x = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32))
+def mlp(
+    inputs: np.ndarray, n_concepts: int, hidden: Sequence[int], dtype: torch.dtype = torch.float32
+) -> nn.Sequential:
+    """Standardise (fitted on ``inputs``), then Linear+ReLU per hidden width, then one logit per concept; built in
+    ``dtype`` (``trainer.precision``), statistics included."""
+    x = torch.from_numpy(np.ascontiguousarray(inputs)).to(dtype)
     std = x.std(dim=0, unbiased=False)
     layers: list[nn.Module] = [Standardise(x.mean(dim=0), torch.where(std > 0, std, torch.ones_like(std)))]
     width = x.shape[1]
@@ -47,7 +50,7 @@ def mlp(inputs: np.ndarray, n_concepts: int, hidden: Sequence[int]) -> nn.Sequen
         layers += [nn.Linear(width, int(size)), nn.ReLU()]
         width = int(size)
     layers.append(nn.Linear(width, n_concepts))
-    return nn.Sequential(*layers)
+    return nn.Sequential(*layers).to(dtype)
 
 
 class ConceptEncoder(FullBatchModule):
@@ -83,11 +86,11 @@ def train_encoder(
     """A fresh encoder (seeded with ``config.seed``) trained full-batch on these rows only: inputs [n, d] -> the
     boolean concepts [n, k] (> 0.5 is true), for ``config.epochs`` epochs on the CPU trainer ``config.trainer``."""
     inputs = np.asarray(inputs, dtype=np.float32)
-    targets = (np.asarray(concepts) > 0.5).astype(np.float32)
+    targets = (np.asarray(concepts) > 0.5).astype(np.float32)  # 0/1: exact in any dtype; set_data casts them
     if inputs.ndim != 2 or targets.ndim != 2 or inputs.shape[0] != targets.shape[0]:
         raise ValueError(f"inputs {inputs.shape} and concepts {targets.shape} do not describe the same rows")
     set_seed(config.seed)
-    module = ConceptEncoder(mlp(inputs, targets.shape[1], hidden), config)
+    module = ConceptEncoder(mlp(inputs, targets.shape[1], hidden, config.dtype), config)
     module.set_data(torch.from_numpy(np.ascontiguousarray(inputs)), torch.from_numpy(targets), config.epochs)
     done = fit(module, config)
     module.release_data()
@@ -104,6 +107,9 @@ def train_encoder(
 
 @torch.no_grad()
 def predict_concepts(module: ConceptEncoder, inputs: np.ndarray) -> np.ndarray:
-    """The encoder's concepts for ``inputs``: its probabilities thresholded at 0.5, as float32 0/1 [n, k]."""
-    x = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)).to(module.device)
+    """The encoder's concepts for ``inputs``: its probabilities (in its own dtype) thresholded at 0.5, as float32
+    0/1 [n, k]."""
+    x = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)).to(
+        module.device, module.dtype_of_networks()
+    )
     return (module(x) > 0.5).cpu().numpy().astype(np.float32)

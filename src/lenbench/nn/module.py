@@ -167,9 +167,21 @@ class FullBatchModule(pl.LightningModule):
 
     def set_data(self, x: Any, y: Any, epochs: int, x_val: Any = None, y_val: Any = None) -> None:
         """The training rows (a tensor for a one-network module, else one per network) and optional validation
-        rows; ``epochs`` protocol epochs."""
-        self.batch.set_data(_listed(x), _listed(y), _listed(x_val), _listed(y_val))
+        rows; ``epochs`` protocol epochs. Floating rows and targets take the networks' dtype (float64 networks
+        train on float64 rows; float32 ones on the rows as they are)."""
+        dtype = self.dtype_of_networks()
+        x, y, x_val, y_val = (_listed(v, dtype) for v in (x, y, x_val, y_val))
+        self.batch.set_data(x, y, x_val, y_val)
         self.last_epoch = epochs - 1
+
+    def dtype_of_networks(self) -> torch.dtype:
+        """The one floating dtype of the networks' parameters (ValueError if they mix dtypes)."""
+        dtypes = {p.dtype for p in self.batch.parameters() if p.is_floating_point()}
+        if len(dtypes) != 1:
+            raise ValueError(
+                f"the networks of one module need one floating dtype, got {sorted(map(str, dtypes))}"
+            )
+        return dtypes.pop()
 
     def release_data(self) -> None:
         """Drop the training tensors once trained (the networks stay for predictions)."""
@@ -351,10 +363,12 @@ class FullBatchModule(pl.LightningModule):
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
 
-def _listed(value: Any) -> list[Any] | None:
+def _listed(value: Any, dtype: torch.dtype) -> list[Any] | None:
+    """``value`` as a list of tensors (one per network), floating ones in ``dtype`` (no copy when they are)."""
     if value is None:
         return None
-    return list(value) if isinstance(value, (list, tuple)) else [value]
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    return [v.to(dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v for v in values]
 
 
 def first_non_finite(start: int, values: torch.Tensor) -> tuple[int, float, int] | None:

@@ -37,7 +37,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from lenbench.nn.ddp import RankRecords, check_ddp, fork_strategy, is_ddp, restore_environment
 from lenbench.nn.module import FullBatchModule, TrainingDiverged
-from lenbench.validation import check_choice, check_positive, check_seed
+from lenbench.validation import PRECISIONS, check_choice, check_positive, check_precision, check_seed
 
 OPTIMIZERS = ("adam", "adamw")
 BATCHING = ("exact", "fast", "auto", "off")  # auto: fast where the network stacks, else exact
@@ -60,8 +60,14 @@ _OWN_TRAINER_KEYS = (
     "start_method",
     "process_group_backend",
 )
-# A gradient scaler would scale the gradients that the L1 callback adds to; those precisions are refused.
-_SCALED_PRECISIONS = ("16", "16-mixed")
+# The precisions lenbench honours, and the dtype each trains in: networks and data are built in that dtype before
+# the fit (:func:`training_dtype`), so every tensor lenbench makes itself (rows, targets, FlatAdam's buffer, stacked
+# weights) shares it. Mixed and half precisions are refused before training: a gradient scaler (16-mixed) would scale
+# the L1 gradient added after backward, and half weights or autocast (16-true, bf16-*, transformer-engine) would mix
+# dtypes in the tensors lenbench builds and break the bit-identity of exact batching and FlatAdam.
+PRECISION_DTYPES: Mapping[str, torch.dtype] = {
+    p: torch.float64 if p.startswith("64") else torch.float32 for p in PRECISIONS
+}
 TRAINER_DEFAULTS: Mapping[str, Any] = {
     "accelerator": "cpu",
     "devices": 1,
@@ -84,6 +90,11 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def training_dtype(precision: Any) -> torch.dtype:
+    """The dtype of ``trainer.precision`` (checked by :func:`check_trainer`): float32 or float64."""
+    return PRECISION_DTYPES[str(precision)]
 
 
 def _stock_callbacks(owner: str, callbacks: Any) -> list[pl.Callback]:
@@ -114,11 +125,7 @@ def check_trainer(owner: str, config: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(merged["validate"], bool):
         raise ValueError(f"{owner} trainer.validate={merged['validate']!r}: use true or false")
     merged["callbacks"] = _stock_callbacks(owner, merged["callbacks"])
-    if str(merged["precision"]) in _SCALED_PRECISIONS:
-        raise ValueError(
-            f"{owner} trainer.precision={merged['precision']!r}: needs a gradient scaler, which would scale the "
-            "L1 gradient added after backward; use 32-true, 64-true, bf16-mixed or bf16-true"
-        )
+    check_precision(owner, "trainer.precision", merged["precision"])
     accelerator = str(merged["accelerator"])
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ValueError(
@@ -179,6 +186,11 @@ class TrainingConfig:
         return kwargs
 
     @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the networks and their rows are built in, from ``trainer.precision``."""
+        return training_dtype(self.trainer["precision"])
+
+    @property
     def stock_callbacks(self) -> list[pl.Callback]:
         """The stock Lightning callbacks of ``trainer.callbacks`` (never used themselves: fits copy them)."""
         return list(self.trainer["callbacks"])
@@ -204,7 +216,14 @@ class Fit:
 def fit(module: FullBatchModule, config: TrainingConfig, observers: Sequence[pl.Callback] = ()) -> Fit:
     """Train ``module`` (its data set) for ``config.epochs`` epochs with fresh copies of ``config.callbacks`` and of
     the stock ``trainer.callbacks``, and ``observers`` as they are (callbacks that only watch, such as a progress
-    reporter)."""
+    reporter). Its networks must already be in ``config.dtype``: Lightning's 64-true would convert the parameters
+    only, not the rows and stacked copies lenbench builds itself."""
+    dtype = module.dtype_of_networks()
+    if dtype != config.dtype:  # a bug: the caller builds the networks in config.dtype before the fit
+        raise RuntimeError(
+            f"{config.owner}: the networks are {dtype}, trainer.precision={config.trainer['precision']!r} "
+            f"trains in {config.dtype}"
+        )
     callbacks = copy.deepcopy([*config.callbacks, *config.stock_callbacks]) + list(observers)
     module.log_losses = bool(config.stock_callbacks) or config.trainer["logger"] not in (False, None)
     start = time.perf_counter()
