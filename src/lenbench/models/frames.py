@@ -28,11 +28,6 @@ class Rows:
     labels: np.ndarray | None = None
 
 
-def input_columns(export: ModelExport) -> list[str]:
-    """The columns the model's signature names: the raw table columns when it has a preprocessing, else concepts."""
-    return raw_columns(export.preprocessing) if export.preprocessing else list(export.concept_names)
-
-
 def concept_rows(export: ModelExport, frame: pd.DataFrame, where: str = "input") -> Rows:
     """The rows of ``frame`` as the model's concepts: raw columns go through the fold's preprocessing, concept
     columns are checked (numbers in [0, 1], no gaps); the label column, when present, is set aside."""

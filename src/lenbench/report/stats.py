@@ -159,12 +159,3 @@ def seed_consistency(
             record[f"{metric}_seed_sd"] = float(per_seed.std(ddof=1)) if len(per_seed) > 1 else float("nan")
         records.append(record)
     return pd.DataFrame(records)
-
-
-def majority_by_study(folds: pd.DataFrame, metrics: MetricSet = METRICS) -> dict[str, float]:
-    """Per study: the mean over its test folds of the majority-class accuracy (the accuracy of always predicting
-    the test fold's majority class), where the registry has that baseline; {} otherwise."""
-    if "majority_accuracy" not in metrics or "majority_accuracy" not in folds:
-        return {}
-    per_unit = folds.groupby(["study", *UNIT])["majority_accuracy"].mean()
-    return {str(study): float(values.mean()) for study, values in per_unit.groupby(level="study")}
