@@ -59,10 +59,14 @@ def plugin(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_nothing_under_src_names_the_plugin() -> None:
-    named = [
-        p for p in (REPO / "src").rglob("*") if p.is_file() and "l1logreg" in p.read_text(errors="ignore")
-    ]
-    assert not named
+    sources = [p for p in (REPO / "src").rglob("*") if p.is_file() and not _built(p)]
+    assert len(sources) > 100  # the source tree was really read
+    assert not [p for p in sources if "l1logreg" in p.read_text(errors="ignore")]
+
+
+def _built(path: Path) -> bool:
+    """Build output under src/ (the install's egg-info copies the README; byte code), not source."""
+    return any(part.endswith(".egg-info") or part == "__pycache__" for part in path.parts)
 
 
 def test_its_method_trains_on_mimic_and_is_tracked_with_its_metric(plugin: dict) -> None:
