@@ -11,6 +11,11 @@ default's bit for bit. Equality across *machines* needs the same script on the o
 
     .venv/bin/python benchmarks/numerics.py                       # psi and pruning, folds 0-1, 4 settings
     .venv/bin/python benchmarks/numerics.py --compare benchmarks/results/numerics-<other cpu>.json
+    .venv/bin/python benchmarks/numerics.py --precision 64-true --methods pruning,weights,psi --folds [0,1,2]
+
+``--precision 64-true`` trains every setting in float64 (``trainer.precision``) and writes
+``numerics-<cpu>-64-true.json``; it also runs the default setting in float32, for the cost of float64 and whether
+it gives float32's folds.
 """
 
 from __future__ import annotations
@@ -49,11 +54,11 @@ COMPARED = (
 )
 
 
-def run_job(method: str, folds: str, env_extra: dict[str, str]) -> dict[str, Any]:
-    """One ``python -m train`` job under ``env_extra``: wall time and its fold table."""
+def run_job(method: str, folds: str, env_extra: dict[str, str], precision: str) -> dict[str, Any]:
+    """One ``python -m train`` job under ``env_extra`` in ``precision``: wall time and its fold table."""
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, "-m", "train", f"method={method}", f"cv.folds={folds}", "cv.n_jobs=1"]
-        cmd += ["tracking.enabled=false", f"hydra.run.dir={out}"]
+        cmd += ["tracking.enabled=false", f"hydra.run.dir={out}", f"trainer.precision={precision}"]
         env = {**os.environ, **env_extra, "PYTHONHASHSEED": "0"}
         start = time.perf_counter()
         subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True, text=True)
@@ -63,10 +68,10 @@ def run_job(method: str, folds: str, env_extra: dict[str, str]) -> dict[str, Any
     return {"seconds": round(seconds, 2), "folds": rows}
 
 
-def study(methods: list[str], folds: str) -> dict[str, Any]:
+def study(methods: list[str], folds: str, precision: str) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for name, env_extra in SETTINGS.items():
-        results[name] = {m: run_job(m, folds, env_extra) for m in methods}
+        results[name] = {m: run_job(m, folds, env_extra, precision) for m in methods}
         print(name, {m: r["seconds"] for m, r in results[name].items()}, flush=True)
     default = results["default"]
     for by_method in results.values():
@@ -74,6 +79,21 @@ def study(methods: list[str], folds: str) -> dict[str, Any]:
             result["equals_default"] = result["folds"] == default[method]["folds"]
             result["time_vs_default"] = round(result["seconds"] / default[method]["seconds"], 3)
     return results
+
+
+def against_float32(results: dict[str, Any], methods: list[str], folds: str) -> dict[str, Any]:
+    """The default setting in float32: per method its time and whether the float64 default gave its folds."""
+    float32 = {m: run_job(m, folds, {}, "32-true") for m in methods}
+    default = results["default"]
+    return {
+        m: {
+            "seconds": r["seconds"],
+            "time_of_this_precision": round(default[m]["seconds"] / r["seconds"], 3),
+            "equals_this_precision": r["folds"] == default[m]["folds"],
+            "folds": r["folds"],
+        }
+        for m, r in float32.items()
+    }
 
 
 def compare(mine: dict[str, Any], other_path: Path) -> None:
@@ -91,9 +111,12 @@ def main() -> int:
     parser.add_argument("--methods", default="psi,pruning")
     parser.add_argument("--folds", default="[0,1]")
     parser.add_argument("--compare", type=Path, default=None)
+    parser.add_argument("--precision", default="32-true", choices=["32-true", "64-true"])
     args = parser.parse_args()
     load_before = os.getloadavg()
-    results = study(args.methods.split(","), args.folds)
+    methods = args.methods.split(",")
+    results = study(methods, args.folds, args.precision)
+    float32 = None if args.precision == "32-true" else against_float32(results, methods, args.folds)
     record = {
         "cpu_model": cpu_model(),
         "torch": version("torch"),
@@ -101,10 +124,13 @@ def main() -> int:
         "load_before": load_before,
         "load_after": os.getloadavg(),
         "folds_run": args.folds,
+        "precision": args.precision,
         "settings": results,
+        **({} if float32 is None else {"float32_default": float32}),
     }
     slug = re.sub(r"[^a-z0-9]+", "-", record["cpu_model"].lower()).strip("-")[:40]
-    out = REPO / "benchmarks" / "results" / f"numerics-{slug}.json"
+    suffix = "" if args.precision == "32-true" else f"-{args.precision}"
+    out = REPO / "benchmarks" / "results" / f"numerics-{slug}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
     for name, by_method in results.items():

@@ -296,6 +296,23 @@ def test_numerics_tables_compare_the_machines(tmp_path: Path) -> None:
     assert readme_performance.across_machines({"a": numerics_record("AMD", "c"), "b": other_folds}) is None
 
 
+def test_a_float64_numerics_record_has_its_own_table_and_its_cost_against_float32(tmp_path: Path) -> None:
+    """``--precision 64-true`` writes a record of its own: listed with its precision and its default setting against
+    float32, never compared across machines with float32 records."""
+    (tmp_path / "numerics-amd.json").write_text(json.dumps(numerics_record("AMD", "c")))
+    (tmp_path / "numerics-intel.json").write_text(json.dumps(numerics_record("Intel", "c")))
+    against = {"psi": {"time_of_this_precision": 1.25, "equals_this_precision": True}}
+    against["pruning"] = {"time_of_this_precision": 2.0, "equals_this_precision": False}
+    float64 = numerics_record("Intel", "c") | {"precision": "64-true", "float32_default": against}
+    (tmp_path / "numerics-intel-64-true.json").write_text(json.dumps(float64))
+    text = readme_performance.numerics_tables(tmp_path)
+    assert "`numerics-intel-64-true.json` (`make numerics`): Intel, MIMIC-II folds [0], 64-true" in text
+    assert "psi 1.25x the float32 time, the same folds as float32" in text
+    assert "pruning 2.00x the float32 time, other folds than float32" in text
+    assert "Across machines: AMD (`numerics-amd.json`), Intel (`numerics-intel.json`)." in text
+    assert readme_performance.across_machines({"a": numerics_record("AMD", "c"), "b": float64}) is None
+
+
 def folds_table(
     method: str, formulas: list[str], accuracy: list[float], consistency: float = 0.5
 ) -> pd.DataFrame:

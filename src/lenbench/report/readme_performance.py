@@ -202,7 +202,10 @@ def _setting_name(name: str) -> str:
 def across_machines(records: Mapping[str, Mapping]) -> pd.DataFrame | None:
     """Per setting and method, whether every machine's ``make numerics`` gave the same folds (formulas and metrics,
     bit for bit); None when fewer than two machines ran the same folds. ``records``: file name -> its record."""
-    runs = [r for r in records.values() if r.get("folds_run") == next(iter(records.values()))["folds_run"]]
+    if not records:
+        return None
+    first_run = next(iter(records.values()))
+    runs = [r for r in records.values() if _run_kind(r) == _run_kind(first_run)]
     if len(runs) < 2:
         return None
     first = runs[0]["settings"]
@@ -215,6 +218,24 @@ def across_machines(records: Mapping[str, Mapping]) -> pd.DataFrame | None:
             row[f"{method}: same on every machine"] = VERDICT[same]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _run_kind(record: Mapping) -> tuple[str, str]:
+    """The folds and the precision a ``make numerics`` record ran: only records of one kind compare."""
+    return str(record.get("folds_run")), str(record.get("precision", "32-true"))
+
+
+def _float32_line(record: Mapping) -> str:
+    """For a float64 record: its cost against float32 and whether float32 gave its folds, per method."""
+    against = record.get("float32_default")
+    if not against:
+        return ""
+    each = ", ".join(
+        f"{method} {r['time_of_this_precision']:.2f}x the float32 time, "
+        f"{'the same folds as' if r['equals_this_precision'] else 'other folds than'} float32"
+        for method, r in against.items()
+    )
+    return f" Default setting against float32: {each}."
 
 
 def numerics_tables(bench: Path) -> str:
@@ -235,12 +256,14 @@ def numerics_tables(bench: Path) -> str:
         ]
         load = record.get("load_before") or [float("nan")]
         parts.append(
-            f"`{path.name}` (`make numerics`): {record['cpu_model']}, MIMIC-II folds {record['folds_run']}, load "
-            f"average {load[0]:.1f} when it started.\n\n" + render.to_markdown(pd.DataFrame(rows))
+            f"`{path.name}` (`make numerics`): {record['cpu_model']}, MIMIC-II folds {record['folds_run']}, "
+            f"{record.get('precision', '32-true')}, load average {load[0]:.1f} when it started."
+            f"{_float32_line(record)}\n\n" + render.to_markdown(pd.DataFrame(rows))
         )
-    table = across_machines(records)
+    float32 = {name: r for name, r in records.items() if _run_kind(r)[1] == "32-true"}
+    table = across_machines(float32)
     if table is not None:
-        names = ", ".join(f"{r['cpu_model']} (`{name}`)" for name, r in records.items())
+        names = ", ".join(f"{r['cpu_model']} (`{name}`)" for name, r in float32.items())
         parts.append(f"Across machines: {names}.\n\n" + render.to_markdown(table))
     return "\n".join(parts) or "No `make numerics` result committed yet: run `make numerics`.\n"
 
