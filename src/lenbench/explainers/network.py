@@ -36,7 +36,7 @@ from lenbench.nn.batches import ExactBatch, NetworkBatch, StackedBatch
 from lenbench.nn.heads import ArgmaxHead
 from lenbench.nn.module import FullBatchModule
 from lenbench.nn.trainer import Fit, TrainingConfig, fit, set_seed
-from lenbench.nn.weights import effective_weight, linear_layers
+from lenbench.nn.weights import effective_weight, linear_layers, numpy_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -195,11 +195,6 @@ class NetworkExplainer(Explainer):
     def exported(self) -> NetworkModel:
         """The trained network as plain data, with its head and local reading."""
         return NetworkModel(network_spec(self.network), self.head(), self.local_reading())
-
-
-def numpy_dtype(dtype: torch.dtype) -> np.dtype:
-    """The numpy dtype of a torch floating dtype (float32 -> float32, float64 -> float64)."""
-    return torch.empty(0, dtype=dtype).numpy().dtype
 
 
 def _arrays(x: np.ndarray, y: np.ndarray, dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray]:

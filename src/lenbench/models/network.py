@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lenbench.nn.weights import effective_weight
+from lenbench.nn.weights import effective_weight, numpy_dtype
 
 LayerSpec = dict[str, Any]
 Literals = list[tuple[str, bool]]
@@ -121,7 +121,7 @@ class NetworkModel:
     def predict_and_score(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(labels int64 [n], class-1 scores float64 [n]), computed as the fold's explainer computed them."""
         net = self.network
-        dtype = torch.empty(0, dtype=next(net.parameters()).dtype).numpy().dtype
+        dtype = numpy_dtype(next(net.parameters()).dtype)
         with torch.no_grad():  # C order, as the explainer's rows: a column-major frame may round differently
             output = net(torch.as_tensor(np.ascontiguousarray(x, dtype=dtype)))
         return self.head.labels(output).astype(np.int64), self.head.scores(output).astype(np.float64)

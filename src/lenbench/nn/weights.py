@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils import prune
@@ -64,3 +65,8 @@ def load_pruned_state_dict(
     """``module.load_state_dict(state_dict)`` that also works when ``state_dict`` comes from a pruned network."""
     restore_pruning(module, state_dict)
     return nn.Module.load_state_dict(module, state_dict, strict=strict)
+
+
+def numpy_dtype(dtype: torch.dtype) -> np.dtype:
+    """The numpy dtype of a torch floating dtype (float32 -> float32, float64 -> float64)."""
+    return torch.empty(0, dtype=dtype).numpy().dtype
