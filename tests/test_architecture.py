@@ -13,14 +13,6 @@ MAX_FUNCTION_LINES = 60
 MAX_MODULE_LINES = 450
 MAX_ENTRY_POINT_LINES = 120
 MAX_PARAMETERS = 8
-# Hydra ``_target_``s whose keyword arguments are the public config keys (data.*, method.explainer.*; the tuner reads
-# them with inspect.signature): grouping them would rename config keys. Nothing else may join this list.
-CONFIG_SIGNATURES = {
-    ("data/table_file.py", "load_table"),
-    ("explainers/entropy_net.py", "__init__"),
-    ("explainers/relu_net.py", "__init__"),
-    ("explainers/rules.py", "__init__"),
-}
 
 
 def _functions(tree: ast.AST) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
@@ -56,11 +48,10 @@ def _parameters(f: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(SRC)))
 def test_no_function_takes_over_the_parameter_limit(path: Path) -> None:
-    where = str(path.relative_to(SRC / "lenbench")) if path.is_relative_to(SRC / "lenbench") else ""
     many = [
         f"{f.name} (line {f.lineno}): {_parameters(f)} parameters"
         for f in _functions(ast.parse(path.read_text()))
-        if _parameters(f) > MAX_PARAMETERS and (where, f.name) not in CONFIG_SIGNATURES
+        if _parameters(f) > MAX_PARAMETERS
     ]
     assert not many, f"{path.relative_to(SRC)}: functions over {MAX_PARAMETERS} parameters: {many}"
 

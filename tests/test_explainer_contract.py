@@ -10,6 +10,7 @@ import pytest
 from lenbench.callbacks.entropy import EntropyPenalty
 from lenbench.callbacks.l1 import L1Regularization
 from lenbench.callbacks.pruning import FanInPruning, FeaturePruning
+from lenbench.errors import ConfigError
 from lenbench.explainers.base import declared_settings
 from lenbench.explainers.entropy_net import EntropyNetExplainer
 from lenbench.explainers.psi_net import PsiNetExplainer
@@ -37,10 +38,33 @@ METHODS = [
 def test_every_method_reads_its_settings_back_by_name(cls: type) -> None:
     explainer = cls(seed=3, callbacks=[FanInPruning()]) if cls is PsiNetExplainer else cls(seed=3)
     params = explainer.get_params()
-    declared = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "training")]
+    own = inspect.signature(cls.__init__).parameters.values()
+    declared = [p.name for p in own if p.kind is inspect.Parameter.KEYWORD_ONLY]
     assert set(declared) <= set(params) and params["seed"] == 3
     if hasattr(explainer, "training"):  # network methods add the shared training settings
         assert {"epochs", "lr", "optimizer", "weight_decay", "trainer", "callbacks"} <= set(params)
+
+
+@pytest.mark.parametrize(
+    ("cls", "shared"),
+    [
+        (ReluNetExplainer, {"topk": 3, "simplify_local": False}),
+        (EntropyNetExplainer, {"topk": 10, "simplify_local": True}),
+        (PsiNetExplainer, {}),
+        (GreedyRuleListExplainer, {}),
+        (BayesianRuleListExplainer, {}),
+    ],
+    ids=lambda c: getattr(c, "__name__", ""),
+)
+def test_settings_declared_by_a_base_read_back_as_the_methods_own(cls: type, shared: dict) -> None:
+    """The simplification budget (and the local-rule settings) are declared once, in a base class the method hands
+    ``**kwargs`` on to: they read back, with the method's own defaults, and are checked there."""
+    extra = {"callbacks": [FanInPruning()]} if cls is PsiNetExplainer else {}
+    params = cls(seed=3, max_simplify_terms=5, **extra).get_params()
+    assert params["max_simplify_terms"] == 5 and params["max_simplify_variables"] == 10
+    assert {key: params[key] for key in shared} == shared
+    with pytest.raises(ConfigError, match="max_simplify_variables=21"):
+        cls(seed=3, max_simplify_variables=21, **extra)
 
 
 @pytest.mark.parametrize(

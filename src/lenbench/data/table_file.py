@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -36,18 +36,14 @@ def load_table(
     label: str | None = None,
     concepts: Sequence[str] | None = None,
     positive: Any = None,
-    binarize: str = "quantile",
-    bins: int = 3,
-    thresholds: Mapping[str, float] | None = None,
-    categorical: Sequence[str] | None = None,
-    fit_scope: str = "train",
-    max_concepts: int = 500,
     name: str | None = None,
     sep: str | None = None,
+    **encoding: Any,
 ) -> ConceptDataset:
     """The table at ``path`` as a concept data set named ``name`` (default: the file's stem); its checksum is the
-    SHA-256 of the file's bytes. See the module docstring and :mod:`lenbench.data.table` for the encoding."""
-    options = TableOptions(binarize, bins, thresholds or {}, categorical or (), max_concepts, fit_scope)
+    SHA-256 of the file's bytes. ``encoding``: the fields of :class:`~lenbench.data.table.TableOptions` (``binarize``,
+    ``bins``, ...). See the module docstring and :mod:`lenbench.data.table` for the encoding."""
+    options = TableOptions(**encoding)
     if path is None or not str(path).strip():
         raise DataError(
             "data.path is not set: name the table to read, e.g. data=csv data.path=my.csv data.label=outcome."

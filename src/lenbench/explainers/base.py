@@ -3,7 +3,8 @@
 A method is one class (and its ``conf/method/<name>.yaml``, with ``conf/search/<name>.yaml`` for tuning). What it
 implements, and what lenbench does with it:
 
-- ``__init__(*, seed, ...)`` with keyword parameters stored under their own names: the config's
+- ``__init__(*, seed, ...)`` with keyword parameters stored under their own names (those of a base class it hands
+  ``**kwargs`` on to count as its own, :func:`declared_parameters`): the config's
   ``method.explainer`` block builds it (``_target_``), :meth:`Explainer.get_params` reads them back (the job record,
   checks that folds may train together);
 - ``fit(fold)`` on the fold's train+validation rows, ``predict(x)`` labels, ``scores(x)`` class-1 probabilities
@@ -39,7 +40,7 @@ from __future__ import annotations
 import inspect
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
@@ -143,12 +144,28 @@ class Explainer(ABC):
         return {**self.__dict__, "progress": None}  # a progress sink belongs to the process that trained
 
 
+def declared_parameters(target: Callable[..., Any]) -> list[str]:
+    """The named parameters of a function, or of a class's ``__init__`` and of each base's ``__init__`` that it
+    hands ``**kwargs`` on to: a setting several methods share (the simplification budget) is declared once."""
+    inits = (
+        [vars(c)["__init__"] for c in target.__mro__[:-1] if "__init__" in vars(c)]
+        if isinstance(target, type)
+        else [target]
+    )
+    named = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    names: list[str] = []
+    for init in inits:
+        parameters = inspect.signature(init).parameters.values()
+        names += [p.name for p in parameters if p.kind in named and p.name != "self" and p.name not in names]
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            break
+    return names
+
+
 def declared_settings(obj: object) -> dict[str, Any]:
-    """Each named parameter of ``type(obj).__init__`` read from the attribute of the same name (``*args`` and
-    ``**kwargs`` left out): how an explainer's or a callback's settings are read back."""
-    parameters = inspect.signature(type(obj).__init__).parameters.values()
-    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-    names = [p.name for p in parameters if p.name != "self" and p.kind not in variadic]
+    """Each parameter of :func:`declared_parameters` read from the attribute of the same name: how an explainer's or
+    a callback's settings are read back."""
+    names = declared_parameters(type(obj))
     missing = [name for name in names if not hasattr(obj, name)]
     if missing:
         raise TypeError(

@@ -34,18 +34,17 @@ from torch import nn
 import lenbench.logic.extract.entropy as extract
 from lenbench.callbacks.entropy import EntropyPenalty
 from lenbench.data.base import Fold
-from lenbench.explainers.network import NetworkExplainer
+from lenbench.explainers.network import LocalRulesExplainer
 from lenbench.logic.formula import Formula
-from lenbench.logic.simplify import MAX_EXACT_VARIABLES
 from lenbench.nn.layers import LEAKY_SLOPE, EntropyLinear, SqueezeLast, entropy_layers
-from lenbench.validation import check_bool, check_choice, check_positive, check_widths, refuse
+from lenbench.validation import check_choice, check_positive, check_widths
 
 logger = logging.getLogger(__name__)
 
 ROW_SETS = ("train", "val", "trainval")
 
 
-class EntropyNetExplainer(NetworkExplainer):
+class EntropyNetExplainer(LocalRulesExplainer):
     """Entropy-based LEN: ``EntropyLinear(k, hidden[0]) - LeakyReLU - [Linear - LeakyReLU]* - Linear(h, 1)`` per
     class, cross-entropy on the per-class logits, explained from its concept masks (see the module docstring).
 
@@ -63,6 +62,7 @@ class EntropyNetExplainer(NetworkExplainer):
         "optimizer": "adamw",
         "weight_decay": 0.01,
     }
+    local_defaults: ClassVar[dict[str, Any]] = {"topk": 10, "simplify_local": True}
 
     def __init__(
         self,
@@ -72,17 +72,12 @@ class EntropyNetExplainer(NetworkExplainer):
         train_rows: str = "train",
         explain_rows: str = "train",
         rank_rows: str = "val",
-        topk: int = 10,
         selection: str = "frequency",
-        simplify_local: bool = True,
         max_literals: int | None = None,
-        max_simplify_variables: int = 10,
-        max_simplify_terms: int = 64,
-        **training: Any,
+        **settings: Any,
     ) -> None:
         owner = type(self).__name__
         check_positive(owner, "temperature", temperature)
-        check_positive(owner, "topk", topk, integer=True)
         for key, value in (
             ("train_rows", train_rows),
             ("explain_rows", explain_rows),
@@ -92,24 +87,15 @@ class EntropyNetExplainer(NetworkExplainer):
         check_choice(owner, "selection", selection, extract.SELECTIONS)
         if max_literals is not None:
             check_positive(owner, "max_literals", max_literals, integer=True)
-        check_positive(owner, "max_simplify_variables", max_simplify_variables, integer=True, allow_zero=True)
-        if max_simplify_variables > MAX_EXACT_VARIABLES:
-            refuse(owner, "max_simplify_variables", max_simplify_variables, f"<= {MAX_EXACT_VARIABLES}")
-        check_positive(owner, "max_simplify_terms", max_simplify_terms, integer=True, allow_zero=True)
-        check_bool(owner, "simplify_local", simplify_local)
         hidden = check_widths(owner, "hidden", hidden)
-        super().__init__(**training)
+        super().__init__(**settings)
         self.hidden = hidden
         self.temperature = float(temperature)
         self.train_rows = train_rows
         self.explain_rows = explain_rows
         self.rank_rows = rank_rows
         self.max_literals = max_literals
-        self.topk = topk
         self.selection = selection
-        self.simplify_local = simplify_local
-        self.max_simplify_variables = max_simplify_variables
-        self.max_simplify_terms = max_simplify_terms
         self._n_classes = 2
         if not any(isinstance(cb, EntropyPenalty) for cb in self.training.callbacks):
             logger.info(

@@ -31,12 +31,14 @@ from lenbench.callbacks.base import fit_report
 from lenbench.callbacks.progress import ProgressReporter
 from lenbench.data.base import Fold
 from lenbench.explainers.base import Explainer, declared_settings
+from lenbench.logic.simplify import check_budget
 from lenbench.models.network import Head, LocalReading, NetworkModel, network_spec
 from lenbench.nn.batches import ExactBatch, NetworkBatch, StackedBatch
 from lenbench.nn.heads import ArgmaxHead
 from lenbench.nn.module import FullBatchModule
 from lenbench.nn.trainer import Fit, TrainingConfig, fit, set_seed
 from lenbench.nn.weights import effective_weight, linear_layers, numpy_dtype
+from lenbench.validation import check_bool, check_positive
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,8 @@ class NetworkExplainer(Explainer):
     (:meth:`criterion`, :meth:`targets`), and how outputs become labels and scores (:meth:`head`). ``training`` takes the keyword arguments of
     :class:`~lenbench.nn.trainer.TrainingConfig` (``seed``, ``trainer``, ``epochs``, ``lr``, ``optimizer``,
     ``weight_decay``, ``callbacks``); those a subclass has defaults for may be left out (``training_defaults``).
+    ``max_simplify_variables``/``max_simplify_terms`` bound the exact simplification of the method's formula
+    (above them it falls back, recorded).
     """
 
     name = "network"
@@ -56,8 +60,13 @@ class NetworkExplainer(Explainer):
     # :func:`lenbench.nn.stacked.stack_networks` knows.
     stackable: ClassVar[bool] = False
 
-    def __init__(self, **training: Any) -> None:
+    def __init__(
+        self, *, max_simplify_variables: int = 10, max_simplify_terms: int = 64, **training: Any
+    ) -> None:
         owner = type(self).__name__
+        self.max_simplify_variables, self.max_simplify_terms = check_budget(
+            owner, max_simplify_variables, max_simplify_terms
+        )
         self.training = TrainingConfig(**{**self.training_defaults, **training}, owner=owner)
         if self.training.trainer["batching"] == "fast" and not self.stackable:
             raise ValueError(
@@ -228,6 +237,24 @@ def check_together(explainers: Sequence[NetworkExplainer]) -> None:
             raise ValueError(
                 f"{first.name}: networks trained together need one configuration (seeds may differ)"
             )
+
+
+class LocalRulesExplainer(NetworkExplainer):
+    """A network method whose formula ORs ``topk`` of its rows' local explanations (pruning, weights, entropy);
+    ``simplify_local`` drops literals from each local explanation first. Unset, both take the method's
+    ``local_defaults``."""
+
+    local_defaults: ClassVar[Mapping[str, Any]] = {"topk": 3, "simplify_local": False}
+
+    def __init__(
+        self, *, topk: int | None = None, simplify_local: bool | None = None, **settings: Any
+    ) -> None:
+        owner = type(self).__name__
+        topk = self.local_defaults["topk"] if topk is None else topk
+        simplify_local = self.local_defaults["simplify_local"] if simplify_local is None else simplify_local
+        self.topk = check_positive(owner, "topk", topk, integer=True)
+        self.simplify_local = check_bool(owner, "simplify_local", simplify_local)
+        super().__init__(**settings)
 
 
 def _settings(explainer: NetworkExplainer) -> dict[str, Any]:

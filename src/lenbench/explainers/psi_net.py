@@ -52,22 +52,16 @@ class PsiNetExplainer(NetworkExplainer):
         target_class: int = 1,
         hidden: Sequence[int] = (10, 4),
         max_fan_in: int = MAX_FAN_IN,
-        max_simplify_variables: int = 10,
-        max_simplify_terms: int = 64,
-        **training: Any,
+        **settings: Any,
     ) -> None:
         owner = type(self).__name__
         if target_class not in (0, 1) or isinstance(target_class, bool):
             refuse(owner, "target_class", target_class, "0 or 1 (binary tasks)")
         check_positive(owner, "max_fan_in", max_fan_in, integer=True)
-        check_positive(owner, "max_simplify_variables", max_simplify_variables, integer=True, allow_zero=True)
-        check_positive(owner, "max_simplify_terms", max_simplify_terms, integer=True, allow_zero=True)
-        super().__init__(**training)
+        super().__init__(**settings)
         self.target_class = target_class
         self.hidden = check_widths(owner, "hidden", hidden)
         self.max_fan_in = max_fan_in
-        self.max_simplify_variables = max_simplify_variables
-        self.max_simplify_terms = max_simplify_terms
         if not any(isinstance(cb, FanInPruning) for cb in self.training.callbacks):
             logger.warning(
                 "PsiNetExplainer without a FanInPruning callback: the read-out enumerates every neuron's inputs "

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lenbench.data.base import Fold
-from lenbench.explainers.network import NetworkExplainer
+from lenbench.explainers.network import LocalRulesExplainer
 from lenbench.logic.extract.relu import (
     FEATURE_SELECTIONS,
     PruningReading,
@@ -43,7 +43,7 @@ from lenbench.logic.extract.relu import (
 from lenbench.logic.formula import Formula
 from lenbench.nn.heads import ArgmaxHead
 from lenbench.nn.layers import LEAKY_SLOPE
-from lenbench.validation import check_choice, check_positive, check_unit, check_widths
+from lenbench.validation import check_choice, check_unit, check_widths
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ ACTIVATIONS = ("leaky_relu", "relu")
 OUTPUTS = ("softmax", "logits")
 
 
-class ReluNetExplainer(NetworkExplainer):
+class ReluNetExplainer(LocalRulesExplainer):
     """MLP ``k-hidden...-n_classes`` explained by combining local explanations (methods ``pruning``/``weights``).
 
     ``feature_selection``: ``"pruning"`` (inputs connected to the first layer) or ``"weights"`` (reduced-model
@@ -74,32 +74,21 @@ class ReluNetExplainer(NetworkExplainer):
         hidden: Sequence[int] = (100, 10),
         activation: str = "leaky_relu",
         output: str = "softmax",
-        topk: int = 3,
-        simplify_local: bool = False,
         weights_threshold: float = 0.5,
-        max_simplify_variables: int = 10,
-        max_simplify_terms: int = 64,
-        **training: Any,
+        **settings: Any,
     ) -> None:
         owner = type(self).__name__
         check_choice(owner, "feature_selection", feature_selection, FEATURE_SELECTIONS)
         check_choice(owner, "activation", activation, ACTIVATIONS)
         check_choice(owner, "output", output, OUTPUTS)
-        check_positive(owner, "topk", topk, integer=True)
-        check_positive(owner, "max_simplify_variables", max_simplify_variables, integer=True, allow_zero=True)
-        check_positive(owner, "max_simplify_terms", max_simplify_terms, integer=True, allow_zero=True)
         weights_threshold = check_unit(owner, "weights_threshold", weights_threshold, low_open=False)
-        super().__init__(**training)
+        super().__init__(**settings)
         self.name = feature_selection
         self.feature_selection = feature_selection
         self.hidden = check_widths(owner, "hidden", hidden)
         self.activation = activation
         self.output = output
-        self.topk = topk
-        self.simplify_local = bool(simplify_local)
         self.weights_threshold = weights_threshold
-        self.max_simplify_variables = max_simplify_variables
-        self.max_simplify_terms = max_simplify_terms
         self._n_classes = 2
 
     def prepare(self, y: np.ndarray) -> None:

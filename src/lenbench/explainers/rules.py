@@ -23,7 +23,7 @@ from lenbench.data.base import Fold
 from lenbench.explainers.base import Explainer
 from lenbench.logic.extract.rules import Rule, RuleList, rule_list_to_formula
 from lenbench.logic.formula import Formula
-from lenbench.logic.simplify import MAX_EXACT_VARIABLES
+from lenbench.logic.simplify import check_budget
 from lenbench.validation import (
     check_bool,
     check_choice,
@@ -54,10 +54,9 @@ class RuleListExplainer(Explainer):
     def __init__(self, *, seed: int, max_simplify_variables: int = 10, max_simplify_terms: int = 64) -> None:
         owner = type(self).__name__
         self.seed = check_seed(owner, seed)
-        self.max_simplify_variables = check_int(owner, "max_simplify_variables", max_simplify_variables, 0)
-        if self.max_simplify_variables > MAX_EXACT_VARIABLES:
-            refuse(owner, "max_simplify_variables", max_simplify_variables, f"<= {MAX_EXACT_VARIABLES}")
-        self.max_simplify_terms = check_int(owner, "max_simplify_terms", max_simplify_terms, 0)
+        self.max_simplify_variables, self.max_simplify_terms = check_budget(
+            owner, max_simplify_variables, max_simplify_terms
+        )
         self._model: Any = None
         self._rule_list: RuleList | None = None
         self._names: list[str] = []
@@ -172,12 +171,10 @@ class GreedyRuleListExplainer(RuleListExplainer):
     def __init__(
         self,
         *,
-        seed: int,
         max_depth: int = 5,
         criterion: str = "gini",
         class_weight: str | None = None,
-        max_simplify_variables: int = 10,
-        max_simplify_terms: int = 64,
+        **shared: Any,
     ) -> None:
         owner = type(self).__name__
         self.max_depth = check_int(owner, "max_depth", max_depth, 1)
@@ -186,9 +183,7 @@ class GreedyRuleListExplainer(RuleListExplainer):
             refuse(owner, "class_weight", class_weight, "null or 'balanced'")
         self.criterion = criterion
         self.class_weight = class_weight
-        super().__init__(
-            seed=seed, max_simplify_variables=max_simplify_variables, max_simplify_terms=max_simplify_terms
-        )
+        super().__init__(**shared)
 
     def _fit_model(self, x: np.ndarray, y: np.ndarray, names: list[str]) -> Any:
         from imodels import GreedyRuleListClassifier
@@ -225,7 +220,6 @@ class BayesianRuleListExplainer(RuleListExplainer):
     def __init__(
         self,
         *,
-        seed: int,
         max_iter: int = 10_000,
         n_chains: int = 3,
         list_length_prior: float = 3.0,
@@ -233,8 +227,7 @@ class BayesianRuleListExplainer(RuleListExplainer):
         max_cardinality: int = 2,
         min_support: float = 0.1,
         negations: bool = False,
-        max_simplify_variables: int = 10,
-        max_simplify_terms: int = 64,
+        **shared: Any,
     ) -> None:
         owner = type(self).__name__
         self.max_iter = check_int(owner, "max_iter", max_iter, 1)
@@ -246,9 +239,7 @@ class BayesianRuleListExplainer(RuleListExplainer):
         self.max_cardinality = check_int(owner, "max_cardinality", max_cardinality, 1)
         self.min_support = check_unit(owner, "min_support", min_support)
         self.negations = check_bool(owner, "negations", negations)
-        super().__init__(
-            seed=seed, max_simplify_variables=max_simplify_variables, max_simplify_terms=max_simplify_terms
-        )
+        super().__init__(**shared)
 
     def _columns(self, x: np.ndarray) -> np.ndarray:
         return np.hstack([x, 1.0 - x]) if self.negations else x

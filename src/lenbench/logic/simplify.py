@@ -28,9 +28,20 @@ import sympy
 
 from lenbench.logic.absorb import absorb_terms
 from lenbench.logic.formula import Formula
+from lenbench.validation import check_int, refuse
 
 MAX_EXACT_VARIABLES = 20
 """Hard ceiling for ``max_variables``: the truth table has 2**n rows."""
+
+
+def check_budget(owner: str, max_variables: object, max_terms: object) -> tuple[int, int]:
+    """A method's ``max_simplify_variables``/``max_simplify_terms``, checked: integers >= 0, the variables at most
+    :data:`MAX_EXACT_VARIABLES`."""
+    variables = check_int(owner, "max_simplify_variables", max_variables, 0)
+    if variables > MAX_EXACT_VARIABLES:
+        refuse(owner, "max_simplify_variables", max_variables, f"<= {MAX_EXACT_VARIABLES}")
+    return variables, check_int(owner, "max_simplify_terms", max_terms, 0)
+
 
 _TAUTOLOGY_BUDGET = 2_000_000
 """Work budget (literal visits) of the fall-back tautology check; about a second at worst."""

@@ -14,7 +14,6 @@ A key must exist in the composed config or be a named argument of the ``_target_
 from __future__ import annotations
 
 import importlib
-import inspect
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from lenbench.errors import ConfigError
+from lenbench.explainers.base import declared_parameters
 
 KINDS = ("float", "int", "categorical")
 FIELDS = ("key", "type", "low", "high", "log", "step", "choices")
@@ -147,11 +147,9 @@ def _arguments(target: str) -> list[str]:
     module, _, name = target.rpartition(".")
     try:
         obj = getattr(importlib.import_module(module), name)
-        parameters = inspect.signature(obj).parameters.values()
+        return declared_parameters(obj)
     except (ImportError, AttributeError, ValueError, TypeError):
         return []
-    named = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return [p.name for p in parameters if p.kind in named and p.name != "self"]
 
 
 def job_config(cfg: DictConfig, values: Mapping[str, Any], space: tuple[SearchParam, ...]) -> DictConfig:
