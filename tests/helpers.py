@@ -9,11 +9,15 @@ minute on an idle core); ``SLOW_HANG_GUARD_S`` for the real MIMIC-II protocol (m
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -57,8 +61,32 @@ def fold_of(dataset, fold: int = 0, n_splits: int = 10):  # noqa: ANN001, ANN201
 
 
 def store_uri(tmp_path: Path) -> str:
-    """The test's own MLflow store: ``tmp_path/mlflow.db``."""
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+    """The test's own MLflow store: ``tmp_path/mlflow.db``, a copy of an empty store made once per test process.
+
+    MLflow's migrations cost seconds of CPU per new store and most tests run jobs on one; a test of what happens
+    to a new or missing store names its own path (``uri=``)."""
+    db = tmp_path / "mlflow.db"
+    if not db.exists():
+        tmp_path.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_empty_store(), db)
+    return f"sqlite:///{db}"
+
+
+@functools.cache
+def _empty_store() -> Path:
+    """An MLflow SQLite store with its schema and nothing else, made by MLflow itself in a process of its own (so
+    no connection of this one holds it while it is copied); removed when the test process ends."""
+    folder = Path(tempfile.mkdtemp(prefix="lenbench-empty-store-"))
+    atexit.register(shutil.rmtree, folder, True)
+    db = folder / "mlflow.db"
+    script = "import sys; from mlflow import MlflowClient; MlflowClient(sys.argv[1]).search_experiments(max_results=1)"
+    subprocess.run(
+        [sys.executable, "-c", script, f"sqlite:///{db}"],
+        check=True,
+        capture_output=True,
+        timeout=HANG_GUARD_S,
+    )
+    return db
 
 
 def job_env(tmp_path: Path, uri: str | None = None, **extra: str) -> dict[str, str]:

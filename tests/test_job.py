@@ -52,14 +52,15 @@ def test_a_bug_is_not_a_config_error() -> None:
 def test_config_errors_are_one_line_exit_2_before_anything_is_written(
     tmp_path: Path, override: str, message: str
 ) -> None:
-    proc = run_train(tmp_path, "data=xor", "method=tree", override)
+    store = tmp_path / "store" / "mlflow.db"
+    proc = run_train(tmp_path, "data=xor", "method=tree", override, uri=f"sqlite:///{store}")
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if "[ERROR]" in line]
     assert len(errors) == 1, proc.stderr
     assert not (tmp_path / "job" / "job.json").exists()
-    assert not (tmp_path / "mlflow.db").exists()  # no run was opened
+    assert not store.exists()  # no run was opened
 
 
 @pytest.mark.e2e

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -127,12 +128,13 @@ def _iter_sequential(run: RunGroup, groups: list[list[int]], on_event: EventSink
 _worker_state: dict[str, Any] = {}
 
 
-def _init_worker(run: Callable[[list[int]], list[FoldResult]], torch_threads: int) -> None:
-    import torch
-
+def _init_worker(run: Callable[[list[int]], list[FoldResult]], torch_threads: int | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the job's process handles Ctrl-C and stops the workers
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the job's handler, inherited through fork
-    torch.set_num_threads(torch_threads)
+    if torch_threads is not None:  # None: the job never loaded torch (lenbench.job.uses_torch)
+        import torch
+
+        torch.set_num_threads(torch_threads)
     _worker_state["run"] = run
 
 
@@ -146,8 +148,7 @@ def _iter_parallel(
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    import torch
-
+    torch = sys.modules.get("torch")
     context = multiprocessing.get_context("fork")
     events = context.SimpleQueue()  # synchronous puts: a fold's events are in the pipe before its result
 
@@ -157,7 +158,10 @@ def _iter_parallel(
         return run(group, _sinks(group, events.put))
 
     pool = ProcessPoolExecutor(
-        n_jobs, mp_context=context, initializer=_init_worker, initargs=(observed, torch.get_num_threads())
+        n_jobs,
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(observed, torch.get_num_threads() if torch else None),
     )
     completed, workers = False, []
     try:

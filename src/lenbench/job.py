@@ -4,7 +4,7 @@
 and writes); everything else happens here, in plain Python, so a notebook or another launcher can run a job the same
 way. The steps, each before any training where it can be known before:
 
-1. settings: torch threads, the CV settings (``cv.n_jobs`` resolved), the seed and target class checked;
+1. settings: torch threads (torch only imported when the data or method uses it), the CV settings (``cv.n_jobs`` resolved), the seed and target class checked;
 2. objects from ``_target_``: the data set, then one explainer built once to validate its hyper-parameters and
    say whether its folds train together (the job's :class:`~lenbench.folds.FoldPlan`);
 3. identity: the resolved config's hash (resume key), tags (method, data, seed, git commit, checksum, sweep);
@@ -73,10 +73,8 @@ class JobOutcome:
 
 def run_job(cfg: DictConfig, context: JobContext, metrics: MetricSet = METRICS) -> JobOutcome:
     """Run one job from its composed config; see the module docstring for the steps."""
-    import torch
-
     _check_settings(cfg)
-    torch.set_num_threads(int(cfg.torch_threads))
+    _set_torch_threads(cfg)
     keep_freed_buffers()  # process-wide, inherited by the fold workers (lenbench.nn.allocator)
     cv = cv_config(cfg, context.parallel_launcher)
     dataset = instantiate(cfg.data, "data")
@@ -170,6 +168,28 @@ def _is_signature_error(exc: BaseException) -> bool:
     return isinstance(exc, TypeError) and ("keyword argument" in text or "required positional" in text)
 
 
+def uses_torch(cfg: DictConfig) -> bool:
+    """Whether the job computes with torch: its data trains a concept encoder, or its method says so
+    (``Explainer.uses_torch``; a target that does not import is left for :func:`instantiate` to report)."""
+    from hydra.utils import get_class
+
+    if "encoder" in cfg.data:
+        return True
+    try:
+        return bool(getattr(get_class(str(cfg.method.explainer._target_)), "uses_torch", True))
+    except Exception:  # noqa: BLE001 - any failure to find the class is reported where it is built
+        return True
+
+
+def _set_torch_threads(cfg: DictConfig) -> None:
+    """torch's thread count, before anything computes with it. A job that never uses torch (a tree on concept
+    rows) does not import it: two seconds of CPU at every start."""
+    if uses_torch(cfg):
+        import torch
+
+        torch.set_num_threads(int(cfg.torch_threads))
+
+
 def _check_settings(cfg: DictConfig) -> None:
     if int(cfg.torch_threads) < 1:
         raise ConfigError(
@@ -228,9 +248,7 @@ def job_record(
     cfg: DictConfig, resolved: dict[str, Any], dataset: ConceptDataset, context: JobContext
 ) -> JobRecord:
     """Run name, tags, params and texts of a job: what makes its record reproducible and findable."""
-    import torch
-
-    env = environment(context.project_dir, torch.get_num_threads())
+    env = environment(context.project_dir, int(cfg.torch_threads), torch_used=uses_torch(cfg))
     method = str(cfg.method.name)
     run_name = f"{method}-s{cfg.seed}"
     tags = {

@@ -2,7 +2,7 @@
 
 A :class:`Metric` says what a number is (name, human label, unit), how it is computed from what a fold offers
 (:class:`FoldEvidence`) or from the whole job (:class:`JobEvidence`), what it needs to exist (a formula, class-1
-scores), which direction is better and how many digits a table shows. The fold loop (``experiment.run_fold``),
+scores), which direction is better and how many digits a table shows. The fold loop (:func:`lenbench.folds.run_fold`),
 ``results.csv``/``summary.json``, MLflow, ``import_results``, the report and the console summary all iterate a
 :class:`MetricSet` (by default :data:`METRICS`), so a metric added here reaches every output, and a metric left out
 reaches none: never only some.

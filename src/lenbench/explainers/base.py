@@ -27,9 +27,10 @@ is a :class:`~lenbench.logic.formula.Formula` in DNF: ``Formula.conjunction([(na
 ``Formula.disjunction([...])``, ``Formula.true()``/``false()``, minimised by
 :func:`lenbench.logic.simplify.simplify` (``.formula``). Class attributes: ``name`` (the method's name in tables and
 models; the config's ``name:`` names the job), ``provides_explanations`` (False: an accuracy reference, its
-explanation metrics NaN), ``requires`` (the distribution defining the model's class is pinned without it). ``info()``
-values are numbers, strings or lists of them (JSON). Settings are checked with :mod:`lenbench.validation`
-(``check_int``, ``check_positive``, ``check_choice``, ``check_seed``, ...): a bad value is one line, exit 2.
+explanation metrics NaN), ``requires`` (the distribution defining the model's class is pinned without it),
+``uses_torch`` (False: the job never imports torch). ``info()`` values are numbers, strings or lists of them
+(JSON). Settings are checked with :mod:`lenbench.validation` (``check_int``, ``check_positive``, ``check_choice``,
+``check_seed``, ...): a bad value is one line, exit 2.
 
 Network methods subclass :class:`~lenbench.explainers.network.NetworkExplainer`, which implements all of the above
 from a network, a loss and a head. ``examples/plugin/`` is a complete method in one file, outside this package.
@@ -73,6 +74,8 @@ class Explainer(ABC):
     provides_explanations: bool = True
     # Distributions an exported model needs besides lenbench, torch, scikit-learn, numpy and pandas.
     requires: ClassVar[tuple[str, ...]] = ()
+    # False for methods that never compute with torch: their jobs set no torch threads and do not import it.
+    uses_torch: ClassVar[bool] = True
     # Where training progress goes while ``fit`` runs (set by the fold loop with :meth:`observe`); methods that do
     # not train in epochs ignore it.
     progress: ProgressSink | None = None

@@ -49,6 +49,7 @@ class RuleListExplainer(Explainer):
     """
 
     name = "rule_list"
+    uses_torch = False
     requires: ClassVar[tuple[str, ...]] = ("imodels",)  # the fitted rule list is imodels' estimator
 
     def __init__(self, *, seed: int, max_simplify_variables: int = 10, max_simplify_terms: int = 64) -> None:
@@ -281,6 +282,7 @@ class RandomForestExplainer(Explainer):
     """
 
     name = "rf"
+    uses_torch = False
     provides_explanations = False
 
     def __init__(

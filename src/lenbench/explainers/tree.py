@@ -24,6 +24,7 @@ class TreeExplainer(Explainer):
     """
 
     name = "tree"
+    uses_torch = False
 
     def __init__(self, *, seed: int, binarize_inputs: bool = True, max_depth: int | None = None) -> None:
         if max_depth is not None and (not is_int(max_depth) or max_depth < 1):

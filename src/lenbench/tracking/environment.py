@@ -88,9 +88,13 @@ _NUMERIC_VARIABLES = (
 )
 
 
-def numerics() -> dict[str, Any]:
+def numerics(torch_used: bool = True) -> dict[str, Any]:
     """How this process computes floats: the BLAS torch was built with, the vector instructions ATen dispatches to,
-    and the environment variables that change either (unset ones are recorded as null)."""
+    and the environment variables that change either (unset ones are recorded as null). Without ``torch_used`` (a
+    job that never loads torch) only the variables: there are no torch kernels to describe."""
+    variables = {name: os.environ.get(name) for name in _NUMERIC_VARIABLES}
+    if not torch_used:
+        return {"blas": None, "mkl_version": None, "aten_cpu_capability": None, "variables": variables}
     import torch
 
     config = torch.__config__.show()
@@ -100,11 +104,11 @@ def numerics() -> dict[str, Any]:
         "blas": blas.group(1) if blas else "unknown",
         "mkl_version": mkl.group(1) if mkl else None,
         "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "variables": {name: os.environ.get(name) for name in _NUMERIC_VARIABLES},
+        "variables": variables,
     }
 
 
-def environment(project_dir: str | Path, torch_threads: int) -> dict[str, Any]:
+def environment(project_dir: str | Path, torch_threads: int, torch_used: bool = True) -> dict[str, Any]:
     """A JSON-ready description of where and with what a run happened."""
     sha, dirty = git_commit(project_dir)
     return {
@@ -116,7 +120,7 @@ def environment(project_dir: str | Path, torch_threads: int) -> dict[str, Any]:
         "machine": platform.machine(),
         "processor": platform.processor(),
         "cpu_model": cpu_model(),
-        "numerics": numerics(),
+        "numerics": numerics(torch_used),
         "allocator": allocator_settings(),  # glibc malloc settings lenbench applies (lenbench.nn.allocator)
         "packages": package_versions(),
     }
