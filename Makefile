@@ -17,10 +17,14 @@ ARTIFACTS := $(CURDIR)/mlruns/artifacts
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH_SPEC)"
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
-	touch $(STAMP)
+	@set -e; start=$$(date +%s); \
+	echo "lenbench: installing into $(VENV) (torch, Lightning, MLflow, dev tools): a few minutes, once"; \
+	test -x $(PY) || python3 -m venv $(VENV); \
+	echo "lenbench: $(TORCH_SPEC), the CPU build"; \
+	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH_SPEC)"; \
+	echo "lenbench: lenbench and its dependencies (pyproject.toml, with [dev])"; \
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'; \
+	touch $(STAMP); echo "lenbench: installed in $$(( $$(date +%s) - start )) s"
 
 train: install  ## the main job: 10-fold MIMIC-II study of the default method (ARGS="method=psi" to change)
 	$(PY) -m train $(ARGS)
