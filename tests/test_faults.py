@@ -16,6 +16,7 @@ import pytest
 from helpers import HANG_GUARD_S, run_train
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from omegaconf import OmegaConf
 
 from lenbench.data.base import Fold
 from lenbench.data.errors import DataError
@@ -24,6 +25,7 @@ from lenbench.data.synthetic import make_dnf
 from lenbench.experiment import JobRecord, run_experiment
 from lenbench.explainers.tree import TreeExplainer
 from lenbench.folds import CVConfig, FoldFailed, FoldPlan
+from lenbench.job import check_names
 from lenbench.scoring import METRICS
 from lenbench.tracking.errors import TrackingError
 from lenbench.tracking.import_results import import_job
@@ -330,3 +332,52 @@ def test_store_failing_mid_run_keeps_local_results_that_import_later(tmp_path: P
         fold_metrics = client.get_run(child.run_id).data.metrics
         assert fold_metrics["model_accuracy"] == pytest.approx(results.loc[int(child.fold), "model_accuracy"])
     assert import_job(job, fresh) == run_id  # importing twice does not duplicate
+
+
+# ---- 5. names ---------------------------------------------------------------------------------------------------
+
+HOSTILE_NAMES = ["../../../../escape", "a/b", "/abs/path", "nul\x00byte", "..", "x" * 300, ""]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_a_hostile_name_becomes_one_file_name_and_is_refused_at_config_time(name: str) -> None:
+    from lenbench.errors import ConfigError
+    from lenbench.names import file_name
+
+    safe = file_name(name)
+    assert "/" not in safe and "\x00" not in safe and not safe.startswith(".") and 0 < len(safe) <= 100
+    assert file_name(safe) == safe  # a safe name is its own file name
+    with pytest.raises(ConfigError, match=r"^method\.name=.*not usable as a file name.*fix: "):
+        check_names(OmegaConf.create({"method": {"name": name}, "data": {"name": "dnf"}}))
+
+
+def test_different_names_stay_different_file_names_and_plain_ones_stay_as_they_are() -> None:
+    from lenbench.names import file_name
+
+    assert len({file_name(n) for n in [*HOSTILE_NAMES, "a_b", "x" * 301]}) == len(HOSTILE_NAMES) + 2
+    for plain in ("psi", "mimic", "pruning-s42-fold3", "MIMIC II day 28", "tree_v2.1"):
+        assert file_name(plain) == plain
+
+
+def test_explain_writes_inside_outputs_explain_whatever_the_run_name(tmp_path: Path) -> None:
+    from lenbench.explain import Request, default_out
+
+    out = default_out(Request("../../../../escape-s42-fold0", Path("new.csv"), None, "sqlite:///x.db"))
+    assert (tmp_path / out).resolve().parent == (tmp_path / "outputs" / "explain").resolve()
+
+
+def test_report_figures_of_a_data_set_named_with_a_slash_stay_in_the_report_folder(monkeypatch) -> None:  # noqa: ANN001
+    import json
+
+    from lenbench.report import pareto
+
+    studies = [
+        {"method": "psi", "study": "s", "data": data, "reference": {"explanation_accuracy": 0.0}}
+        for data in ("a/b", "../up")
+    ]
+    monkeypatch.setattr(
+        pareto, "load_fronts", lambda uri, exp: [({"study_json": json.dumps(m)}, None) for m in studies]
+    )
+    monkeypatch.setattr(pareto, "overlay_figure", lambda fronts, title: title)
+    _, figures = pareto.pareto_outputs("sqlite:///unused.db", "exp")
+    assert len(figures) == 2 and all("/" not in name and not name.startswith(".") for name in figures)

@@ -47,6 +47,10 @@ def test_a_bug_is_not_a_config_error() -> None:
         ("cv.folds=[]", "cv.folds=[]: give each fold once"),
         ("cv.n_jobs=0", "cv.n_jobs=0: must be a positive integer or auto"),
         ("data.n_samples=3", "data: n_samples"),
+        ("method.name=../../../../escape", "method.name='../../../../escape': not usable as a file name"),
+        ("data.name=a/b", "data.name='a/b': not usable as a file name"),
+        ("tracking.experiment=/tmp/x", "tracking.experiment='/tmp/x': not usable as a file name"),
+        (f"method.name={'m' * 300}", f"method.name='{'m' * 37}...': not usable as a file name"),
     ],
 )
 def test_config_errors_are_one_line_exit_2_before_anything_is_written(

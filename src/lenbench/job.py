@@ -36,6 +36,7 @@ from lenbench.errors import ConfigError, UserError
 from lenbench.experiment import ExperimentResult, JobRecord, run_experiment
 from lenbench.folds import Companion, CVConfig, FoldPlan, FoldResult, check_cv
 from lenbench.logic.formula import Formula
+from lenbench.names import check_name
 from lenbench.nn.allocator import keep_freed_buffers
 from lenbench.scoring import METRICS, MetricSet
 from lenbench.seed_batch import SeedBatch, plan_seed_batch, trained_seed_tags
@@ -170,7 +171,17 @@ def _is_signature_error(exc: BaseException) -> bool:
     return isinstance(exc, TypeError) and ("keyword argument" in text or "required positional" in text)
 
 
+def check_names(cfg: DictConfig) -> None:
+    """The names that become file, folder and run names (method, data set, experiment, study) are each one safe
+    file name (:func:`lenbench.names.check_name`)."""
+    for key in ("method.name", "data.name", "tracking.experiment", "tune.study_name"):
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None:
+            check_name(str(value), key)
+
+
 def _check_settings(cfg: DictConfig) -> None:
+    check_names(cfg)
     if int(cfg.torch_threads) < 1:
         raise ConfigError(
             f"torch_threads={cfg.torch_threads}: must be a positive integer (1 is reproducible and fastest)"
