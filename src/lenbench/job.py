@@ -357,7 +357,8 @@ def _raise_store_failure(tracker: Tracker, out_dir: Path) -> None:
     error = getattr(tracker, "error", None)
     if error:
         raise TrackingError(
-            f"the MLflow store failed during the job ({error}); its results are complete in {out_dir}: "
+            f"the MLflow store failed during the job ({getattr(tracker, 'store', 'store')}: {error}); its results "
+            f"are complete in {out_dir}: "
             f"import them once the store works with `python -m lenbench.tracking.import_results {out_dir}`"
         )
 
