@@ -178,3 +178,12 @@ def test_fold_workers_die_with_a_job_killed_by_sigkill(tmp_path: Path) -> None:
     wait_until(
         lambda: not alive(), "the fold workers' end", timeout=600.0, details=lambda: f"alive: {alive()}"
     )
+
+
+def test_an_interrupt_before_any_fold_finished_says_nothing_was_kept() -> None:
+    from lenbench.experiment import JobInterrupted
+
+    nothing = str(JobInterrupted(0, 4, Path("job")))
+    assert nothing == "interrupted before any fold finished: nothing was kept; the same command trains all 4"
+    some = str(JobInterrupted(1, 4, Path("job")))
+    assert some.startswith("interrupted: kept 1 finished fold(s) of 4; their results are in job/results.csv")

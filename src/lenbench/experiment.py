@@ -95,10 +95,11 @@ class JobInterrupted(Exception):
     """The user stopped the job (Ctrl-C, SIGTERM): the runs are KILLED, the finished folds kept."""
 
     def __init__(self, kept: int, total: int, out_dir: Path) -> None:
-        where = f"; their results are in {out_dir / 'results.csv'}" if kept else ""
         super().__init__(
-            f"interrupted: kept {kept} finished fold(s) of {total}{where}; the same command trains the other "
-            f"{total - kept} and reuses these"
+            f"interrupted: kept {kept} finished fold(s) of {total}; their results are in {out_dir / 'results.csv'}; "
+            f"the same command trains the other {total - kept} and reuses these"
+            if kept
+            else f"interrupted before any fold finished: nothing was kept; the same command trains all {total}"
         )
         self.kept = kept
 

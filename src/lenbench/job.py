@@ -85,6 +85,7 @@ def run_job(cfg: DictConfig, context: JobContext, metrics: MetricSet = METRICS) 
     check_cv(dataset, cv)
     make_explainer = partial(instantiate, cfg.method.explainer, "method.explainer")
     plan = FoldPlan.alone(make_explainer, cv)  # its one explainer checks the hyper-parameters before training
+    make_explainer().check_inputs(dataset.n_concepts)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     record = job_record(cfg, resolved, dataset, context)
     experiment = experiment_name(cfg, dataset)
