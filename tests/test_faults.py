@@ -466,3 +466,24 @@ def test_a_store_whose_disk_fills_mid_job_keeps_the_results_and_says_where_in_on
     assert "\n" not in message and f"({uri}: OSError: [Errno 28] No space left on device" in message
     assert f"import_results {tmp_path / 'job'}" in message
     assert "RUNNING" not in set(_runs(uri, "faults")["status"])  # closed once the disk had room again
+
+
+# ---- 7. the same job twice at once ------------------------------------------------------------------------------
+
+
+def test_a_job_that_finished_twice_counts_once_in_the_report(tmp_path: Path) -> None:
+    """Two identical sweeps started at once both train each job: the report keeps the run that finished last."""
+    from lenbench.tracking.mlflow_read import load_jobs
+
+    uri = store_uri(tmp_path)
+    tags = {"method": "tree", "seed": "0", "data": "dnf", "config_hash": "abc123", "git_commit": "c0ffee"}
+    plan = FoldPlan.alone(lambda: TreeExplainer(seed=0), CVConfig(n_splits=3))
+    for copy in ("a", "b"):
+        record = JobRecord(run_name="tree-s0", tags=tags)
+        tracker = MlflowTracker(uri, "twice")
+        run_experiment(
+            make_dnf(n_samples=300, seed=1), "tree", plan, tmp_path / copy, tracker=tracker, record=record
+        )
+    jobs = load_jobs(uri, "twice")
+    assert len(jobs.runs) == 1 and jobs.runs["run_id"].iloc[0] == tracker.run_id  # the later one
+    assert sorted(jobs.folds["fold"]) == [0, 1, 2]
