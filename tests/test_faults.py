@@ -5,25 +5,31 @@ Each test provokes one fault and asserts on the message and on what is left on d
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import HANG_GUARD_S, run_train
+from helpers import HANG_GUARD_S, REPO, job_env, run_command, run_train, store_uri
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from omegaconf import OmegaConf
 
 from lenbench.data.base import Fold
 from lenbench.data.errors import DataError
 from lenbench.data.mimic import RELATIVE_PATH, load_mimic
 from lenbench.data.synthetic import make_dnf
+from lenbench.errors import ConfigError
 from lenbench.experiment import JobRecord, run_experiment
 from lenbench.explainers.tree import TreeExplainer
 from lenbench.folds import CVConfig, FoldFailed, FoldPlan
+from lenbench.job import check_names
 from lenbench.scoring import METRICS
 from lenbench.tracking.errors import TrackingError
 from lenbench.tracking.import_results import import_job
@@ -330,3 +336,154 @@ def test_store_failing_mid_run_keeps_local_results_that_import_later(tmp_path: P
         fold_metrics = client.get_run(child.run_id).data.metrics
         assert fold_metrics["model_accuracy"] == pytest.approx(results.loc[int(child.fold), "model_accuracy"])
     assert import_job(job, fresh) == run_id  # importing twice does not duplicate
+
+
+# ---- 5. names ---------------------------------------------------------------------------------------------------
+
+HOSTILE_NAMES = ["../../../../escape", "a/b", "/abs/path", "nul\x00byte", "..", "x" * 300, ""]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_a_hostile_name_becomes_one_file_name_and_is_refused_at_config_time(name: str) -> None:
+    from lenbench.errors import ConfigError
+    from lenbench.names import file_name
+
+    safe = file_name(name)
+    assert "/" not in safe and "\x00" not in safe and not safe.startswith(".") and 0 < len(safe) <= 100
+    assert file_name(safe) == safe  # a safe name is its own file name
+    with pytest.raises(ConfigError, match=r"^method\.name=.*not usable as a file name.*fix: "):
+        check_names(OmegaConf.create({"method": {"name": name}, "data": {"name": "dnf"}}))
+
+
+def test_different_names_stay_different_file_names_and_plain_ones_stay_as_they_are() -> None:
+    from lenbench.names import file_name
+
+    assert len({file_name(n) for n in [*HOSTILE_NAMES, "a_b", "x" * 301]}) == len(HOSTILE_NAMES) + 2
+    for plain in ("psi", "mimic", "pruning-s42-fold3", "MIMIC II day 28", "tree_v2.1"):
+        assert file_name(plain) == plain
+
+
+def test_explain_writes_inside_outputs_explain_whatever_the_run_name(tmp_path: Path) -> None:
+    from lenbench.explain import Request, default_out
+
+    out = default_out(Request("../../../../escape-s42-fold0", Path("new.csv"), None, "sqlite:///x.db"))
+    assert (tmp_path / out).resolve().parent == (tmp_path / "outputs" / "explain").resolve()
+
+
+def test_report_figures_of_a_data_set_named_with_a_slash_stay_in_the_report_folder(monkeypatch) -> None:  # noqa: ANN001
+    import json
+
+    from lenbench.report import pareto
+
+    studies = [
+        {"method": "psi", "study": "s", "data": data, "reference": {"explanation_accuracy": 0.0}}
+        for data in ("a/b", "../up")
+    ]
+    monkeypatch.setattr(
+        pareto, "load_fronts", lambda uri, exp: [({"study_json": json.dumps(m)}, None) for m in studies]
+    )
+    monkeypatch.setattr(pareto, "overlay_figure", lambda fronts, title: title)
+    _, figures = pareto.pareto_outputs("sqlite:///unused.db", "exp")
+    assert len(figures) == 2 and all("/" not in name and not name.startswith(".") for name in figures)
+
+
+# ---- 6. a full disk ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_a_job_folder_whose_disk_fills_ends_in_one_line_with_its_runs_closed_and_folds_kept(
+    tmp_path: Path,
+) -> None:
+    """The disk of the job's folder fills after job.json (tests/full_disk.py: writes there fail with ENOSPC)."""
+    job = tmp_path / "job"
+    cmd = [
+        sys.executable,
+        str(REPO / "tests" / "full_disk.py"),
+        str(job),
+        "8000",
+        "train",
+        f"hydra.run.dir={job}",
+    ]
+    proc = run_command([*cmd, "data=dnf", "method=tree", "cv.n_splits=3"], job_env(tmp_path))
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if "[ERROR]" in line]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert f"no space to write {job / 'results.csv'} (No space left on device; it needs" in errors[0]
+    assert (job / "job.json").is_file() and not (job / "summary.json").exists()
+    runs = _runs(store_uri(tmp_path), "dnf")
+    assert sorted(runs[runs["fold"].notna()]["status"]) == ["FINISHED"] * 3  # every finished fold kept
+    parent = runs[runs["fold"].isna()].iloc[0]
+    assert parent["status"] == "FAILED" and "no space to write" in parent["error"]
+
+
+def test_a_full_job_folder_disk_is_refused_before_hydra_writes_there(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    from lenbench.config import check_command_line, register_schema
+
+    register_schema()
+
+    def full(self: Path, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(
+        ConfigError, match=r"hydra\.run\.dir=.*write 1024 KiB there \(No space left on device\)"
+    ):
+        check_command_line([f"hydra.run.dir={tmp_path / 'job'}"], REPO / "conf", "train")
+    assert list(tmp_path.iterdir()) == []
+
+
+class DiskFillsAfter(BreaksAfter):
+    """An MlflowTracker whose store's disk fills after the first fold (its writes fail as the file system fails
+    them: ENOSPC)."""
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        def call(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            if name == "log_fold":
+                self.calls += 1
+                if self.calls > 1:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "mlflow.db")
+            return getattr(self.tracker, name)(*args, **kwargs)
+
+        return call
+
+
+def test_a_store_whose_disk_fills_mid_job_keeps_the_results_and_says_where_in_one_line(
+    tmp_path: Path,
+) -> None:
+    from lenbench.job import _raise_store_failure
+
+    uri = store_uri(tmp_path)
+    tracker = ResilientTracker(DiskFillsAfter(MlflowTracker(uri, "faults")), uri)
+    data = make_dnf(n_samples=400, seed=1)
+    plan = FoldPlan.alone(lambda: TreeExplainer(seed=0), CVConfig(n_splits=3))
+    run_experiment(
+        data, "tree", plan, tmp_path / "job", tracker=tracker, record=JobRecord(run_name="tree-s0")
+    )
+    assert len(pd.read_csv(tmp_path / "job" / "results.csv")) == 3  # every fold, where it could be written
+    with pytest.raises(TrackingError) as raised:
+        _raise_store_failure(tracker, tmp_path / "job")
+    message = str(raised.value)
+    assert "\n" not in message and f"({uri}: OSError: [Errno 28] No space left on device" in message
+    assert f"import_results {tmp_path / 'job'}" in message
+    assert "RUNNING" not in set(_runs(uri, "faults")["status"])  # closed once the disk had room again
+
+
+# ---- 7. the same job twice at once ------------------------------------------------------------------------------
+
+
+def test_a_job_that_finished_twice_counts_once_in_the_report(tmp_path: Path) -> None:
+    """Two identical sweeps started at once both train each job: the report keeps the run that finished last."""
+    from lenbench.tracking.mlflow_read import load_jobs
+
+    uri = store_uri(tmp_path)
+    tags = {"method": "tree", "seed": "0", "data": "dnf", "config_hash": "abc123", "git_commit": "c0ffee"}
+    plan = FoldPlan.alone(lambda: TreeExplainer(seed=0), CVConfig(n_splits=3))
+    for copy in ("a", "b"):
+        record = JobRecord(run_name="tree-s0", tags=tags)
+        tracker = MlflowTracker(uri, "twice")
+        run_experiment(
+            make_dnf(n_samples=300, seed=1), "tree", plan, tmp_path / copy, tracker=tracker, record=record
+        )
+    jobs = load_jobs(uri, "twice")
+    assert len(jobs.runs) == 1 and jobs.runs["run_id"].iloc[0] == tracker.run_id  # the later one
+    assert sorted(jobs.folds["fold"]) == [0, 1, 2]

@@ -47,6 +47,10 @@ def test_a_bug_is_not_a_config_error() -> None:
         ("cv.folds=[]", "cv.folds=[]: give each fold once"),
         ("cv.n_jobs=0", "cv.n_jobs=0: must be a positive integer or auto"),
         ("data.n_samples=3", "data: n_samples"),
+        ("method.name=../../../../escape", "method.name='../../../../escape': not usable as a file name"),
+        ("data.name=a/b", "data.name='a/b': not usable as a file name"),
+        ("tracking.experiment=/tmp/x", "tracking.experiment='/tmp/x': not usable as a file name"),
+        (f"method.name={'m' * 300}", f"method.name='{'m' * 37}...': not usable as a file name"),
     ],
 )
 def test_config_errors_are_one_line_exit_2_before_anything_is_written(
@@ -157,3 +161,38 @@ def test_the_record_names_the_data_and_an_edited_table_is_a_new_job(tmp_path: Pa
     table.write_text(table.read_text() + "1,1,1\n0,0,0\n")
     edited = run_train(tmp_path, *args)
     assert edited.returncode == 0 and "already FINISHED" not in edited.stderr, edited.stderr[-2000:]
+
+
+@pytest.mark.e2e
+def test_psi_whose_fan_in_pruning_never_happens_is_refused_before_training(tmp_path: Path) -> None:
+    """With more concepts than the read-out takes (max_fan_in 16), psi needs its pruning (epoch 2001) to happen."""
+    proc = run_train(
+        tmp_path,
+        "data=dnf",
+        "data.n_concepts=20",
+        "method=psi",
+        "method.explainer.epochs=300",
+        "cv.folds=[0]",
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if "[ERROR]" in line]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "method.explainer.epochs=300: psi's fan-in pruning never happens in 300 epochs" in errors[0]
+    assert (
+        "fix: method.explainer.epochs=2003 or more, or an earlier pruning, e.g. method.explainer.callbacks.1.epoch=150"
+        in errors[0]
+    )
+    assert not (tmp_path / "job" / "job.json").exists()
+
+
+def test_psi_checks_its_pruning_against_the_concepts_only_where_the_read_out_needs_it() -> None:
+    from lenbench.callbacks.pruning import FanInPruning
+    from lenbench.explainers.psi_net import PsiNetExplainer
+
+    def psi(epochs: int) -> PsiNetExplainer:
+        return PsiNetExplainer(seed=0, epochs=epochs, callbacks=[FanInPruning(fan_in=2, epoch=2001)])
+
+    psi(300).check_inputs(16)  # few concepts: the read-out takes the unpruned network
+    psi(2003).check_inputs(90)  # pruned after epoch 2002, the last one
+    with pytest.raises(ConfigError, match="never happens in 2002 epochs"):
+        psi(2002).check_inputs(90)

@@ -141,3 +141,49 @@ def test_a_job_start_closes_runs_its_dead_predecessor_left_running(tmp_path: Pat
     assert re.search(r"closed [1-4] run\(s\) left RUNNING by a process that died", rerun.stderr), rerun.stderr
     assert "reusing 1 fold(s)" in rerun.stderr
     assert "RUNNING" not in {r.info.status for r in _runs(tmp_path)}
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (read from /proc: the job's forked fold workers)."""
+    return [int(p.name) for p in Path("/proc").glob("[0-9]*") if (_stat(int(p.name)) or ("", 0))[1] == pid]
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of a process, None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    return fields[0], int(fields[1])
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="the kernel's parent-death signal is Linux's"
+)
+def test_fold_workers_die_with_a_job_killed_by_sigkill(tmp_path: Path) -> None:
+    """kill -9 of the job runs none of its code: the kernel ends the forked fold workers (PR_SET_PDEATHSIG)."""
+    cmd = train_command(tmp_path, *PSI, "cv.n_jobs=2")
+    with Job(cmd, job_env(tmp_path)) as job:
+        job.wait_for_line(r"psi fold \d \[")  # a worker reports training progress
+        workers = wait_until(lambda: (w := _children(job.proc.pid)) and len(w) >= 2 and w, "2 fold workers")
+        job.proc.kill()
+        assert (
+            job.proc.wait() == -signal.SIGKILL
+        )  # killed while its workers trained (their stderr stays open)
+
+    def alive() -> list[int]:
+        return [pid for pid in workers if (_stat(pid) or ("Z", 0))[0] != "Z"]  # a zombie has ended
+
+    wait_until(
+        lambda: not alive(), "the fold workers' end", timeout=600.0, details=lambda: f"alive: {alive()}"
+    )
+
+
+def test_an_interrupt_before_any_fold_finished_says_nothing_was_kept() -> None:
+    from lenbench.experiment import JobInterrupted
+
+    nothing = str(JobInterrupted(0, 4, Path("job")))
+    assert nothing == "interrupted before any fold finished: nothing was kept; the same command trains all 4"
+    some = str(JobInterrupted(1, 4, Path("job")))
+    assert some.startswith("interrupted: kept 1 finished fold(s) of 4; their results are in job/results.csv")

@@ -100,8 +100,11 @@ def test_seed_sweep_resume_and_report(tmp_path: Path) -> None:
     assert report.returncode == 0, report.stderr[-3000:]
     by_row = pd.read_csv(out / "summary_by_experiment.csv")
     assert list(by_row["method"]) == ["tree"]  # one configuration, its seeds pooled: one row
-    # 4 runs (3 seeds, seed 1 twice) on the same 2 test folds: n is 2 test folds x 3 seeds, not 8 fold rows.
-    assert by_row.loc[0, "runs"] == 4 and by_row.loc[0, "test folds"] == 2 and by_row.loc[0, "seeds"] == 3
+    # 4 runs (3 seeds, seed 1 twice): the job that finished twice counts once, its later run (folds.csv lists each
+    # fold once); n is 2 test folds x 3 seeds.
+    assert by_row.loc[0, "runs"] == 3 and by_row.loc[0, "test folds"] == 2 and by_row.loc[0, "seeds"] == 3
+    folds = pd.read_csv(out / "folds.csv")
+    assert len(folds) == 6 and not folds.duplicated(["seed", "fold"]).any()
     by_seed = pd.read_csv(out / "summary_by_experiment_seed.csv")
     assert sorted(by_seed["seed"]) == [0, 1, 2]
     # Consistency is computed from the full formulas (explanations.json), not from the formula tags, which MLflow

@@ -358,3 +358,15 @@ def test_bad_settings_name_their_key(tmp_path: Path, kwargs: dict) -> None:
     key = next(iter(kwargs))
     with pytest.raises(ConfigError, match=f"data.{key}"):
         load_table(tmp_path / "never_read.csv", label="outcome", **kwargs)
+
+
+@pytest.mark.parametrize(("bom", "sep"), [(b"\xef\xbb\xbf", ";"), (b"", ";"), (b"", "\t")])
+def test_a_table_with_another_separator_suggests_data_sep(tmp_path: Path, bom: bytes, sep: str) -> None:
+    """A spreadsheet's export (a UTF-8 BOM, ';' between fields) names the data.sep that reads it."""
+    path = tmp_path / "export.csv"
+    rows = [["a", "b", "label"], *([str(i % 2), str(i // 2 % 2), str(i % 2)] for i in range(20))]
+    path.write_bytes(bom + "\n".join(sep.join(r) for r in rows).encode() + b"\n")
+    with pytest.raises(DataError) as raised:
+        load_table(path, label="label")
+    assert str(raised.value).endswith(f"holds {sep!r}; fix: set data.sep={sep!r}.")
+    assert load_table(path, label="label", sep=sep).concept_names == ["a", "b"]

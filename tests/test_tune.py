@@ -102,6 +102,10 @@ def test_every_network_and_rule_method_declares_a_valid_space() -> None:
             "an empty range",
         ),
         (
+            {"d": {"key": "method.explainer.max_depth", "type": "int", "low": 3, "high": 3}},
+            "low = high = 3, an empty range",
+        ),
+        (
             {"d": {"key": "method.explainer.max_depth", "type": "categorical", "choices": []}},
             "empty list of choices",
         ),

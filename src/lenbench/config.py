@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -257,8 +258,9 @@ def one_line(text: str) -> str:
 
 def _check_output_folder(cfg: Any, key: str) -> None:
     """The folder Hydra will create for the job (``hydra.run.dir``) or the sweep (``hydra.sweep.dir``) must be
-    creatable: a folder is created (and removed) in its nearest existing parent. Permissions alone do not tell
-    (root may write anywhere but in ``/proc``, and not on a read-only file system)."""
+    creatable, with room for the job's files: a folder with a file of :data:`_ROOM_NEEDED` bytes is created (and
+    removed) in its nearest existing parent. Permissions alone do not tell (root may write anywhere but in
+    ``/proc``, and not on a read-only or full file system)."""
     from omegaconf import OmegaConf
 
     try:
@@ -271,10 +273,20 @@ def _check_output_folder(cfg: Any, key: str) -> None:
     if not existing.is_dir():
         problem = f"{existing} is not a folder"
     else:
+        probe = None
         try:
-            os.rmdir(tempfile.mkdtemp(prefix=".lenbench-write-check-", dir=existing))
+            probe = tempfile.mkdtemp(prefix=".lenbench-write-check-", dir=existing)
+            Path(probe, "probe").write_bytes(bytes(_ROOM_NEEDED))  # a full disk fails here, not inside Hydra
             return
         except OSError as exc:
-            problem = f"cannot create a folder in {existing} ({exc.strerror})"
+            problem = f"cannot create a folder in {existing} and write {_ROOM_NEEDED >> 10} KiB there ({exc.strerror})"
+        finally:
+            if probe is not None:
+                shutil.rmtree(probe, ignore_errors=True)
     example = "multirun/sweep" if key == "hydra.sweep.dir" else "outputs/job"
-    raise ConfigError(f"{key}={folder}: {problem}; choose a folder you can write, e.g. {key}={example}")
+    raise ConfigError(
+        f"{key}={folder}: {problem}; choose a folder you can write, with free space, e.g. {key}={example}"
+    )
+
+
+_ROOM_NEEDED = 1 << 20  # a job's folder holds its config, log and results: about a megabyte at most

@@ -22,6 +22,10 @@ class ConfigError(UserError, ValueError):
     """
 
 
+class DiskFull(UserError):
+    """A file could not be written for want of space (a full disk or quota, a file-size limit)."""
+
+
 def exit_with(exc: UserError) -> NoReturn:
     """End the command line on a user error: its message as one line on stderr, in the format of Hydra's job log
     (whatever logging is set up yet), exit status 2."""

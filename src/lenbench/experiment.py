@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from lenbench.data.base import ConceptDataset
+from lenbench.errors import DiskFull
 from lenbench.fold_runner import FoldEvent, FoldStarted, iter_folds
 from lenbench.folds import FoldFailed, FoldPlan, FoldResult
 from lenbench.logic.metrics import mean_and_sem
@@ -94,10 +95,11 @@ class JobInterrupted(Exception):
     """The user stopped the job (Ctrl-C, SIGTERM): the runs are KILLED, the finished folds kept."""
 
     def __init__(self, kept: int, total: int, out_dir: Path) -> None:
-        where = f"; their results are in {out_dir / 'results.csv'}" if kept else ""
         super().__init__(
-            f"interrupted: kept {kept} finished fold(s) of {total}{where}; the same command trains the other "
-            f"{total - kept} and reuses these"
+            f"interrupted: kept {kept} finished fold(s) of {total}; their results are in {out_dir / 'results.csv'}; "
+            f"the same command trains the other {total - kept} and reuses these"
+            if kept
+            else f"interrupted before any fold finished: nothing was kept; the same command trains all {total}"
         )
         self.kept = kept
 
@@ -127,15 +129,15 @@ def run_experiment(
             loop.finished(result)
         for result in iter_folds(dataset, plan, target_class, metrics, loop.event, record.log_models):
             loop.arrived(result)
+        if record.log_models:
+            _log_ensemble(tracker, loop.done)
+        files, results, summary = writer.write(loop.done, partial=False)
     except BaseException as exc:
         loop.console.clear()
         _fail(exc, tracker, writer, loop.done)
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise JobInterrupted(len(loop.done), total, out_dir) from exc
         raise
-    if record.log_models:
-        _log_ensemble(tracker, loop.done)
-    files, results, summary = writer.write(loop.done, partial=False)
     tracker.finish_job(summary, list(files.values()), record.texts, results)
     return ExperimentResult(
         results=results,
@@ -246,11 +248,15 @@ def _fail(exc: BaseException, tracker: Tracker, writer: _ResultWriter, done: lis
     error = str(exc) if isinstance(exc, FoldFailed) else f"{type(exc).__name__}: {exc}"
     if isinstance(exc, FoldFailed):
         tracker.fail_fold(exc.fold, error)
-    if done:
-        writer.write(done, partial=True)
-        if status == "FAILED":
-            log.error("FAILED after %d fold(s); results of those folds are in %s", len(done), writer.out_dir)
-    tracker.fail_job(error, status=status)
+    try:  # a full disk (DiskFull) still closes the runs; the finished folds' runs keep their results
+        if done and not isinstance(exc, DiskFull):
+            writer.write(done, partial=True)
+            if status == "FAILED":
+                log.error(
+                    "FAILED after %d fold(s); results of those folds are in %s", len(done), writer.out_dir
+                )
+    finally:
+        tracker.fail_job(error, status=status)
 
 
 @dataclass(frozen=True)

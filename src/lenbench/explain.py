@@ -25,6 +25,7 @@ import pandas as pd
 
 from lenbench.errors import UserError, exit_with
 from lenbench.models.ensemble import ensemble_frame, formula_agreement
+from lenbench.names import file_name
 from lenbench.tracking.store import check_store, default_tracking_uri
 
 if TYPE_CHECKING:
@@ -148,7 +149,7 @@ def summary(
 
 
 def default_out(request: Request) -> Path:
-    return Path("outputs") / "explain" / f"{request.path.stem}-{request.run}.csv"
+    return Path("outputs") / "explain" / f"{request.path.stem}-{file_name(request.run)}.csv"
 
 
 def write(result: pd.DataFrame, out: Path) -> Path:

@@ -14,12 +14,16 @@ Parallel folds (``cv.n_jobs`` > 1) run in *forked* worker processes: the data se
 inherited, never pickled; each worker uses the job's torch thread count and each fold seeds its own model, so the
 results equal the sequential run. Workers ignore Ctrl-C: when the job is interrupted (Ctrl-C, SIGTERM) or a fold
 fails, the job's process kills the workers still training, within a second, and the interruption propagates; after
-a complete run the idle workers exit, and any that does not within seconds is killed, so no worker outlives its job.
+a complete run the idle workers exit, and any that does not within seconds is killed. On Linux the kernel also kills
+each worker when the job's process ends in any other way (``kill -9``, a crash: no Python code of the job runs
+then), so no worker outlives its job; elsewhere only the cases above are covered.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import signal
 import sys
 import time
@@ -128,7 +132,10 @@ def _iter_sequential(run: RunGroup, groups: list[list[int]], on_event: EventSink
 _worker_state: dict[str, Any] = {}
 
 
-def _init_worker(run: Callable[[list[int]], list[FoldResult]], torch_threads: int | None) -> None:
+def _init_worker(
+    run: Callable[[list[int]], list[FoldResult]], torch_threads: int | None, job_pid: int
+) -> None:
+    _die_with_job(job_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the job's process handles Ctrl-C and stops the workers
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the job's handler, inherited through fork
     if torch_threads is not None:  # None: the job never loaded torch (lenbench.job.uses_torch)
@@ -136,6 +143,22 @@ def _init_worker(run: Callable[[list[int]], list[FoldResult]], torch_threads: in
 
         torch.set_num_threads(torch_threads)
     _worker_state["run"] = run
+
+
+def _die_with_job(job_pid: int) -> None:
+    """Linux: have the kernel SIGKILL this worker when the job's process ends, ``kill -9`` included (the job then
+    runs no code that could stop it, and an orphaned worker would train on, then block forever on its result
+    pipe). If the job ended between the fork and this call, the signal will never come: exit now."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (AttributeError, OSError):  # not Linux: the job's process stops its workers as it ends
+        return
+    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != job_pid:
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def _run_in_worker(group: list[int]) -> list[FoldResult]:
@@ -161,7 +184,7 @@ def _iter_parallel(
         n_jobs,
         mp_context=context,
         initializer=_init_worker,
-        initargs=(observed, torch.get_num_threads() if torch else None),
+        initargs=(observed, torch.get_num_threads() if torch else None, os.getpid()),
     )
     completed, workers = False, []
     try:

@@ -36,6 +36,7 @@ from lenbench.errors import ConfigError, UserError
 from lenbench.experiment import ExperimentResult, JobRecord, run_experiment
 from lenbench.folds import Companion, CVConfig, FoldPlan, FoldResult, check_cv
 from lenbench.logic.formula import Formula
+from lenbench.names import check_name
 from lenbench.nn.allocator import keep_freed_buffers
 from lenbench.scoring import METRICS, MetricSet
 from lenbench.seed_batch import SeedBatch, plan_seed_batch, trained_seed_tags
@@ -82,6 +83,7 @@ def run_job(cfg: DictConfig, context: JobContext, metrics: MetricSet = METRICS) 
     check_cv(dataset, cv)
     make_explainer = partial(instantiate, cfg.method.explainer, "method.explainer")
     plan = FoldPlan.alone(make_explainer, cv)  # its one explainer checks the hyper-parameters before training
+    make_explainer().check_inputs(dataset.n_concepts)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     record = job_record(cfg, resolved, dataset, context)
     experiment = experiment_name(cfg, dataset)
@@ -190,7 +192,17 @@ def _set_torch_threads(cfg: DictConfig) -> None:
         torch.set_num_threads(int(cfg.torch_threads))
 
 
+def check_names(cfg: DictConfig) -> None:
+    """The names that become file, folder and run names (method, data set, experiment, study) are each one safe
+    file name (:func:`lenbench.names.check_name`)."""
+    for key in ("method.name", "data.name", "tracking.experiment", "tune.study_name"):
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None:
+            check_name(str(value), key)
+
+
 def _check_settings(cfg: DictConfig) -> None:
+    check_names(cfg)
     if int(cfg.torch_threads) < 1:
         raise ConfigError(
             f"torch_threads={cfg.torch_threads}: must be a positive integer (1 is reproducible and fastest)"
@@ -364,7 +376,8 @@ def _raise_store_failure(tracker: Tracker, out_dir: Path) -> None:
     error = getattr(tracker, "error", None)
     if error:
         raise TrackingError(
-            f"the MLflow store failed during the job ({error}); its results are complete in {out_dir}: "
+            f"the MLflow store failed during the job ({getattr(tracker, 'store', 'store')}: {error}); its results "
+            f"are complete in {out_dir}: "
             f"import them once the store works with `python -m lenbench.tracking.import_results {out_dir}`"
         )
 

@@ -237,6 +237,16 @@ def _read_csv(raw: bytes, file: Path, sep: str) -> pd.DataFrame:
         message = " ".join(str(exc).split())
         raise DataError(f"{file}: is not a readable CSV file ({message}); {fix}.") from None
     _check_header([str(v).strip() for v in header.iloc[0]], file)  # pandas renames a repeated "a" to "a.1"
+    other = next(
+        (c for c in ";\t|," if c != sep and frame.shape[1] == 1 and c in str(frame.columns[0])), None
+    )
+    if (
+        other is not None
+    ):  # e.g. a spreadsheet's export with ';' between fields (and a UTF-8 BOM, which pandas drops)
+        raise DataError(
+            f"{file}: reads as one column {str(frame.columns[0])[:60]!r} with the separator {sep!r}, but its header "
+            f"holds {other!r}; fix: set data.sep={other!r}."
+        )
     return frame
 
 

@@ -120,6 +120,11 @@ class Explainer(ABC):
     def info(self) -> dict[str, Any]:
         return {}
 
+    def check_inputs(self, n_inputs: int) -> None:
+        """Raise ConfigError, before any training, for settings that cannot work on ``n_inputs`` concepts (the
+        job calls it once the data set is loaded); nothing to check by default."""
+        return None
+
     def get_params(self) -> dict[str, Any]:
         """The settings the explainer was built with, by name: each keyword of ``__init__`` read from the attribute
         of the same name (scikit-learn's accessor)."""

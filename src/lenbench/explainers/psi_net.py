@@ -22,6 +22,7 @@ from torch import nn
 
 from lenbench.callbacks.pruning import FanInPruning
 from lenbench.data.base import Fold
+from lenbench.errors import ConfigError
 from lenbench.explainers.network import NetworkExplainer
 from lenbench.logic.extract.psi import MAX_FAN_IN, read_out
 from lenbench.logic.formula import Formula
@@ -68,6 +69,29 @@ class PsiNetExplainer(NetworkExplainer):
                 "and refuses neurons with more than %d",
                 max_fan_in,
             )
+
+    def check_inputs(self, n_inputs: int) -> None:
+        """The read-out refuses neurons with more than ``max_fan_in`` inputs: with more concepts (or a wider
+        layer) than that, the fan-in pruning must happen within the configured epochs, else every fold trains and
+        then fails."""
+        callbacks = self.training.callbacks
+        pruned = [i for i, cb in enumerate(callbacks) if isinstance(cb, FanInPruning)]
+        epochs = self.training.epochs
+        if max(n_inputs, *self.hidden) <= self.max_fan_in or any(
+            callbacks[i].epoch + 1 < epochs for i in pruned
+        ):
+            return
+        fix = (
+            f"method.explainer.epochs={callbacks[pruned[0]].epoch + 2} or more, or an earlier pruning, e.g. "
+            f"method.explainer.callbacks.{pruned[0]}.epoch={epochs // 2}"
+            if pruned
+            else "add the FanInPruning callback of conf/method/psi.yaml"
+        )
+        raise ConfigError(
+            f"method.explainer.epochs={epochs}: psi's fan-in pruning never happens in {epochs} epochs, and its "
+            f"read-out refuses neurons with more than max_fan_in={self.max_fan_in} inputs ({n_inputs} concepts, "
+            f"hidden {list(self.hidden)}); fix: {fix}"
+        )
 
     def build_network(self, n_inputs: int) -> nn.Module:
         layers: list[nn.Module] = []

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from lenbench.names import file_name
 from lenbench.report.render import to_markdown
 from lenbench.tracking.pareto_plots import overlay_figure
 from lenbench.tracking.tune_runs import load_fronts
@@ -53,7 +54,9 @@ def pareto_outputs(uri: str, experiment: str) -> tuple[dict[str, str], dict[str,
     for data in sorted({meta["data"] for meta, _ in studies}):
         fronts = [(f"{m['method']} ({m['study']})", t, m) for m, t in studies if m["data"] == data]
         name = (
-            "pareto_fronts.png" if len({m["data"] for m, _ in studies}) == 1 else f"pareto_fronts_{data}.png"
+            "pareto_fronts.png"
+            if len({m["data"] for m, _ in studies}) == 1
+            else f"pareto_fronts_{file_name(data)}.png"
         )
         figures[name] = overlay_figure(
             fronts,

@@ -10,6 +10,7 @@ DataFrames: :mod:`lenbench.report` computes on them without knowing MLflow.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from lenbench.tracking.errors import TrackingError
 from lenbench.tracking.store import check_store
 from lenbench.tracking.sweeps import member_tag
 
+log = logging.getLogger(__name__)
 PAGE = 1000  # runs per search request
 
 
@@ -56,7 +58,7 @@ def load_jobs(
         raise TrackingError(
             f"no MLflow experiment named {experiment!r} at {uri}; run `make train` first or pass --experiment"
         )
-    parents = sweep_jobs(client, found.experiment_id, sweep_id, filter_string)
+    parents = one_per_job(sweep_jobs(client, found.experiment_id, sweep_id, filter_string))
     if not parents:
         query = _job_query(sweep_id, filter_string)
         raise TrackingError(f"no FINISHED job runs in experiment {experiment!r} match {query!r}")
@@ -92,6 +94,20 @@ def sweep_jobs(
     seen = {run.info.run_id for run in ran}
     resumed = [run for run in finished_jobs(client, experiment_id, query) if run.info.run_id not in seen]
     return [(run, "ran") for run in ran] + [(run, "resumed") for run in resumed]
+
+
+def one_per_job(parents: list[tuple[Any, str]]) -> list[tuple[Any, str]]:
+    """One run per job (its ``config_hash`` at its ``git_commit``), the one that finished last: the same job run
+    twice at once (two identical sweeps) finishes twice, and its folds must not count twice in the report."""
+    last: dict[tuple[str, str], Any] = {}
+    for run, _ in parents:
+        key = (run.data.tags.get("config_hash") or run.info.run_id, run.data.tags.get("git_commit", ""))
+        if key not in last or (run.info.end_time or 0) > (last[key].info.end_time or 0):
+            last[key] = run
+    kept = {run.info.run_id for run in last.values()}
+    if len(kept) < len(parents):
+        log.info("report: %d run(s) of a job that finished again later left out", len(parents) - len(kept))
+    return [(run, membership) for run, membership in parents if run.info.run_id in kept]
 
 
 def _search(client: Any, experiment_id: str, filter_string: str) -> Iterator[Any]:

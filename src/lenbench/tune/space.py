@@ -111,7 +111,7 @@ def _check_range(where: str, kind: str, low: Any, high: Any, log: bool, step: An
         raise ConfigError(f"{where}: low={low} and high={high} must be integers for type int")
     if low > high:
         raise ConfigError(f"{where}: low={low} > high={high}, an inverted range; swap them")
-    if low == high and kind == "float":
+    if low == high:  # int too: every trial would run the same value
         raise ConfigError(
             f"{where}: low = high = {low}, an empty range; widen it, or fix the value in the config "
             f"instead of searching it"

@@ -31,6 +31,7 @@ from lenbench.errors import ConfigError, UserError
 from lenbench.folds import FoldFailed
 from lenbench.job import (
     JobContext,
+    check_names,
     cv_config,
     experiment_name,
     instantiate,
@@ -66,6 +67,7 @@ def run_study(cfg: DictConfig, context: JobContext, metrics: MetricSet = METRICS
     """Run (or resume) the study of ``cfg`` and score its front; see the module docstring."""
     import torch
 
+    check_names(cfg)
     torch.set_num_threads(int(cfg.torch_threads))
     keep_freed_buffers()
     method = str(cfg.method.name)
