@@ -28,5 +28,10 @@ def check_name(name: str, key: str) -> None:
         shown = name if len(name) <= 40 else name[:37] + "..."
         raise ConfigError(
             f"{key}={shown!r}: not usable as a file name (no '/', '\\', NUL or control characters, no leading "
-            f"'.', 1 to {MAX_LENGTH} characters); fix: choose a plain name, e.g. {key}={file_name(name)[:40]}"
+            f"'.', 1 to {MAX_LENGTH} characters); fix: choose a plain name, e.g. {key}={_plain(name)}"
         )
+
+
+def _plain(name: str) -> str:
+    """A suggestion: the name's letters, digits, '-' and '_' runs joined by '_' (``../../escape``: ``escape``)."""
+    return "_".join(re.findall(r"[A-Za-z0-9_-]+", name))[:40] or "my_name"
