@@ -22,11 +22,21 @@ TINY = ("data=xor", "data.n_samples=300", "method=tree", "cv.n_splits=3", "cv.n_
 
 @pytest.mark.e2e
 def test_a_server_killed_mid_job_costs_seconds_and_the_job_says_once_how_to_import(tmp_path: Path) -> None:
+    """The issue's case: a 3-fold psi job, cv.n_jobs=1, its folds trained one after another (each takes seconds,
+    so fold 1 is still training when the server dies after fold 0)."""
     uri, server = start_server(tmp_path / "server")
+    psi = (
+        "data=xor",
+        "data.n_samples=300",
+        "method=psi",
+        "cv.n_splits=3",
+        "cv.n_jobs=1",
+        "trainer.batching=off",
+    )
     try:
-        with Job(train_command(tmp_path, *TINY), job_env(tmp_path, uri)) as job:
+        with Job(train_command(tmp_path, *psi), job_env(tmp_path, uri)) as job:
             job.wait_for_line(r"fold 0 \(1/3\)")
-            os.kill(job.proc.pid, signal.SIGSTOP)  # the server dies after fold 0, before fold 1 is logged
+            os.kill(job.proc.pid, signal.SIGSTOP)  # the server dies after fold 0, while fold 1 trains
             kill_group(server)
             killed = time.monotonic()
             os.kill(job.proc.pid, signal.SIGCONT)
@@ -36,8 +46,10 @@ def test_a_server_killed_mid_job_costs_seconds_and_the_job_says_once_how_to_impo
         kill_group(server)
     assert code == 2, job.stderr[-3000:]
     assert took < 60, f"the job ended {took:.0f} s after the server died"
-    last = job.stderr.strip().splitlines()[-1]
-    assert "the MLflow store failed during the job" in last and "import_results" in last, last
+    lines = job.stderr.strip().splitlines()
+    failed = next(i for i, line in enumerate(lines) if "MLflow store" in line and "failed (" in line)
+    assert failed < next(i for i, line in enumerate(lines) if "fold 1 (2/3)" in line), "fold 1 logged after"
+    assert "the MLflow store failed during the job" in lines[-1] and "import_results" in lines[-1], lines[-1]
     assert job.stderr.count("import_results") == 1, job.stderr[-3000:]
     assert "Retrying" not in job.stderr and "urllib3" not in job.stderr, job.stderr[-3000:]
     assert "Traceback" not in job.stderr
