@@ -232,6 +232,12 @@ def test_a_model_of_another_lenbench_version_is_refused(store) -> None:  # noqa:
             load_models(FoundModels(run, "old", True, {0: uri}))
         with pytest.raises(Exception, match="logged by lenbench 0.0.1"):
             mlflow.pyfunc.load_model(uri)
+        # A model of this version logged before its files' hashes were recorded (format 2) cannot be checked.
+        unhashed = log_model(client, experiment, run, dataclasses.replace(result.model, format_version=2))
+        with pytest.raises(
+            UserError, match=r"\(model format 2\), .* \(format 3\); fix: train the model again"
+        ):
+            load_models(FoundModels(run, "old", True, {0: unhashed}))
 
 
 def test_mimic_raw_rows_give_the_notebooks_concepts(mimic_root, mimic, mimic_csv) -> None:  # noqa: ANN001

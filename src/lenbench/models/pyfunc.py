@@ -28,10 +28,10 @@ def check_version(logged_version: str, logged_format: int, where: str = "model")
     """Refuse a model another lenbench version logged: its weights and preprocessing may mean something else."""
     here = lenbench_version()
     if str(logged_version) != here or int(logged_format) != FORMAT_VERSION:
+        other = f"use lenbench {logged_version} to load it, or " if str(logged_version) != here else ""
         raise ModelVersionError(
             f"{where} was logged by lenbench {logged_version} (model format {logged_format}), this is lenbench "
-            f"{here} (format {FORMAT_VERSION}); fix: use lenbench {logged_version} to load it, or train the model "
-            f"again with this version"
+            f"{here} (format {FORMAT_VERSION}); fix: {other}train the model again with this version"
         )
 
 
