@@ -7,10 +7,25 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.13.0
 # Data: lenbench.config.default_data_root ($LENBENCH_DATA_DIR, else ../shared/data when there, else ./data).
 ARGS ?=
-HOST ?= 127.0.0.1
+# make ui/server listen on loopback unless HOST is given on make's command line (an exported HOST is ignored).
+HOST = 127.0.0.1
 PORT ?= 5000
 STORE := sqlite:///$(CURDIR)/mlruns/mlflow.db
 ARTIFACTS := $(CURDIR)/mlruns/artifacts
+# AUTH=1: MLflow's basic-auth app, a login for every request (README, "Sweeps on a Slurm cluster"); its users live
+# beside AUTH_CONFIG (used unless MLFLOW_AUTH_CONFIG_PATH names your own), the admin's password and the CSRF key come
+# from MLFLOW_AUTH_ADMIN_PASSWORD and MLFLOW_FLASK_SERVER_SECRET_KEY.
+AUTH ?=
+AUTH_CONFIG := $(CURDIR)/mlruns/basic_auth.ini
+SERVE = --backend-store-uri $(STORE) --artifacts-destination $(ARTIFACTS) --host $(HOST) --port $(PORT)$(if $(AUTH), --app-name basic-auth)
+define serve_prepare
+	mkdir -p $(ARTIFACTS) $(dir $(AUTH_CONFIG))
+	@case "$(HOST)" in 127.*|localhost|::1) ;; *) test -n "$(AUTH)" || echo "WARNING: make $@ on HOST=$(HOST) \
+	without AUTH=1: anyone who can reach port $(PORT) can read and write every run, and whoever can write a model \
+	can run code on each machine that loads it (python -m lenbench.explain, mlflow models predict/serve)" >&2;; esac
+	$(if $(AUTH),printf '[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///$(dir $(AUTH_CONFIG))basic_auth.db\nadmin_username = admin\n' > $(AUTH_CONFIG))
+endef
+MLFLOW_SERVE = $(if $(AUTH),MLFLOW_AUTH_CONFIG_PATH=$${MLFLOW_AUTH_CONFIG_PATH:-$(AUTH_CONFIG)} )$(VENV)/bin/mlflow
 
 .PHONY: install train sweep tune paper report readme-tables ui server cleanup test test-fast lint format bench numerics clean
 
@@ -45,14 +60,14 @@ readme-tables: install  ## the README's results tables, regenerated from the com
 	$(PY) -m lenbench.report.readme $(ARGS)
 
 ui: install  ## the MLflow UI over the project's store (artifacts in mlruns/artifacts), on http://$(HOST):$(PORT)
-	mkdir -p $(ARTIFACTS)
+	$(serve_prepare)
 	@echo "Open http://$(HOST):$(PORT)/#/experiments?workflowType=machine_learning (MLflow's Model training view)"
-	$(VENV)/bin/mlflow ui --backend-store-uri $(STORE) --artifacts-destination $(ARTIFACTS) --host $(HOST) --port $(PORT)
+	$(MLFLOW_SERVE) ui $(SERVE)
 
 # Clients upload artifacts through the server (mlflow-artifacts:/), which keeps them in $(ARTIFACTS).
-server: install  ## a local tracking server for parallel jobs: export MLFLOW_TRACKING_URI=http://$(HOST):$(PORT)
-	mkdir -p $(ARTIFACTS)
-	$(VENV)/bin/mlflow server --backend-store-uri $(STORE) --artifacts-destination $(ARTIFACTS) --host $(HOST) --port $(PORT)
+server: install  ## a tracking server for parallel jobs: export MLFLOW_TRACKING_URI=http://$(HOST):$(PORT) (AUTH=1: a login)
+	$(serve_prepare)
+	$(MLFLOW_SERVE) server $(SERVE)
 
 cleanup: install  ## close runs left RUNNING by a process that died (kill -9, power loss); ARGS=--dry-run only lists
 	$(PY) -m lenbench.tracking.cleanup $(ARGS)

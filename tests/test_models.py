@@ -6,6 +6,8 @@ preprocessing."""
 from __future__ import annotations
 
 import dataclasses
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -216,7 +218,7 @@ def test_bad_rows_are_one_line_naming_the_column() -> None:
 def test_a_model_of_another_lenbench_version_is_refused(store) -> None:  # noqa: ANN001
     import mlflow.pyfunc
 
-    from lenbench.models.runs import load_models
+    from lenbench.models.runs import FoundModels, load_models
 
     dataset = make_xor(n_samples=240, n_concepts=6, seed=3)
     result, _ = _fit(dataset, "tree")
@@ -227,9 +229,15 @@ def test_a_model_of_another_lenbench_version_is_refused(store) -> None:  # noqa:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", client.tracking_uri)
         with pytest.raises(UserError, match=r"was logged by lenbench 0\.0\.1 .* fix: use lenbench 0\.0\.1"):
-            load_models({0: uri})
+            load_models(FoundModels(run, "old", True, {0: uri}))
         with pytest.raises(Exception, match="logged by lenbench 0.0.1"):
             mlflow.pyfunc.load_model(uri)
+        # A model of this version logged before its files' hashes were recorded (format 2) cannot be checked.
+        unhashed = log_model(client, experiment, run, dataclasses.replace(result.model, format_version=2))
+        with pytest.raises(
+            UserError, match=r"\(model format 2\), .* \(format 3\); fix: train the model again"
+        ):
+            load_models(FoundModels(run, "old", True, {0: unhashed}))
 
 
 def test_mimic_raw_rows_give_the_notebooks_concepts(mimic_root, mimic, mimic_csv) -> None:  # noqa: ANN001
@@ -246,3 +254,99 @@ def test_mimic_raw_rows_give_the_notebooks_concepts(mimic_root, mimic, mimic_csv
     rows = concept_rows(result.model, raw)  # the file as published: outcomes and text columns are ignored
     assert rows.kind == "raw" and np.array_equal(rows.labels, mimic.y)
     assert np.array_equal(rows.x, mimic.x)
+
+
+def test_raw_values_not_finite_are_refused_and_those_outside_training_are_named(store, caplog) -> None:  # noqa: ANN001
+    """Infinity is refused naming its row and column; a value outside the range seen in training is a warning
+    naming them (the model extrapolates), or refused with strict_range; MLflow's model takes the same flag."""
+    import logging
+
+    from mlflow.exceptions import MlflowException
+
+    from lenbench.data.bundled import breast_cancer_frame
+
+    result, _ = _fit(load_breast_cancer(fit_scope="train"), "tree")
+    rows = breast_cancer_frame().drop(columns=["diagnosis"]).head(5)
+    assert concept_rows(result.model, rows).outside == {}
+    for value in (np.inf, -np.inf):
+        with pytest.raises(
+            UserError, match=r"column 'mean_area' must hold finite numbers, but row 3 holds '-?inf'"
+        ):
+            concept_rows(result.model, rows.assign(mean_area=[500.0, 600.0, value, 700.0, 800.0]))
+    far = rows.assign(mean_texture=[20.0, 1e300, 20.0, -5.0, 20.0])
+    outside = concept_rows(result.model, far).outside
+    assert list(outside) == ["mean_texture"]
+    assert re.search(
+        r"column 'mean_texture' in row 2 is 1e\+300, outside the range seen in training \[.*\] \(2 row",
+        outside["mean_texture"],
+    )
+    with pytest.raises(
+        UserError, match=r"column 'mean_texture' in row 2 is 1e\+300, outside .* fix: correct"
+    ):
+        concept_rows(result.model, far, strict_range=True)
+
+    model = _reload(store, result.model)
+    with caplog.at_level(logging.WARNING, logger="lenbench.models.frames"):
+        answer = model.predict(far)
+    assert len(answer) == 5
+    warned = [r.getMessage() for r in caplog.records if "outside the range" in r.getMessage()]
+    assert len(warned) == 1 and "row 2" in warned[0] and "strict_range=true refuses" in warned[0]
+    with pytest.raises(MlflowException, match="mean_texture' in row 2 is 1e\\+300"):
+        model.predict(far, params={"strict_range": True})
+
+
+def _damaged(store, export, damage) -> tuple[str, Path]:  # noqa: ANN001
+    """A fold run named ``damaged`` whose logged model had ``damage(folder)`` done to its files; (URI, marker):
+    the model's pickle is one that creates ``marker`` when unpickled, so a check that comes too late shows."""
+    import os
+    import pickle
+    from urllib.parse import urlparse
+
+    client, experiment = store
+    run = client.create_run(experiment, run_name="damaged").info.run_id
+    uri = log_model(client, experiment, run, export)
+    folder = Path(urlparse(client.get_logged_model(uri.removeprefix("models:/")).artifact_location).path)
+    marker = folder.parent / "unpickled"
+
+    class Planted:
+        def __reduce__(self):  # noqa: ANN204
+            return (os.system, (f"touch {marker}",))
+
+    pkl = folder / "python_model.pkl"
+    pkl.write_bytes(
+        pickle.dumps(Planted()) + b"\0" * max(0, pkl.stat().st_size - len(pickle.dumps(Planted())))
+    )
+    damage(folder)
+    return uri, marker
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda folder: None, "its file python_model.pkl differs from the file logged (SHA-256)"),
+        (lambda folder: (folder / "python_model.pkl").unlink(), "its file python_model.pkl is missing"),
+        (
+            lambda folder: (folder / "python_model.pkl").write_bytes(b"\x80\x05"),
+            "its file python_model.pkl differs from the file logged",
+        ),
+        (
+            lambda folder: (folder / "code").mkdir() or (folder / "code" / "x.py").write_text(""),
+            "code/x.py was not",
+        ),
+    ],
+    ids=["replaced", "missing", "truncated", "added"],
+)
+def test_a_damaged_model_is_refused_before_it_is_unpickled(store, damage, message: str) -> None:  # noqa: ANN001
+    from lenbench.models.runs import FoundModels, load_models
+
+    result, _ = _fit(make_xor(n_samples=240, n_concepts=6, seed=3), "tree")
+    uri, marker = _damaged(store, result.model, damage)
+    client = store[0]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", client.tracking_uri)
+        with pytest.raises(UserError) as refused:
+            load_models(FoundModels("0" * 32, "damaged", True, {0: uri}))
+    text = str(refused.value)
+    assert text.startswith(f"run damaged: the model {uri}") and message in text, text
+    assert "\n" not in text and "fix: train the run again" in text
+    assert not marker.exists(), "the planted pickle ran"

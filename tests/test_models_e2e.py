@@ -324,3 +324,59 @@ def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
     assert (tmp_path / "outputs" / "explain" / "fold0.csv").is_file()
     assert (tmp_path / "outputs" / "explain" / "ensemble.csv").is_file()
     assert "ensemble of 5 fold models" in done.stdout and done.stdout.count('{"predictions": [') == 2
+
+
+def test_explain_checks_raw_values_and_the_model_files(tmp_path: Path) -> None:
+    """A table model (raw columns): infinity refused, values outside the training range named once per column
+    (refused with strict_range=true), a truncated model file refused before it is unpickled; one line each."""
+    from urllib.parse import urlparse
+
+    from lenbench.data.bundled import breast_cancer_frame
+
+    done = run_train(tmp_path, "data=breast_cancer", "method=tree", "cv.folds=[0,1]", "cv.n_jobs=1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = breast_cancer_frame().head(6)
+    tables = {
+        "inf.csv": rows.assign(mean_area=np.where(np.arange(6) == 2, np.inf, rows["mean_area"])),
+        "far.csv": rows.assign(mean_texture=np.where(np.arange(6) == 4, 1e300, rows["mean_texture"])),
+    }
+    for name, frame in tables.items():
+        frame.to_csv(tmp_path / name, index=False)
+    env = job_env(tmp_path)
+
+    def explain_rows(*args: str) -> subprocess.CompletedProcess:
+        return run_command([sys.executable, "-m", "lenbench.explain", "run=tree-s42", *args], env)
+
+    done = explain_rows(f"data.path={tmp_path / 'far.csv'}", f"out={tmp_path / 'far-out.csv'}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    warned = [line for line in done.stderr.splitlines() if "WARNING" in line]
+    assert len(warned) == 1 and "column 'mean_texture' in row 5 is 1e+300, outside the range" in warned[0]
+    far, inf = f"data.path={tmp_path / 'far.csv'}", f"data.path={tmp_path / 'inf.csv'}"
+    refused = [
+        ((far, "strict_range=true"), "column 'mean_texture' in row 5 is 1e+300, outside the range"),
+        ((inf,), "column 'mean_area' must hold finite numbers, but row 3 holds 'inf'"),
+        ((far, "strict_range=yes"), "strict_range=yes: not true or false"),
+    ]
+    for args, message in refused:
+        _assert_one_error(explain_rows(*args), message)
+
+    client = MlflowClient(store_uri(tmp_path))
+    experiment = client.get_experiment_by_name("breast_cancer").experiment_id
+    fold1 = client.search_runs([experiment], "attributes.run_name = 'tree-s42-fold1'")[0]
+    model = client.get_logged_model(fold1.data.tags["lenbench.model_id"])
+    pkl = Path(urlparse(model.artifact_location).path) / "python_model.pkl"
+    pkl.write_bytes(pkl.read_bytes()[:100])  # truncated
+    line = _assert_one_error(explain_rows(far), f"run tree-s42: the model models:/{model.model_id} (fold 1)")
+    assert (
+        "python_model.pkl differs from the file logged (SHA-256)" in line
+        and "fix: train the run again" in line
+    )
+
+
+def _assert_one_error(done: subprocess.CompletedProcess, message: str) -> str:
+    """Exit status 2, one ERROR line holding ``message`` (returned), no traceback."""
+    assert done.returncode == 2, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and message in errors[0], done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    return errors[0]

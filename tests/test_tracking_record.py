@@ -127,36 +127,35 @@ def _answers(url: str) -> bool:
         return False
 
 
-@pytest.fixture
-def tracking_server(tmp_path: Path):  # noqa: ANN201
+def start_server(folder: Path, *extra: str) -> tuple[str, subprocess.Popen]:
     """``mlflow server`` as ``make server`` starts it (artifacts proxied into its ``--artifacts-destination``), on a
-    free loopback port, from its own folder; yields (uri, folder) once /health answers, stops it afterwards."""
-    folder = tmp_path / "server"
+    free loopback port, from ``folder`` (created), with ``extra`` arguments; (uri, process) once /health answers.
+    Stop it with ``kill_group``."""
     folder.mkdir()
     port = free_port()
-    log = (folder / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "mlflow"),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{folder / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(folder / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        cwd=folder,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: the server's workers stop with it
-    )
-    log.close()
+    with (folder / "server.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "mlflow"),
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{folder / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(folder / "artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+                *extra,
+            ],
+            cwd=folder,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the server's workers stop with it
+        )
     uri = f"http://127.0.0.1:{port}"
     try:
         wait_until(
@@ -165,7 +164,18 @@ def tracking_server(tmp_path: Path):  # noqa: ANN201
             proc=proc,
             details=lambda: (folder / "server.log").read_text(errors="replace")[-3000:],
         )
-        yield uri, folder
+    except BaseException:
+        kill_group(proc)
+        raise
+    return uri, proc
+
+
+@pytest.fixture
+def tracking_server(tmp_path: Path):  # noqa: ANN201
+    """:func:`start_server` in ``tmp_path/server``; yields (uri, folder), stops it afterwards."""
+    uri, proc = start_server(tmp_path / "server")
+    try:
+        yield uri, tmp_path / "server"
     finally:
         kill_group(proc)
 

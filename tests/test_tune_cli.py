@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import Job, job_env, run_command, run_report, store_uri, wait_until
-from test_tracking_record import _answers
-from ui_helpers import free_port, kill_group
+from helpers import Job, job_env, run_command, run_report, store_uri
+from test_tracking_record import start_server
+from ui_helpers import kill_group
 
 from lenbench.tracking.describe import PARENT_RUN_ID_TAG
 
@@ -152,41 +151,10 @@ def test_a_study_name_taken_by_other_objectives_is_refused(tmp_path: Path) -> No
     assert "tune.study_name=s1: that study" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def _server(folder: Path) -> tuple[str, subprocess.Popen]:
-    """``mlflow server`` on a free loopback port over ``folder``, once /health answers."""
-    folder.mkdir()
-    port = free_port()
-    with (folder / "server.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "mlflow"),
-                "server",
-                "--backend-store-uri",
-                f"sqlite:///{folder / 'mlflow.db'}",
-                "--artifacts-destination",
-                str(folder / "artifacts"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-            ],
-            cwd=folder,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    uri = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _answers(f"{uri}/health"), "an answer from the MLflow server's /health", proc=proc)
-    return uri, proc
-
-
 def test_a_store_lost_during_the_study_is_one_line_and_the_trials_are_kept(tmp_path: Path) -> None:
     import optuna
 
-    uri, server = _server(tmp_path / "server")
+    uri, server = start_server(tmp_path / "server")
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     cmd = [sys.executable, "-m", "lenbench.tune", f"hydra.run.dir={tmp_path / 'lost'}", *SMALL, "method=tree"]
     cmd += ["tune.n_trials=200", f"tune.storage={storage}"]

@@ -6,8 +6,9 @@ folds (:mod:`lenbench.models.ensemble`). The table holds the model's concept col
 table (``data=csv``, ``data=breast_cancer``), its raw columns, which go through the fold's own preprocessing; the
 data set's label column may be there too (then the summary gives the accuracy). Writes the input with the answer
 columns appended and prints a short summary. Other keys: ``tracking.uri`` (default ``MLFLOW_TRACKING_URI``, else the
-project's ``mlruns/mlflow.db``), ``tracking.experiment`` (look a run name up in that experiment only). Every input
-problem is one line and exit status 2.
+project's ``mlruns/mlflow.db``), ``tracking.experiment`` (look a run name up in that experiment only),
+``strict_range=true`` (refuse raw values outside the range seen in training; by default a warning names them).
+Every input problem is one line and exit status 2.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lenbench")
 
-KEYS = ("run", "data.path", "out", "tracking.uri", "tracking.experiment")
+KEYS = ("run", "data.path", "out", "tracking.uri", "tracking.experiment", "strict_range")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Request:
     out: Path | None
     uri: str
     experiment: str | None = None
+    strict_range: bool = False  # refuse raw values outside the training range (default: a warning)
 
 
 def parse_args(argv: list[str]) -> Request:
@@ -68,9 +70,13 @@ def parse_args(argv: list[str]) -> Request:
         or default_tracking_uri(Path.cwd())
     )
     out = Path(values["out"]) if values.get("out") else None
-    return Request(
-        values["run"], Path(values["data.path"]).expanduser(), out, uri, values.get("tracking.experiment")
-    )
+    strict = values.get("strict_range", "false").lower()
+    if strict not in ("true", "false"):
+        raise UserError(
+            f"strict_range={strict}: not true or false; fix: strict_range=true or strict_range=false"
+        )
+    path = Path(values["data.path"]).expanduser()
+    return Request(values["run"], path, out, uri, values.get("tracking.experiment"), strict == "true")
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -84,18 +90,20 @@ def explain(request: Request) -> tuple[pd.DataFrame, list[str]]:
     """The answer table (input columns, then the answer columns) and the summary lines."""
     from mlflow import MlflowClient  # deferred, with the model modules (mlflow, sympy): --help stays fast
 
-    from lenbench.models.frames import concept_rows, explain_frame
+    from lenbench.models.frames import concept_rows, explain_frame, warn_outside
     from lenbench.models.runs import find_run, load_models, run_models
 
     check_store(request.uri)
     frame = read_table(request.path)
     client = MlflowClient(request.uri)
     found = run_models(client, find_run(client, request.run, request.uri, request.experiment))
-    models = load_models(found.uris)
-    answers, rows = {}, None
+    models = load_models(found)
+    answers, rows, outside = {}, None, {}
     for fold, model in models.items():
-        rows = concept_rows(model.export, frame, str(request.path))
+        rows = concept_rows(model.export, frame, str(request.path), request.strict_range)
         answers[fold] = explain_frame(model.predictor, rows, frame.index)
+        outside = rows.outside | outside  # one line per column: the first fold's
+    warn_outside(outside)
     first = next(iter(models.values())).export
     answer = answers[next(iter(answers))] if found.is_fold else ensemble_frame(answers, first.target_class)
     clash = [c for c in answer.columns if c in frame.columns]

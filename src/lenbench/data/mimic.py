@@ -178,7 +178,8 @@ def preprocessing_record(
     """What :func:`_preprocess` fits on ``fit_rows``, as plain values in the table record's layout
     (:meth:`lenbench.data.table.TablePlan.encode`): flags are ``binary`` columns filled with their mean; every other
     column is ``scaled_uniform``: filled with its mean, scaled by ``scale``/``offset`` (MinMaxScaler's), and cut into
-    3 bins between ``low`` and ``high`` with the notebook-era tolerance. A trained model applies it to raw rows."""
+    3 bins between ``low`` and ``high`` with the notebook-era tolerance; ``range`` is a column's [min, max] training
+    value. A trained model applies it to raw rows."""
     fit = slice(None) if fit_rows is None else fit_rows
     flag_fill = SimpleImputer(missing_values=np.nan, strategy="mean").fit(flags[fit]).statistics_
     imputer = SimpleImputer(missing_values=np.nan, strategy="mean").fit(numeric[fit])
@@ -203,6 +204,9 @@ def preprocessing_record(
                 "high": float(high[j]),
             }
         )
+    seen = np.hstack([flags[fit], numeric[fit]])  # the raw values of the training rows, column by column
+    for spec, lowest, highest in zip(columns, np.nanmin(seen, axis=0), np.nanmax(seen, axis=0), strict=True):
+        spec["range"] = [float(lowest), float(highest)]  # new rows outside it are flagged
     n_fit = flags.shape[0] if fit_rows is None else len(fit_rows)
     return {"fitted_on_rows": int(n_fit), "columns": columns, "ignored": list(EXCLUDED_COLUMNS)}
 

@@ -103,7 +103,8 @@ class TablePlan:
     def encode(self, fit_rows: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         """x (float32 0/1, every row) with imputers and binners fitted on ``fit_rows`` (all rows when None), and
         what was fitted: ``{"fitted_on_rows", "imputed": {col: value}, "bin_edges": {col: [edges]},
-        "thresholds": {col: value}, "columns": [{source, kind, concepts, categories, fill}]}`` (plain values)."""
+        "thresholds": {col: value}, "columns": [{source, kind, concepts, categories, fill, range}]}`` (plain values;
+        ``range``: [min, max] of a numeric or binary column's training values)."""
         fit = np.arange(self.n_rows) if fit_rows is None else np.asarray(fit_rows)
         record: dict[str, Any] = {
             "fitted_on_rows": int(fit.size),
@@ -128,21 +129,23 @@ class TablePlan:
             filled = np.where(missing, fill, column.values)
             block = np.column_stack([filled == category for category in column.categories])
         else:
-            mean = float(column.values[fit][~missing[fit]].mean())
+            observed = column.values[fit][~missing[fit]]
+            mean = float(observed.mean())
             fill = (1.0 if mean > 0.5 else 0.0) if column.kind == "binary" else mean
             filled = np.where(missing, fill, column.values)
             block = self._bin(column, filled, filled[fit], record)
         if missing.any():
             record["imputed"][column.source] = fill
-        record["columns"].append(
-            {
-                "source": column.source,
-                "kind": column.kind,
-                "concepts": list(column.concepts),
-                "categories": list(column.categories),
-                "fill": fill,
-            }
-        )
+        spec = {
+            "source": column.source,
+            "kind": column.kind,
+            "concepts": list(column.concepts),
+            "categories": list(column.categories),
+            "fill": fill,
+        }
+        if column.kind != "categorical":  # the values seen in training: new rows outside it are flagged
+            spec["range"] = [float(observed.min()), float(observed.max())]
+        record["columns"].append(spec)
         return block.astype(np.float32)
 
     def _bin(self, column: Column, values: np.ndarray, fit_values: np.ndarray, record: dict) -> np.ndarray:

@@ -19,8 +19,9 @@ if TYPE_CHECKING:
     from lenbench.explainers.base import Explainer
     from lenbench.logic.formula import Formula
 
-# Bumped when the layout of ModelExport changes incompatibly; a model of another format is refused on load.
-FORMAT_VERSION = 2
+# Bumped when the layout of ModelExport (or of the logged model) changes; a model of another format is refused on
+# load. 3: the MLmodel records the SHA-256 of the model's files, raw columns their training range.
+FORMAT_VERSION = 3
 
 
 def lenbench_version() -> str:

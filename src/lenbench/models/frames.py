@@ -5,7 +5,8 @@ checks, and the per-row answer (:func:`explain_frame`). Pure pandas/numpy; every
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,9 @@ import pandas as pd
 from lenbench.errors import UserError
 from lenbench.models.export import ModelExport
 from lenbench.models.predict import Predictor
-from lenbench.models.preprocess import encode_raw, raw_columns
+from lenbench.models.preprocess import encode_raw, out_of_range, raw_columns
+
+log = logging.getLogger(__name__)
 
 OUTPUT_COLUMNS = ("predicted_class", "score", "formula_fires", "local_explanation")
 
@@ -21,16 +24,21 @@ OUTPUT_COLUMNS = ("predicted_class", "score", "formula_fires", "local_explanatio
 @dataclass(frozen=True)
 class Rows:
     """Concept rows ready for a model: x float32 [n, k], how they came in (``concepts`` or ``raw``), and the
-    labels when the table held the data set's label column (0/1 values), else None."""
+    labels when the table held the data set's label column (0/1 values), else None; ``outside``: by raw column, a
+    line naming its values outside the training range (:func:`lenbench.models.preprocess.out_of_range`)."""
 
     x: np.ndarray
     kind: str
     labels: np.ndarray | None = None
+    outside: dict[str, str] = field(default_factory=dict)
 
 
-def concept_rows(export: ModelExport, frame: pd.DataFrame, where: str = "input") -> Rows:
+def concept_rows(
+    export: ModelExport, frame: pd.DataFrame, where: str = "input", strict_range: bool = False
+) -> Rows:
     """The rows of ``frame`` as the model's concepts: raw columns go through the fold's preprocessing, concept
-    columns are checked (numbers in [0, 1], no gaps); the label column, when present, is set aside."""
+    columns are checked (numbers in [0, 1], no gaps); the label column, when present, is set aside. A raw value
+    outside the training range is refused when ``strict_range``, else named in ``Rows.outside``."""
     if not isinstance(frame, pd.DataFrame):
         frame = pd.DataFrame(frame)
     frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
@@ -44,11 +52,22 @@ def concept_rows(export: ModelExport, frame: pd.DataFrame, where: str = "input")
         ignored = set(export.preprocessing.get("ignored", []))
         features = features[[c for c in features.columns if c not in ignored]]
     _check_columns(list(features.columns), expected, "raw" if use_raw else "concept", where)
-    if use_raw:
-        x = encode_raw(export.preprocessing, features, where)
-    else:
-        x = _concept_values(features[concepts], where)
-    return Rows(x=x, kind="raw" if use_raw else "concepts", labels=labels)
+    if not use_raw:
+        return Rows(x=_concept_values(features[concepts], where), kind="concepts", labels=labels)
+    x = encode_raw(export.preprocessing, features, where)
+    outside = out_of_range(export.preprocessing, features, where)
+    if outside and strict_range:
+        raise UserError(
+            f"{next(iter(outside.values()))}; fix: correct the value, or leave out strict_range=true to predict "
+            f"it with a warning"
+        )
+    return Rows(x=x, kind="raw", labels=labels, outside=outside)
+
+
+def warn_outside(outside: dict[str, str]) -> None:
+    """One warning per raw column with values outside the training range (the model extrapolates there)."""
+    for line in outside.values():
+        log.warning("%s; the model extrapolates there (strict_range=true refuses such rows)", line)
 
 
 def explain_frame(predictor: Predictor, rows: Rows, index: pd.Index | None = None) -> pd.DataFrame:

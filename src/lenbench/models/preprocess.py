@@ -6,8 +6,9 @@ and its fill value, with the bin edges, thresholds or scaling fitted on the fold
 the data set never uses (``ignored``: MIMIC-II's outcomes and text columns).
 :func:`encode_raw` applies exactly that to new rows (same parsing, same binning rule: a value equal to an edge goes
 to the upper bin), so the training table's own rows give the fold's concept matrix again (tested). Problems with
-the new rows (a missing column, text in a numeric column, an unknown category) raise
-:class:`~lenbench.errors.UserError` naming the column and the fix.
+the new rows (a missing column, text or infinity in a numeric column, an unknown category) raise
+:class:`~lenbench.errors.UserError` naming the column and the fix; :func:`out_of_range` names the values outside
+those seen in training.
 """
 
 from __future__ import annotations
@@ -78,22 +79,37 @@ def _encode_column(
     return np.eye(bins)[np.digitize(values, edges[1:-1])]
 
 
+def out_of_range(encoding: dict[str, Any], frame: pd.DataFrame, where: str = "input") -> dict[str, str]:
+    """For each numeric raw column with values outside the range its fold was trained on, a line naming the first
+    such row: the model extrapolates there (every column of :func:`raw_columns` needed)."""
+    found = {}
+    for spec in (s for s in encoding["columns"] if "range" in s):
+        values = _numbers(frame[spec["source"]], spec["source"], where)
+        low, high = spec["range"]
+        rows = np.flatnonzero((values < low) | (values > high))
+        if rows.size:
+            found[spec["source"]] = (
+                f"{where}: column {spec['source']!r} in row {rows[0] + 1} is {values[rows[0]]:g}, outside the "
+                f"range seen in training [{low:g}, {high:g}] ({rows.size} row(s) of that column)"
+            )
+    return found
+
+
 def _numbers(series: pd.Series, source: str, where: str) -> np.ndarray:
-    """float64 with NaN; booleans and true/false text as 0/1; any other text is an error."""
-    if pd.api.types.is_bool_dtype(series.dtype):
-        return series.astype("float64").to_numpy(na_value=np.nan)
-    if pd.api.types.is_numeric_dtype(series.dtype):
-        return series.astype("float64").to_numpy(na_value=np.nan)
-    text = series.map(lambda v: v if pd.isna(v) else str(v).strip().lower())
-    flags = text.map({"true": 1.0, "false": 0.0})
-    numbers = pd.to_numeric(text.where(flags.isna()), errors="coerce")
-    values = flags.fillna(numbers).astype("float64").to_numpy(na_value=np.nan)
-    bad = np.flatnonzero(series.notna().to_numpy() & np.isnan(values))
-    if bad.size or np.isinf(values).any():
-        row = int(bad[0]) if bad.size else int(np.flatnonzero(np.isinf(values))[0])
+    """float64 with NaN (a gap, imputed); booleans and true/false text as 0/1; other text or infinity is an error."""
+    if pd.api.types.is_numeric_dtype(series.dtype):  # booleans included
+        values = series.astype("float64").to_numpy(na_value=np.nan)
+    else:
+        text = series.map(lambda v: v if pd.isna(v) else str(v).strip().lower())
+        flags = text.map({"true": 1.0, "false": 0.0})
+        numbers = pd.to_numeric(text.where(flags.isna()), errors="coerce")
+        values = flags.fillna(numbers).astype("float64").to_numpy(na_value=np.nan)
+    bad = np.flatnonzero((series.notna().to_numpy() & np.isnan(values)) | np.isinf(values))
+    if bad.size:
+        row = int(bad[0])
         raise UserError(
-            f"{where}: column {source!r} must hold numbers, but row {row + 1} holds {series.iloc[row]!r}; fix: "
-            f"correct that cell (an empty cell is imputed)"
+            f"{where}: column {source!r} must hold finite numbers, but row {row + 1} holds {str(series.iloc[row])!r}; "
+            f"fix: correct that cell (an empty cell is imputed)"
         )
     return values
 

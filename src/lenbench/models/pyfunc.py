@@ -16,7 +16,7 @@ import pandas as pd
 from lenbench.errors import UserError
 from lenbench.models.ensemble import ensemble_frame
 from lenbench.models.export import FORMAT_VERSION, ModelExport, lenbench_version
-from lenbench.models.frames import OUTPUT_COLUMNS, concept_rows, explain_frame
+from lenbench.models.frames import OUTPUT_COLUMNS, concept_rows, explain_frame, warn_outside
 from lenbench.models.predict import Predictor
 
 
@@ -28,10 +28,10 @@ def check_version(logged_version: str, logged_format: int, where: str = "model")
     """Refuse a model another lenbench version logged: its weights and preprocessing may mean something else."""
     here = lenbench_version()
     if str(logged_version) != here or int(logged_format) != FORMAT_VERSION:
+        other = f"use lenbench {logged_version} to load it, or " if str(logged_version) != here else ""
         raise ModelVersionError(
             f"{where} was logged by lenbench {logged_version} (model format {logged_format}), this is lenbench "
-            f"{here} (format {FORMAT_VERSION}); fix: use lenbench {logged_version} to load it, or train the model "
-            f"again with this version"
+            f"{here} (format {FORMAT_VERSION}); fix: {other}train the model again with this version"
         )
 
 
@@ -60,18 +60,26 @@ class LenbenchModel(mlflow.pyfunc.PythonModel):
         assert self._predictor is not None
         return self._predictor
 
-    def predict(
-        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
-    ) -> pd.DataFrame:
+    def answer(
+        self, model_input: pd.DataFrame, strict_range: bool = False
+    ) -> tuple[pd.DataFrame, dict[str, str]]:
+        """The answer table, and by raw column a line naming its values outside the training range."""
         from mlflow.exceptions import MlflowException
 
         try:
-            rows = concept_rows(self.export, model_input)
+            rows = concept_rows(self.export, model_input, strict_range=strict_range)
         except (
             UserError
         ) as exc:  # MLflow's own kind of bad input: mlflow models serve answers 400 with the message
             raise MlflowException.invalid_parameter_value(str(exc)) from None
-        return explain_frame(self.predictor, rows, getattr(model_input, "index", None))
+        return explain_frame(self.predictor, rows, getattr(model_input, "index", None)), rows.outside
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        answer, outside = self.answer(model_input, bool((params or {}).get("strict_range")))
+        warn_outside(outside)
+        return answer
 
 
 class LenbenchEnsemble(mlflow.pyfunc.PythonModel):
@@ -87,15 +95,20 @@ class LenbenchEnsemble(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        answers = {fold: model.predict(context, model_input) for fold, model in self.folds.items()}
+        answers, outside = {}, {}
+        for fold, model in self.folds.items():
+            answers[fold], seen = model.answer(model_input, bool((params or {}).get("strict_range")))
+            outside = seen | outside  # one line per column: the first fold's
+        warn_outside(outside)
         return ensemble_frame(answers, next(iter(self.folds.values())).export.target_class)
 
 
 def signature(export: ModelExport, ensemble: bool = False) -> Any:
     """Input: the raw columns of a table model (numbers, text for categorical columns) or the concepts (numbers);
-    output: the four answer columns (an ensemble's six)."""
+    output: the four answer columns (an ensemble's six); parameter ``strict_range``: refuse raw values outside the
+    training range (default: a warning)."""
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import ColSpec, Schema
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
     if export.preprocessing:
         inputs = [
@@ -122,4 +135,5 @@ def signature(export: ModelExport, ensemble: bool = False) -> Any:
             "local_explanation",
         ]
     outputs = [ColSpec(types[c], c, required=c != "formula_fires") for c in columns]
-    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
+    params = ParamSchema([ParamSpec("strict_range", "boolean", False)])
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs), params=params)

@@ -7,12 +7,13 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from lenbench.errors import UserError
 from lenbench.models.export import FORMAT_VERSION
 from lenbench.models.pyfunc import LenbenchModel, check_version
-from lenbench.models.store import MODEL_ID_TAG, PARENT_MODEL_TAG
+from lenbench.models.store import HASHES_KEY, MODEL_ID_TAG, PARENT_MODEL_TAG, file_hashes
 
 log = logging.getLogger(__name__)
 
@@ -82,23 +83,52 @@ def run_models(client: Any, run: Any) -> FoundModels:
     return FoundModels(run.info.run_id, name, False, dict(sorted(uris.items())))
 
 
-def load_models(uris: dict[int, str]) -> dict[int, LenbenchModel]:
-    """Each URI's model, its lenbench version checked first (from the MLmodel file, before unpickling)."""
-    import mlflow.models
+def load_models(found: FoundModels) -> dict[int, LenbenchModel]:
+    """The run's model(s), each downloaded and checked before anything of it is unpickled: its lenbench version
+    (from the MLmodel file) and the SHA-256 of each of its files."""
+    import tempfile
+
+    import mlflow.artifacts
     import mlflow.pyfunc
+    from mlflow.models import Model
 
     models = {}
-    for fold, uri in uris.items():
-        try:
-            metadata = mlflow.models.get_model_info(uri).metadata or {}
-        except Exception as exc:  # noqa: BLE001 - missing or unreadable artifacts
-            raise UserError(
-                f"the model {uri} cannot be read ({_first_line(exc)}); fix: check that the store's "
-                f"artifacts are reachable (the folder beside the SQLite file, or the server)"
-            ) from None
-        check_version(metadata.get("lenbench_version", "unknown"), metadata.get("lenbench_format", -1), uri)
-        models[fold] = mlflow.pyfunc.load_model(uri).unwrap_python_model()
+    with tempfile.TemporaryDirectory(prefix="lenbench-explain-") as tmp:
+        for fold, uri in found.uris.items():
+            where = f"run {found.run_name}: the model {uri}" + ("" if found.is_fold else f" (fold {fold})")
+            try:
+                local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=f"{tmp}/{fold}"))
+                metadata = Model.load(local / "MLmodel").metadata or {}
+            except Exception as exc:  # noqa: BLE001 - missing or unreadable artifacts
+                raise UserError(
+                    f"{where} cannot be read ({_first_line(exc)}); fix: check that the store's artifacts are "
+                    f"reachable (the folder beside the SQLite file, or the server), else train the run again"
+                ) from None
+            check_version(
+                metadata.get("lenbench_version", "unknown"), metadata.get("lenbench_format", -1), where
+            )
+            _check_files(local, metadata.get(HASHES_KEY) or {}, where)
+            models[fold] = mlflow.pyfunc.load_model(str(local)).unwrap_python_model()
     return models
+
+
+def _check_files(folder: Path, logged: dict[str, str], where: str) -> None:
+    """Each file of the model as it was logged (SHA-256), none missing or added: else nothing is unpickled."""
+    found = file_hashes(folder)
+    for name in sorted(set(logged) | set(found)):
+        if name not in found:
+            change = "is missing"
+        elif name not in logged:
+            change = "was not logged with it"
+        elif found[name] != logged[name]:
+            change = "differs from the file logged (SHA-256)"
+        else:
+            continue
+        raise UserError(
+            f"{where}: its file {name} {change}: the model was damaged or changed after it was logged, and is not "
+            f"loaded; fix: train the run again (resume=false) or restore the store's artifacts, and check who can "
+            f"write to the store"
+        )
 
 
 def _reused_folds(client: Any, run: Any) -> dict[int, str]:

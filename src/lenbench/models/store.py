@@ -10,6 +10,7 @@ subprocess), no input example, so a fold's model costs a few hundred millisecond
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import tempfile
 import warnings
@@ -25,6 +26,19 @@ from lenbench.models.export import ModelExport
 MODEL_NAME = "model"  # runs:/<fold run>/model
 MODEL_ID_TAG = "lenbench.model_id"  # on a fold run: its LoggedModel's id (lenbench.tracking.mlflow sets it)
 PARENT_MODEL_TAG = "lenbench.model.fold{fold}"  # on a parent run: each fold's model URI
+HASHES_KEY = "lenbench_sha256"  # in the MLmodel's metadata: the SHA-256 of each other file of the model
+# Not hashed: the MLmodel (it records the hashes) and the YAML file MLflow adds when it downloads a models:/ URI.
+UNHASHED = ("MLmodel", "registered_model_meta")
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    """The SHA-256 of every file of a saved model (:data:`UNHASHED` aside), by path in ``folder``."""
+    files = (
+        p
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.relative_to(folder).as_posix() not in UNHASHED
+    )
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
 class _DropAdvice(logging.Filter):
@@ -136,6 +150,8 @@ def _log_pyfunc(
                     signature=model_signature,
                     pip_requirements=requirements(export),
                 )
+            description.metadata[HASHES_KEY] = file_hashes(path)  # checked before the model is unpickled
+            description.save(path / "MLmodel")
             client.log_model_artifacts(logged.model_id, str(path))
     except BaseException:
         client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)

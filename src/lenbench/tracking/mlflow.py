@@ -255,10 +255,13 @@ class MlflowTracker:
     def log_fold_model(self, fold: int, model: Any) -> None:
         """The fold's fitted explainer as the MLflow model ``model`` of its run (:mod:`lenbench.models.store`); the
         parent run names it (tag ``lenbench.model.fold<k>``). A model that cannot be saved is a warning, not the
-        end of the job's tracking."""
+        end of the job's tracking; a store that cannot be reached is (TrackingError)."""
         try:
             self._models[fold] = log_model(self.client, self.experiment_id, self._child(fold), model)
         except Exception as exc:  # noqa: BLE001 - the fold's metrics and formula still get logged
+            check_store(
+                self.uri
+            )  # unless the store itself is gone: then tracking stops now, not after more waits
             log.warning("fold %d: its model was not logged (%s)", fold, short_error(exc))
 
     def log_job_model(self, models: Mapping[int, Any]) -> None:
@@ -267,6 +270,7 @@ class MlflowTracker:
         try:
             self._ensemble = log_ensemble(self.client, self.experiment_id, self.run_id, dict(models))
         except Exception as exc:  # noqa: BLE001 - the folds' own models are logged already
+            check_store(self.uri)
             log.warning("the job's ensemble model was not logged (%s)", short_error(exc))
 
     def _model_tags(self) -> list[Any]:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from lenbench.tracking.store import short_error
+from lenbench.tracking.store import check_store, short_error
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -189,6 +189,9 @@ class ResilientTracker:
         if self.error is None:
             return
         try:
+            check_store(
+                self.store
+            )  # a server that hangs costs its /health timeout here, not every retry again
             self.tracker.fail_job(
                 f"the MLflow store failed during the job ({self.error}); see the job folder"
             )

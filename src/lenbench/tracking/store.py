@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import sqlite3
 import urllib.error
 import urllib.request
@@ -26,6 +27,14 @@ from urllib.parse import urlparse
 
 from lenbench.tracking.errors import TrackingError
 
+# MLflow's HTTP client retries a dead server for about 4 minutes per request (7 retries, backoff factor 2, 120 s
+# timeout); lenbench's calls wait at most about 30 s (3 tries of at most 10 s, 0 + 2 s apart), then its job goes on
+# locally. Values the user exported win.
+HTTP_WAITS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
 SCHEMES = "sqlite:////abs/path/mlflow.db (a SQLite file) or http(s)://host:port (a tracking server)"
 _NOISE = ("[SQL:", "[parameters:", "(Background on this error", "(raised as a result of")
 
@@ -141,7 +150,7 @@ def _create_schema(uri: str, db: Path) -> None:
     Called under the store's lock, so no two processes do it at once; MLflow keeps the store for this process."""
     from mlflow import MlflowClient
 
-    _quiet_store_logs()
+    _quiet_logs("mlflow.store.db.utils")
     try:
         MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
     except Exception as exc:  # noqa: BLE001 - any failure to open the store is one line naming it
@@ -151,10 +160,10 @@ def _create_schema(uri: str, db: Path) -> None:
         ) from None
 
 
-def _quiet_store_logs() -> None:
-    """MLflow logs each database error with its SQL and traceback, and each retry; lenbench reports every store
-    failure itself in one line, so those records are dropped (MLflow's info lines stay)."""
-    logger = logging.getLogger("mlflow.store.db.utils")
+def _quiet_logs(name: str) -> None:
+    """MLflow logs each database error with its SQL and traceback, urllib3 each retry of a dead server; lenbench
+    reports every store failure itself in one line, so those records are dropped (their info lines stay)."""
+    logger = logging.getLogger(name)
     if not any(isinstance(f, _BelowWarning) for f in logger.filters):
         logger.addFilter(_BelowWarning())
 
@@ -165,6 +174,9 @@ class _BelowWarning(logging.Filter):
 
 
 def _check_server(uri: str, timeout: float) -> None:
+    for name, value in HTTP_WAITS.items():
+        os.environ.setdefault(name, value)  # MLflow reads them at each request
+    _quiet_logs("urllib3.connectionpool")  # a warning per retry; lenbench says once that the server failed
     url = uri.rstrip("/") + "/health"
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (user-given server)
