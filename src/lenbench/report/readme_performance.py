@@ -7,46 +7,34 @@ dated copies, ``numerics`` from
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pandas as pd
 
 from lenbench.report import render
 
-LATEST = (
-    "benchmarks/results/latest.json"  # as the README names it (the file itself may lie elsewhere: --bench)
-)
+# As the README names it (the file itself may lie elsewhere: --bench).
+LATEST = "benchmarks/results/latest.json"
 VERDICT = {True: "yes", False: "**no**", None: "not judged"}
 EQUAL, ONE_THREAD, SWEEP_EQUAL = "study_equals_sequential", "one_thread_per_fold", "seed_sweep_equals_jobs"
 
 
-def _s(seconds: float | None) -> str:
-    return "n/a" if seconds is None else f"{seconds:.1f} s"
+def _formatter(spec: str, unit: str = "") -> Callable[[object], str]:
+    """Writes a figure with ``spec`` and ``unit``, and a missing one (None) as ``n/a``."""
+    return lambda value: "n/a" if value is None else f"{value:{spec}}{unit}"
 
 
-def _x(ratio: float | None) -> str:
-    return "n/a" if ratio is None else f"{ratio:.2f}"
-
-
-def _share(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.0%}"
-
-
-def _g(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2g}"
+_s = _formatter(".1f", " s")
+_x = _formatter(".2f")
+_share = _formatter(".0%")
+_g = _formatter(".2g")
+_text = _formatter("")
+_mb = _formatter(".0f", " MB")
 
 
 def _divide(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
-
-
-def _text(value: object) -> str:
-    return "n/a" if value is None else str(value)
-
-
-def _mb(megabytes: float | None) -> str:
-    return "n/a" if megabytes is None else f"{megabytes:.0f} MB"
 
 
 # The performance table: (key of latest.json, what it is, its format, the key of its check in ``checks``).
@@ -302,13 +290,13 @@ def gpu_table(bench: Path) -> str:
     )
 
 
-# The history table's ratio columns: (key of the run's file, its format).
+# The history table's ratio columns: keys of the run's file.
 HISTORY_COLUMNS = (
-    ("study_over_plain_parallel", _x),
-    ("study_ratio", _x),
-    ("psi_speedup", _x),
-    ("seed_sweep_speedup", _x),
-    ("seed_sweep_speedup_fast", _x),
+    "study_over_plain_parallel",
+    "study_ratio",
+    "psi_speedup",
+    "seed_sweep_speedup",
+    "seed_sweep_speedup_fast",
 )
 
 
@@ -327,7 +315,7 @@ def bench_history(bench: Path) -> str:
             "commit": f"`{str(where.get('git_commit', '?'))[:10]}`",
             "batching": report.get("batching", "default"),
         }
-        row |= {f"`{key}`": form(report.get(key)) for key, form in HISTORY_COLUMNS}
+        row |= {f"`{key}`": _x(report.get(key)) for key in HISTORY_COLUMNS}
         row["checks met"] = f"{sum(judged)} of {len(judged)}"
         rows.append(row)
     if not rows:
