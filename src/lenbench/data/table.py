@@ -180,7 +180,7 @@ def plan_table(frame: pd.DataFrame, source: str, options: TableOptions) -> Table
     if unknown:
         raise DataError(
             f"{source}: data.thresholds names column(s) {', '.join(repr(c) for c in unknown)} that are not concept "
-            f"columns; fix: use the column names of the file ({_shown(names)})."
+            f"columns; fix: use the column names of the file ({shown_names(names)})."
         )
     columns = []
     for position, name in enumerate(names):
@@ -283,7 +283,7 @@ def _check_concepts(plan: TablePlan, names: list[str]) -> None:
     concepts = plan.concept_names
     if not concepts:
         raise DataError(
-            f"{plan.source}: no concept left: the concept column(s) {_shown(names)} are all constant or empty; "
+            f"{plan.source}: no concept left: the concept column(s) {shown_names(names)} are all constant or empty; "
             f"fix: choose columns that vary (data.concepts)."
         )
     if len(concepts) > plan.options.max_concepts:
@@ -328,5 +328,6 @@ def _sanitize(text: str) -> str:
     return _BAD_NAME_CHARS.sub("_", text.strip()) or "_"
 
 
-def _shown(names: Sequence[str], limit: int = 8) -> str:
+def shown_names(names: Sequence[str], limit: int = 8) -> str:
+    """The first ``limit`` names for a message, ``...`` when there are more."""
     return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
