@@ -19,6 +19,7 @@ import pandas as pd
 
 from lenbench.report import compare, figures, pareto, publish, render, rows, stats
 from lenbench.scoring import METRICS, MetricSet
+from lenbench.tracking.mlflow import log_report_run
 from lenbench.tracking.mlflow_read import load_jobs
 
 log = logging.getLogger(__name__)
@@ -94,5 +95,5 @@ def build_report(
     texts = {**report_texts(analysis, metrics), **front_texts}
     files = publish.write_files(out_dir, texts, {**drawn, **front_figures}, meta)
     if log_to_mlflow:
-        publish.log_to_mlflow(uri, experiment, files, sweep_id)
+        log_report_run(uri, experiment, list(files.values()), sweep_id)  # one FINISHED ``report`` run
     return files
