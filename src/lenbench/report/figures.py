@@ -193,7 +193,6 @@ def fold_spread(folds: pd.DataFrame, by_row: pd.DataFrame, metrics: MetricSet = 
                 ax.plot(
                     np.full(len(values), i) + np.linspace(-0.12, 0.12, len(values)), values, ".", alpha=0.6
                 )
-            for i, values in enumerate(data, start=1):
                 if values.empty:  # e.g. a formula metric of a method without formulas
                     ax.text(i, 0.5, "n/a", ha="center", transform=ax.get_xaxis_transform(), fontsize=8)
             _draw_baseline(ax, baseline_value(folds, study, metric), metrics, metric)

@@ -24,20 +24,19 @@ log = logging.getLogger(__name__)
 
 def hypervolume_table(studies: list[tuple[dict[str, Any], pd.DataFrame]]) -> pd.DataFrame:
     """One row per study: method, data, trials, front size, validation and test hypervolume, reference point."""
-    rows = []
-    for meta, _ in studies:
-        rows.append(
-            {
-                "data": meta["data"],
-                "method": meta["method"],
-                "study": meta["study"],
-                "completed trials": int(meta.get("n_complete", 0)),
-                "front size": int(meta.get("n_pareto", 0)),
-                "hypervolume (validation)": meta.get("hypervolume_val", float("nan")),
-                "hypervolume (test)": meta.get("hypervolume_test", float("nan")),
-                "reference point": ", ".join(f"{k}={v:g}" for k, v in meta["reference"].items()),
-            }
-        )
+    rows = [
+        {
+            "data": meta["data"],
+            "method": meta["method"],
+            "study": meta["study"],
+            "completed trials": int(meta.get("n_complete", 0)),
+            "front size": int(meta.get("n_pareto", 0)),
+            "hypervolume (validation)": meta.get("hypervolume_val", float("nan")),
+            "hypervolume (test)": meta.get("hypervolume_test", float("nan")),
+            "reference point": ", ".join(f"{k}={v:g}" for k, v in meta["reference"].items()),
+        }
+        for meta, _ in studies
+    ]
     return pd.DataFrame(rows).sort_values(["data", "hypervolume (test)"], ascending=[True, False])
 
 

@@ -148,15 +148,15 @@ def tables(root: Path, metrics: MetricSet = METRICS, bench: Path | None = None) 
     ``bench`` (default: ``benchmarks/results`` beside ``root``)."""
     main = analyse(*snapshot.load(root / MAIN_STUDY, metrics), metrics)
     entropy = analyse(*snapshot.load(root / ENTROPY_STUDY, metrics), metrics)
-    reference = root / REFERENCE
-    entropy_paper = pd.read_csv(reference / "entropy_paper.csv", comment="#")
+    notebook, entropy_paper, brl_paper = (
+        pd.read_csv(root / REFERENCE / f"{name}.csv", comment="#")
+        for name in ("notebook_mimic", "entropy_paper", "brl_paper")
+    )
     paper_metrics = {m.name for m in _reference_metrics(entropy_paper, metrics)}
     entropy_rows = list(dict.fromkeys(entropy.runs["row"]))
     brl_rows = [r for r in dict.fromkeys(main.runs["row"]) if r.split(" ")[0] == "brl"]
     return {
-        "reproduction": reproduction(
-            main, pd.read_csv(reference / "notebook_mimic.csv", comment="#"), metrics
-        ),
+        "reproduction": reproduction(main, notebook, metrics),
         "every_method_model": every_method(main, with_formula=False, metrics=metrics),
         "every_method_explanation": every_method(main, with_formula=True, metrics=metrics),
         "entropy_paper": against_paper(entropy, entropy_paper, entropy_rows, metrics),
@@ -167,9 +167,7 @@ def tables(root: Path, metrics: MetricSet = METRICS, bench: Path | None = None) 
                 with_values(entropy, MetricSet([m for m in metrics if m.name not in paper_metrics])),
             )
         ),
-        "brl_paper": against_paper(
-            main, pd.read_csv(reference / "brl_paper.csv", comment="#"), brl_rows, metrics
-        ),
+        "brl_paper": against_paper(main, brl_paper, brl_rows, metrics),
         **suite_tables(root, metrics),
         **performance_tables(root.parent / BENCH_RESULTS if bench is None else bench),
     }

@@ -115,8 +115,7 @@ def summary_table(
     :func:`_job_level`), ``n_folds`` (test folds), ``n_seeds``, ``n_runs`` and the group's descriptive columns."""
     records = []
     names = present(folds, metrics.fold_names)
-    for key, group in folds.groupby(list(by), sort=True):
-        key = key if isinstance(key, tuple) else (key,)
+    for key, group in folds.groupby(list(by), sort=True):  # keys are tuples: grouped by a list
         record: dict[str, Any] = dict(zip(by, key, strict=True))
         for column in present(group, ROW_COLUMNS):
             if column not in record and column not in UNIT:
@@ -144,7 +143,6 @@ def seed_consistency(
     spread = present(folds, [m.name for m in metrics.at("fold") if m.headline and m.compared])
     records = []
     for key, group in folds.groupby(list(by)):
-        key = key if isinstance(key, tuple) else (key,)
         per_fold = [
             consistency([parse_formula(f) for f in g["formula"]])
             for _, g in group.groupby(list(UNIT))
