@@ -28,7 +28,7 @@ from lenbench.config import DATA_DIR_ENV
 from lenbench.data.base import ConceptDataset, Refitted, row_positions
 from lenbench.data.download import download
 from lenbench.data.errors import DataError
-from lenbench.data.table import shown_names
+from lenbench.data.table import FIT_SCOPES, shown_names
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,6 @@ BINNED_COLUMNS = (
 )
 BIN_SUFFIXES = ("_LOW", "_NORMAL", "_HIGH")
 LABELS = ("day_28_flg", "any_death")
-FIT_SCOPES = ("all", "train")
 # The 0/1 columns each label is computed from.
 _LABEL_SOURCES = {
     "day_28_flg": ("day_28_flg",),
@@ -190,20 +189,20 @@ def preprocessing_record(
         {"source": n, "kind": "binary", "concepts": [n], "categories": [], "fill": float(v)}
         for n, v in zip(FLAG_COLUMNS, flag_fill, strict=True)
     ]
-    for j, name in enumerate(numeric_names):
-        columns.append(
-            {
-                "source": name,
-                "kind": "scaled_uniform",
-                "concepts": [name + s for s in BIN_SUFFIXES],
-                "categories": [],
-                "fill": float(imputer.statistics_[j]),
-                "scale": float(scaler.scale_[j]),
-                "offset": float(scaler.min_[j]),
-                "low": float(low[j]),
-                "high": float(high[j]),
-            }
-        )
+    columns += [
+        {
+            "source": name,
+            "kind": "scaled_uniform",
+            "concepts": [name + s for s in BIN_SUFFIXES],
+            "categories": [],
+            "fill": float(imputer.statistics_[j]),
+            "scale": float(scaler.scale_[j]),
+            "offset": float(scaler.min_[j]),
+            "low": float(low[j]),
+            "high": float(high[j]),
+        }
+        for j, name in enumerate(numeric_names)
+    ]
     n_fit = flags.shape[0] if fit_rows is None else len(fit_rows)
     return {"fitted_on_rows": int(n_fit), "columns": columns, "ignored": list(EXCLUDED_COLUMNS)}
 

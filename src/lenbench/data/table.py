@@ -168,14 +168,9 @@ class TablePlan:
 
 
 def plan_table(frame: pd.DataFrame, source: str, options: TableOptions) -> TablePlan:
-    """Decide each column's kind and concepts from all rows of ``frame`` (every column a concept source)."""
+    """Decide each column's kind and concepts from all rows of ``frame`` (every column a concept source; their
+    names unique, as :func:`lenbench.data.table_file.table_dataset` checks first)."""
     names = [str(c) for c in frame.columns]
-    duplicated = sorted({n for n in names if names.count(n) > 1})
-    if duplicated:
-        raise DataError(
-            f"{source}: column name(s) {', '.join(repr(n) for n in duplicated)} appear more than once; fix: give "
-            f"every column its own name."
-        )
     unknown = [c for c in options.thresholds if c not in names]
     if unknown:
         raise DataError(
