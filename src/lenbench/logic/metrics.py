@@ -32,6 +32,15 @@ def _vector(values: np.ndarray, what: str) -> np.ndarray:
     return array
 
 
+def _paired(a: np.ndarray, b: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and predictions of the same samples, at least one; ValueError naming the metric ``what`` otherwise."""
+    if a.shape != b.shape:
+        raise ValueError(f"y_true and y_pred differ in length: {a.shape[0]} vs {b.shape[0]}")
+    if a.size == 0:
+        raise ValueError(f"{what} of zero samples is undefined")
+    return a, b
+
+
 def _labels(y_pred: np.ndarray) -> np.ndarray:
     """Predicted labels from labels [n], a score matrix [n, C >= 2] (argmax) or one probability column [n, 1]."""
     array = np.asarray(y_pred)
@@ -47,11 +56,7 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
     An empty input raises ``ValueError`` instead of returning NaN: a fold with no test rows is a bug upstream.
     """
-    a, b = _vector(y_true, "y_true"), _vector(y_pred, "y_pred")
-    if a.shape != b.shape:
-        raise ValueError(f"y_true and y_pred differ in length: {a.shape[0]} vs {b.shape[0]}")
-    if a.size == 0:
-        raise ValueError("accuracy of zero samples is undefined")
+    a, b = _paired(_vector(y_true, "y_true"), _vector(y_pred, "y_pred"), "accuracy")
     return float(np.mean(a == b))
 
 
@@ -115,11 +120,7 @@ def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     Beside plain accuracy because on MIMIC-II always predicting "survived" already scores 0.84: a model that
     never predicts the minority class scores 0.5 here, whatever the class balance.
     """
-    a, b = _vector(y_true, "y_true"), _labels(y_pred)
-    if a.shape != b.shape:
-        raise ValueError(f"y_true and y_pred differ in length: {a.shape[0]} vs {b.shape[0]}")
-    if a.size == 0:
-        raise ValueError("balanced accuracy of zero samples is undefined")
+    a, b = _paired(_vector(y_true, "y_true"), _labels(y_pred), "balanced accuracy")
     return float(np.mean([np.mean(b[a == c] == c) for c in np.unique(a)]))
 
 
@@ -129,11 +130,7 @@ def f1(y_true: np.ndarray, y_pred: np.ndarray, positive: int | bool = 1) -> floa
     0.0 when there is no true positive (including when neither labels nor predictions hold the class), as
     scikit-learn's ``f1_score(zero_division=0)``: a method that never finds the rare class gets no credit for it.
     """
-    a, b = _vector(y_true, "y_true"), _labels(y_pred)
-    if a.shape != b.shape:
-        raise ValueError(f"y_true and y_pred differ in length: {a.shape[0]} vs {b.shape[0]}")
-    if a.size == 0:
-        raise ValueError("F1 of zero samples is undefined")
+    a, b = _paired(_vector(y_true, "y_true"), _labels(y_pred), "F1")
     true, pred = a == positive, b == positive
     tp = int(np.sum(true & pred))
     if tp == 0:
