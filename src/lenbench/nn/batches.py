@@ -145,9 +145,8 @@ class StackedBatch(NetworkBatch):
     ) -> None:
         super().__init__([stack_networks(nets)], len(nets))
         self.row_loss = row_loss
-        self.positions = (
-            positions  # each network's rows' positions in the data set: one shared table if they agree
-        )
+        # Each network's rows' positions in the data set: one shared table if they agree.
+        self.positions = positions
         self.shared = False  # whether the last prepare() built one shared table
         self._nets = list(nets)  # a plain list: not parameters of this module
         self._padded: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
