@@ -234,10 +234,7 @@ def _checked_bytes(
 
 
 def download_mimic(
-    dest: str | Path,
-    url: str = MIMIC_URL,
-    sha256: str | None = MIMIC_SHA256,
-    timeout: float = 30.0,
+    dest: str | Path, url: str = MIMIC_URL, sha256: str | None = MIMIC_SHA256, timeout: float = 30.0
 ) -> Path:
     """Download the CSV to ``dest`` atomically (see :func:`lenbench.data.download.download`)."""
     dest = Path(dest).expanduser().absolute()

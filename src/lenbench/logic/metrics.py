@@ -83,11 +83,7 @@ def majority_accuracy(y: np.ndarray) -> float:
 
 
 def explanation_accuracy(
-    formula: Formula | str,
-    x: np.ndarray,
-    y: np.ndarray,
-    concept_names: Sequence[str],
-    target_class: int = 1,
+    formula: Formula | str, x: np.ndarray, y: np.ndarray, concept_names: Sequence[str], target_class: int = 1
 ) -> float:
     """Accuracy of the formula's truth values against ``y == target_class`` (the reference's ``test_explanation``).
 
@@ -167,11 +163,7 @@ def auroc(y_true: np.ndarray, scores: np.ndarray | None, positive: int | bool = 
 
 
 def explanation_balanced_accuracy(
-    formula: Formula | str,
-    x: np.ndarray,
-    y: np.ndarray,
-    concept_names: Sequence[str],
-    target_class: int = 1,
+    formula: Formula | str, x: np.ndarray, y: np.ndarray, concept_names: Sequence[str], target_class: int = 1
 ) -> float:
     """Balanced accuracy of the formula's truth values against ``y == target_class``."""
     truth = _as_formula(formula).evaluate(x, concept_names)
@@ -179,11 +171,7 @@ def explanation_balanced_accuracy(
 
 
 def explanation_f1(
-    formula: Formula | str,
-    x: np.ndarray,
-    y: np.ndarray,
-    concept_names: Sequence[str],
-    target_class: int = 1,
+    formula: Formula | str, x: np.ndarray, y: np.ndarray, concept_names: Sequence[str], target_class: int = 1
 ) -> float:
     """F1 of the formula as a detector of ``target_class``: precision and recall of its true rows."""
     truth = _as_formula(formula).evaluate(x, concept_names)
@@ -191,11 +179,7 @@ def explanation_f1(
 
 
 def explanation_auroc(
-    formula: Formula | str,
-    x: np.ndarray,
-    y: np.ndarray,
-    concept_names: Sequence[str],
-    target_class: int = 1,
+    formula: Formula | str, x: np.ndarray, y: np.ndarray, concept_names: Sequence[str], target_class: int = 1
 ) -> float:
     """AUROC of the formula's truth values (0/1 scores) for ``target_class``.
 

@@ -29,15 +29,7 @@ from lenbench.config import flatten
 from lenbench.data.base import ConceptDataset, Fold
 from lenbench.errors import ConfigError, UserError
 from lenbench.folds import FoldFailed
-from lenbench.job import (
-    JobContext,
-    cv_config,
-    experiment_name,
-    instantiate,
-    job_hash,
-    run_job,
-    tracking_uri,
-)
+from lenbench.job import JobContext, cv_config, experiment_name, instantiate, job_hash, run_job, tracking_uri
 from lenbench.nn.allocator import keep_freed_buffers
 from lenbench.scoring import METRICS, MetricSet
 from lenbench.tracking.mlflow_read import run_metrics
