@@ -135,14 +135,8 @@ def performance(report: Mapping) -> str:
     rows.append(("same metrics and formulas as the sequential run", same, "same", VERDICT[ok.get(EQUAL)]))
     sweep = details.get("seed_sweep")
     same = "not run" if sweep is None else VERDICT[sweep.get("identical_results")]
-    rows.append(
-        (
-            "seed sweep: every job's results equal its command alone",
-            same,
-            "same",
-            VERDICT[ok.get(SWEEP_EQUAL)],
-        )
-    )
+    what = "seed sweep: every job's results equal its command alone"
+    rows.append((what, same, "same", VERDICT[ok.get(SWEEP_EQUAL)]))
     threads = details.get("study", {}).get("torch_threads_per_fold") or {}
     one = "1 everywhere" if threads and all(v == [1] for v in threads.values()) else str(threads or "n/a")
     rows.append(("torch threads per fold (read back from MLflow)", one, "1", VERDICT[ok.get(ONE_THREAD)]))

@@ -48,10 +48,6 @@ def attach_rows(folds: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _formula_metrics(metrics: MetricSet) -> list[str]:
-    return [m.name for m in metrics.at("fold") if "formula" in m.needs]
-
-
 def explained(folds: pd.DataFrame, metrics: MetricSet = METRICS) -> pd.Series:
     """Per fold row: does it have an explanation? No when every explanation *score* (a formula-needing metric
     where higher is better, e.g. explanation accuracy, which any formula gets) is NaN, as for ``rf``."""
@@ -66,7 +62,7 @@ def explained(folds: pd.DataFrame, metrics: MetricSet = METRICS) -> pd.Series:
 def blank_missing_explanations(folds: pd.DataFrame, metrics: MetricSet = METRICS) -> pd.DataFrame:
     """Folds without an explanation (see :func:`explained`) get NaN in every metric that needs a formula
     (complexity, extraction time, ...), so that "no formula" never reads as "the simplest formula"."""
-    columns = present(folds, _formula_metrics(metrics))
+    columns = present(folds, [m.name for m in metrics.at("fold") if "formula" in m.needs])
     if not columns:
         return folds
     folds = folds.copy()
