@@ -49,13 +49,9 @@ class FoldEvidence:
     concepts_true: np.ndarray | None = None
 
     def has(self, need: Need) -> bool:
-        given = {
-            "formula": self.formula,
-            "scores": self.scores,
-            "truth": self.ground_truth,
-            "concepts": self.concepts_true,
-        }
-        return given[need] is not None
+        # "formula" and "scores" are fields of that name.
+        name = {"truth": "ground_truth", "concepts": "concepts_true"}.get(need, need)
+        return getattr(self, name) is not None
 
 
 @dataclass(frozen=True)

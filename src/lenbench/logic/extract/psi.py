@@ -73,8 +73,6 @@ class BooleanFunction:
                 support.pop(p)
             else:
                 p += 1
-        if not support:
-            return BooleanFunction((), np.array([bool(table.reshape(-1)[0])]))
         return BooleanFunction(tuple(support), table.reshape(-1))
 
     def to_formula(self, names: Sequence[str]) -> Formula:

@@ -110,8 +110,7 @@ def select_by_weights(
     top = norms.max(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         selected = norms / top > threshold
-    none = ~selected.any(axis=1)
-    selected[none] = True
+    selected[~selected.any(axis=1)] = True
     return selected
 
 
