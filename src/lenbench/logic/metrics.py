@@ -8,6 +8,7 @@ Formulas may be given as :class:`Formula` or as text (parsed with ``Formula.pars
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -231,11 +232,7 @@ def consistency(formulas: Sequence[Formula | str]) -> float:
     """
     if len(formulas) == 0:
         return 0.0
-    mentioned = [_as_formula(f).concepts for f in formulas]
-    counts: dict[str, int] = {}
-    for concepts in mentioned:
-        for name in concepts:
-            counts[name] = counts.get(name, 0) + 1
+    counts = Counter(name for f in formulas for name in _as_formula(f).concepts)
     if not counts:
         return 0.0
     # One exact integer sum and one division: independent of set order (and so of PYTHONHASHSEED).
