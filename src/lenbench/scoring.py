@@ -121,12 +121,9 @@ class MetricSet:
     def __contains__(self, name: object) -> bool:
         return any(metric.name == name for metric in self._metrics)
 
-    def with_metric(self, metric: Metric, after: str | None = None) -> MetricSet:
-        """A new set with ``metric`` added after ``after`` (default: at the end)."""
-        items = list(self._metrics)
-        position = len(items) if after is None else [x.name for x in items].index(after) + 1
-        items.insert(position, metric)
-        return MetricSet(items)
+    def with_metric(self, metric: Metric) -> MetricSet:
+        """A new set with ``metric`` added at the end (as an installed plugin's metric is)."""
+        return MetricSet([*self._metrics, metric])
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -62,14 +62,11 @@ def baseline_value(folds: pd.DataFrame, study: str, metric: Metric) -> float | N
     return float(values.mean()) if len(values) else None
 
 
-def _draw_baseline(
-    ax: Any, value: float | None, metrics: MetricSet, metric: Metric, vertical: bool = False
-) -> None:
+def _draw_baseline(ax: Any, value: float | None, metrics: MetricSet, metric: Metric) -> None:
     if value is None:
         return
     label = f"{metrics[metric.baseline].label}: {value:.3f}" if metric.baseline in metrics else f"{value:.3f}"
-    line = ax.axvline if vertical else ax.axhline
-    line(value, color="0.3", linestyle="--", linewidth=1, label=label, zorder=0)
+    ax.axhline(value, color="0.3", linestyle="--", linewidth=1, label=label, zorder=0)
 
 
 def _complexity_axis(ax: Any, values: np.ndarray) -> str:
