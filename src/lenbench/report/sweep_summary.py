@@ -107,14 +107,9 @@ def _python() -> str:
     """The interpreter this sweep ran with, as a user can paste it (``.venv/bin/python`` from the repository):
     a bare ``python`` is often another one, without lenbench."""
     executable = Path(sys.executable)
-    try:
-        return (
-            shlex.quote(os.path.relpath(executable))
-            if executable.is_relative_to(Path.cwd())
-            else str(executable)
-        )
-    except ValueError:
-        return shlex.quote(str(executable))
+    if executable.is_relative_to(Path.cwd()):
+        return shlex.quote(os.path.relpath(executable))
+    return str(executable)
 
 
 class SweepCallback:
