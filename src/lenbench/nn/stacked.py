@@ -264,11 +264,7 @@ def unstack_into(stacked: nn.Sequential, nets: Sequence[nn.Sequential]) -> None:
                 raise ValueError(
                     f"unstack_into: layer {position} of network {i} is a {type(target).__name__}, not a Linear"
                 )
-            if (target.in_features, target.out_features, target.bias is None) != (
-                layer.in_features,
-                layer.out_features,
-                layer.bias is None,
-            ):
+            if _describe(target) != _describe(layer):  # a BatchedLinear is described as one network's Linear
                 raise ValueError(
                     f"unstack_into: layer {position} of network {i} does not match the stacked layer"
                 )
