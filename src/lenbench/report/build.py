@@ -68,7 +68,7 @@ def report_texts(analysis: Analysis, metrics: MetricSet = METRICS) -> dict[str, 
         **render.summary_texts("summary_by_experiment", by_row, keys(by_row), metrics, with_note=True),
         **render.summary_texts("summary_by_experiment_seed", by_seed, keys(by_seed, ("seed",)), metrics),
         "summary_headline.md": render.to_markdown(
-            render.human_table(by_row, keys(by_row), render.headline_metrics(metrics))
+            render.human_table(by_row, keys(by_row), MetricSet([m for m in metrics if m.headline]))
         ),
         **render.pairs_texts(analysis.pairs, metrics),
         **render.ranks_texts(compare.ranks_table(analysis.ranks, metrics), metrics),

@@ -166,11 +166,6 @@ def human_table(
     return out
 
 
-def headline_metrics(metrics: MetricSet) -> MetricSet:
-    """The registry's headline metrics (the console's short table)."""
-    return MetricSet([m for m in metrics if m.headline])
-
-
 def csv_headers(table: pd.DataFrame, metrics: MetricSet = METRICS) -> pd.DataFrame:
     """The machine table with readable headers: ``<label> <what>`` for metric columns, plain words otherwise."""
     names = {}
