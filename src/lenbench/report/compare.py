@@ -170,16 +170,8 @@ def compare_with_best(folds: pd.DataFrame, metrics: MetricSet = METRICS) -> pd.D
 
 def _wide(long: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
     out = keys.copy()
-    fields = (
-        "best",
-        "best_n",
-        "compared",
-        "n_pairs",
-        "p_corrected_t",
-        "p_wilcoxon",
-        "p_corrected_t_holm",
-        "p_wilcoxon_holm",
-    )
+    # best, best_n, compared, n_pairs and the four p-values: what compare_with_best adds per metric.
+    fields = (*LONG_KEYS[3:], "n_pairs", *PAIR_COLUMNS[-4:])
     for metric, group in long.groupby("metric", sort=False):
         part = group.set_index(["study", "row"])[list(fields)]
         part.columns = [f"{metric}_{field}" for field in fields]
