@@ -177,12 +177,9 @@ def plan_table(frame: pd.DataFrame, source: str, options: TableOptions) -> Table
             f"{source}: data.thresholds names column(s) {', '.join(repr(c) for c in unknown)} that are not concept "
             f"columns; fix: use the column names of the file ({shown_names(names)})."
         )
-    columns = []
-    for position, name in enumerate(names):
-        column = _plan_column(frame.iloc[:, position], name, source, options)
-        if column is not None:
-            columns.append(column)
-    plan = TablePlan(source=source, columns=tuple(columns), options=options, n_rows=len(frame))
+    planned = (_plan_column(frame.iloc[:, i], name, source, options) for i, name in enumerate(names))
+    columns = tuple(column for column in planned if column is not None)
+    plan = TablePlan(source=source, columns=columns, options=options, n_rows=len(frame))
     _check_concepts(plan, names)
     return plan
 
@@ -228,8 +225,6 @@ def _as_flags(series: pd.Series) -> np.ndarray | None:
         return series.astype("float64").to_numpy(na_value=np.nan)
     if pd.api.types.is_numeric_dtype(series.dtype):
         return None
-    if all(isinstance(v, (bool, np.bool_)) for v in present):
-        return series.map(lambda v: v if pd.isna(v) else float(v)).to_numpy(dtype=np.float64, na_value=np.nan)
     text = present.astype(str).str.strip().str.lower()
     if not text.isin(("true", "false")).all():
         return None
