@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from lenbench.tracking.local import write_json, write_text
+from lenbench.tracking.pareto_plots import save
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +83,10 @@ def write_files(
     out_dir: Path, texts: Mapping[str, str], figures: Mapping[str, Any], meta: Mapping[str, Any]
 ) -> dict[str, Path]:
     """Write the tables (``texts``), ``provenance.json`` (``meta``) and the figures; returns the paths by name."""
-    import matplotlib.pyplot as plt
-
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {name: write_text(out_dir / name, text) for name, text in texts.items()}
     files["provenance.json"] = write_json(out_dir / "provenance.json", dict(meta))
     for name, figure in figures.items():
         files[name] = out_dir / name
-        try:
-            figure.savefig(files[name], dpi=120, bbox_inches="tight", pad_inches=0.15)  # nothing clipped
-        finally:
-            plt.close(figure)
+        save(figure, files[name])
     return files
