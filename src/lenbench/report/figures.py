@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lenbench.report.compare import compared_names
 from lenbench.report.stats import UNIT, parse_formula
 from lenbench.scoring import METRICS, Metric, MetricSet
 
@@ -154,18 +155,12 @@ def accuracy_vs_complexity(by_row: pd.DataFrame, folds: pd.DataFrame, metrics: M
     return fig
 
 
-def _tested_headlines(folds: pd.DataFrame, metrics: MetricSet) -> list[Metric]:
-    return [
-        m
-        for m in metrics.at("fold")
-        if m.headline and m.compared and m.higher_is_better is not None and m.name in folds
-    ]
-
-
 def fold_spread(folds: pd.DataFrame, by_row: pd.DataFrame, metrics: MetricSet = METRICS) -> Any:
     """Per study and headline tested metric: a box plot per row of its per-test-fold values (seeds averaged on
     each fold), the folds as dots, the baseline where the metric has one."""
-    shown = _tested_headlines(folds, metrics)
+    shown = [
+        m for m in metrics.at("fold") if m.headline and m.name in compared_names(metrics) and m.name in folds
+    ]
     studies = sorted(folds["study"].unique())
     n_rows = max(by_row.groupby("study").size().max(), 1)
     fig, axes = _pyplot().subplots(
