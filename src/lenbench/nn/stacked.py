@@ -203,13 +203,12 @@ def stack_networks(nets: Sequence[nn.Sequential]) -> StackedNetworks:
             device=layer.weight.device,
             dtype=layer.weight.dtype,
         )
-        with torch.no_grad():
-            stacked.weight.copy_(torch.stack([net[position].weight.detach() for net in nets]))
-            if stacked.bias is not None:
-                stacked.bias.copy_(torch.stack([net[position].bias.detach() for net in nets]))
-        stacked.weight.requires_grad_(layer.weight.requires_grad)
-        if stacked.bias is not None:
-            stacked.bias.requires_grad_(layer.bias.requires_grad)
+        for name in _PRUNABLE:  # weight and bias: the networks' values, trainable as theirs are
+            param = getattr(stacked, name)
+            if param is not None:
+                with torch.no_grad():
+                    param.copy_(torch.stack([getattr(net[position], name).detach() for net in nets]))
+                param.requires_grad_(getattr(layer, name).requires_grad)
         layers.append(stacked)
     return StackedNetworks(*layers)
 
