@@ -159,10 +159,9 @@ class StackedBatch(NetworkBatch):
         self.shared = table is not None
         self._padded = table if table is not None else pad_rows(xs, ys)
         if self.scales is not None:
-            weights = self._padded[2] * torch.tensor(
-                self.scales, dtype=self._padded[2].dtype, device=device
-            ).unsqueeze(1)
-            self._padded = (self._padded[0], self._padded[1], weights)
+            x, y, weights = self._padded
+            scales = torch.tensor(self.scales, dtype=weights.dtype, device=device).unsqueeze(1)
+            self._padded = (x, y, weights * scales)
         if self.val_rows:
             self._padded_val = pad_rows([x for x, _ in self.val_rows], [y for _, y in self.val_rows])
 
