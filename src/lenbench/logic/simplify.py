@@ -53,9 +53,8 @@ class SimplifyResult:
 
     ``formula`` is always logically equivalent to the input. ``exact`` is True when it is the minimal DNF sympy's
     ``simplify_logic`` would return (or a constant); ``method`` is one of ``"constant"`` (the result is True or
-    False), ``"quine-mccluskey"`` (the bounded exact path), ``"sympy"`` (reserved for sympy-computed results; not
-    produced by this implementation, whose port reproduces sympy's output) or ``"fallback"`` (above the bounds: only
-    dedupe, contradiction removal and absorption, ``exact=False``).
+    False), ``"quine-mccluskey"`` (the bounded exact path, a port that reproduces sympy's output) or ``"fallback"``
+    (above the bounds: only dedupe, contradiction removal and absorption, ``exact=False``).
     """
 
     formula: Formula
