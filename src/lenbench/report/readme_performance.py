@@ -184,10 +184,8 @@ def _setting_name(name: str) -> str:
 def across_machines(records: Mapping[str, Mapping]) -> pd.DataFrame | None:
     """Per setting and method, whether every machine's ``make numerics`` gave the same folds (formulas and metrics,
     bit for bit); None when fewer than two machines ran the same folds. ``records``: file name -> its record."""
-    if not records:
-        return None
-    first_run = next(iter(records.values()))
-    runs = [r for r in records.values() if _run_kind(r) == _run_kind(first_run)]
+    kinds = [_run_kind(r) for r in records.values()]
+    runs = [r for r, kind in zip(records.values(), kinds, strict=True) if kind == kinds[0]]
     if len(runs) < 2:
         return None
     first = runs[0]["settings"]
