@@ -285,8 +285,7 @@ class FullBatchModule(pl.LightningModule):
 
     def divergence(self) -> TrainingDiverged | None:
         """After a failure inside training: the divergence behind it (non-finite losses or weights), if any."""
-        values = torch.stack(self._losses).cpu() if self._losses else None
-        bad = None if values is None else first_non_finite(self._checked, values)
+        bad = first_non_finite(self._checked, torch.stack(self._losses).cpu()) if self._losses else None
         if bad is None:
             network = self._first_non_finite_network()
             if network is not None:  # the loss of the epoch in progress could not even be computed
