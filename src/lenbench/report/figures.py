@@ -163,13 +163,9 @@ def fold_spread(folds: pd.DataFrame, by_row: pd.DataFrame, metrics: MetricSet = 
     ]
     studies = sorted(folds["study"].unique())
     n_rows = max(by_row.groupby("study").size().max(), 1)
-    fig, axes = _pyplot().subplots(
-        len(studies),
-        max(len(shown), 1),
-        figsize=(max(3.2, 0.55 * n_rows + 1.2) * max(len(shown), 1), 4.4 * len(studies)),
-        constrained_layout=True,
-        squeeze=False,
-    )
+    n_cols = max(len(shown), 1)
+    size = (max(3.2, 0.55 * n_rows + 1.2) * n_cols, 4.4 * len(studies))
+    fig, axes = _pyplot().subplots(len(studies), n_cols, figsize=size, constrained_layout=True, squeeze=False)
     for axes_row, study in zip(axes, studies, strict=True):
         part = folds[folds["study"] == study]
         rows = by_row[by_row["study"] == study].set_index("row")
