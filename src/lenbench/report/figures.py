@@ -134,16 +134,12 @@ def accuracy_vs_complexity(by_row: pd.DataFrame, folds: pd.DataFrame, metrics: M
         table = by_row[(by_row["study"] == study) & by_row[f"{ACCURACY}_mean"].notna()]
         for _, row in table.iterrows():
             x, dx = row[f"{COMPLEXITY}_mean"], row[f"{COMPLEXITY}_sem"]
+            y, dy = row[f"{ACCURACY}_mean"], row[f"{ACCURACY}_sem"]
             lower = min(dx, x * 0.999) if dx == dx and x > 0 else dx  # a log axis has no room below 0
-            ax.errorbar(
-                x,
-                row[f"{ACCURACY}_mean"],
-                xerr=None if dx != dx else [[lower], [dx]],
-                yerr=None if row[f"{ACCURACY}_sem"] != row[f"{ACCURACY}_sem"] else row[f"{ACCURACY}_sem"],
-                fmt="o",
-                capsize=3,
-                label=textwrap.fill(f"{row['row']} ({_n(row)})", LEGEND_WIDTH),
-            )
+            xerr = None if dx != dx else [[lower], [dx]]
+            yerr = None if dy != dy else dy
+            label = textwrap.fill(f"{row['row']} ({_n(row)})", LEGEND_WIDTH)
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", capsize=3, label=label)
         scale = _complexity_axis(ax, table[f"{COMPLEXITY}_mean"].to_numpy(dtype=float))
         _draw_baseline(ax, baseline_value(folds, study, metrics[ACCURACY]), metrics, metrics[ACCURACY])
         ax.set_xlabel(f"{_axis_label(metrics, COMPLEXITY)}, {scale}")
@@ -242,15 +238,8 @@ def concept_frequency(folds: pd.DataFrame) -> Any:
         shown = table.loc[concepts]
         image = ax.imshow(shown.to_numpy(), aspect="auto", cmap="Blues", vmin=0, vmax=1)
         for (i, j), value in np.ndenumerate(shown.to_numpy()):
-            ax.text(
-                j,
-                i,
-                f"{value:.1f}",
-                ha="center",
-                va="center",
-                fontsize=6,
-                color="white" if value > 0.6 else "black",
-            )
+            color = "white" if value > 0.6 else "black"
+            ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=6, color=color)
         ax.set_yticks(range(len(concepts)), concepts, fontsize=7)
         headers = [
             _wrap(f"{r} ({counts[r]} formula{'s' * (counts[r] != 1)}, {sizes[r]:.1f} concepts each)", 13)
