@@ -230,16 +230,10 @@ class FullBatchModule(pl.LightningModule):
         self.manual_backward(losses.sum())
         optimizer.step()
         self.epoch = int(self.current_epoch)
-        self._losses.append(losses.detach())
+        detached = losses.detach()
+        self._losses.append(detached)
         if self.log_losses:
-            self.log(
-                "train_loss",
-                losses.detach().mean(),
-                on_step=False,
-                on_epoch=True,
-                prog_bar=True,
-                batch_size=1,
-            )
+            self.log("train_loss", detached.mean(), on_step=False, on_epoch=True, prog_bar=True, batch_size=1)
         if len(self._losses) >= SYNC_EVERY or self.epoch == self.last_epoch:
             self.check_losses()  # before the callbacks' epoch-end hooks, which may read the curves
 
