@@ -49,11 +49,10 @@ def pareto_outputs(uri: str, experiment: str) -> tuple[dict[str, str], dict[str,
     shown = table.map(lambda v: f"{v:.4g}" if isinstance(v, float) else v)
     texts = {"pareto_hypervolume.csv": table.to_csv(index=False), "pareto_hypervolume.md": to_markdown(shown)}
     figures = {}
-    for data in sorted({meta["data"] for meta, _ in studies}):
+    datasets = sorted({meta["data"] for meta, _ in studies})
+    for data in datasets:
         fronts = [(f"{m['method']} ({m['study']})", t, m) for m, t in studies if m["data"] == data]
-        name = (
-            "pareto_fronts.png" if len({m["data"] for m, _ in studies}) == 1 else f"pareto_fronts_{data}.png"
-        )
+        name = f"pareto_fronts_{data}.png" if len(datasets) > 1 else "pareto_fronts.png"
         figures[name] = overlay_figure(
             fronts,
             f"Pareto fronts on {data}: {len(fronts)} tuning {'study' if len(fronts) == 1 else 'studies'}",
