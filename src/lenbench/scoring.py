@@ -49,13 +49,9 @@ class FoldEvidence:
     concepts_true: np.ndarray | None = None
 
     def has(self, need: Need) -> bool:
-        given = {
-            "formula": self.formula,
-            "scores": self.scores,
-            "truth": self.ground_truth,
-            "concepts": self.concepts_true,
-        }
-        return given[need] is not None
+        # "formula" and "scores" are fields of that name.
+        name = {"truth": "ground_truth", "concepts": "concepts_true"}.get(need, need)
+        return getattr(self, name) is not None
 
 
 @dataclass(frozen=True)
@@ -125,12 +121,9 @@ class MetricSet:
     def __contains__(self, name: object) -> bool:
         return any(metric.name == name for metric in self._metrics)
 
-    def with_metric(self, metric: Metric, after: str | None = None) -> MetricSet:
-        """A new set with ``metric`` added after ``after`` (default: at the end)."""
-        items = list(self._metrics)
-        position = len(items) if after is None else [x.name for x in items].index(after) + 1
-        items.insert(position, metric)
-        return MetricSet(items)
+    def with_metric(self, metric: Metric) -> MetricSet:
+        """A new set with ``metric`` added at the end (as an installed plugin's metric is)."""
+        return MetricSet([*self._metrics, metric])
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -164,75 +157,6 @@ def _formula_args(e: FoldEvidence, y: np.ndarray) -> tuple:
     return (e.formula, e.x, y, e.concept_names, e.target_class)
 
 
-def _model_accuracy(e: FoldEvidence) -> float:
-    return m.model_accuracy(e.y_true, e.y_pred)
-
-
-def _explanation_accuracy(e: FoldEvidence) -> float:
-    return m.explanation_accuracy(*_formula_args(e, e.y_true))
-
-
-def _explanation_fidelity(e: FoldEvidence) -> float:
-    return m.explanation_fidelity(*_formula_args(e, e.y_pred))
-
-
-def _explanation_complexity(e: FoldEvidence) -> float:
-    return float(e.formula.complexity)  # type: ignore[union-attr] - needs formula
-
-
-def _consistency(e: JobEvidence) -> float:
-    return m.consistency(e.formulas)
-
-
-def _extraction_time(e: FoldEvidence) -> float:
-    return e.timings["extraction"]
-
-
-def _training_time(e: FoldEvidence) -> float:
-    return e.timings["training"]
-
-
-def _majority_accuracy(e: FoldEvidence) -> float:
-    return m.majority_accuracy(e.y_true)
-
-
-def _model_balanced_accuracy(e: FoldEvidence) -> float:
-    return m.balanced_accuracy(e.y_true, e.y_pred)
-
-
-def _model_f1(e: FoldEvidence) -> float:
-    return m.f1(e.y_true, e.y_pred, positive=e.target_class)
-
-
-def _model_auroc(e: FoldEvidence) -> float:
-    # AUROC of the class-1 score against class 1 (the same number as for class 0 with 1 - score).
-    return m.auroc(e.y_true, e.scores, positive=1)
-
-
-def _explanation_balanced_accuracy(e: FoldEvidence) -> float:
-    return m.explanation_balanced_accuracy(*_formula_args(e, e.y_true))
-
-
-def _explanation_f1(e: FoldEvidence) -> float:
-    return m.explanation_f1(*_formula_args(e, e.y_true))
-
-
-def _explanation_auroc(e: FoldEvidence) -> float:
-    return m.explanation_auroc(*_formula_args(e, e.y_true))
-
-
-def _truth_agreement(e: FoldEvidence) -> float:
-    return truth.truth_agreement(e.formula, e.ground_truth)  # type: ignore[arg-type] - needs formula, truth
-
-
-def _truth_exact(e: FoldEvidence) -> float:
-    return truth.truth_exact(e.formula, e.ground_truth)  # type: ignore[arg-type] - needs formula, truth
-
-
-def _concept_accuracy(e: FoldEvidence) -> float:
-    return m.concept_accuracy(e.concepts_true, e.x)  # type: ignore[arg-type] - needs concepts
-
-
 FORMULA = frozenset({"formula"})
 TRUTH = frozenset({"formula", "truth"})
 
@@ -242,23 +166,29 @@ BUILTIN_METRICS = MetricSet(
         Metric(
             "model_accuracy",
             "model accuracy",
-            _model_accuracy,
+            lambda e: m.model_accuracy(e.y_true, e.y_pred),
             headline=True,
             baseline="majority_accuracy",
         ),
         Metric(
             "explanation_accuracy",
             "explanation accuracy",
-            _explanation_accuracy,
+            lambda e: m.explanation_accuracy(*_formula_args(e, e.y_true)),
             needs=FORMULA,
             headline=True,
             baseline="majority_accuracy",
         ),
-        Metric("explanation_fidelity", "fidelity", _explanation_fidelity, needs=FORMULA, headline=True),
+        Metric(
+            "explanation_fidelity",
+            "fidelity",
+            lambda e: m.explanation_fidelity(*_formula_args(e, e.y_pred)),
+            needs=FORMULA,
+            headline=True,
+        ),
         Metric(
             "explanation_complexity",
             "complexity",
-            _explanation_complexity,
+            lambda e: e.formula.complexity,
             higher_is_better=False,
             digits=1,
             needs=FORMULA,
@@ -268,7 +198,7 @@ BUILTIN_METRICS = MetricSet(
         Metric(
             "explanation_consistency",
             "consistency",
-            _consistency,
+            lambda e: m.consistency(e.formulas),
             needs=FORMULA,
             level="job",
             compared=False,
@@ -277,7 +207,7 @@ BUILTIN_METRICS = MetricSet(
         Metric(
             "elapsed_time",
             "extraction time (s)",
-            _extraction_time,
+            lambda e: e.timings["extraction"],
             higher_is_better=False,
             needs=FORMULA,
             compared=False,
@@ -287,7 +217,7 @@ BUILTIN_METRICS = MetricSet(
         Metric(
             "training_time",
             "training time (s)",
-            _training_time,
+            lambda e: e.timings["training"],
             higher_is_better=False,
             compared=False,
             headline=True,
@@ -296,28 +226,59 @@ BUILTIN_METRICS = MetricSet(
         Metric(
             "majority_accuracy",
             "majority-class accuracy",
-            _majority_accuracy,
+            lambda e: m.majority_accuracy(e.y_true),
             higher_is_better=None,
             compared=False,
             headline=True,
         ),
-        Metric("model_balanced_accuracy", "model balanced accuracy", _model_balanced_accuracy),
-        Metric("model_f1", "model F1", _model_f1),
-        Metric("model_auroc", "model AUROC", _model_auroc, needs=frozenset({"scores"})),
+        Metric(
+            "model_balanced_accuracy",
+            "model balanced accuracy",
+            lambda e: m.balanced_accuracy(e.y_true, e.y_pred),
+        ),
+        Metric("model_f1", "model F1", lambda e: m.f1(e.y_true, e.y_pred, positive=e.target_class)),
+        # AUROC of the class-1 score against class 1 (the same number as for class 0 with 1 - score).
+        Metric(
+            "model_auroc",
+            "model AUROC",
+            lambda e: m.auroc(e.y_true, e.scores, positive=1),
+            needs=frozenset({"scores"}),
+        ),
         Metric(
             "explanation_balanced_accuracy",
             "explanation balanced accuracy",
-            _explanation_balanced_accuracy,
+            lambda e: m.explanation_balanced_accuracy(*_formula_args(e, e.y_true)),
             needs=FORMULA,
         ),
-        Metric("explanation_f1", "explanation F1", _explanation_f1, needs=FORMULA),
-        Metric("explanation_auroc", "explanation AUROC", _explanation_auroc, needs=FORMULA),
-        Metric("truth_agreement", "agreement with the true formula", _truth_agreement, needs=TRUTH),
-        Metric("truth_exact", "true formula recovered", _truth_exact, digits=2, needs=TRUTH),
+        Metric(
+            "explanation_f1",
+            "explanation F1",
+            lambda e: m.explanation_f1(*_formula_args(e, e.y_true)),
+            needs=FORMULA,
+        ),
+        Metric(
+            "explanation_auroc",
+            "explanation AUROC",
+            lambda e: m.explanation_auroc(*_formula_args(e, e.y_true)),
+            needs=FORMULA,
+        ),
+        Metric(
+            "truth_agreement",
+            "agreement with the true formula",
+            lambda e: truth.truth_agreement(e.formula, e.ground_truth),
+            needs=TRUTH,
+        ),
+        Metric(
+            "truth_exact",
+            "true formula recovered",
+            lambda e: truth.truth_exact(e.formula, e.ground_truth),
+            digits=2,
+            needs=TRUTH,
+        ),
         Metric(
             "concept_accuracy",
             "concept accuracy",
-            _concept_accuracy,
+            lambda e: m.concept_accuracy(e.concepts_true, e.x),
             higher_is_better=None,
             needs=frozenset({"concepts"}),
             compared=False,

@@ -234,6 +234,3 @@ class FanInPruning(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.pruned_at = state_dict.get("pruned_at")
-
-
-# -- checkpoints -------------------------------------------------------------------------------------------------

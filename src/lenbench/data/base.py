@@ -17,6 +17,20 @@ class Refitted(NamedTuple):
     preprocessing: dict[str, Any]
 
 
+def row_positions(train_index: np.ndarray, n_rows: int) -> np.ndarray:
+    """A refit's ``train_index`` as an array, or ValueError unless it holds row positions of an ``n_rows`` table."""
+    rows = np.asarray(train_index)
+    if rows.ndim != 1 or rows.size == 0 or not np.issubdtype(rows.dtype, np.integer):
+        raise ValueError(
+            f"train_index must be a non-empty 1-D array of row positions, got {rows.dtype} {rows.shape}"
+        )
+    if rows.min() < 0 or rows.max() >= n_rows:
+        raise ValueError(
+            f"train_index must hold row positions in [0, {n_rows - 1}], got {rows.min()}..{rows.max()}"
+        )
+    return rows
+
+
 # Re-fits the preprocessing on the given training rows and returns the concept matrix of *all* rows (or Refitted).
 Refit = Callable[[np.ndarray], "np.ndarray | Refitted"]
 

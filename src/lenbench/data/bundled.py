@@ -40,10 +40,7 @@ BREAST_CANCER_POSITIVE = "malignant"
 
 
 def load_breast_cancer(
-    fit_scope: str = "train",
-    binarize: str = "quantile",
-    bins: int = 3,
-    name: str = "breast_cancer",
+    fit_scope: str = "train", binarize: str = "quantile", bins: int = 3, name: str = "breast_cancer"
 ) -> ConceptDataset:
     """569 tumours, 90 concepts (30 measurements x 3 quantile bins), label ``malignant`` (212 positives)."""
     return table_dataset(

@@ -61,11 +61,7 @@ def download(dest: Path, url: str, sha256: str | None, timeout: float, what: str
         return dest
     except DataError:
         raise
-    except (
-        OSError,
-        http.client.HTTPException,
-        ValueError,
-    ) as exc:  # URLError, HTTPError, TimeoutError included
+    except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError, HTTPError, TimeoutError too
         reason = _download_failure(exc, timeout)
     finally:
         if tmp is not None:

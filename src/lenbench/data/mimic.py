@@ -25,9 +25,10 @@ from sklearn.impute import SimpleImputer
 from sklearn.preprocessing import MinMaxScaler
 
 from lenbench.config import DATA_DIR_ENV
-from lenbench.data.base import ConceptDataset, Refitted
+from lenbench.data.base import ConceptDataset, Refitted, row_positions
 from lenbench.data.download import download
 from lenbench.data.errors import DataError
+from lenbench.data.table import FIT_SCOPES, shown_names
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,6 @@ BINNED_COLUMNS = (
 )
 BIN_SUFFIXES = ("_LOW", "_NORMAL", "_HIGH")
 LABELS = ("day_28_flg", "any_death")
-FIT_SCOPES = ("all", "train")
 # The 0/1 columns each label is computed from.
 _LABEL_SOURCES = {
     "day_28_flg": ("day_28_flg",),
@@ -190,20 +190,20 @@ def preprocessing_record(
         {"source": n, "kind": "binary", "concepts": [n], "categories": [], "fill": float(v)}
         for n, v in zip(FLAG_COLUMNS, flag_fill, strict=True)
     ]
-    for j, name in enumerate(numeric_names):
-        columns.append(
-            {
-                "source": name,
-                "kind": "scaled_uniform",
-                "concepts": [name + s for s in BIN_SUFFIXES],
-                "categories": [],
-                "fill": float(imputer.statistics_[j]),
-                "scale": float(scaler.scale_[j]),
-                "offset": float(scaler.min_[j]),
-                "low": float(low[j]),
-                "high": float(high[j]),
-            }
-        )
+    columns += [
+        {
+            "source": name,
+            "kind": "scaled_uniform",
+            "concepts": [name + s for s in BIN_SUFFIXES],
+            "categories": [],
+            "fill": float(imputer.statistics_[j]),
+            "scale": float(scaler.scale_[j]),
+            "offset": float(scaler.min_[j]),
+            "low": float(low[j]),
+            "high": float(high[j]),
+        }
+        for j, name in enumerate(numeric_names)
+    ]
     seen = np.hstack([flags[fit], numeric[fit]])  # the raw values of the training rows, column by column
     for spec, lowest, highest in zip(columns, np.nanmin(seen, axis=0), np.nanmax(seen, axis=0), strict=True):
         spec["range"] = [float(lowest), float(highest)]  # new rows outside it are flagged
@@ -238,10 +238,7 @@ def _checked_bytes(
 
 
 def download_mimic(
-    dest: str | Path,
-    url: str = MIMIC_URL,
-    sha256: str | None = MIMIC_SHA256,
-    timeout: float = 30.0,
+    dest: str | Path, url: str = MIMIC_URL, sha256: str | None = MIMIC_SHA256, timeout: float = 30.0
 ) -> Path:
     """Download the CSV to ``dest`` atomically (see :func:`lenbench.data.download.download`)."""
     dest = Path(dest).expanduser().absolute()
@@ -292,10 +289,9 @@ def _validate(
     )
     missing = [c for c in required if c not in frame.columns]
     if missing:
-        shown = ", ".join(columns[:8]) + (", ..." if len(columns) > 8 else "")
         raise DataError(
             f"MIMIC-II data file {path} lacks {len(missing)} required column(s): {', '.join(missing)}. "
-            f"It has {len(columns)} columns ({shown}). {fix}"
+            f"It has {len(columns)} columns ({shown_names(columns)}). {fix}"
         )
     # The notebook bins every column that is neither a flag nor excluded, in sorted order.
     numeric_names = [str(c) for c in frame.columns.difference(list(FLAG_COLUMNS) + list(EXCLUDED_COLUMNS))]
@@ -409,15 +405,6 @@ def _refit(
     flags: np.ndarray, numeric: np.ndarray, numeric_names: list[str], train_index: np.ndarray
 ) -> Refitted:
     """ConceptDataset.refit for fit_scope=train: x of all rows, preprocessing fitted on ``train_index`` only."""
-    rows = np.asarray(train_index)
-    n = flags.shape[0]
-    if rows.ndim != 1 or rows.size == 0 or not np.issubdtype(rows.dtype, np.integer):
-        raise ValueError(
-            f"train_index must be a non-empty 1-D array of row positions, got {rows.dtype} {rows.shape}"
-        )
-    if rows.min() < 0 or rows.max() >= n:
-        raise ValueError(
-            f"train_index must hold row positions in [0, {n - 1}], got {rows.min()}..{rows.max()}"
-        )
+    rows = row_positions(train_index, flags.shape[0])
     x = _preprocess(flags, numeric, numeric_names, rows)
     return Refitted(x, preprocessing_record(flags, numeric, numeric_names, rows))

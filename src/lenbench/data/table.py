@@ -171,26 +171,18 @@ class TablePlan:
 
 
 def plan_table(frame: pd.DataFrame, source: str, options: TableOptions) -> TablePlan:
-    """Decide each column's kind and concepts from all rows of ``frame`` (every column a concept source)."""
+    """Decide each column's kind and concepts from all rows of ``frame`` (every column a concept source; their
+    names unique, as :func:`lenbench.data.table_file.table_dataset` checks first)."""
     names = [str(c) for c in frame.columns]
-    duplicated = sorted({n for n in names if names.count(n) > 1})
-    if duplicated:
-        raise DataError(
-            f"{source}: column name(s) {', '.join(repr(n) for n in duplicated)} appear more than once; fix: give "
-            f"every column its own name."
-        )
     unknown = [c for c in options.thresholds if c not in names]
     if unknown:
         raise DataError(
             f"{source}: data.thresholds names column(s) {', '.join(repr(c) for c in unknown)} that are not concept "
-            f"columns; fix: use the column names of the file ({_shown(names)})."
+            f"columns; fix: use the column names of the file ({shown_names(names)})."
         )
-    columns = []
-    for position, name in enumerate(names):
-        column = _plan_column(frame.iloc[:, position], name, source, options)
-        if column is not None:
-            columns.append(column)
-    plan = TablePlan(source=source, columns=tuple(columns), options=options, n_rows=len(frame))
+    planned = (_plan_column(frame.iloc[:, i], name, source, options) for i, name in enumerate(names))
+    columns = tuple(column for column in planned if column is not None)
+    plan = TablePlan(source=source, columns=columns, options=options, n_rows=len(frame))
     _check_concepts(plan, names)
     return plan
 
@@ -236,8 +228,6 @@ def _as_flags(series: pd.Series) -> np.ndarray | None:
         return series.astype("float64").to_numpy(na_value=np.nan)
     if pd.api.types.is_numeric_dtype(series.dtype):
         return None
-    if all(isinstance(v, (bool, np.bool_)) for v in present):
-        return series.map(lambda v: v if pd.isna(v) else float(v)).to_numpy(dtype=np.float64, na_value=np.nan)
     text = present.astype(str).str.strip().str.lower()
     if not text.isin(("true", "false")).all():
         return None
@@ -286,7 +276,7 @@ def _check_concepts(plan: TablePlan, names: list[str]) -> None:
     concepts = plan.concept_names
     if not concepts:
         raise DataError(
-            f"{plan.source}: no concept left: the concept column(s) {_shown(names)} are all constant or empty; "
+            f"{plan.source}: no concept left: the concept column(s) {shown_names(names)} are all constant or empty; "
             f"fix: choose columns that vary (data.concepts)."
         )
     if len(concepts) > plan.options.max_concepts:
@@ -331,5 +321,6 @@ def _sanitize(text: str) -> str:
     return _BAD_NAME_CHARS.sub("_", text.strip()) or "_"
 
 
-def _shown(names: Sequence[str], limit: int = 8) -> str:
+def shown_names(names: Sequence[str], limit: int = 8) -> str:
+    """The first ``limit`` names for a message, ``...`` when there are more."""
     return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lenbench.data.base import ConceptDataset, Refitted
+from lenbench.data.base import ConceptDataset, Refitted, row_positions
 from lenbench.data.errors import DataError
-from lenbench.data.table import TableOptions, TablePlan, plan_table
+from lenbench.data.table import TableOptions, TablePlan, plan_table, shown_names
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def label_vector(
     if label is None or str(label) not in columns:
         what = "data.label is not set" if label is None else f"there is no label column {label!r}"
         raise DataError(
-            f"{source}: {what}; fix: set data.label to one of its columns ({_shown(columns, 40)})."
+            f"{source}: {what}; fix: set data.label to one of its columns ({shown_names(columns, 40)})."
         )
     series = frame[str(label)]
     missing = np.flatnonzero(series.isna().to_numpy())
@@ -131,7 +131,7 @@ def label_vector(
     if len(values) != 2:
         count = "one class" if len(values) == 1 else f"{len(values)} classes"
         raise DataError(
-            f"{source}: label column {label!r} has {count} ({_shown(values)}), a binary label needs exactly two; "
+            f"{source}: label column {label!r} has {count} ({shown_names(values)}), a binary label needs exactly two; "
             f"fix: choose another data.label, or add a column with two values (e.g. outcome = yes/no) and use it."
         )
     if positive is None:
@@ -161,7 +161,7 @@ def _concept_columns(
     if unknown:
         raise DataError(
             f"{source}: data.concepts names column(s) {', '.join(repr(c) for c in unknown)} that the file lacks; "
-            f"fix: use its columns ({_shown(columns)})."
+            f"fix: use its columns ({shown_names(columns)})."
         )
     if label in chosen:
         raise DataError(
@@ -177,16 +177,7 @@ def _concept_columns(
 
 def _refit(plan: TablePlan, train_index: np.ndarray) -> Refitted:
     """ConceptDataset.refit for fit_scope=train: x of all rows, imputers and binners fitted on ``train_index``."""
-    rows = np.asarray(train_index)
-    if rows.ndim != 1 or rows.size == 0 or not np.issubdtype(rows.dtype, np.integer):
-        raise ValueError(
-            f"train_index must be a non-empty 1-D array of row positions, got {rows.dtype} {rows.shape}"
-        )
-    if rows.min() < 0 or rows.max() >= plan.n_rows:
-        raise ValueError(
-            f"train_index must hold row positions in [0, {plan.n_rows - 1}], got {rows.min()}..{rows.max()}"
-        )
-    x, fitted = plan.encode(rows)
+    x, fitted = plan.encode(row_positions(train_index, plan.n_rows))
     return Refitted(x, fitted)
 
 
@@ -278,7 +269,3 @@ def _canonical(value: Any) -> str:
         return str(int(value))
     text = str(value).strip()
     return text.lower() if text.lower() in ("true", "false") else text
-
-
-def _shown(names: Sequence[str], limit: int = 8) -> str:
-    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")

@@ -8,6 +8,7 @@ Formulas may be given as :class:`Formula` or as text (parsed with ``Formula.pars
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -32,6 +33,15 @@ def _vector(values: np.ndarray, what: str) -> np.ndarray:
     return array
 
 
+def _paired(a: np.ndarray, b: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and predictions of the same samples, at least one; ValueError naming the metric ``what`` otherwise."""
+    if a.shape != b.shape:
+        raise ValueError(f"y_true and y_pred differ in length: {a.shape[0]} vs {b.shape[0]}")
+    if a.size == 0:
+        raise ValueError(f"{what} of zero samples is undefined")
+    return a, b
+
+
 def _labels(y_pred: np.ndarray) -> np.ndarray:
     """Predicted labels from labels [n], a score matrix [n, C >= 2] (argmax) or one probability column [n, 1]."""
     array = np.asarray(y_pred)
@@ -47,11 +57,7 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
     An empty input raises ``ValueError`` instead of returning NaN: a fold with no test rows is a bug upstream.
     """
-    a, b = _vector(y_true, "y_true"), _vector(y_pred, "y_pred")
-    if a.shape != b.shape:
-        raise ValueError(f"y_true and y_pred differ in length: {a.shape[0]} vs {b.shape[0]}")
-    if a.size == 0:
-        raise ValueError("accuracy of zero samples is undefined")
+    a, b = _paired(_vector(y_true, "y_true"), _vector(y_pred, "y_pred"), "accuracy")
     return float(np.mean(a == b))
 
 
@@ -78,11 +84,7 @@ def majority_accuracy(y: np.ndarray) -> float:
 
 
 def explanation_accuracy(
-    formula: Formula | str,
-    x: np.ndarray,
-    y: np.ndarray,
-    concept_names: Sequence[str],
-    target_class: int = 1,
+    formula: Formula | str, x: np.ndarray, y: np.ndarray, concept_names: Sequence[str], target_class: int = 1
 ) -> float:
     """Accuracy of the formula's truth values against ``y == target_class`` (the reference's ``test_explanation``).
 
@@ -115,11 +117,7 @@ def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     Beside plain accuracy because on MIMIC-II always predicting "survived" already scores 0.84: a model that
     never predicts the minority class scores 0.5 here, whatever the class balance.
     """
-    a, b = _vector(y_true, "y_true"), _labels(y_pred)
-    if a.shape != b.shape:
-        raise ValueError(f"y_true and y_pred differ in length: {a.shape[0]} vs {b.shape[0]}")
-    if a.size == 0:
-        raise ValueError("balanced accuracy of zero samples is undefined")
+    a, b = _paired(_vector(y_true, "y_true"), _labels(y_pred), "balanced accuracy")
     return float(np.mean([np.mean(b[a == c] == c) for c in np.unique(a)]))
 
 
@@ -129,11 +127,7 @@ def f1(y_true: np.ndarray, y_pred: np.ndarray, positive: int | bool = 1) -> floa
     0.0 when there is no true positive (including when neither labels nor predictions hold the class), as
     scikit-learn's ``f1_score(zero_division=0)``: a method that never finds the rare class gets no credit for it.
     """
-    a, b = _vector(y_true, "y_true"), _labels(y_pred)
-    if a.shape != b.shape:
-        raise ValueError(f"y_true and y_pred differ in length: {a.shape[0]} vs {b.shape[0]}")
-    if a.size == 0:
-        raise ValueError("F1 of zero samples is undefined")
+    a, b = _paired(_vector(y_true, "y_true"), _labels(y_pred), "F1")
     true, pred = a == positive, b == positive
     tp = int(np.sum(true & pred))
     if tp == 0:
@@ -170,11 +164,7 @@ def auroc(y_true: np.ndarray, scores: np.ndarray | None, positive: int | bool = 
 
 
 def explanation_balanced_accuracy(
-    formula: Formula | str,
-    x: np.ndarray,
-    y: np.ndarray,
-    concept_names: Sequence[str],
-    target_class: int = 1,
+    formula: Formula | str, x: np.ndarray, y: np.ndarray, concept_names: Sequence[str], target_class: int = 1
 ) -> float:
     """Balanced accuracy of the formula's truth values against ``y == target_class``."""
     truth = _as_formula(formula).evaluate(x, concept_names)
@@ -182,11 +172,7 @@ def explanation_balanced_accuracy(
 
 
 def explanation_f1(
-    formula: Formula | str,
-    x: np.ndarray,
-    y: np.ndarray,
-    concept_names: Sequence[str],
-    target_class: int = 1,
+    formula: Formula | str, x: np.ndarray, y: np.ndarray, concept_names: Sequence[str], target_class: int = 1
 ) -> float:
     """F1 of the formula as a detector of ``target_class``: precision and recall of its true rows."""
     truth = _as_formula(formula).evaluate(x, concept_names)
@@ -194,11 +180,7 @@ def explanation_f1(
 
 
 def explanation_auroc(
-    formula: Formula | str,
-    x: np.ndarray,
-    y: np.ndarray,
-    concept_names: Sequence[str],
-    target_class: int = 1,
+    formula: Formula | str, x: np.ndarray, y: np.ndarray, concept_names: Sequence[str], target_class: int = 1
 ) -> float:
     """AUROC of the formula's truth values (0/1 scores) for ``target_class``.
 
@@ -250,11 +232,7 @@ def consistency(formulas: Sequence[Formula | str]) -> float:
     """
     if len(formulas) == 0:
         return 0.0
-    mentioned = [_as_formula(f).concepts for f in formulas]
-    counts: dict[str, int] = {}
-    for concepts in mentioned:
-        for name in concepts:
-            counts[name] = counts.get(name, 0) + 1
+    counts = Counter(name for f in formulas for name in _as_formula(f).concepts)
     if not counts:
         return 0.0
     # One exact integer sum and one division: independent of set order (and so of PYTHONHASHSEED).

@@ -53,9 +53,8 @@ class SimplifyResult:
 
     ``formula`` is always logically equivalent to the input. ``exact`` is True when it is the minimal DNF sympy's
     ``simplify_logic`` would return (or a constant); ``method`` is one of ``"constant"`` (the result is True or
-    False), ``"quine-mccluskey"`` (the bounded exact path), ``"sympy"`` (reserved for sympy-computed results; not
-    produced by this implementation, whose port reproduces sympy's output) or ``"fallback"`` (above the bounds: only
-    dedupe, contradiction removal and absorption, ``exact=False``).
+    False), ``"quine-mccluskey"`` (the bounded exact path, a port that reproduces sympy's output) or ``"fallback"``
+    (above the bounds: only dedupe, contradiction removal and absorption, ``exact=False``).
     """
 
     formula: Formula
@@ -104,10 +103,13 @@ def _simplify_cached(formula: Formula, max_variables: int, max_terms: int) -> Si
 
 def _minterms_by_table(formula: Formula, names: list[str]) -> list[int]:
     """True rows of the truth table, vectorised; row m sets variable p to bit (n-1-p) of m (sympy's order)."""
-    n = len(names)
+    return [int(m) for m in np.flatnonzero(formula.evaluate(assignments(len(names)), names))]
+
+
+def assignments(n: int) -> np.ndarray:
+    """[2^n, n] every 0/1 assignment in ``itertools.product`` order (first column most significant)."""
     rows = np.arange(2**n, dtype=np.int64)
-    bits = (rows[:, None] >> np.arange(n - 1, -1, -1, dtype=np.int64)[None, :]) & 1
-    return [int(m) for m in np.flatnonzero(formula.evaluate(bits, names))]
+    return ((rows[:, None] >> np.arange(n - 1, -1, -1)[None, :]) & 1).astype(bool)
 
 
 def _minterms_by_terms(formula: Formula, names: list[str]) -> list[int]:

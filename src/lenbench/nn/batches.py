@@ -145,9 +145,8 @@ class StackedBatch(NetworkBatch):
     ) -> None:
         super().__init__([stack_networks(nets)], len(nets))
         self.row_loss = row_loss
-        self.positions = (
-            positions  # each network's rows' positions in the data set: one shared table if they agree
-        )
+        # Each network's rows' positions in the data set: one shared table if they agree.
+        self.positions = positions
         self.shared = False  # whether the last prepare() built one shared table
         self._nets = list(nets)  # a plain list: not parameters of this module
         self._padded: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
@@ -160,10 +159,9 @@ class StackedBatch(NetworkBatch):
         self.shared = table is not None
         self._padded = table if table is not None else pad_rows(xs, ys)
         if self.scales is not None:
-            weights = self._padded[2] * torch.tensor(
-                self.scales, dtype=self._padded[2].dtype, device=device
-            ).unsqueeze(1)
-            self._padded = (self._padded[0], self._padded[1], weights)
+            x, y, weights = self._padded
+            scales = torch.tensor(self.scales, dtype=weights.dtype, device=device).unsqueeze(1)
+            self._padded = (x, y, weights * scales)
         if self.val_rows:
             self._padded_val = pad_rows([x for x, _ in self.val_rows], [y for _, y in self.val_rows])
 

@@ -101,11 +101,8 @@ class RankRecords:
 
     def first_error(self) -> tuple[str, int, float] | None:
         """The earliest divergence ``(method, epoch, loss)`` any rank reported, or None."""
-        errors = []
-        for name in os.listdir(self.folder):
-            record = _read(os.path.join(self.folder, name)) if ".error" in name else None
-            if record is not None:
-                errors.append(tuple(record["error"]))
+        names = [name for name in os.listdir(self.folder) if ".error" in name]
+        errors = [tuple(_read(os.path.join(self.folder, name))["error"]) for name in names]
         return min(errors, key=lambda e: e[1]) if errors else None  # type: ignore[return-value]
 
     def close(self) -> None:

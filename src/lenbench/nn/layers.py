@@ -87,10 +87,7 @@ class EntropyLinear(nn.Module):
         }
 
     def extra_repr(self) -> str:
-        return (
-            f"in_features={self.in_features}, out_features={self.out_features}, n_classes={self.n_classes}, "
-            f"temperature={self.temperature}"
-        )
+        return ", ".join(f"{key}={value}" for key, value in self.export_args().items())
 
 
 class SqueezeLast(nn.Module):

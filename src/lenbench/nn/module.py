@@ -230,16 +230,10 @@ class FullBatchModule(pl.LightningModule):
         self.manual_backward(losses.sum())
         optimizer.step()
         self.epoch = int(self.current_epoch)
-        self._losses.append(losses.detach())
+        detached = losses.detach()
+        self._losses.append(detached)
         if self.log_losses:
-            self.log(
-                "train_loss",
-                losses.detach().mean(),
-                on_step=False,
-                on_epoch=True,
-                prog_bar=True,
-                batch_size=1,
-            )
+            self.log("train_loss", detached.mean(), on_step=False, on_epoch=True, prog_bar=True, batch_size=1)
         if len(self._losses) >= SYNC_EVERY or self.epoch == self.last_epoch:
             self.check_losses()  # before the callbacks' epoch-end hooks, which may read the curves
 
@@ -285,8 +279,7 @@ class FullBatchModule(pl.LightningModule):
 
     def divergence(self) -> TrainingDiverged | None:
         """After a failure inside training: the divergence behind it (non-finite losses or weights), if any."""
-        values = torch.stack(self._losses).cpu() if self._losses else None
-        bad = None if values is None else first_non_finite(self._checked, values)
+        bad = first_non_finite(self._checked, torch.stack(self._losses).cpu()) if self._losses else None
         if bad is None:
             network = self._first_non_finite_network()
             if network is not None:  # the loss of the epoch in progress could not even be computed

@@ -62,12 +62,7 @@ class FlatAdam(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         group = self.param_groups[0]
-        lr, (beta1, beta2), eps, weight_decay = (
-            group["lr"],
-            group["betas"],
-            group["eps"],
-            group["weight_decay"],
-        )
+        lr, (beta1, beta2), eps, weight_decay = (group[k] for k in ("lr", "betas", "eps", "weight_decay"))
         params = self._params
         if params[0].data_ptr() != self._flat.data_ptr():
             raise RuntimeError("FlatAdam: the parameters' storage was replaced after the optimiser was built")

@@ -203,13 +203,12 @@ def stack_networks(nets: Sequence[nn.Sequential]) -> StackedNetworks:
             device=layer.weight.device,
             dtype=layer.weight.dtype,
         )
-        with torch.no_grad():
-            stacked.weight.copy_(torch.stack([net[position].weight.detach() for net in nets]))
-            if stacked.bias is not None:
-                stacked.bias.copy_(torch.stack([net[position].bias.detach() for net in nets]))
-        stacked.weight.requires_grad_(layer.weight.requires_grad)
-        if stacked.bias is not None:
-            stacked.bias.requires_grad_(layer.bias.requires_grad)
+        for name in _PRUNABLE:  # weight and bias: the networks' values, trainable as theirs are
+            param = getattr(stacked, name)
+            if param is not None:
+                with torch.no_grad():
+                    param.copy_(torch.stack([getattr(net[position], name).detach() for net in nets]))
+                param.requires_grad_(getattr(layer, name).requires_grad)
         layers.append(stacked)
     return StackedNetworks(*layers)
 
@@ -264,11 +263,7 @@ def unstack_into(stacked: nn.Sequential, nets: Sequence[nn.Sequential]) -> None:
                 raise ValueError(
                     f"unstack_into: layer {position} of network {i} is a {type(target).__name__}, not a Linear"
                 )
-            if (target.in_features, target.out_features, target.bias is None) != (
-                layer.in_features,
-                layer.out_features,
-                layer.bias is None,
-            ):
+            if _describe(target) != _describe(layer):  # a BatchedLinear is described as one network's Linear
                 raise ValueError(
                     f"unstack_into: layer {position} of network {i} does not match the stacked layer"
                 )

@@ -19,6 +19,7 @@ import pandas as pd
 
 from lenbench.report import compare, figures, pareto, publish, render, rows, stats
 from lenbench.scoring import METRICS, MetricSet
+from lenbench.tracking.mlflow import log_report_run
 from lenbench.tracking.mlflow_read import load_jobs
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def report_texts(analysis: Analysis, metrics: MetricSet = METRICS) -> dict[str, 
         **render.summary_texts("summary_by_experiment", by_row, keys(by_row), metrics, with_note=True),
         **render.summary_texts("summary_by_experiment_seed", by_seed, keys(by_seed, ("seed",)), metrics),
         "summary_headline.md": render.to_markdown(
-            render.human_table(by_row, keys(by_row), render.headline_metrics(metrics))
+            render.human_table(by_row, keys(by_row), MetricSet([m for m in metrics if m.headline]))
         ),
         **render.pairs_texts(analysis.pairs, metrics),
         **render.ranks_texts(compare.ranks_table(analysis.ranks, metrics), metrics),
@@ -94,5 +95,5 @@ def build_report(
     texts = {**report_texts(analysis, metrics), **front_texts}
     files = publish.write_files(out_dir, texts, {**drawn, **front_figures}, meta)
     if log_to_mlflow:
-        publish.log_to_mlflow(uri, experiment, files, sweep_id)
+        log_report_run(uri, experiment, list(files.values()), sweep_id)  # one FINISHED ``report`` run
     return files

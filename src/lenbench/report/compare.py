@@ -170,16 +170,8 @@ def compare_with_best(folds: pd.DataFrame, metrics: MetricSet = METRICS) -> pd.D
 
 def _wide(long: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
     out = keys.copy()
-    fields = (
-        "best",
-        "best_n",
-        "compared",
-        "n_pairs",
-        "p_corrected_t",
-        "p_wilcoxon",
-        "p_corrected_t_holm",
-        "p_wilcoxon_holm",
-    )
+    # best, best_n, compared, n_pairs and the four p-values: what compare_with_best adds per metric.
+    fields = (*LONG_KEYS[3:], "n_pairs", *PAIR_COLUMNS[-4:])
     for metric, group in long.groupby("metric", sort=False):
         part = group.set_index(["study", "row"])[list(fields)]
         part.columns = [f"{metric}_{field}" for field in fields]
@@ -200,9 +192,8 @@ def across_studies(by_row: pd.DataFrame, metrics: MetricSet = METRICS) -> dict[s
             index="study", columns="row", values=f"{metric.name}_mean", aggfunc="first"
         )
         table = table.dropna(axis=1, how="any")
-        if (
-            table.shape[1] < 3
-        ):  # two rows: the Friedman test is not the test (Demšar: Wilcoxon over data sets)
+        # Two rows: the Friedman test is not the test (Demšar: Wilcoxon over data sets).
+        if table.shape[1] < 3:
             continue
         scores = table.to_numpy(dtype=float)
         ranks = sig.average_ranks(scores, bool(metric.higher_is_better))
@@ -219,20 +210,18 @@ def across_studies(by_row: pd.DataFrame, metrics: MetricSet = METRICS) -> dict[s
 
 def ranks_table(ranks: dict[str, Any], metrics: MetricSet = METRICS) -> pd.DataFrame:
     """The across-studies result as one table: per metric and row, its average rank; Friedman and CD alongside."""
-    records = []
-    for name, result in ranks.items():
-        f = result["friedman"]
-        for row, rank in sorted(result["average_ranks"].items(), key=lambda item: item[1]):
-            records.append(
-                {
-                    "metric": name,
-                    "row": row,
-                    "average_rank": rank,
-                    "n_studies": result["n_studies"],
-                    "friedman_chi2": f.chi2,
-                    "friedman_p": f.p_chi2,
-                    "iman_davenport_p": f.p_f,
-                    "nemenyi_cd": result["cd"],
-                }
-            )
+    records = [
+        {
+            "metric": name,
+            "row": row,
+            "average_rank": rank,
+            "n_studies": result["n_studies"],
+            "friedman_chi2": result["friedman"].chi2,
+            "friedman_p": result["friedman"].p_chi2,
+            "iman_davenport_p": result["friedman"].p_f,
+            "nemenyi_cd": result["cd"],
+        }
+        for name, result in ranks.items()
+        for row, rank in sorted(result["average_ranks"].items(), key=lambda item: item[1])
+    ]
     return pd.DataFrame(records)

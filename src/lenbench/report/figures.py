@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lenbench.report.compare import compared_names
 from lenbench.report.stats import UNIT, parse_formula
 from lenbench.scoring import METRICS, Metric, MetricSet
 
@@ -62,14 +63,11 @@ def baseline_value(folds: pd.DataFrame, study: str, metric: Metric) -> float | N
     return float(values.mean()) if len(values) else None
 
 
-def _draw_baseline(
-    ax: Any, value: float | None, metrics: MetricSet, metric: Metric, vertical: bool = False
-) -> None:
+def _draw_baseline(ax: Any, value: float | None, metrics: MetricSet, metric: Metric) -> None:
     if value is None:
         return
     label = f"{metrics[metric.baseline].label}: {value:.3f}" if metric.baseline in metrics else f"{value:.3f}"
-    line = ax.axvline if vertical else ax.axhline
-    line(value, color="0.3", linestyle="--", linewidth=1, label=label, zorder=0)
+    ax.axhline(value, color="0.3", linestyle="--", linewidth=1, label=label, zorder=0)
 
 
 def _complexity_axis(ax: Any, values: np.ndarray) -> str:
@@ -136,16 +134,12 @@ def accuracy_vs_complexity(by_row: pd.DataFrame, folds: pd.DataFrame, metrics: M
         table = by_row[(by_row["study"] == study) & by_row[f"{ACCURACY}_mean"].notna()]
         for _, row in table.iterrows():
             x, dx = row[f"{COMPLEXITY}_mean"], row[f"{COMPLEXITY}_sem"]
+            y, dy = row[f"{ACCURACY}_mean"], row[f"{ACCURACY}_sem"]
             lower = min(dx, x * 0.999) if dx == dx and x > 0 else dx  # a log axis has no room below 0
-            ax.errorbar(
-                x,
-                row[f"{ACCURACY}_mean"],
-                xerr=None if dx != dx else [[lower], [dx]],
-                yerr=None if row[f"{ACCURACY}_sem"] != row[f"{ACCURACY}_sem"] else row[f"{ACCURACY}_sem"],
-                fmt="o",
-                capsize=3,
-                label=textwrap.fill(f"{row['row']} ({_n(row)})", LEGEND_WIDTH),
-            )
+            xerr = None if dx != dx else [[lower], [dx]]
+            yerr = None if dy != dy else dy
+            label = textwrap.fill(f"{row['row']} ({_n(row)})", LEGEND_WIDTH)
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", capsize=3, label=label)
         scale = _complexity_axis(ax, table[f"{COMPLEXITY}_mean"].to_numpy(dtype=float))
         _draw_baseline(ax, baseline_value(folds, study, metrics[ACCURACY]), metrics, metrics[ACCURACY])
         ax.set_xlabel(f"{_axis_label(metrics, COMPLEXITY)}, {scale}")
@@ -157,27 +151,17 @@ def accuracy_vs_complexity(by_row: pd.DataFrame, folds: pd.DataFrame, metrics: M
     return fig
 
 
-def _tested_headlines(folds: pd.DataFrame, metrics: MetricSet) -> list[Metric]:
-    return [
-        m
-        for m in metrics.at("fold")
-        if m.headline and m.compared and m.higher_is_better is not None and m.name in folds
-    ]
-
-
 def fold_spread(folds: pd.DataFrame, by_row: pd.DataFrame, metrics: MetricSet = METRICS) -> Any:
     """Per study and headline tested metric: a box plot per row of its per-test-fold values (seeds averaged on
     each fold), the folds as dots, the baseline where the metric has one."""
-    shown = _tested_headlines(folds, metrics)
+    shown = [
+        m for m in metrics.at("fold") if m.headline and m.name in compared_names(metrics) and m.name in folds
+    ]
     studies = sorted(folds["study"].unique())
     n_rows = max(by_row.groupby("study").size().max(), 1)
-    fig, axes = _pyplot().subplots(
-        len(studies),
-        max(len(shown), 1),
-        figsize=(max(3.2, 0.55 * n_rows + 1.2) * max(len(shown), 1), 4.4 * len(studies)),
-        constrained_layout=True,
-        squeeze=False,
-    )
+    n_cols = max(len(shown), 1)
+    size = (max(3.2, 0.55 * n_rows + 1.2) * n_cols, 4.4 * len(studies))
+    fig, axes = _pyplot().subplots(len(studies), n_cols, figsize=size, constrained_layout=True, squeeze=False)
     for axes_row, study in zip(axes, studies, strict=True):
         part = folds[folds["study"] == study]
         rows = by_row[by_row["study"] == study].set_index("row")
@@ -193,7 +177,6 @@ def fold_spread(folds: pd.DataFrame, by_row: pd.DataFrame, metrics: MetricSet = 
                 ax.plot(
                     np.full(len(values), i) + np.linspace(-0.12, 0.12, len(values)), values, ".", alpha=0.6
                 )
-            for i, values in enumerate(data, start=1):
                 if values.empty:  # e.g. a formula metric of a method without formulas
                     ax.text(i, 0.5, "n/a", ha="center", transform=ax.get_xaxis_transform(), fontsize=8)
             _draw_baseline(ax, baseline_value(folds, study, metric), metrics, metric)
@@ -255,15 +238,8 @@ def concept_frequency(folds: pd.DataFrame) -> Any:
         shown = table.loc[concepts]
         image = ax.imshow(shown.to_numpy(), aspect="auto", cmap="Blues", vmin=0, vmax=1)
         for (i, j), value in np.ndenumerate(shown.to_numpy()):
-            ax.text(
-                j,
-                i,
-                f"{value:.1f}",
-                ha="center",
-                va="center",
-                fontsize=6,
-                color="white" if value > 0.6 else "black",
-            )
+            color = "white" if value > 0.6 else "black"
+            ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=6, color=color)
         ax.set_yticks(range(len(concepts)), concepts, fontsize=7)
         headers = [
             _wrap(f"{r} ({counts[r]} formula{'s' * (counts[r] != 1)}, {sizes[r]:.1f} concepts each)", 13)

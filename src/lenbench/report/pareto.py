@@ -25,20 +25,19 @@ log = logging.getLogger(__name__)
 
 def hypervolume_table(studies: list[tuple[dict[str, Any], pd.DataFrame]]) -> pd.DataFrame:
     """One row per study: method, data, trials, front size, validation and test hypervolume, reference point."""
-    rows = []
-    for meta, _ in studies:
-        rows.append(
-            {
-                "data": meta["data"],
-                "method": meta["method"],
-                "study": meta["study"],
-                "completed trials": int(meta.get("n_complete", 0)),
-                "front size": int(meta.get("n_pareto", 0)),
-                "hypervolume (validation)": meta.get("hypervolume_val", float("nan")),
-                "hypervolume (test)": meta.get("hypervolume_test", float("nan")),
-                "reference point": ", ".join(f"{k}={v:g}" for k, v in meta["reference"].items()),
-            }
-        )
+    rows = [
+        {
+            "data": meta["data"],
+            "method": meta["method"],
+            "study": meta["study"],
+            "completed trials": int(meta.get("n_complete", 0)),
+            "front size": int(meta.get("n_pareto", 0)),
+            "hypervolume (validation)": meta.get("hypervolume_val", float("nan")),
+            "hypervolume (test)": meta.get("hypervolume_test", float("nan")),
+            "reference point": ", ".join(f"{k}={v:g}" for k, v in meta["reference"].items()),
+        }
+        for meta, _ in studies
+    ]
     return pd.DataFrame(rows).sort_values(["data", "hypervolume (test)"], ascending=[True, False])
 
 
@@ -51,13 +50,10 @@ def pareto_outputs(uri: str, experiment: str) -> tuple[dict[str, str], dict[str,
     shown = table.map(lambda v: f"{v:.4g}" if isinstance(v, float) else v)
     texts = {"pareto_hypervolume.csv": table.to_csv(index=False), "pareto_hypervolume.md": to_markdown(shown)}
     figures = {}
-    for data in sorted({meta["data"] for meta, _ in studies}):
+    datasets = sorted({meta["data"] for meta, _ in studies})
+    for data in datasets:
         fronts = [(f"{m['method']} ({m['study']})", t, m) for m, t in studies if m["data"] == data]
-        name = (
-            "pareto_fronts.png"
-            if len({m["data"] for m, _ in studies}) == 1
-            else f"pareto_fronts_{file_name(data)}.png"
-        )
+        name = f"pareto_fronts_{file_name(data)}.png" if len(datasets) > 1 else "pareto_fronts.png"
         figures[name] = overlay_figure(
             fronts,
             f"Pareto fronts on {data}: {len(fronts)} tuning {'study' if len(fronts) == 1 else 'studies'}",

@@ -1,6 +1,6 @@
-"""Where a report goes: its files under the output folder (atomically, mode 0644 under the usual umask), its
-provenance, and a ``report`` run in MLflow holding them all (logged through
-:func:`lenbench.tracking.mlflow.log_report_run`, never MLflow directly)."""
+"""Where a report goes: its files under the output folder (atomically, mode 0644 under the usual umask) and its
+provenance; :mod:`.build` then logs them all as a ``report`` run in MLflow
+(:func:`lenbench.tracking.mlflow.log_report_run`, never MLflow directly)."""
 
 from __future__ import annotations
 
@@ -12,28 +12,26 @@ from typing import Any
 import pandas as pd
 
 from lenbench.tracking.local import write_json, write_text
-from lenbench.tracking.mlflow import log_report_run
+from lenbench.tracking.pareto_plots import save
 
 log = logging.getLogger(__name__)
 
 
 def _rows_record(runs: pd.DataFrame) -> list[dict[str, Any]]:
     """Per row (experiment): its study, method, settings, and the runs it pools with their seeds and commits."""
-    records = []
-    for (study, row), group in runs.groupby(["study", "row"], sort=True):
-        records.append(
-            {
-                "study": study,
-                "row": row,
-                "method": group["method"].iloc[0],
-                "settings": group["config"].iloc[0],
-                "seeds": sorted(int(s) for s in group["seed"].unique()),
-                "runs": group["run_id"].tolist(),
-                "git_commits": sorted(set(group["git_commit"])),
-                "data_checksums": sorted(set(group["data_checksum"])),
-            }
-        )
-    return records
+    return [
+        {
+            "study": study,
+            "row": row,
+            "method": group["method"].iloc[0],
+            "settings": group["config"].iloc[0],
+            "seeds": sorted(int(s) for s in group["seed"].unique()),
+            "runs": group["run_id"].tolist(),
+            "git_commits": sorted(set(group["git_commit"])),
+            "data_checksums": sorted(set(group["data_checksum"])),
+        }
+        for (study, row), group in runs.groupby(["study", "row"], sort=True)
+    ]
 
 
 def sweep_jobs_on_disk(sweep_id: str | None) -> int | None:
@@ -85,20 +83,10 @@ def write_files(
     out_dir: Path, texts: Mapping[str, str], figures: Mapping[str, Any], meta: Mapping[str, Any]
 ) -> dict[str, Path]:
     """Write the tables (``texts``), ``provenance.json`` (``meta``) and the figures; returns the paths by name."""
-    import matplotlib.pyplot as plt
-
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {name: write_text(out_dir / name, text) for name, text in texts.items()}
     files["provenance.json"] = write_json(out_dir / "provenance.json", dict(meta))
     for name, figure in figures.items():
         files[name] = out_dir / name
-        try:
-            figure.savefig(files[name], dpi=120, bbox_inches="tight", pad_inches=0.15)  # nothing clipped
-        finally:
-            plt.close(figure)
+        save(figure, files[name])
     return files
-
-
-def log_to_mlflow(uri: str, experiment: str, files: Mapping[str, Path], sweep_id: str | None) -> str:
-    """The report's files as one FINISHED ``report`` run of the experiment; returns its run id."""
-    return log_report_run(uri, experiment, list(files.values()), sweep_id)

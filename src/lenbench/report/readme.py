@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -111,11 +111,10 @@ def with_values(analysis: Analysis, metrics: MetricSet) -> MetricSet:
     return MetricSet(kept)
 
 
-def every_method(analysis: Analysis, with_formula: bool, metrics: MetricSet = METRICS) -> str:
-    """All rows of the study on the metrics that need a formula (``with_formula``) or do not."""
-    subset = with_values(analysis, MetricSet([m for m in metrics if ("formula" in m.needs) == with_formula]))
-    table = render.human_table(ordered(analysis), ["row"], subset)
-    return render.to_markdown(table)
+def study_table(analysis: Analysis, keep: Callable[[Metric], bool], metrics: MetricSet = METRICS) -> str:
+    """All rows of the study, in job order, on the metrics ``keep`` picks (those some row has a value for)."""
+    shown = with_values(analysis, MetricSet([m for m in metrics if keep(m)]))
+    return render.to_markdown(render.human_table(ordered(analysis), ["row"], shown))
 
 
 def against_paper(
@@ -148,28 +147,20 @@ def tables(root: Path, metrics: MetricSet = METRICS, bench: Path | None = None) 
     ``bench`` (default: ``benchmarks/results`` beside ``root``)."""
     main = analyse(*snapshot.load(root / MAIN_STUDY, metrics), metrics)
     entropy = analyse(*snapshot.load(root / ENTROPY_STUDY, metrics), metrics)
-    reference = root / REFERENCE
-    entropy_paper = pd.read_csv(reference / "entropy_paper.csv", comment="#")
+    notebook, entropy_paper, brl_paper = (
+        pd.read_csv(root / REFERENCE / f"{name}.csv", comment="#")
+        for name in ("notebook_mimic", "entropy_paper", "brl_paper")
+    )
     paper_metrics = {m.name for m in _reference_metrics(entropy_paper, metrics)}
     entropy_rows = list(dict.fromkeys(entropy.runs["row"]))
     brl_rows = [r for r in dict.fromkeys(main.runs["row"]) if r.split(" ")[0] == "brl"]
     return {
-        "reproduction": reproduction(
-            main, pd.read_csv(reference / "notebook_mimic.csv", comment="#"), metrics
-        ),
-        "every_method_model": every_method(main, with_formula=False, metrics=metrics),
-        "every_method_explanation": every_method(main, with_formula=True, metrics=metrics),
+        "reproduction": reproduction(main, notebook, metrics),
+        "every_method_model": study_table(main, lambda m: "formula" not in m.needs, metrics),
+        "every_method_explanation": study_table(main, lambda m: "formula" in m.needs, metrics),
         "entropy_paper": against_paper(entropy, entropy_paper, entropy_rows, metrics),
-        "entropy_paper_more": render.to_markdown(
-            render.human_table(
-                ordered(entropy),
-                ["row"],
-                with_values(entropy, MetricSet([m for m in metrics if m.name not in paper_metrics])),
-            )
-        ),
-        "brl_paper": against_paper(
-            main, pd.read_csv(reference / "brl_paper.csv", comment="#"), brl_rows, metrics
-        ),
+        "entropy_paper_more": study_table(entropy, lambda m: m.name not in paper_metrics, metrics),
+        "brl_paper": against_paper(main, brl_paper, brl_rows, metrics),
         **suite_tables(root, metrics),
         **performance_tables(root.parent / BENCH_RESULTS if bench is None else bench),
     }

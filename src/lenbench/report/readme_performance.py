@@ -7,46 +7,34 @@ dated copies, ``numerics`` from
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pandas as pd
 
 from lenbench.report import render
 
-LATEST = (
-    "benchmarks/results/latest.json"  # as the README names it (the file itself may lie elsewhere: --bench)
-)
+# As the README names it (the file itself may lie elsewhere: --bench).
+LATEST = "benchmarks/results/latest.json"
 VERDICT = {True: "yes", False: "**no**", None: "not judged"}
 EQUAL, ONE_THREAD, SWEEP_EQUAL = "study_equals_sequential", "one_thread_per_fold", "seed_sweep_equals_jobs"
 
 
-def _s(seconds: float | None) -> str:
-    return "n/a" if seconds is None else f"{seconds:.1f} s"
+def _formatter(spec: str, unit: str = "") -> Callable[[object], str]:
+    """Writes a figure with ``spec`` and ``unit``, and a missing one (None) as ``n/a``."""
+    return lambda value: "n/a" if value is None else f"{value:{spec}}{unit}"
 
 
-def _x(ratio: float | None) -> str:
-    return "n/a" if ratio is None else f"{ratio:.2f}"
-
-
-def _share(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.0%}"
-
-
-def _g(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2g}"
+_s = _formatter(".1f", " s")
+_x = _formatter(".2f")
+_share = _formatter(".0%")
+_g = _formatter(".2g")
+_text = _formatter("")
+_mb = _formatter(".0f", " MB")
 
 
 def _divide(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
-
-
-def _text(value: object) -> str:
-    return "n/a" if value is None else str(value)
-
-
-def _mb(megabytes: float | None) -> str:
-    return "n/a" if megabytes is None else f"{megabytes:.0f} MB"
 
 
 # The performance table: (key of latest.json, what it is, its format, the key of its check in ``checks``).
@@ -147,14 +135,8 @@ def performance(report: Mapping) -> str:
     rows.append(("same metrics and formulas as the sequential run", same, "same", VERDICT[ok.get(EQUAL)]))
     sweep = details.get("seed_sweep")
     same = "not run" if sweep is None else VERDICT[sweep.get("identical_results")]
-    rows.append(
-        (
-            "seed sweep: every job's results equal its command alone",
-            same,
-            "same",
-            VERDICT[ok.get(SWEEP_EQUAL)],
-        )
-    )
+    what = "seed sweep: every job's results equal its command alone"
+    rows.append((what, same, "same", VERDICT[ok.get(SWEEP_EQUAL)]))
     threads = details.get("study", {}).get("torch_threads_per_fold") or {}
     one = "1 everywhere" if threads and all(v == [1] for v in threads.values()) else str(threads or "n/a")
     rows.append(("torch threads per fold (read back from MLflow)", one, "1", VERDICT[ok.get(ONE_THREAD)]))
@@ -202,10 +184,8 @@ def _setting_name(name: str) -> str:
 def across_machines(records: Mapping[str, Mapping]) -> pd.DataFrame | None:
     """Per setting and method, whether every machine's ``make numerics`` gave the same folds (formulas and metrics,
     bit for bit); None when fewer than two machines ran the same folds. ``records``: file name -> its record."""
-    if not records:
-        return None
-    first_run = next(iter(records.values()))
-    runs = [r for r in records.values() if _run_kind(r) == _run_kind(first_run)]
+    kinds = [_run_kind(r) for r in records.values()]
+    runs = [r for r, kind in zip(records.values(), kinds, strict=True) if kind == kinds[0]]
     if len(runs) < 2:
         return None
     first = runs[0]["settings"]
@@ -302,13 +282,13 @@ def gpu_table(bench: Path) -> str:
     )
 
 
-# The history table's ratio columns: (key of the run's file, its format).
+# The history table's ratio columns: keys of the run's file.
 HISTORY_COLUMNS = (
-    ("study_over_plain_parallel", _x),
-    ("study_ratio", _x),
-    ("psi_speedup", _x),
-    ("seed_sweep_speedup", _x),
-    ("seed_sweep_speedup_fast", _x),
+    "study_over_plain_parallel",
+    "study_ratio",
+    "psi_speedup",
+    "seed_sweep_speedup",
+    "seed_sweep_speedup_fast",
 )
 
 
@@ -327,7 +307,7 @@ def bench_history(bench: Path) -> str:
             "commit": f"`{str(where.get('git_commit', '?'))[:10]}`",
             "batching": report.get("batching", "default"),
         }
-        row |= {f"`{key}`": form(report.get(key)) for key, form in HISTORY_COLUMNS}
+        row |= {f"`{key}`": _x(report.get(key)) for key in HISTORY_COLUMNS}
         row["checks met"] = f"{sum(judged)} of {len(judged)}"
         rows.append(row)
     if not rows:

@@ -18,14 +18,11 @@ import pandas as pd
 from lenbench.scoring import METRICS, MetricSet
 
 ROW_LABEL = "method"
+# Column headers for people; a column named in none of these tables keeps its name.
 IDENTITY_LABELS = {
-    "study": "study",
     "row": ROW_LABEL,
     "method": "method family",
-    "settings": "settings",
     "config": "configuration",
-    "seed": "seed",
-    "label": "label",
     "n_splits": "k (folds of the CV)",
     "n_folds": "test folds",
     "n_seeds": "seeds",
@@ -47,8 +44,6 @@ SUFFIX_LABELS = {
     "p_wilcoxon_holm": "p Wilcoxon vs best (Holm)",
 }
 PAIR_LABELS = {
-    "study": "study",
-    "metric": "metric",
     "row_a": "row a",
     "row_b": "row b",
     "n_pairs": "n (test folds)",
@@ -169,11 +164,6 @@ def human_table(
         )
     out.columns = [style.escape(c) if style is LATEX else c for c in out.columns]
     return out
-
-
-def headline_metrics(metrics: MetricSet) -> MetricSet:
-    """The registry's headline metrics (the console's short table)."""
-    return MetricSet([m for m in metrics if m.headline])
 
 
 def csv_headers(table: pd.DataFrame, metrics: MetricSet = METRICS) -> pd.DataFrame:

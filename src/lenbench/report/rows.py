@@ -143,8 +143,7 @@ def assign_rows(runs: pd.DataFrame) -> pd.DataFrame:
         if split.any():
             _warn_split(group[split])
         configs.loc[group.index, "_commit"] = group["git_commit"].str[:7].where(split, "")
-    names = zip(configs["method"], configs["settings"], configs["_commit"], strict=True)
-    configs["row"] = [_row_name(method, settings, commit) for method, settings, commit in names]
+    configs["row"] = list(map(_row_name, configs["method"], configs["settings"], configs["_commit"]))
     runs = runs.merge(configs[[*keys, "settings", "row"]], on=keys, how="left")
     _warn_checksums(runs)
     return runs.drop(columns="_settings")

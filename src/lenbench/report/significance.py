@@ -116,17 +116,13 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
     return out
 
 
-def rank_rows(scores: np.ndarray, higher_is_better: bool = True) -> np.ndarray:
-    """Per row (a data set), the rank of each column (a method): 1 = best, ties get their average rank."""
+def average_ranks(scores: np.ndarray, higher_is_better: bool = True) -> np.ndarray:
+    """Mean rank of each column (method) over the rows (data sets), Demšar's R_j: per row, 1 is the best column
+    and ties get their average rank."""
     from scipy import stats
 
     values = np.asarray(scores, dtype=float)
-    return np.vstack([stats.rankdata(-row if higher_is_better else row) for row in values])
-
-
-def average_ranks(scores: np.ndarray, higher_is_better: bool = True) -> np.ndarray:
-    """Mean rank of each column (method) over the rows (data sets); Demšar's R_j."""
-    return rank_rows(scores, higher_is_better).mean(axis=0)
+    return np.vstack([stats.rankdata(-row if higher_is_better else row) for row in values]).mean(axis=0)
 
 
 @dataclass(frozen=True)

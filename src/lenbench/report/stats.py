@@ -48,10 +48,6 @@ def attach_rows(folds: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _formula_metrics(metrics: MetricSet) -> list[str]:
-    return [m.name for m in metrics.at("fold") if "formula" in m.needs]
-
-
 def explained(folds: pd.DataFrame, metrics: MetricSet = METRICS) -> pd.Series:
     """Per fold row: does it have an explanation? No when every explanation *score* (a formula-needing metric
     where higher is better, e.g. explanation accuracy, which any formula gets) is NaN, as for ``rf``."""
@@ -66,7 +62,7 @@ def explained(folds: pd.DataFrame, metrics: MetricSet = METRICS) -> pd.Series:
 def blank_missing_explanations(folds: pd.DataFrame, metrics: MetricSet = METRICS) -> pd.DataFrame:
     """Folds without an explanation (see :func:`explained`) get NaN in every metric that needs a formula
     (complexity, extraction time, ...), so that "no formula" never reads as "the simplest formula"."""
-    columns = present(folds, _formula_metrics(metrics))
+    columns = present(folds, [m.name for m in metrics.at("fold") if "formula" in m.needs])
     if not columns:
         return folds
     folds = folds.copy()
@@ -115,8 +111,7 @@ def summary_table(
     :func:`_job_level`), ``n_folds`` (test folds), ``n_seeds``, ``n_runs`` and the group's descriptive columns."""
     records = []
     names = present(folds, metrics.fold_names)
-    for key, group in folds.groupby(list(by), sort=True):
-        key = key if isinstance(key, tuple) else (key,)
+    for key, group in folds.groupby(list(by), sort=True):  # keys are tuples: grouped by a list
         record: dict[str, Any] = dict(zip(by, key, strict=True))
         for column in present(group, ROW_COLUMNS):
             if column not in record and column not in UNIT:
@@ -144,7 +139,6 @@ def seed_consistency(
     spread = present(folds, [m.name for m in metrics.at("fold") if m.headline and m.compared])
     records = []
     for key, group in folds.groupby(list(by)):
-        key = key if isinstance(key, tuple) else (key,)
         per_fold = [
             consistency([parse_formula(f) for f in g["formula"]])
             for _, g in group.groupby(list(UNIT))

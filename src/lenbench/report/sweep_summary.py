@@ -107,42 +107,27 @@ def _python() -> str:
     """The interpreter this sweep ran with, as a user can paste it (``.venv/bin/python`` from the repository):
     a bare ``python`` is often another one, without lenbench."""
     executable = Path(sys.executable)
-    try:
-        return (
-            shlex.quote(os.path.relpath(executable))
-            if executable.is_relative_to(Path.cwd())
-            else str(executable)
-        )
-    except ValueError:
-        return shlex.quote(str(executable))
+    if executable.is_relative_to(Path.cwd()):
+        return shlex.quote(os.path.relpath(executable))
+    return str(executable)
 
 
-class SweepSummary:
-    """Hydra callback (duck-typed): prints :func:`sweep_summary` when a sweep ends."""
+class SweepCallback:
+    """Hydra's callback interface by name only (this package never imports Hydra): a subclass defines the hooks it
+    uses, and every other ``on_*`` hook Hydra calls does nothing."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("on_"):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
+
+
+class SweepSummary(SweepCallback):
+    """Hydra callback: prints :func:`sweep_summary` when a sweep ends."""
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        from lenbench.job import (  # deferred: Hydra loads this callback at start-up
-            experiment_name,
-            tracking_uri,
-        )
+        # Deferred: Hydra loads this callback at start-up.
+        from lenbench.job import experiment_name, tracking_uri
 
         uri = tracking_uri(config, Path.cwd()) if config.tracking.enabled else None
         print(sweep_summary(Path(str(config.hydra.sweep.dir)), uri, experiment_name(config)), flush=True)
-
-    def on_run_start(self, config: Any, **kwargs: Any) -> None:
-        return None
-
-    def on_run_end(self, config: Any, **kwargs: Any) -> None:
-        return None
-
-    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
-        return None
-
-    def on_job_start(self, config: Any, **kwargs: Any) -> None:
-        return None
-
-    def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None:
-        return None
-
-    def on_compose_config(self, config: Any, **kwargs: Any) -> None:
-        return None

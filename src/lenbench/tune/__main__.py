@@ -37,9 +37,8 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 @hydra.main(version_base="1.3", config_path=str(CONF), config_name="tune")
 def main(cfg: DictConfig) -> float:
-    from lenbench.experiment import (
-        JobInterrupted,  # deferred, with job, files and study: they import torch, pandas
-    )
+    # Deferred, with job, files and study: they import torch, pandas.
+    from lenbench.experiment import JobInterrupted
     from lenbench.job import JobContext
     from lenbench.tune.files import format_study
     from lenbench.tune.study import run_study

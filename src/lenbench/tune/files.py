@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from lenbench.report.sweep_summary import SweepCallback
 from lenbench.tracking.pareto_plots import pareto_figure, save
 from lenbench.tracking.sweeps import job_folders
 from lenbench.tune.front import hypervolume, pareto_mask
@@ -71,7 +72,7 @@ def write_study(
         "reference": dict(zip(spec.objectives, spec.reference, strict=True)),
         "sampler": spec.sampler,
         "seed": spec.seed,
-        **{k: v for k, v in summary.items()},
+        **summary,
     }
     files["study.json"].write_text(json.dumps(meta, indent=2) + "\n")
     save(
@@ -130,18 +131,11 @@ def studies_summary(sweep_dir: Path, experiment: str) -> str:
     return "\n".join(lines)
 
 
-class StudiesSummary:
-    """Hydra callback (duck-typed, as :class:`lenbench.report.sweep_summary.SweepSummary`): prints
-    :func:`studies_summary` when a tuning sweep ends."""
+class StudiesSummary(SweepCallback):
+    """Hydra callback: prints :func:`studies_summary` when a tuning sweep ends."""
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        from lenbench.job import (
-            experiment_name,  # deferred: Hydra loads this callback at start-up; job imports torch
-        )
+        # Deferred: Hydra loads this callback at start-up; job imports torch.
+        from lenbench.job import experiment_name
 
         print(studies_summary(Path(str(config.hydra.sweep.dir)), experiment_name(config)), flush=True)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("on_"):  # every other hook of Hydra's Callback does nothing
-            return lambda *args, **kwargs: None
-        raise AttributeError(name)

@@ -32,10 +32,7 @@ def inner_fold(dataset: ConceptDataset, cv: CVConfig, fold_index: int) -> Fold:
 
 
 def score_on_validation(
-    fold: Fold,
-    make_explainer: Callable[[], Explainer],
-    target_class: int = 1,
-    metrics: MetricSet = METRICS,
+    fold: Fold, make_explainer: Callable[[], Explainer], target_class: int = 1, metrics: MetricSet = METRICS
 ) -> dict[str, float]:
     """Fit on an inner fold and score every fold metric on its held-out (outer validation) rows."""
     explainer = make_explainer()

@@ -141,7 +141,5 @@ def tables(study: Any, spec: StudySpec, space: tuple[SearchParam, ...]) -> tuple
     trials["pareto"] = pareto_mask(points, spec.directions) & done.to_numpy()
     front = trials[trials["pareto"]].drop(columns=["pareto", "state"])
     front = front.drop_duplicates(subset=[c for c in front.columns if c.startswith("param_")])
-    sort_key = f"val_{spec.objectives[0]}"
-    return trials, front.sort_values(sort_key, ascending=spec.directions[0] == "minimize").reset_index(
-        drop=True
-    )
+    front = front.sort_values(f"val_{spec.objectives[0]}", ascending=spec.directions[0] == "minimize")
+    return trials, front.reset_index(drop=True)

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lenbench.errors import ConfigError
 from lenbench.explainers.base import declared_parameters
+from lenbench.validation import is_number
 
 KINDS = ("float", "int", "categorical")
 FIELDS = ("key", "type", "low", "high", "log", "step", "choices")
@@ -102,10 +103,7 @@ def _param(name: str, spec: Any, cfg: DictConfig, method: str) -> SearchParam:
 
 
 def _check_range(where: str, kind: str, low: Any, high: Any, log: bool, step: Any) -> None:
-    def number(x: Any) -> bool:
-        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-    if not (number(low) and number(high)):
+    if not all(is_number(v) and math.isfinite(v) for v in (low, high)):
         raise ConfigError(f"{where}: low={low} and high={high} must both be finite numbers for type {kind}")
     if kind == "int" and not (float(low).is_integer() and float(high).is_integer()):
         raise ConfigError(f"{where}: low={low} and high={high} must be integers for type int")
@@ -118,7 +116,7 @@ def _check_range(where: str, kind: str, low: Any, high: Any, log: bool, step: An
         )
     if log and low <= 0:
         raise ConfigError(f"{where}: log=true needs low > 0 (got low={low}); raise low or set log=false")
-    if step is not None and (not number(step) or step <= 0 or log):
+    if step is not None and (not (is_number(step) and math.isfinite(step)) or step <= 0 or log):
         raise ConfigError(f"{where}: step={step} must be a positive number, and log=false with a step")
 
 

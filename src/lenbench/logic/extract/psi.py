@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lenbench.logic.extract.relu import index_name
+from lenbench.logic.extract.relu import check_layers, index_name
 from lenbench.logic.formula import Formula
-from lenbench.logic.simplify import SimplifyResult, simplify
+from lenbench.logic.simplify import SimplifyResult, assignments, simplify
 
 Layer = tuple[np.ndarray, np.ndarray]
 
@@ -73,8 +73,6 @@ class BooleanFunction:
                 support.pop(p)
             else:
                 p += 1
-        if not support:
-            return BooleanFunction((), np.array([bool(table.reshape(-1)[0])]))
         return BooleanFunction(tuple(support), table.reshape(-1))
 
     def to_formula(self, names: Sequence[str]) -> Formula:
@@ -93,29 +91,13 @@ class BooleanFunction:
         )
 
 
-def _assignments(n: int) -> np.ndarray:
-    """[2^n, n] every 0/1 assignment in ``itertools.product`` order (first column most significant)."""
-    rows = np.arange(2**n, dtype=np.int64)
-    return ((rows[:, None] >> np.arange(n - 1, -1, -1)[None, :]) & 1).astype(bool)
-
-
 def neuron_functions(
     layers: Sequence[Layer], max_fan_in: int = MAX_FAN_IN, max_support: int = 20
 ) -> list[list[BooleanFunction]]:
     """The boolean function of every neuron, layer by layer, as truth tables over concept supports."""
-    if not layers:
-        raise ValueError("a psi network needs at least one layer")
     functions: list[list[BooleanFunction]] = []
     previous: list[BooleanFunction] | None = None
-    for j, (weight, bias) in enumerate(layers):
-        weight = np.asarray(weight, dtype=np.float64)
-        bias = np.asarray(bias, dtype=np.float64)
-        if weight.ndim != 2 or bias.shape != (weight.shape[0],):
-            raise ValueError(f"layer {j}: weight {weight.shape} and bias {bias.shape} do not fit")
-        if previous is not None and weight.shape[1] != len(previous):
-            raise ValueError(
-                f"layer {j} takes {weight.shape[1]} inputs, layer {j - 1} has {len(previous)} neurons"
-            )
+    for j, (weight, bias) in enumerate(check_layers(layers)):
         layer_functions = []
         for i in range(weight.shape[0]):
             inputs = np.flatnonzero(weight[i])
@@ -129,14 +111,14 @@ def neuron_functions(
                 continue
             if previous is None:
                 support = tuple(int(c) for c in inputs)
-                values = _assignments(len(support)).astype(np.float64)
+                values = assignments(len(support)).astype(np.float64)
             else:
                 support = tuple(sorted({c for p in inputs for c in previous[p].support}))
                 if len(support) > max_support:
                     raise ValueError(
                         f"neuron {i} of layer {j} depends on {len(support)} concepts; at most {max_support} supported"
                     )
-                grid = _assignments(len(support))
+                grid = assignments(len(support))
                 values = np.stack([previous[p].evaluate(grid, support) for p in inputs], axis=1).astype(
                     np.float64
                 )

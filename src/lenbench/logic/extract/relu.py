@@ -42,7 +42,8 @@ def index_name(j: int) -> str:
     return f"feature{j:010d}"
 
 
-def _check_layers(layers: Sequence[Layer], n_inputs: int | None = None) -> list[Layer]:
+def check_layers(layers: Sequence[Layer], n_inputs: int | None = None) -> list[Layer]:
+    """The layers as float64 arrays, or ValueError when they do not chain (``n_inputs``: the first one's width)."""
     if not layers:
         raise ValueError("a network needs at least one layer")
     out: list[Layer] = []
@@ -66,7 +67,7 @@ def firing_slopes(layers: Sequence[Layer], x: np.ndarray, negative_slope: float 
     that does not fire is cut from the row's reduced model, as in the reference's ``get_reduced_model``.
     """
     x = np.asarray(x, dtype=np.float64)
-    layers = _check_layers(layers, x.shape[1])
+    layers = check_layers(layers, x.shape[1])
     slopes = []
     a = x
     for weight, bias in layers[:-1]:
@@ -83,7 +84,7 @@ def reduced_weights(layers: Sequence[Layer], x: np.ndarray, negative_slope: floa
     ``W_L D_{L-1} W_{L-1} ... D_1 W_1`` with ``D_l`` the diagonal of :func:`firing_slopes`, computed from the output
     side so that the intermediate arrays stay [n, out, units].
     """
-    layers = _check_layers(layers, np.asarray(x).shape[1])
+    layers = check_layers(layers, np.asarray(x).shape[1])
     slopes = firing_slopes(layers, x, negative_slope)
     n = np.asarray(x).shape[0]
     m = np.broadcast_to(layers[-1][0], (n, *layers[-1][0].shape))
@@ -109,8 +110,7 @@ def select_by_weights(
     top = norms.max(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         selected = norms / top > threshold
-    none = ~selected.any(axis=1)
-    selected[none] = True
+    selected[~selected.any(axis=1)] = True
     return selected
 
 

@@ -152,9 +152,7 @@ def rule_list_to_formula(
             raise RuleListTooLarge(_too_large(len(terms), max_dnf_terms))
     if reduced.default == target:
         terms.extend(others.terms)
-    dnf = Formula(absorb_terms(Formula(tuple(terms)).terms))
-    if len(dnf.terms) > max_dnf_terms:
-        raise RuleListTooLarge(_too_large(len(dnf.terms), max_dnf_terms))
+    dnf = _bounded(Formula(tuple(terms)), max_dnf_terms)
     result = simplify(dnf, max_variables=max_variables, max_terms=max_terms)
     return RuleListFormula(formula=result.formula, dnf=dnf, simplify=result)
 
