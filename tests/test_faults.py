@@ -34,7 +34,7 @@ from lenbench.scoring import METRICS
 from lenbench.tracking.errors import TrackingError
 from lenbench.tracking.import_results import import_job
 from lenbench.tracking.mlflow import MlflowTracker, check_store
-from lenbench.tracking.protocol import ResilientTracker
+from lenbench.tracking.protocol import TRACKER_CALLS, NullTracker, ResilientTracker
 
 
 def train(tmp_path: Path, *overrides: str, uri: str | None = None) -> subprocess.CompletedProcess:
@@ -282,6 +282,25 @@ class BreaksAfter:
             return getattr(self.tracker, name)(*args, **kwargs)
 
         return call
+
+
+def test_null_and_resilient_trackers_answer_each_tracker_call_and_only_those() -> None:
+    """NullTracker ignores and ResilientTracker forwards every call of the Tracker protocol; any other name is
+    missing, so a tracker without finished_folds/find_finished still reads as one."""
+    calls = []
+
+    class Recording:
+        def __getattr__(self, name: str):  # noqa: ANN204
+            return lambda *args, **kwargs: calls.append((name, args, kwargs))
+
+    resilient = ResilientTracker(Recording(), "sqlite:///unused.db")  # type: ignore[arg-type]
+    for name in sorted(TRACKER_CALLS):
+        assert getattr(NullTracker(), name)(0, key=1) is None
+        getattr(resilient, name)(0, key=1)
+    assert calls == [(name, (0,), {"key": 1}) for name in sorted(TRACKER_CALLS)]
+    assert "log_fold" in TRACKER_CALLS and "finish_job" in TRACKER_CALLS
+    assert not hasattr(NullTracker(), "log_metric") and not hasattr(resilient, "log_metric")
+    assert not hasattr(NullTracker(), "find_finished") and NullTracker().run_id is None
 
 
 def test_store_failing_mid_run_keeps_local_results_that_import_later(tmp_path: Path) -> None:

@@ -9,8 +9,9 @@ receives the job's summary (``<metric>_mean``, ``<metric>_sem``, job-level metri
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -68,46 +69,24 @@ class Tracker(Protocol):
     def set_tags(self, job: Mapping[str, str], folds: Mapping[int, Mapping[str, str]]) -> None: ...
 
 
+TRACKER_CALLS = frozenset(name for name in vars(Tracker) if not name.startswith("_"))
+"""The calls of :class:`Tracker`: what :class:`NullTracker` ignores and :class:`ResilientTracker` forwards."""
+
+
+def _ignore(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
 class NullTracker:
-    """Tracking switched off (``tracking.enabled=false``): results still land in the job folder."""
+    """Tracking switched off (``tracking.enabled=false``): every :class:`Tracker` call does nothing; results still
+    land in the job folder."""
 
     run_id: str | None = None
 
-    def start_job(self, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any]) -> None:
-        return None
-
-    def start_fold(self, fold: int, started_at: float) -> None:
-        return None
-
-    def log_training(self, fold: int, losses: Sequence[tuple[int, float]]) -> None:
-        return None
-
-    def log_fold(self, fold, metrics, formula, loss_curve, reused_from=None) -> None:  # noqa: ANN001
-        return None
-
-    def finished_folds(self, config_hash: str) -> dict[int, Any]:
-        return {}
-
-    def log_fold_inputs(self, fold, dataset_name, checksum, splits, source=None) -> None:  # noqa: ANN001
-        return None
-
-    def log_fold_model(self, fold: int, model: Any) -> None:
-        return None
-
-    def log_job_model(self, models: Mapping[int, Any]) -> None:
-        return None
-
-    def fail_fold(self, fold: int, error: str) -> None:
-        return None
-
-    def finish_job(self, summary, artifacts, texts, results) -> None:  # noqa: ANN001
-        return None
-
-    def fail_job(self, error: str, status: str = "FAILED") -> None:
-        return None
-
-    def set_tags(self, job: Mapping[str, str], folds: Mapping[int, Mapping[str, str]]) -> None:
-        return None
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        if name not in TRACKER_CALLS:
+            raise AttributeError(name)
+        return _ignore
 
 
 class ResilientTracker:
@@ -122,6 +101,12 @@ class ResilientTracker:
     @property
     def run_id(self) -> str | None:
         return getattr(self.tracker, "run_id", None)
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        """A :class:`Tracker` call, forwarded to the wrapped tracker through :meth:`_call`."""
+        if name not in TRACKER_CALLS:
+            raise AttributeError(name)
+        return functools.partial(self._call, name)
 
     def _call(self, name: str, *args: Any, **kwargs: Any) -> None:
         if self.error is not None:
@@ -147,30 +132,6 @@ class ResilientTracker:
             log.warning("could not read finished folds from %s (%s); training every fold", self.store, exc)
             return {}
 
-    def start_job(self, *args: Any, **kwargs: Any) -> None:
-        self._call("start_job", *args, **kwargs)
-
-    def start_fold(self, *args: Any, **kwargs: Any) -> None:
-        self._call("start_fold", *args, **kwargs)
-
-    def log_training(self, *args: Any, **kwargs: Any) -> None:
-        self._call("log_training", *args, **kwargs)
-
-    def log_fold(self, *args: Any, **kwargs: Any) -> None:
-        self._call("log_fold", *args, **kwargs)
-
-    def log_fold_inputs(self, *args: Any, **kwargs: Any) -> None:
-        self._call("log_fold_inputs", *args, **kwargs)
-
-    def log_fold_model(self, *args: Any, **kwargs: Any) -> None:
-        self._call("log_fold_model", *args, **kwargs)
-
-    def log_job_model(self, *args: Any, **kwargs: Any) -> None:
-        self._call("log_job_model", *args, **kwargs)
-
-    def fail_fold(self, *args: Any, **kwargs: Any) -> None:
-        self._call("fail_fold", *args, **kwargs)
-
     def finish_job(self, *args: Any, **kwargs: Any) -> None:
         self._call("finish_job", *args, **kwargs)
         self._close_after_failure()
@@ -179,9 +140,6 @@ class ResilientTracker:
         self._call("fail_job", *args, **kwargs)
         self._close_after_failure()
 
-    def set_tags(self, *args: Any, **kwargs: Any) -> None:
-        self._call("set_tags", *args, **kwargs)
-
     def _close_after_failure(self) -> None:
         """After a store failure, try once to close the job's runs as FAILED (a lock that came and went), so they
         never stay RUNNING; the complete record is the job folder, to import. If the store is still gone, the next
@@ -189,9 +147,8 @@ class ResilientTracker:
         if self.error is None:
             return
         try:
-            check_store(
-                self.store
-            )  # a server that hangs costs its /health timeout here, not every retry again
+            # a server that hangs costs its /health timeout here, not every retry again
+            check_store(self.store)
             self.tracker.fail_job(
                 f"the MLflow store failed during the job ({self.error}); see the job folder"
             )
