@@ -15,16 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lenbench.report.figures import _pyplot  # matplotlib with the Agg backend, as the report draws
 from lenbench.scoring import METRICS
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def save(figure: Any, path: Path) -> None:
