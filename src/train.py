@@ -20,7 +20,7 @@ from hydra.experimental.callback import Callback
 from hydra.utils import get_original_cwd
 from omegaconf import DictConfig
 
-from lenbench.config import check_command_line, register_schema
+from lenbench.config import check_before_hydra, multirun_flag_first, register_schema
 from lenbench.errors import UserError, exit_with
 from lenbench.seed_batch import current_batch
 
@@ -59,22 +59,6 @@ class PrepareTrackingStore(Callback):
                 exit_with(exc)
 
 
-def multirun_flag_first(argv: list[str]) -> list[str]:
-    """``python -m train method=psi -m seed=0,1,2`` as written: Hydra's parser takes its overrides as one
-    positional list, so overrides on both sides of ``-m``/``--multirun`` fail; move the flag to the front."""
-    flags = [a for a in argv[1:] if a in ("-m", "--multirun")]
-    return argv[:1] + flags[:1] + [a for a in argv[1:] if a not in ("-m", "--multirun")] if flags else argv
-
-
-def check_before_hydra(argv: list[str]) -> None:
-    """Compose the command line and check the output folder before Hydra runs them: a problem is one line and exit
-    status 2 (Hydra would print its own report, or a traceback, and exit 1)."""
-    try:
-        check_command_line(argv, Path(__file__).resolve().parent.parent / "conf", "train")
-    except UserError as exc:
-        exit_with(exc)
-
-
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -108,7 +92,7 @@ def main(cfg: DictConfig) -> float:
 
 if __name__ == "__main__":
     sys.argv = multirun_flag_first(sys.argv)
-    check_before_hydra(sys.argv[1:])
+    check_before_hydra(sys.argv[1:], Path(__file__).resolve().parent.parent / "conf", "train")
     try:
         main()
     finally:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import job_env, run_command
 
-from train import multirun_flag_first
+from lenbench.config import multirun_flag_first
 
 
 def test_multirun_flag_moves_to_the_front_and_nothing_else_changes() -> None:

@@ -22,7 +22,7 @@ from typing import Any, List, Optional  # noqa: UP035 - OmegaConf schemas need t
 
 from omegaconf import MISSING
 
-from lenbench.errors import ConfigError
+from lenbench.errors import ConfigError, UserError, exit_with
 
 
 @dataclass
@@ -198,6 +198,22 @@ def check_command_line(argv: Sequence[str], config_dir: Path, config_name: str) 
             return
         raise ConfigError(message) from None
     _check_output_folder(cfg, "hydra.sweep.dir" if multirun else "hydra.run.dir")
+
+
+def multirun_flag_first(argv: list[str]) -> list[str]:
+    """``python -m train method=psi -m seed=0,1,2`` as written: Hydra's parser takes its overrides as one
+    positional list, so overrides on both sides of ``-m``/``--multirun`` fail; move the flag to the front."""
+    flags = [a for a in argv[1:] if a in ("-m", "--multirun")]
+    return argv[:1] + flags[:1] + [a for a in argv[1:] if a not in ("-m", "--multirun")] if flags else argv
+
+
+def check_before_hydra(argv: list[str], config_dir: Path, config_name: str) -> None:
+    """:func:`check_command_line` for an entry point: a problem is one line and exit status 2 (Hydra would print
+    its own report, or a traceback, and exit 1)."""
+    try:
+        check_command_line(argv, config_dir, config_name)
+    except UserError as exc:
+        exit_with(exc)
 
 
 def _compose(config_dir: Path, config_name: str, overrides: list[str], multirun: bool) -> tuple[Any, bool]:

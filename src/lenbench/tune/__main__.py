@@ -21,8 +21,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_original_cwd
 from omegaconf import DictConfig
 
-from lenbench.config import check_command_line, register_schema
-from lenbench.errors import UserError, exit_with
+from lenbench.config import check_before_hydra, multirun_flag_first, register_schema
+from lenbench.errors import UserError
 from lenbench.tune.settings import TuneSchema
 
 log = logging.getLogger("lenbench")
@@ -63,13 +63,6 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    sys.argv = [
-        sys.argv[0],
-        *[a for a in sys.argv[1:] if a in ("-m", "--multirun")][:1],
-        *[a for a in sys.argv[1:] if a not in ("-m", "--multirun")],
-    ]
-    try:
-        check_command_line(sys.argv[1:], CONF, "tune")
-    except UserError as exc:
-        exit_with(exc)
+    sys.argv = multirun_flag_first(sys.argv)
+    check_before_hydra(sys.argv[1:], CONF, "tune")
     main()
