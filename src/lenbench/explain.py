@@ -112,10 +112,7 @@ def explain(request: Request) -> tuple[pd.DataFrame, list[str]]:
 
 
 def summary(
-    found: FoundModels,
-    models: dict[int, LenbenchModel],
-    answer: pd.DataFrame,
-    rows: Rows | None,
+    found: FoundModels, models: dict[int, LenbenchModel], answer: pd.DataFrame, rows: Rows | None
 ) -> list[str]:
     """A few lines: which model, how many rows per class, the formula(s) and how often they fire and agree."""
     export = next(iter(models.values())).export

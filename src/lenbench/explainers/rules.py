@@ -170,12 +170,7 @@ class GreedyRuleListExplainer(RuleListExplainer):
     name = "rulelist"
 
     def __init__(
-        self,
-        *,
-        max_depth: int = 5,
-        criterion: str = "gini",
-        class_weight: str | None = None,
-        **shared: Any,
+        self, *, max_depth: int = 5, criterion: str = "gini", class_weight: str | None = None, **shared: Any
     ) -> None:
         owner = type(self).__name__
         self.max_depth = check_int(owner, "max_depth", max_depth, 1)

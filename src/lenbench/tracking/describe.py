@@ -53,10 +53,7 @@ def job_description(
 
 
 def fold_inputs(
-    dataset_name: str,
-    checksum: str | None,
-    splits: Mapping[str, np.ndarray],
-    source: str | None = None,
+    dataset_name: str, checksum: str | None, splits: Mapping[str, np.ndarray], source: str | None = None
 ) -> list[dict[str, Any]]:
     """One dataset input per split of a fold (``{"train": rows, "validation": rows, "test": rows}``): name, a
     digest of the data and the rows, the source and row count, and the split as its context."""

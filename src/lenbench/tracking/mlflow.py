@@ -71,11 +71,7 @@ class MlflowTracker:
     """
 
     def __init__(
-        self,
-        uri: str,
-        experiment: str,
-        artifact_location: str | None = None,
-        metrics: MetricSet = METRICS,
+        self, uri: str, experiment: str, artifact_location: str | None = None, metrics: MetricSet = METRICS
     ) -> None:
         from mlflow import MlflowClient  # imported here: mlflow is slow to import and only needed at the edge
 
