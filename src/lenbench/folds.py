@@ -78,12 +78,9 @@ class FoldResult:
     loss_curve: list[tuple[int, float]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
     explained: bool = True  # False: the method gives no explanation (rf), its formula metrics are NaN
-    reused_from: str | None = (
-        None  # a run id: this fold was not trained again, its result comes from that run
-    )
-    splits: dict[str, Any] = field(
-        default_factory=dict
-    )  # train/validation/test row positions in the data set
+    # a run id: this fold was not trained again, its result comes from that run
+    reused_from: str | None = None
+    splits: dict[str, Any] = field(default_factory=dict)  # train/validation/test rows' positions in the data
     model: Any = None  # the fitted explainer as a lenbench.models.ModelExport, when the job logs models
     member: int = 0  # the position in FoldPlan.members of the explainer that made it: 0 is the job's own
 

@@ -394,9 +394,8 @@ def format_summary(
     lines = [f"{method}: mean +- sem over {int(summary['n_folds'])} fold(s)"]
     width = max([24, *(len(m.label) for m in metrics)])
     for metric in metrics:
-        shown_here = metric.needs & _DATA_SET_NEEDS and summary.get(f"{metric.name}_mean") == summary.get(
-            f"{metric.name}_mean"
-        )  # not NaN
+        mean = summary.get(f"{metric.name}_mean")
+        shown_here = metric.needs & _DATA_SET_NEEDS and mean == mean  # not NaN
         if not (metric.headline or shown_here):
             continue
         if metric.level == "job":

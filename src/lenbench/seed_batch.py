@@ -113,11 +113,10 @@ def plan_seed_batch(
         return plan.keeping(marked), {"seed_batch_trained_by": taken[1]}
     if batch is None or seed not in batch.seeds or not plan.together or plan.kept:
         return plan, {}
+    # deferred: the launcher imports this module at start-up, folds the methods
     from omegaconf import OmegaConf
 
-    from lenbench.folds import (
-        Companion,
-    )  # deferred: the launcher imports this module at start-up, folds the methods
+    from lenbench.folds import Companion
 
     own = OmegaConf.to_container(cfg, resolve=True)
     companions = []

@@ -127,9 +127,7 @@ class MlflowTracker:
     def start_job(self, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
 
-        close_stale_runs(
-            self.client, [self.experiment_id]
-        )  # runs of a process that died are not left RUNNING
+        close_stale_runs(self.client, [self.experiment_id])  # runs of a process that died: not left RUNNING
         self._tags = {**{k: str(v) for k, v in tags.items()}, **process_tags()}
         self._tags["mlflow.runName"] = run_name
         run = self.client.create_run(self.experiment_id, tags=self._tags)
@@ -199,11 +197,8 @@ class MlflowTracker:
         entries = [Metric(k, v, now, 0) for k, v in _finite(metrics).items()]
         entries += [Metric("train_loss", float(v), now, int(e)) for e, v in loss_curve if int(e) > streamed]
         tags = [RunTag(FORMULA_TAG, formula[:MAX_TAG_CHARS])]
-        tags += (
-            [RunTag(MODEL_ID_TAG, self._models[fold].removeprefix("models:/"))]
-            if fold in self._models
-            else []
-        )
+        if fold in self._models:
+            tags.append(RunTag(MODEL_ID_TAG, self._models[fold].removeprefix("models:/")))
         tags += [RunTag(REUSED_FROM_TAG, reused_from)] if reused_from else []
         for start in range(0, max(len(entries), 1), 1000):
             self.client.log_batch(child, metrics=entries[start : start + 1000], tags=tags)
@@ -255,9 +250,8 @@ class MlflowTracker:
         try:
             self._models[fold] = log_model(self.client, self.experiment_id, self._child(fold), model)
         except Exception as exc:  # noqa: BLE001 - the fold's metrics and formula still get logged
-            check_store(
-                self.uri
-            )  # unless the store itself is gone: then tracking stops now, not after more waits
+            # unless the store itself is gone: then tracking stops now, not after more waits
+            check_store(self.uri)
             log.warning("fold %d: its model was not logged (%s)", fold, short_error(exc))
 
     def log_job_model(self, models: Mapping[int, Any]) -> None:
