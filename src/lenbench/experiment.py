@@ -61,9 +61,7 @@ def summarize(results: Sequence[FoldResult], metrics: MetricSet = METRICS) -> di
     (consistency, over the folds that explain: a method without explanations gets NaN, not a misleading 0)."""
     summary: dict[str, float] = {}
     for name in metrics.fold_names:
-        mean, sem = mean_and_sem([r.metrics[name] for r in results])
-        summary[f"{name}_mean"] = mean
-        summary[f"{name}_sem"] = sem
+        summary[f"{name}_mean"], summary[f"{name}_sem"] = mean_and_sem([r.metrics[name] for r in results])
     summary.update(metrics.score_job(JobEvidence([r.formula for r in results if r.explained])))
     summary["n_folds"] = float(len(results))
     return summary
@@ -177,9 +175,8 @@ class _FoldLoop:
                 self.tracker.log_training(event.fold, event.progress.losses)
 
     def finished(self, result: FoldResult) -> None:
-        with (
-            _signals_deferred()
-        ):  # a Ctrl-C or SIGTERM lands after the fold is recorded everywhere, not halfway
+        # a Ctrl-C or SIGTERM lands after the fold is recorded everywhere, not halfway
+        with _signals_deferred():
             self._record(result)
 
     def _record(self, result: FoldResult) -> None:
@@ -293,8 +290,8 @@ class _ResultWriter:
 
 
 def _log_fold(method: str, result: FoldResult, position: int, total: int) -> None:
-    m = result.metrics
     note = f" reused from run {result.reused_from}" if result.reused_from else _training_note(result)
+    shown = ("model_accuracy", "explanation_accuracy", "explanation_fidelity", "explanation_complexity")
     log.info(
         "%s fold %d (%d/%d)%s: model %.4f | explanation %.4f | fidelity %.4f | complexity %.0f | %s",
         method,
@@ -302,10 +299,7 @@ def _log_fold(method: str, result: FoldResult, position: int, total: int) -> Non
         position,
         total,
         note,
-        m.get("model_accuracy", float("nan")),
-        m.get("explanation_accuracy", float("nan")),
-        m.get("explanation_fidelity", float("nan")),
-        m.get("explanation_complexity", float("nan")),
+        *(result.metrics.get(name, float("nan")) for name in shown),
         _short(str(result.formula)),
     )
 
