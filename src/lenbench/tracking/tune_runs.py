@@ -60,8 +60,8 @@ class StudyRecorder:
     """Writes one study's runs; every process of the study (workers included) opens its own."""
 
     def __init__(self, uri: str, experiment: str, study_name: str) -> None:
-        tracker = MlflowTracker(uri, experiment)  # checks the store (one line when it cannot be used)
-        self.uri, self.client, self.experiment_id = uri, tracker.client, tracker.experiment_id
+        self.tracker = MlflowTracker(uri, experiment)  # checks the store (one line when it cannot be used)
+        self.uri, self.client, self.experiment_id = uri, self.tracker.client, self.tracker.experiment_id
         self.study_name = study_name
 
     def _study_runs(self, kind: str, extra: str = "") -> list[Any]:
@@ -138,11 +138,8 @@ class StudyRecorder:
 
     @_store_call
     def job_run(self, config_hash: str) -> str | None:
-        """The FINISHED job run of a configuration (the parent run of its folds)."""
-        query = f"tags.config_hash = '{config_hash}' and attributes.status = 'FINISHED'"
-        runs = self.client.search_runs([self.experiment_id], query, max_results=50)
-        parents = [r for r in runs if PARENT_RUN_ID_TAG not in r.data.tags]
-        return parents[0].info.run_id if parents else None
+        """The FINISHED job run of a configuration (the parent run of its folds), as a job finds it."""
+        return self.tracker.find_finished(config_hash)
 
     @_store_call
     def mark_front(
