@@ -122,12 +122,8 @@ def _search(client: Any, experiment_id: str, filter_string: str) -> Iterator[Any
 
 
 def _job_query(sweep_id: str | None, filter_string: str) -> str:
-    clauses = ["attributes.status = 'FINISHED'"]
-    if sweep_id:
-        clauses.append(f"tags.sweep_id = '{sweep_id}'")
-    if filter_string:
-        clauses.append(filter_string)
-    return " and ".join(clauses)
+    sweep = f"tags.sweep_id = '{sweep_id}'" if sweep_id else ""
+    return " and ".join(c for c in ("attributes.status = 'FINISHED'", sweep, filter_string) if c)
 
 
 def finished_jobs(client: Any, experiment_id: str, query: str) -> list[Any]:
@@ -159,16 +155,9 @@ IDENTITY = ("method", "seed", "data", "label", "run_id", "git_commit", "data_che
 def _identity(run: Any) -> dict[str, Any]:
     """A job's identity columns (:data:`IDENTITY`), from its parent run's tags."""
     tags = run.data.tags
-    return {
-        "method": tags.get("method", "?"),
-        "seed": int(tags.get("seed", -1)),
-        "data": tags.get("data", ""),
-        "label": tags.get("label", ""),
-        "run_id": run.info.run_id,
-        "git_commit": tags.get("git_commit", ""),
-        "data_checksum": tags.get("data_checksum", ""),
-        "config_hash": tags.get("config_hash", ""),
-    }
+    identity = {name: tags.get(name, "") for name in IDENTITY}
+    identity.update(method=tags.get("method", "?"), seed=int(tags.get("seed", -1)), run_id=run.info.run_id)
+    return identity
 
 
 def _fold_rows(
