@@ -7,7 +7,7 @@ import platform
 import re
 import subprocess
 import sys
-from functools import lru_cache
+from functools import lru_cache, partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -33,23 +33,10 @@ def git_commit(project_dir: str | Path) -> tuple[str, bool]:
 
     Read once per process: a sweep's jobs run the code its process imported, so a commit made while a long sweep
     runs must not relabel the jobs that start after it (they used to record the HEAD of their own start)."""
+    git = partial(subprocess.run, cwd=project_dir, capture_output=True, text=True, timeout=5, check=True)
     try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=project_dir,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=project_dir,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout
+        sha = git(["git", "rev-parse", "HEAD"]).stdout.strip()
+        status = git(["git", "status", "--porcelain", "--untracked-files=no"]).stdout
         return sha, bool(status.strip())
     except (OSError, subprocess.SubprocessError):
         return "unknown", False
