@@ -131,9 +131,9 @@ def summary(
         distinct = formula_agreement(formulas)
         for text, folds in distinct[:3]:
             where = (
-                f" (fold{'s' if len(folds) > 1 else ''} {', '.join(map(str, folds))})"
-                if not found.is_fold
-                else ""
+                ""
+                if found.is_fold
+                else f" (fold{'s' if len(folds) > 1 else ''} {', '.join(map(str, folds))})"
             )
             lines.append(f"formula{where}: {_short(text)}")
         if len(distinct) > 3:  # the summary stays short; every fold's formula is in the run's tags

@@ -48,16 +48,9 @@ def find_run(client: Any, run: str, uri: str, experiment: str | None = None) -> 
             f"tracking.experiment={experiment}: no such experiment in the MLflow store {uri}; fix: use the data "
             f"set's name (e.g. breast_cancer) or the job's tracking.experiment"
         )
-    runs = (
-        client.search_runs(
-            experiments,
-            filter_string=f"attributes.run_name = '{_quoted(run)}'",
-            order_by=["attributes.start_time DESC"],
-            max_results=20,
-        )
-        if experiments
-        else []
-    )
+    query = f"attributes.run_name = '{_quoted(run)}'"
+    newest = ["attributes.start_time DESC"]
+    runs = client.search_runs(experiments, query, order_by=newest, max_results=20) if experiments else []
     if not runs:
         raise UserError(
             f"run={run}: no run of that name (or id) in the MLflow store {uri}; fix: give a run id, "
