@@ -305,8 +305,7 @@ def train_together(
     module.release_data()
     share = done.seconds / len(explainers)
     for i, (explainer, net) in enumerate(zip(explainers, module.trained_networks(), strict=True)):
-        record = {**_record(module, done, config, i, net, share), "seed": explainer.training.seed}
-        explainer.adopt(net, record, done.callbacks)
+        explainer.adopt(net, _record(module, done, explainer.training, i, net, share), done.callbacks)
     logger.debug("%s: trained %d networks in %.1f s", explainers[0].name, len(explainers), done.seconds)
     return [share] * len(explainers)
 
@@ -314,7 +313,7 @@ def train_together(
 def _record(
     module: FullBatchModule, done: Fit, config: TrainingConfig, i: int, net: nn.Module, seconds: float
 ) -> dict[str, Any]:
-    """What network ``i``'s fit records (its fold's info)."""
+    """What network ``i``'s fit records (its fold's info); ``config``: its own explainer's (its seed)."""
     record = {
         "training_time": seconds,
         "final_loss": module.final_losses()[i],

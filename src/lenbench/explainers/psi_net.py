@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 from typing import Any, ClassVar
 
 import numpy as np
@@ -95,11 +96,8 @@ class PsiNetExplainer(NetworkExplainer):
 
     def build_network(self, n_inputs: int) -> nn.Module:
         layers: list[nn.Module] = []
-        width = n_inputs
-        for h in [*self.hidden, 1]:
-            layers.append(nn.Linear(width, h))
-            layers.append(nn.Sigmoid())
-            width = h
+        for width_in, width_out in pairwise([n_inputs, *self.hidden, 1]):
+            layers += [nn.Linear(width_in, width_out), nn.Sigmoid()]
         return nn.Sequential(*layers)
 
     def criterion(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -145,14 +143,11 @@ class PsiNetExplainer(NetworkExplainer):
             max_variables=self.max_simplify_variables,
             max_terms=self.max_simplify_terms,
         )
-        elapsed = time.perf_counter() - start
         self._info.update(
-            {
-                "extraction_time": elapsed,
-                "empty_explanation": False,
-                "simplify_exact": readout.exact,
-                "simplify_method": readout.results[0].method,
-                "neuron_formulas": [[str(f) for f in layer] for layer in readout.neurons],
-            }
+            extraction_time=time.perf_counter() - start,
+            empty_explanation=False,
+            simplify_exact=readout.exact,
+            simplify_method=readout.results[0].method,
+            neuron_formulas=[[str(f) for f in layer] for layer in readout.neurons],
         )
         return readout.formula

@@ -175,17 +175,15 @@ class ReluNetExplainer(LocalRulesExplainer):
         elif not result.simplify_exact:
             logger.warning("%s: formula too large to simplify exactly; kept the absorbed DNF", self.name)
         self._info.update(
-            {
-                "extraction_time": elapsed,
-                "empty_explanation": result.empty,
-                "explained_rows": int(target.sum()),
-                "opposite_rows": int(opposite.sum()),
-                "local_explanations": result.n_explained,
-                "distinct_local_explanations": result.n_distinct,
-                "top_local_explanations": [[str(f), n] for f, n in result.candidates],
-                "local_literals_removed": result.literals_removed,
-                "simplify_exact": result.simplify_exact,
-                "simplify_method": None if result.simplify is None else result.simplify.method,
-            }
+            extraction_time=elapsed,
+            empty_explanation=result.empty,
+            explained_rows=int(target.sum()),
+            opposite_rows=int(opposite.sum()),
+            local_explanations=result.n_explained,
+            distinct_local_explanations=result.n_distinct,
+            top_local_explanations=[[str(f), n] for f, n in result.candidates],
+            local_literals_removed=result.literals_removed,
+            simplify_exact=result.simplify_exact,
+            simplify_method=None if result.simplify is None else result.simplify.method,
         )
         return result.formula

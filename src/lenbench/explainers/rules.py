@@ -132,12 +132,10 @@ class RuleListExplainer(Explainer):
         if not result.exact:
             logger.warning("%s: formula too large to simplify exactly; kept the absorbed DNF", self.name)
         self._info.update(
-            {
-                "extraction_time": time.perf_counter() - start,
-                "simplify_exact": result.exact,
-                "simplify_method": result.simplify.method,
-                "unsimplified_complexity": result.dnf.complexity,
-            }
+            extraction_time=time.perf_counter() - start,
+            simplify_exact=result.exact,
+            simplify_method=result.simplify.method,
+            unsimplified_complexity=result.dnf.complexity,
         )
         return result.formula
 
