@@ -51,13 +51,10 @@ def check_positive(
     owner: str | None, key: str, value: object, integer: bool = False, allow_zero: bool = False
 ) -> Any:
     """A number (an integer with ``integer``) > 0, or >= 0 with ``allow_zero``; returned as it is."""
-    ok = is_int(value) if integer else is_number(value)
-    if ok:
-        ok = value >= 0 if allow_zero else value > 0  # type: ignore[operator]
-    if not ok:
-        refuse(
-            owner, key, value, f"{'an integer' if integer else 'a number'} {'>= 0' if allow_zero else '> 0'}"
-        )
+    number = is_int(value) if integer else is_number(value)
+    if not number or not (value >= 0 if allow_zero else value > 0):  # type: ignore[operator]
+        kind = "an integer" if integer else "a number"
+        refuse(owner, key, value, f"{kind} {'>= 0' if allow_zero else '> 0'}")
     return value
 
 
