@@ -76,7 +76,7 @@ class FoldProgressConsole:
         if progress.losses:
             state.loss = progress.losses[-1][1]
         if self.live:
-            self._draw(force=False)
+            self._draw()
         else:
             self._log_marks(fold, state)
 
@@ -102,9 +102,9 @@ class FoldProgressConsole:
             self.stream.flush()
             self._drawn = 0
 
-    def _draw(self, force: bool) -> None:
+    def _draw(self) -> None:
         now = time.time()
-        if not force and now - self._last_draw < 0.1:
+        if now - self._last_draw < 0.1:  # at most ten redraws a second
             return
         self._last_draw = now
         lines = [self.line(f, s, now) for f, s in sorted(self.running.items()) if s.total]
