@@ -57,8 +57,12 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _finite(metrics: Mapping[str, float]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if v is not None and v == v}  # drops NaN
+def metric_entries(values: Mapping[str, float], step: int = 0, prefix: str = "") -> list[Any]:
+    """MLflow metric entries of ``values`` (``prefix`` + name) at ``step``, stamped now; None and NaN left out."""
+    from mlflow.entities import Metric
+
+    now = _now_ms()
+    return [Metric(prefix + k, float(v), now, step) for k, v in values.items() if v is not None and v == v]
 
 
 class MlflowTracker:
@@ -194,7 +198,7 @@ class MlflowTracker:
         child = self._child(fold)
         now = _now_ms()
         streamed = self._streamed.get(fold, -1)
-        entries = [Metric(k, v, now, 0) for k, v in _finite(metrics).items()]
+        entries = metric_entries(metrics)
         entries += [Metric("train_loss", float(v), now, int(e)) for e, v in loss_curve if int(e) > streamed]
         tags = [RunTag(FORMULA_TAG, formula[:MAX_TAG_CHARS])]
         if fold in self._models:
@@ -286,10 +290,7 @@ class MlflowTracker:
     ) -> None:
         """Log the job's summary on the parent run (fold values stay on the child runs), its files and texts, and
         the per-fold figure drawn from ``results``."""
-        from mlflow.entities import Metric
-
-        now = _now_ms()
-        entries = [Metric(k, v, now, 0) for k, v in _finite(summary).items()]
+        entries = metric_entries(summary)
         for start in range(0, max(len(entries), 1), 1000):
             tags = self._model_tags() if start == 0 else []
             self.client.log_batch(self.run_id, metrics=entries[start : start + 1000], tags=tags)

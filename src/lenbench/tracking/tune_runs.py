@@ -24,7 +24,7 @@ import pandas as pd
 from lenbench.tracking.cleanup import process_tags
 from lenbench.tracking.describe import KIND_TAG, PARENT_RUN_ID_TAG
 from lenbench.tracking.errors import TrackingError
-from lenbench.tracking.mlflow import MlflowTracker, _finite, _now_ms
+from lenbench.tracking.mlflow import MlflowTracker, metric_entries
 from lenbench.tracking.store import short_error, store_lock
 
 log = logging.getLogger(__name__)
@@ -111,12 +111,9 @@ class StudyRecorder:
     ) -> None:
         """``val_<metric>``: the mean over outer folds at step k (the number of folds), each fold's value at its
         position 0..k-1 (MLflow shows the history)."""
-        from mlflow.entities import Metric
-
-        now = _now_ms()
-        entries = [Metric(f"val_{k}", v, now, len(per_fold)) for k, v in _finite(means).items()]
+        entries = metric_entries(means, len(per_fold), prefix="val_")
         for step, fold in enumerate(per_fold):
-            entries += [Metric(f"val_{k}", v, now, step) for k, v in _finite(fold).items()]
+            entries += metric_entries(fold, step, prefix="val_")
         for start in range(0, len(entries), 1000):
             self.client.log_batch(run_id, metrics=entries[start : start + 1000])
         self.client.set_terminated(run_id, "FINISHED")
@@ -148,8 +145,6 @@ class StudyRecorder:
         """Tag every trial run ``pareto`` (true for each trial on the front, a repeat of a member's params
         included); a member's run gets its test job's id and test means, the job run the study and trial it came
         from."""
-        from mlflow.entities import Metric
-
         members = {int(row.trial): row for row in front.itertuples()}
         for number, run_id in trials.items():
             self.client.set_tag(run_id, PARETO_TAG, str(number in on_front).lower())
@@ -159,8 +154,7 @@ class StudyRecorder:
             if run_id is None:
                 continue
             tests = {k: float(v) for k, v in row._asdict().items() if k.startswith("test_") and _number(v)}
-            now = _now_ms()
-            self.client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in _finite(tests).items()])
+            self.client.log_batch(run_id, metrics=metric_entries(tests))
             if test_run:
                 self.client.set_tag(run_id, TEST_RUN_TAG, test_run)
                 self.client.set_tag(test_run, STUDY_TAG, self.study_name)
@@ -169,10 +163,7 @@ class StudyRecorder:
 
     @_store_call
     def finish_study(self, parent: str, summary: Mapping[str, float], files: Sequence[Path]) -> None:
-        from mlflow.entities import Metric
-
-        now = _now_ms()
-        self.client.log_batch(parent, metrics=[Metric(k, v, now, 0) for k, v in _finite(summary).items()])
+        self.client.log_batch(parent, metrics=metric_entries(summary))
         for path in files:
             self.client.log_artifact(parent, str(path))
         self.client.set_terminated(parent, "FINISHED")
