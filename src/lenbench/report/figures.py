@@ -25,19 +25,11 @@ import pandas as pd
 from lenbench.report.compare import compared_names
 from lenbench.report.stats import UNIT, parse_formula
 from lenbench.scoring import METRICS, Metric, MetricSet
+from lenbench.tracking.pareto_plots import pyplot
 
 ACCURACY, COMPLEXITY = "explanation_accuracy", "explanation_complexity"
 TOP_CONCEPTS = 6  # per row, for the concept-frequency figure
 MAX_CONCEPTS = 30
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _axis_label(metrics: MetricSet, name: str) -> str:
@@ -116,7 +108,7 @@ def _study_grid(n_studies: int, width: float, height: float) -> tuple[Any, list[
     """A figure with one panel per study, at most :data:`MAX_PANELS_PER_ROW` a row; unused panels hidden."""
     n_cols = max(1, min(n_studies, MAX_PANELS_PER_ROW))
     n_rows = -(-max(n_studies, 1) // n_cols)
-    fig, axes = _pyplot().subplots(
+    fig, axes = pyplot().subplots(
         n_rows, n_cols, figsize=(width * n_cols, height * n_rows), constrained_layout=True, squeeze=False
     )
     flat = list(axes.flat)
@@ -161,7 +153,7 @@ def fold_spread(folds: pd.DataFrame, by_row: pd.DataFrame, metrics: MetricSet = 
     n_rows = max(by_row.groupby("study").size().max(), 1)
     n_cols = max(len(shown), 1)
     size = (max(3.2, 0.55 * n_rows + 1.2) * n_cols, 4.4 * len(studies))
-    fig, axes = _pyplot().subplots(len(studies), n_cols, figsize=size, constrained_layout=True, squeeze=False)
+    fig, axes = pyplot().subplots(len(studies), n_cols, figsize=size, constrained_layout=True, squeeze=False)
     for axes_row, study in zip(axes, studies, strict=True):
         part = folds[folds["study"] == study]
         rows = by_row[by_row["study"] == study].set_index("row")
@@ -261,7 +253,7 @@ def critical_difference(result: dict[str, Any], title: str) -> Any:
     ranks differ by less than the Nemenyi CD joined by a bar."""
     ranks = sorted(result["average_ranks"].items(), key=lambda item: item[1])
     k, cd = len(ranks), result["cd"]
-    fig, ax = _pyplot().subplots(figsize=(7.5, 1.6 + 0.32 * k), constrained_layout=True)
+    fig, ax = pyplot().subplots(figsize=(7.5, 1.6 + 0.32 * k), constrained_layout=True)
     ax.set_xlim(0.5, k + 0.5)
     ax.set_ylim(-(k // 2 + 2.5), 2.2)
     ax.axhline(0, color="black", linewidth=1)

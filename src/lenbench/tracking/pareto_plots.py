@@ -15,12 +15,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lenbench.report.figures import _pyplot  # matplotlib with the Agg backend, as the report draws
 from lenbench.scoring import METRICS
 
 
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (files, no display): every figure lenbench draws goes through it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def save(figure: Any, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     try:
         figure.savefig(path, dpi=120, bbox_inches="tight", pad_inches=0.15)
     finally:
@@ -55,7 +64,7 @@ def pareto_figure(
     title: str,
 ) -> Any:
     """Every trial (validation), the validation front, the members' test means with their sem, majority lines."""
-    plt = _pyplot()
+    plt = pyplot()
     xname, yname = axes_of(objectives, directions)
     fig, ax = plt.subplots(figsize=(7, 4.8))
     done = trials[trials["state"] == "COMPLETE"] if len(trials) else trials
@@ -102,7 +111,7 @@ def pareto_figure(
 def overlay_figure(fronts: Sequence[tuple[str, pd.DataFrame, dict[str, Any]]], title: str) -> Any:
     """Several studies' test fronts (validation fronts where untested) on one axis; the legend gives each
     front's hypervolume."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 5))
     colors = plt.get_cmap("tab10")
     majority: list[float] = []
