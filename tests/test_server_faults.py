@@ -111,6 +111,7 @@ def test_make_server_with_auth_refuses_requests_without_a_login(tmp_path: Path) 
         assert refused.value.code == 401
         done = run_train(tmp_path / "anonymous", *TINY, uri=uri)  # no login: one line, before training
         assert done.returncode == 2 and "You are not authenticated" in done.stderr, done.stderr[-3000:]
+        assert "fix: export MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD" in done.stderr
         assert "Traceback" not in done.stderr and "fold 0" not in done.stderr
         login = {
             "MLFLOW_TRACKING_USERNAME": "admin",

@@ -114,8 +114,10 @@ class MlflowTracker:
         except TrackingError:
             raise
         except Exception as exc:  # noqa: BLE001 - any store failure becomes one clear message
+            login = "; fix: export MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (the server's login)"
             raise TrackingError(
                 f"cannot open MLflow experiment {name!r} at {self.uri}: {short_error(exc)}"
+                + (login if "not authenticated" in str(exc) else "")
             ) from None
 
     def find_finished(self, config_hash: str) -> str | None:
