@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import REPO, Job, job_env, run_command, run_train, train_command, wait_until
-from test_tracking_record import _answers, start_server
+from helpers import REPO, Job, job_env, run_command, run_train, train_command
+from test_tracking_record import serve, start_server
 from ui_helpers import free_port, kill_group
 
 TINY = ("data=xor", "data.n_samples=300", "method=tree", "cv.n_splits=3", "cv.n_jobs=1")
@@ -94,17 +93,8 @@ def test_make_server_with_auth_refuses_requests_without_a_login(tmp_path: Path) 
     }
     cmd = _make("server", tmp_path, "AUTH=1")
     uri = "http://127.0.0.1:" + next(a for a in cmd if a.startswith("PORT=")).removeprefix("PORT=")
-    with (tmp_path / "server.log").open("wb") as log:
-        server = subprocess.Popen(
-            cmd, env={**os.environ, **secrets}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    server = serve(cmd, tmp_path, uri, env={**os.environ, **secrets})
     try:
-        wait_until(
-            lambda: _answers(f"{uri}/health"),
-            "an answer from the login server's /health",
-            proc=server,
-            details=lambda: (tmp_path / "server.log").read_text(errors="replace")[-3000:],
-        )
         with pytest.raises(urllib.error.HTTPError) as refused:
             no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never a proxy
             no_proxy.open(f"{uri}/api/2.0/mlflow/experiments/search?max_results=1", timeout=600)

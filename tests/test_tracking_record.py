@@ -133,30 +133,30 @@ def start_server(folder: Path, *extra: str) -> tuple[str, subprocess.Popen]:
     Stop it with ``kill_group``."""
     folder.mkdir()
     port = free_port()
+    cmd = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{folder / 'mlflow.db'}",
+    ]
+    cmd += ["--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port)]
+    uri = f"http://127.0.0.1:{port}"
+    return uri, serve([*cmd, "--workers", "1", *extra], folder, uri)
+
+
+def serve(cmd: list[str], folder: Path, uri: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start the server ``cmd`` from ``folder`` (its log in ``folder/server.log``), in its own process group so its
+    workers stop with it, and return it once ``uri``/health answers; stopped again if it never does."""
     with (folder / "server.log").open("wb") as log:
         proc = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "mlflow"),
-                "server",
-                "--backend-store-uri",
-                f"sqlite:///{folder / 'mlflow.db'}",
-                "--artifacts-destination",
-                str(folder / "artifacts"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-                *extra,
-            ],
+            cmd,
             cwd=folder,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: the server's workers stop with it
+            start_new_session=True,
         )
-    uri = f"http://127.0.0.1:{port}"
     try:
         wait_until(
             lambda: _answers(f"{uri}/health"),
@@ -167,7 +167,7 @@ def start_server(folder: Path, *extra: str) -> tuple[str, subprocess.Popen]:
     except BaseException:
         kill_group(proc)
         raise
-    return uri, proc
+    return proc
 
 
 @pytest.fixture
