@@ -60,8 +60,9 @@ readme-tables: install  ## the README's results tables, regenerated from the com
 	$(PY) -m lenbench.report.readme $(ARGS)
 
 # The site: mkdocs.yml and docs/ (the README's snippet and the API reference from src/ too); strict: a broken link,
-# anchor, snippet or mkdocstrings reference fails the build. DOCS_PORT: make ui/server keep PORT.
-DOCS_PORT ?= 8000
+# anchor, snippet or mkdocstrings reference fails the build. make docs-serve PORT=8001 moves it (default 8000, not
+# the MLflow UI's 5000).
+DOCS_PORT = $(if $(filter command line,$(origin PORT)),$(PORT),8000)
 MKDOCS = NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs
 
 docs: install  ## the documentation site (docs/, mkdocs.yml), built with mkdocs build --strict into site/
