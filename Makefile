@@ -27,7 +27,7 @@ define serve_prepare
 endef
 MLFLOW_SERVE = $(if $(AUTH),MLFLOW_AUTH_CONFIG_PATH=$${MLFLOW_AUTH_CONFIG_PATH:-$(AUTH_CONFIG)} )$(VENV)/bin/mlflow
 
-.PHONY: install train sweep tune paper report readme-tables ui server cleanup test test-fast lint format bench numerics clean
+.PHONY: install train sweep tune paper report readme-tables docs docs-serve ui server cleanup test test-fast lint format bench numerics clean
 
 install: $(STAMP)
 
@@ -37,8 +37,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV); \
 	echo "lenbench: $(TORCH_SPEC), the CPU build"; \
 	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH_SPEC)"; \
-	echo "lenbench: lenbench and its dependencies (pyproject.toml, with [dev])"; \
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'; \
+	echo "lenbench: lenbench and its dependencies (pyproject.toml, with [dev] and [docs])"; \
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,docs]'; \
 	touch $(STAMP); echo "lenbench: installed in $$(( $$(date +%s) - start )) s"
 
 train: install  ## the main job: 10-fold MIMIC-II study of the default method (ARGS="method=psi" to change)
@@ -58,6 +58,18 @@ report: install  ## tables and figures from MLflow (ARGS="--experiment mimic --s
 
 readme-tables: install  ## the README's results tables, regenerated from the committed results/ (ARGS=--check compares)
 	$(PY) -m lenbench.report.readme $(ARGS)
+
+# The site: mkdocs.yml and docs/ (the README's snippet and the API reference from src/ too); strict: a broken link,
+# anchor, snippet or mkdocstrings reference fails the build. make docs-serve PORT=8001 moves it (default 8000, not
+# the MLflow UI's 5000).
+DOCS_PORT = $(if $(filter command line,$(origin PORT)),$(PORT),8000)
+MKDOCS = NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs
+
+docs: install  ## the documentation site (docs/, mkdocs.yml), built with mkdocs build --strict into site/
+	$(MKDOCS) build --strict --site-dir site $(ARGS)
+
+docs-serve: install  ## the documentation site, rebuilt on every change, on http://$(HOST):$(DOCS_PORT)
+	$(MKDOCS) serve --strict --dev-addr $(HOST):$(DOCS_PORT) $(ARGS)
 
 ui: install  ## the MLflow UI over the project's store (artifacts in mlruns/artifacts), on http://$(HOST):$(PORT)
 	$(serve_prepare)
@@ -96,4 +108,4 @@ bench: install  ## speed benchmarks (ARGS=--quick: folds 0-1; ARGS="--batching f
 	$(PY) benchmarks/bench.py $(ARGS)
 
 clean:
-	rm -rf outputs multirun .pytest_cache .ruff_cache build src/*.egg-info
+	rm -rf outputs multirun site .pytest_cache .ruff_cache build src/*.egg-info

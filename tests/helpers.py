@@ -27,12 +27,33 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
+# The documentation: the README and the site's pages (mkdocs.yml), whose commands tests run as written.
+DOC_PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 HANG_GUARD_S = 1800.0
 SLOW_HANG_GUARD_S = 3600.0
 
 
 # -- data ----------------------------------------------------------------------------------------------------------
+
+
+def doc_section(page: str, heading: str) -> str:
+    """The section of ``page`` (``README.md``, or a page of docs/ by its file name) under the Markdown heading
+    ``heading`` (its text, without the #s), up to the next heading of the same or a higher level; a line starting
+    with # inside a code block (a shell comment) is no heading."""
+    path = REPO / page if page == "README.md" else REPO / "docs" / page
+    lines, fence, level, found = path.read_text().splitlines(keepends=True), False, 0, []
+    for line in lines:
+        fence ^= line.startswith("```")
+        hashes = len(line) - len(line.lstrip("#")) if not fence and re.match(r"#+ ", line) else 0
+        if level and hashes and hashes <= level:
+            break
+        if level:
+            found.append(line)
+        elif hashes and line[hashes:].strip() == heading:
+            level = hashes
+    assert level, f"no heading {heading!r} in {path}"
+    return "".join(found)
 
 
 def boolean_rows(n: int = 200, k: int = 8, seed: int = 0, rule: str = "and") -> tuple[np.ndarray, np.ndarray]:

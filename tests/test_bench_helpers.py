@@ -221,8 +221,8 @@ def test_readme_performance_tables_from_a_benchmark_result(tmp_path: Path) -> No
     assert "median of 3" in folds
     assert tables["numerics"].startswith("No `make numerics` result committed yet")
     assert tables["performance_gpu"].startswith("No GPU result committed yet")
-    updated = readme.rewrite(PERFORMANCE_README, tables)
-    assert "stale" not in updated and readme.rewrite(updated, tables) == updated
+    updated = readme.rewrite({Path("performance.md"): PERFORMANCE_README}, tables)
+    assert "stale" not in updated[Path("performance.md")] and readme.rewrite(updated, tables) == updated
 
 
 def test_bench_history_lists_every_dated_run_oldest_first(tmp_path: Path) -> None:

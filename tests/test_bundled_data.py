@@ -1,5 +1,5 @@
 """``data=breast_cancer``, ``data=digits_parity`` (installed with scikit-learn) and ``data=csv`` end to end:
-``python -m train`` on each, exit 0 and sensible accuracies; the README's "Your own data" commands as written."""
+``python -m train`` on each, exit 0 and sensible accuracies; the "Your own data" commands of docs/data.md as written."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import REPO, run_train
+from helpers import REPO, doc_section, run_train
 
 from lenbench.data.bundled import (
     DIGITS_PARITY_FORMULA,
@@ -37,7 +37,7 @@ def test_breast_cancer_is_the_wisconsin_table_binned() -> None:
 
 
 def test_the_shipped_csv_is_the_bundled_table() -> None:
-    """examples/breast_cancer.csv (the README's example) reads back into exactly the concepts of data=breast_cancer."""
+    """examples/breast_cancer.csv (the example of docs/data.md) reads back into exactly the concepts of data=breast_cancer."""
     pd.testing.assert_frame_equal(pd.read_csv(EXAMPLE_CSV), breast_cancer_frame(), check_dtype=False)
     bundled = load_breast_cancer()
     from_csv = load_table(EXAMPLE_CSV, label="diagnosis", positive="malignant")
@@ -118,11 +118,11 @@ def test_train_on_your_own_csv(tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 def test_your_own_data_commands_in_the_readme_run_as_written(tmp_path: Path) -> None:
-    """Every ``python -m train data=csv ...`` line of the README's "Your own data" section, from the repo root."""
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("## Your own data", 1)[1].split("\n## ", 1)[0]
+    """Every ``python -m train data=csv ...`` line of the "Your own data" section (docs/data.md), from the repo
+    root."""
+    section = doc_section("data.md", "Your own data")
     commands = re.findall(r"^\.venv/bin/python -m train (data=csv .+)$", section, flags=re.MULTILINE)
-    assert commands, "no data=csv command in the README's 'Your own data' section"
+    assert commands, "no data=csv command in the 'Your own data' section of docs/data.md"
     for number, line in enumerate(commands):
         overrides = [o for o in shlex.split(line) if not o.startswith(("method=", "cv.n_splits="))]
         result = run_train(tmp_path / str(number), *overrides, "method=tree", "cv.n_splits=3")

@@ -1,4 +1,4 @@
-"""The command line as the README and the design card write it."""
+"""The command line as the documentation (README.md, docs/) and the design card write it."""
 
 from __future__ import annotations
 

@@ -21,7 +21,16 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from tests.helpers import HANG_GUARD_S, REPO, job_env, run_command, run_train, store_uri, wait_until
+from tests.helpers import (
+    HANG_GUARD_S,
+    REPO,
+    doc_section,
+    job_env,
+    run_command,
+    run_train,
+    store_uri,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -280,11 +289,10 @@ def test_a_resumed_jobs_reused_folds_keep_their_models(job: dict) -> None:
 
 
 def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
-    """The commands of the README's "Explain new rows with a trained model" section, in order, in a fresh folder
-    that holds the repository's virtual environment and examples: the server on a free port (its own process group,
-    ended at the end), asked once it answers /ping."""
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("## Explain new rows with a trained model", 1)[1].split("\n## ", 1)[0]
+    """The commands of the "Explain new rows with a trained model" section (docs/models.md), in order, in a fresh
+    folder that holds the repository's virtual environment and examples: the server on a free port (its own process
+    group, ended at the end), asked once it answers /ping."""
+    section = doc_section("models.md", "Explain new rows with a trained model")
     blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL)
     lines = [line for block in blocks for line in block.splitlines() if line.strip()]
     assert [line.split()[0] for line in lines if line.startswith(("mlflow models serve", "curl"))] == [
@@ -304,7 +312,7 @@ def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
         if "<fold run id>" in line:
             script.append(f"FOLD_RUN_ID=$({lookup})")
         line = line.replace("<fold run id>", "$FOLD_RUN_ID").replace("5002", port)
-        if line.startswith("mlflow models serve"):  # as the README says: in an activated environment
+        if line.startswith("mlflow models serve"):  # as the page says: in an activated environment
             script += ["source .venv/bin/activate", f"setsid {line} > serve.log 2>&1 &", "SERVER=$!"]
             script.append(
                 f"until curl -s -o /dev/null http://127.0.0.1:{port}/ping; do kill -0 $SERVER; sleep 0.5; done"

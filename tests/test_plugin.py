@@ -2,7 +2,7 @@
 MIMIC-II, is tracked with its package's metric, appears in the report, is tuned over its own search space, and its
 logged model predicts and explains new rows through ``lenbench.explain`` and ``mlflow models predict`` alike.
 
-The package is installed with the README's command (``pip install -e examples/plugin``, with
+The package is installed with the command of docs/extending.md (``pip install -e examples/plugin``, with
 ``--no-build-isolation``: nothing downloads) into a virtual environment of the test's own that sees the suite's
 packages: the rest of the suite runs without it. Nothing under ``src/`` names it: lenbench finds it through Hydra's search path and the entry points.
 """
@@ -10,6 +10,8 @@ packages: the rest of the suite runs without it. Nothing under ``src/`` names it
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import subprocess
 import sys
 import sysconfig
@@ -21,19 +23,37 @@ import pytest
 from mlflow import MlflowClient
 
 from lenbench.config import default_data_root
-from tests.helpers import REPO, job_env, run_command, store_uri
+from tests.helpers import REPO, doc_section, job_env, run_command, store_uri
 
 pytestmark = pytest.mark.e2e
 
 PLUGIN = REPO / "examples" / "plugin"
-# The README's commands ("Your own method, data set or metric"), each run with --out/hydra.run.dir into the test's folder.
-TRAIN = ("data=mimic",)
-TUNE = ("method=l1logreg", "data=majority", "tune.n_trials=6")
+# The commands of docs/extending.md ("A complete example outside the repository"), read from the page, each run with
+# --out/hydra.run.dir into the test's folder; data.path of the explain command is the MIMIC-II file of the data root.
+PAGE = re.search(
+    r"```bash\n(.*?)```", doc_section("extending.md", "A complete example outside the repository"), re.S
+)
+COMMANDS = [shlex.split(line, comments=True) for line in PAGE.group(1).splitlines()]
+
+
+def _page_command(*prefix: str) -> list[str]:
+    """The arguments of the page's one command that starts with ``prefix``."""
+    [found] = [c[len(prefix) :] for c in COMMANDS if tuple(c[: len(prefix)]) == prefix]
+    return found
+
+
+INSTALL = _page_command(".venv/bin/pip", "install")
+TRAIN = [a for a in _page_command(".venv/bin/python", "-m", "train") if not a.startswith("method=")]
+TUNE = _page_command(".venv/bin/python", "-m", "lenbench.tune")
+REPORT = _page_command("make", "report")[0].removeprefix("ARGS=").split()
+EXPLAIN = [
+    a for a in _page_command(".venv/bin/python", "-m", "lenbench.explain") if not a.startswith("data.path=")
+]
 
 
 def _venv_over_ours(folder: Path) -> Path:
     """A virtual environment that sees this one's packages (lenbench, torch, pip, setuptools) and installs into
-    itself: the README's ``pip install -e examples/plugin`` runs in it without touching the suite's environment."""
+    itself: the page's ``pip install -e examples/plugin`` runs in it without touching the suite's environment."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True, timeout=600)
     [site] = (folder / "lib").glob("python3.*/site-packages")
     ours = sysconfig.get_paths()["purelib"]  # its .pth files (lenbench's editable install) are read too
@@ -43,12 +63,12 @@ def _venv_over_ours(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def plugin(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The package installed as the README says (offline: no build isolation) into an environment of its own, one
+    """The package installed as docs/extending.md says (offline: no build isolation) into an environment of its own, one
     MIMIC-II job of its method and one of ``tree`` to compare with, in a fresh store."""
     tmp = tmp_path_factory.mktemp("plugin")
     python = _venv_over_ours(tmp / "venv")
     pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-build-isolation"]
-    installed = run_command([*pip, "-e", "examples/plugin"], job_env(tmp))
+    installed = run_command([*pip, *INSTALL], job_env(tmp))
     assert installed.returncode == 0, installed.stderr[-3000:]
     env = job_env(tmp)
     for folder, method in (("job", "method=l1logreg"), ("builtin", "method=tree")):
@@ -87,7 +107,7 @@ def test_its_method_trains_on_mimic_and_is_tracked_with_its_metric(plugin: dict)
 
 def test_it_appears_in_the_report(plugin: dict) -> None:
     out = plugin["tmp"] / "report"
-    cmd = [plugin["python"], "-m", "lenbench.report", "--experiment", "mimic", "--out", str(out)]
+    cmd = [plugin["python"], "-m", "lenbench.report", *REPORT, "--out", str(out)]
     done = run_command(cmd, plugin["env"])
     assert done.returncode == 0, done.stderr[-3000:]
     assert "l1logreg" in done.stdout and "tree" in done.stdout
@@ -114,7 +134,7 @@ def test_its_model_predicts_and_explains_new_rows(plugin: dict) -> None:
     tmp, env = plugin["tmp"], plugin["env"]
     table = Path(default_data_root()) / "mimic-ii" / "full_cohort_data.csv"
     out = tmp / "fold0.csv"
-    cmd = [plugin["python"], "-m", "lenbench.explain", "run=l1logreg-s42-fold0", "tracking.experiment=mimic"]
+    cmd = [plugin["python"], "-m", "lenbench.explain", *EXPLAIN]
     done = run_command([*cmd, f"data.path={table}", f"out={out}"], env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "l1logreg fold 0 model" in done.stdout

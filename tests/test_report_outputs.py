@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -229,8 +230,31 @@ def test_end_of_sweep_summary(tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 def test_readme_tables_equal_what_the_committed_results_give() -> None:
-    text = (REPO / "README.md").read_text()
+    """Every table block of README.md and docs/*.md, each name in exactly one file (rewrite checks that)."""
+    texts = {path: path.read_text() for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]}
     generated = readme.tables(REPO / "results")
-    assert readme.rewrite(text, generated) == text, "README tables are stale: run `make readme-tables`"
+    assert readme.rewrite(texts, generated) == texts, "tables are stale: run `make readme-tables`"
     for name in generated:
-        assert f"<!-- BEGIN table:{name} -->" in text
+        assert sum(f"<!-- BEGIN table:{name} -->" in text for text in texts.values()) == 1, name
+    assert "<!-- BEGIN table:reproduction -->" in texts[REPO / "README.md"]  # the headline table
+
+
+def test_readme_tables_are_rewritten_in_every_file_and_each_once(tmp_path: Path) -> None:
+    """``python -m lenbench.report.readme`` rewrites the blocks of every file it is given (README.md and docs/*.md
+    by default); a table with no block, a block with no table, or a table in two files is refused."""
+    block = "<!-- BEGIN table:{0} -->\nstale\n<!-- END table:{0} -->\n"
+    texts = {
+        tmp_path / "README.md": "# x\n" + block.format("a"),
+        tmp_path / "page.md": block.format("b") + "end\n",
+    }
+    updated = readme.rewrite(texts, {"a": "A\n", "b": "B\n"})
+    assert updated[tmp_path / "README.md"] == "# x\n<!-- BEGIN table:a -->\nA\n<!-- END table:a -->\n"
+    assert updated[tmp_path / "page.md"] == "<!-- BEGIN table:b -->\nB\n<!-- END table:b -->\nend\n"
+    for generated, problem in (
+        ({"a": "A\n"}, "without a table ['b']"),
+        ({"a": "", "b": "", "c": ""}, "missing ['c']"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(problem)):
+            readme.rewrite(texts, generated)
+    with pytest.raises(ValueError, match=re.escape("twice ['a']")):
+        readme.rewrite({**texts, tmp_path / "other.md": block.format("a")}, {"a": "", "b": ""})

@@ -85,7 +85,7 @@ def test_make_server_warns_before_opening_the_store_to_the_network_without_a_log
 
 @pytest.mark.e2e
 def test_make_server_with_auth_refuses_requests_without_a_login(tmp_path: Path) -> None:
-    """``make server AUTH=1`` as the README's Slurm section runs it: a request or a job without credentials is
+    """``make server AUTH=1`` as the Slurm page (docs/scaling-out.md) runs it: a request or a job without credentials is
     refused, a job with MLFLOW_TRACKING_USERNAME/PASSWORD logs its runs."""
     secrets = {
         "MLFLOW_AUTH_ADMIN_PASSWORD": "a-long-Passw0rd-here",

@@ -1,10 +1,11 @@
-"""``make readme-tables``: every results table of the README, regenerated from the committed ``results/`` snapshot.
+"""``make readme-tables``: every results table of the README and of docs/, regenerated from the committed snapshot.
 
-The README holds each generated table between ``<!-- BEGIN table:<name> -->`` and ``<!-- END table:<name> -->``;
-this module computes the tables with the report's own pipeline (:func:`lenbench.report.build.analyse` over
-:func:`lenbench.report.snapshot.load`) and rewrites those blocks, nothing else. Published figures the tables set
-beside lenbench's (the notebook's summary, the papers' tables) are files under ``results/reference/``, each with
-its source. ``--check`` only compares, and fails when the README is not what the snapshot gives.
+README.md and the pages under docs/ hold each generated table between ``<!-- BEGIN table:<name> -->`` and
+``<!-- END table:<name> -->``, each table in exactly one file; this module computes the tables with the report's own
+pipeline (:func:`lenbench.report.build.analyse` over :func:`lenbench.report.snapshot.load`) and rewrites those
+blocks, nothing else. Published figures the tables set beside lenbench's (the notebook's summary, the papers'
+tables) are files under ``results/reference/``, each with its source. ``--check`` only compares, and fails when a
+file is not what the snapshot gives.
 
 Tables: ``reproduction`` (the notebook's four methods, notebook in brackets), ``every_method_model`` and
 ``every_method_explanation`` (every method of ``results/mimic``: metrics without and with a formula),
@@ -12,7 +13,7 @@ Tables: ``reproduction`` (the notebook's four methods, notebook in brackets), ``
 metrics on that study) and ``brl_paper`` (the LEN paper's BRL beside lenbench's); with a ``results/suite``
 snapshot (``experiment=suite``), ``suite`` (every task and method) and ``suite_ranks`` (ranks across the tasks).
 
-The "Performance" section's tables come from the committed ``benchmarks/results/`` files
+The Performance and Numerics pages' tables come from the committed ``benchmarks/results/`` files
 (:mod:`lenbench.report.readme_performance`).
 """
 
@@ -180,15 +181,16 @@ def suite_tables(root: Path, metrics: MetricSet = METRICS) -> dict[str, str]:
     return {"suite": render.to_markdown(table), "suite_ranks": ranks.get("ranks_across_studies.md", "")}
 
 
-def rewrite(readme: str, generated: Mapping[str, str]) -> str:
-    """The README with each ``table:<name>`` block replaced by ``generated[name]``; every block must have a
-    table and every table a block."""
-    names = [m.group("name") for m in BLOCK.finditer(readme)]
-    missing = sorted(set(generated) - set(names))
-    unknown = sorted(set(names) - set(generated))
-    if missing or unknown:
-        raise ValueError(f"README table blocks: missing {missing}, without a generated table {unknown}")
-    return BLOCK.sub(lambda m: m.group(1) + generated[m.group("name")] + m.group(4), readme)
+def rewrite(texts: Mapping[Path, str], generated: Mapping[str, str]) -> dict[Path, str]:
+    """Each file's text with each ``table:<name>`` block replaced by ``generated[name]``; every table must have
+    exactly one block among the files, and every block a table."""
+    names = [m.group("name") for text in texts.values() for m in BLOCK.finditer(text)]
+    missing, unknown = sorted(set(generated) - set(names)), sorted(set(names) - set(generated))
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if missing or unknown or twice:
+        raise ValueError(f"table blocks: missing {missing}, without a table {unknown}, twice {twice}")
+    sub = lambda m: m.group(1) + generated[m.group("name")] + m.group(4)  # noqa: E731
+    return {path: BLOCK.sub(sub, text) for path, text in texts.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,25 +203,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--bench", type=Path, default=BENCH_RESULTS, help="benchmark results (default benchmarks/results/)"
     )
-    parser.add_argument("--readme", type=Path, default=Path("README.md"))
-    parser.add_argument("--check", action="store_true", help="only compare; exit 1 when the README differs")
+    parser.add_argument("files", nargs="*", type=Path, help="default: README.md and docs/*.md")
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 when a file differs")
     args = parser.parse_args(argv)
-    current = args.readme.read_text()
+    files = args.files or [Path("README.md"), *sorted(Path("docs").glob("*.md"))]
+    current = {path: path.read_text() for path in files}
     updated = rewrite(current, tables(args.results, bench=args.bench))
+    stale = [path for path in files if updated[path] != current[path]]
+    sources = f"{args.results}/ and {args.bench}/"
     if args.check:
-        if updated != current:
-            print(
-                f"{args.readme}: its tables differ from what {args.results}/ and {args.bench}/ give; "
-                "run `make readme-tables`"
-            )
-            return 1
-        print(f"{args.readme}: every table matches {args.results}/ and {args.bench}/")
-        return 0
-    if updated != current:
-        args.readme.write_text(updated)
-    print(
-        f"{args.readme}: {len(BLOCK.findall(updated))} table(s) regenerated from {args.results}/ and {args.bench}/"
-    )
+        verdict = f"differ: {', '.join(map(str, stale))}; run `make readme-tables`" if stale else "match"
+        print(f"the tables of {len(files)} file(s) and what {sources} give {verdict}")
+        return 1 if stale else 0
+    for path in stale:
+        path.write_text(updated[path])
+    print(f"{sum(len(BLOCK.findall(t)) for t in updated.values())} table(s) regenerated from {sources}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The README's "Performance" tables (``make readme-tables``), from the committed ``benchmarks/results/`` files:
+"""The Performance and Numerics pages' tables (``make readme-tables``), from the committed ``benchmarks/results/`` files:
 ``performance`` and ``performance_folds`` from ``latest.json`` (``make bench``), ``performance_history`` from its
 dated copies, ``numerics`` from
 ``numerics-<cpu>.json`` (``make numerics``), ``performance_gpu`` from the newest ``gpu-<date>.json``
@@ -14,7 +14,7 @@ import pandas as pd
 
 from lenbench.report import render
 
-# As the README names it (the file itself may lie elsewhere: --bench).
+# As the pages name it (the file itself may lie elsewhere: --bench).
 LATEST = "benchmarks/results/latest.json"
 VERDICT = {True: "yes", False: "**no**", None: "not judged"}
 EQUAL, ONE_THREAD, SWEEP_EQUAL = "study_equals_sequential", "one_thread_per_fold", "seed_sweep_equals_jobs"
