@@ -25,7 +25,10 @@ define serve_prepare
 	can run code on each machine that loads it (python -m lenbench.explain, mlflow models predict/serve)" >&2;; esac
 	$(if $(AUTH),printf '[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///$(dir $(AUTH_CONFIG))basic_auth.db\nadmin_username = admin\n' > $(AUTH_CONFIG))
 endef
-MLFLOW_SERVE = $(if $(AUTH),MLFLOW_AUTH_CONFIG_PATH=$${MLFLOW_AUTH_CONFIG_PATH:-$(AUTH_CONFIG)} )$(VENV)/bin/mlflow
+# MLflow's job execution (GenAI scorers, trace roll-ups; seven Huey worker processes, each importing MLflow) is off
+# unless MLFLOW_SERVER_ENABLE_JOB_EXECUTION is exported: lenbench uses none of it.
+MLFLOW_SERVE = MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false} \
+	$(if $(AUTH),MLFLOW_AUTH_CONFIG_PATH=$${MLFLOW_AUTH_CONFIG_PATH:-$(AUTH_CONFIG)} )$(VENV)/bin/mlflow
 
 .PHONY: install train sweep tune paper report readme-tables docs docs-serve ui server cleanup test test-fast lint format bench numerics clean
 

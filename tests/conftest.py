@@ -21,6 +21,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # Tests that pass their own @settings inherit these (settings are resolved when the test module is imported).
 settings.register_profile("lenbench", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("lenbench")
+# Every MLflow server a test starts runs as `make server`/`make ui` start it: without MLflow's job execution (seven
+# Huey worker processes that lenbench never uses). A test process and its children inherit it.
+os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
 
 
 def pytest_configure(config: pytest.Config) -> None:
