@@ -65,6 +65,8 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
+    # Said before the deferred imports below (torch, Lightning, MLflow: seconds of CPU), so a job answers at once.
+    log.info("%s-s%s on %s: starting, loading its libraries", cfg.method.name, cfg.seed, cfg.data.name)
     from lenbench.experiment import JobInterrupted  # deferred, with folds and job: they import torch
     from lenbench.folds import FoldFailed
     from lenbench.job import format_summary, run_job

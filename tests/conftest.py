@@ -82,27 +82,39 @@ def mimic(mimic_root: Path) -> ConceptDataset:
 
 # -- scheduling: the longest tests first, one share per worker ------------------------------------------------------
 
-# The longest tests, with their seconds in a full `make test` (pytest --durations, 2-core VM shared with other work,
-# so high; only their order counts): each worker starts with its share of them, so that none of them begins near
+# The longest tests, with their seconds in a full `make test` (pytest --durations; only their order counts): each worker starts with its share of them, so that none of them begins near
 # the end while the other workers have run dry. pytest-xdist's worksteal first hands each worker one contiguous
 # slice of the collection and later steals from the ends of the queues: a test at the front of a slice runs first,
 # on that worker. Tests on a module-scoped fixture stay with their module (moved apart, they would set it up twice).
-LONGEST: dict[str, float] = {
-    "test_train.py::test_network_reproduces_notebook_band[pruning]": 385.0,
-    "test_train.py::test_network_reproduces_notebook_band[weights]": 153.0,
-    "test_train.py::test_network_reproduces_notebook_band[psi]": 85.0,
-    "test_lifecycle.py::test_ctrl_c_on_a_sequential_job_is_one_line_and_exit_130": 207.0,
-    "test_lifecycle.py::test_a_job_start_closes_runs_its_dead_predecessor_left_running": 203.0,
-    "test_sweeps.py::test_interrupted_sweep_completes_on_rerun": 180.0,  # 213 before its shorter training
-    "test_seed_batch.py::test_a_finished_seed_is_not_trained_again_and_a_tree_sweep_is_not_batched": 158.0,
-    "test_lifecycle.py::test_sigterm_with_parallel_folds_keeps_finished_folds_and_the_rerun_reuses_them": 157.0,
-    "test_report_rows.py::test_a_hyperparameter_run_is_its_own_row_and_a_sweep_includes_what_it_resumed": 156.0,
-    "test_models_e2e.py::test_the_readme_example_runs_as_written": 143.0,
-    "test_seed_batch.py::test_a_seed_sweep_trains_together_and_equals_the_jobs_alone": 133.0,
-    "test_sweeps.py::test_seed_sweep_resume_and_report": 115.0,
-    "test_speed_equivalence.py::test_joblib_jobs_use_one_thread_and_give_the_sequential_results": 111.0,
-    "test_entropy.py::test_entropy_paper_experiment_end_to_end": 60.0,
-    "test_train.py::test_tree_reproduces_notebook_row": 30.0,
+LONGEST: dict[str, float] = {  # wall seconds in an idle `make test` at 2e1ecbe
+    "test_train.py::test_network_reproduces_notebook_band[pruning]": 103.0,
+    "test_train.py::test_network_reproduces_notebook_band[weights]": 89.0,
+    "test_server_faults.py::test_make_server_with_auth_refuses_requests_without_a_login": 60.0,
+    "test_models_e2e.py::test_the_readme_example_runs_as_written": 58.0,
+    "test_server_faults.py::test_a_server_killed_mid_job_costs_seconds_and_the_job_says_once_how_to_import": 50.0,
+    "test_sweeps.py::test_interrupted_sweep_completes_on_rerun": 48.0,
+    "test_seed_batch.py::test_a_seed_sweep_trains_together_and_equals_the_jobs_alone": 47.0,
+    "test_lifecycle.py::test_ctrl_c_on_a_sequential_job_is_one_line_and_exit_130": 44.0,
+    "test_train.py::test_network_reproduces_notebook_band[psi]": 42.0,
+    "test_scaleout.py::test_a_submitit_sweep_logs_every_run_to_the_tracking_server": 41.0,
+    "test_lifecycle.py::test_a_job_start_closes_runs_its_dead_predecessor_left_running": 40.0,
+    "test_scaleout.py::test_four_processes_writing_to_one_server_at_once": 39.0,
+    "test_lifecycle.py::test_sigterm_with_parallel_folds_keeps_finished_folds_and_the_rerun_reuses_them": 36.0,
+    "test_seed_batch.py::test_a_finished_seed_is_not_trained_again_and_a_tree_sweep_is_not_batched": 35.0,
+    "test_report_rows.py::test_a_hyperparameter_run_is_its_own_row_and_a_sweep_includes_what_it_resumed": 34.0,
+    "test_sweeps.py::test_seed_sweep_resume_and_report": 33.0,
+    "test_models_e2e.py::test_explain_checks_raw_values_and_the_model_files": 31.0,
+    "test_tune_cli.py::test_a_study_writes_its_front_and_records_every_trial": 29.0,
+    "test_tracking_record.py::test_tracking_server_keeps_artifacts_on_the_server": 27.0,
+    "test_tracking_record.py::test_jobs_started_together_on_a_new_store_all_finish": 22.0,
+    "test_speed_equivalence.py::test_joblib_jobs_use_one_thread_and_give_the_sequential_results": 21.0,
+    "test_ui.py::test_make_ui_shows_parent_runs_with_summary_metrics": 21.0,
+    "test_tune_cli.py::test_a_store_lost_during_the_study_is_one_line_and_the_trials_are_kept": 20.0,
+    "test_train.py::test_same_seed_same_results_across_processes": 20.0,
+    "test_lifecycle.py::test_fold_workers_die_with_a_job_killed_by_sigkill": 20.0,
+    "test_train.py::test_sigterm_mid_job_closes_runs_killed_and_keeps_done_folds": 20.0,
+    "test_tune_cli.py::test_parallel_trial_processes_share_the_study": 18.0,
+    "test_train.py::test_a_float64_job_with_an_encoder_runs_in_two_processes_and_explains": 18.0,
     # make test-fast's longest (seconds of CPU): the same reason, in the quick loop
     "test_encoder.py::test_concept_accuracy_is_recorded_per_concept_and_overall_on_digits": 23.0,
     "test_allocator.py::test_the_setting_never_changes_the_trained_weights": 13.0,

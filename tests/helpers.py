@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import logging
 import os
 import re
 import shutil
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -140,6 +142,29 @@ def run_train(
     """``python -m train`` (``-m`` when ``multirun``) against the test's store; ``env`` replaces job_env."""
     cmd = train_command(tmp_path, *overrides, multirun=multirun)
     return run_command(cmd, env if env is not None else job_env(tmp_path, uri), timeout)
+
+
+def main_in_process(
+    main: Callable[[list[str]], object], argv: list[str], capsys: pytest.CaptureFixture
+) -> tuple:
+    """(exit status, stderr) of a command line's ``main(argv)`` run in this process, as the shell would see them:
+    the cheap way to try many bad inputs (a process of its own costs seconds of imports). What the command changes
+    process-wide is put back: the environment and the handlers of the ``lenbench`` and root loggers."""
+    loggers = [logging.getLogger("lenbench"), logging.getLogger()]
+    saved = [(log, log.handlers[:], log.propagate) for log in loggers]
+    environment = dict(os.environ)
+    capsys.readouterr()
+    try:
+        main(argv)
+        status = 0
+    except SystemExit as exc:
+        status = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)
+        for log, handlers, propagate in saved:
+            log.handlers[:], log.propagate = handlers, propagate
+    return status, capsys.readouterr().err
 
 
 def run_report(tmp_path: Path, experiment: str, out: Path, *args: str) -> subprocess.CompletedProcess:
