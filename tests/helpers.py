@@ -10,7 +10,9 @@ minute on an idle core); ``SLOW_HANG_GUARD_S`` for the real MIMIC-II protocol (m
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
+import io
 import logging
 import os
 import re
@@ -23,9 +25,9 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import numpy as np
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -145,26 +147,61 @@ def run_train(
 
 
 def main_in_process(
-    main: Callable[[list[str]], object], argv: list[str], capsys: pytest.CaptureFixture
-) -> tuple:
-    """(exit status, stderr) of a command line's ``main(argv)`` run in this process, as the shell would see them:
-    the cheap way to try many bad inputs (a process of its own costs seconds of imports). What the command changes
-    process-wide is put back: the environment and the handlers of the ``lenbench`` and root loggers."""
-    loggers = [logging.getLogger("lenbench"), logging.getLogger()]
-    saved = [(log, log.handlers[:], log.propagate) for log in loggers]
-    environment = dict(os.environ)
-    capsys.readouterr()
+    main: Callable[[list[str]], object], argv: list[str], env: dict[str, str]
+) -> CompletedProcess:
+    """A command line's ``main(argv)`` run in this process, in the repository root with ``env``: its exit status,
+    stdout and stderr as a process's. The cheap way to try many bad inputs (a process of its own costs seconds of
+    imports). What a command changes process-wide is put back afterwards: the environment, the working folder, the
+    SIGTERM handler, the levels and handlers of the root and ``lenbench`` loggers (Hydra configures logging)."""
+    loggers = [logging.getLogger(), logging.getLogger("lenbench")]
+    saved = [(log, log.handlers[:], log.propagate, log.level) for log in loggers]
+    environment, cwd, sigterm = dict(os.environ), os.getcwd(), signal.getsignal(signal.SIGTERM)
+    out, err = io.StringIO(), io.StringIO()
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(REPO)
+    status = 0
     try:
-        main(argv)
-        status = 0
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main(argv)
     except SystemExit as exc:
         status = exc.code if isinstance(exc.code, int) else 1
     finally:
         os.environ.clear()
         os.environ.update(environment)
-        for log, handlers, propagate in saved:
-            log.handlers[:], log.propagate = handlers, propagate
-    return status, capsys.readouterr().err
+        os.chdir(cwd)
+        signal.signal(signal.SIGTERM, sigterm)
+        for log, handlers, propagate, level in saved:
+            log.handlers[:], log.propagate, log.level = handlers, propagate, level
+    return CompletedProcess(argv, status, out.getvalue(), err.getvalue())
+
+
+def _train_main(argv: list[str]) -> None:
+    """What ``python -m train`` runs (src/train.py's ``__main__`` block), Hydra's global state cleared around it."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    import train
+    from lenbench.config import check_before_hydra, multirun_flag_first
+
+    sys.argv = multirun_flag_first(["train", *argv])
+    check_before_hydra(sys.argv[1:], REPO / "conf", "train")
+    GlobalHydra.instance().clear()
+    try:
+        train.main()
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def train_in_process(tmp_path: Path, *overrides: str, uri: str | None = None) -> CompletedProcess:
+    """:func:`run_train` through train's entry point in this process (:func:`main_in_process`): for bad inputs,
+    which end before training, where a process of its own would spend seconds on imports."""
+    argv = sys.argv
+    try:
+        # HYDRA_MAIN_MODULE: Hydra finds conf/ beside src/train.py as for `python -m train` (its module is __main__)
+        env = job_env(tmp_path, uri, HYDRA_MAIN_MODULE="__main__")
+        return main_in_process(_train_main, [f"hydra.run.dir={tmp_path / 'job'}", *overrides], env)
+    finally:
+        sys.argv = argv
 
 
 def run_report(tmp_path: Path, experiment: str, out: Path, *args: str) -> subprocess.CompletedProcess:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import HANG_GUARD_S, REPO, job_env, run_command, run_train, store_uri
+from helpers import HANG_GUARD_S, REPO, job_env, run_command, store_uri, train_in_process
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
@@ -38,7 +38,8 @@ from lenbench.tracking.protocol import TRACKER_CALLS, NullTracker, ResilientTrac
 
 
 def train(tmp_path: Path, *overrides: str, uri: str | None = None) -> subprocess.CompletedProcess:
-    return run_train(tmp_path, *overrides, uri=uri)
+    """A job that must end before training, through train's entry point in this test's process."""
+    return train_in_process(tmp_path, *overrides, uri=uri)
 
 
 def assert_clean_failure(proc: subprocess.CompletedProcess, tmp_path: Path, *needles: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import job_env, run_train
+from helpers import job_env, run_train, train_in_process
 from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
@@ -57,7 +57,7 @@ def test_config_errors_are_one_line_exit_2_before_anything_is_written(
     tmp_path: Path, override: str, message: str
 ) -> None:
     store = tmp_path / "store" / "mlflow.db"
-    proc = run_train(tmp_path, "data=xor", "method=tree", override, uri=f"sqlite:///{store}")
+    proc = train_in_process(tmp_path, "data=xor", "method=tree", override, uri=f"sqlite:///{store}")
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -84,7 +84,7 @@ def test_a_precision_lenbench_cannot_honour_is_one_line_exit_2_before_training(
 ) -> None:
     """Only 32-true and 64-true train (issue 28): any other precision is refused before a fold trains, for the
     networks and for the concept encoder (which trains in the job's trainer.precision)."""
-    proc = run_train(tmp_path, "data=xor", *overrides)
+    proc = train_in_process(tmp_path, "data=xor", *overrides)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert (
         message in proc.stderr and "use trainer.precision=32-true or trainer.precision=64-true" in proc.stderr

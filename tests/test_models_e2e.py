@@ -131,9 +131,7 @@ def test_the_parent_run_explains_with_the_folds_majority(job: dict) -> None:
         assert list(served[column]) == list(ensemble[column]), column
 
 
-def test_bad_input_is_one_line_and_exit_2(
-    job: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
-) -> None:
+def test_bad_input_is_one_line_and_exit_2(job: dict, tmp_path: Path) -> None:
     """Each bad input as ``python -m lenbench.explain`` would meet it, run in this process (its main, its exit
     status, its stderr); test_log_model_false_logs_none_and_does_not_change_the_job runs one as a process."""
     from lenbench.explain import main
@@ -188,13 +186,12 @@ def test_bad_input_is_one_line_and_exit_2(
         (("run=x", good, "epochs=3"), "not an argument of lenbench.explain"),
         ((good,), "run is not set"),
     ]
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", client.tracking_uri)
     for args, message in cases:
-        status, stderr = main_in_process(main, list(args), capsys)
-        assert status == 2, (args, stderr[-2000:])
-        errors = [line for line in stderr.splitlines() if "ERROR" in line]
-        assert len(errors) == 1 and message in errors[0], (args, stderr[-2000:])
-        assert "Traceback" not in stderr
+        done = main_in_process(main, list(args), job_env(job["tmp"]))
+        assert done.returncode == 2, (args, done.stderr[-2000:])
+        errors = [line for line in done.stderr.splitlines() if "ERROR" in line]
+        assert len(errors) == 1 and message in errors[0], (args, done.stderr[-2000:])
+        assert "Traceback" not in done.stderr
 
 
 def test_log_model_false_logs_none_and_does_not_change_the_job(job: dict) -> None:
