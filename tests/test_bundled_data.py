@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import REPO, doc_section, run_train
+from helpers import REPO, doc_section, run_train, train_in_process
 
 from lenbench.data.bundled import (
     DIGITS_PARITY_FORMULA,
@@ -131,7 +131,7 @@ def test_your_own_data_commands_in_the_readme_run_as_written(tmp_path: Path) -> 
 
 @pytest.mark.e2e
 def test_a_data_problem_ends_the_command_with_one_line(tmp_path: Path) -> None:
-    result = run_train(tmp_path, "data=csv", f"data.path={EXAMPLE_CSV}", "data.label=diagnosis")
+    result = train_in_process(tmp_path, "data=csv", f"data.path={EXAMPLE_CSV}", "data.label=diagnosis")
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
     assert len(errors) == 1 and "data.positive" in errors[0] and "Traceback" not in result.stderr

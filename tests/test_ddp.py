@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import pytorch_lightning as pl
 import torch
-from helpers import CONF, boolean_rows, run_train
+from helpers import CONF, boolean_rows, run_train, train_in_process
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
@@ -165,5 +165,5 @@ def test_launchers_that_cannot_work_inside_a_job_are_refused(trainer: dict, matc
 def test_gpu_trainer_without_a_gpu_says_so(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no CUDA GPU is available"):
         _psi({"accelerator": "gpu", "devices": 1})
-    proc = run_train(tmp_path, "data=dnf", "method=psi", "trainer=gpu")
+    proc = train_in_process(tmp_path, "data=dnf", "method=psi", "trainer=gpu")
     assert proc.returncode == 2 and "no CUDA GPU is available" in proc.stderr, proc.stderr[-2000:]

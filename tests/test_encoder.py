@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import fold_of, run_train
+from helpers import fold_of, run_train, train_in_process
 
 from lenbench.data.bundled import DIGIT_NAMES, DIGITS_PARITY_FORMULA, load_digits_parity
 from lenbench.data.encoded import EncoderRefit, EncoderSettings, concepts_from
@@ -176,7 +176,7 @@ def test_digits_parity_runs_through_the_encoder_by_default(tmp_path: Path) -> No
 
 @pytest.mark.e2e
 def test_a_bad_encoder_setting_is_one_line_before_training(tmp_path: Path) -> None:
-    result = run_train(tmp_path, "data=trig", "method=tree", "data.encoder.epochs=0")
+    result = train_in_process(tmp_path, "data=trig", "method=tree", "data.encoder.epochs=0")
     assert result.returncode == 2
     assert "encoder.epochs must be an integer > 0, got 0" in result.stderr
     assert "Traceback" not in result.stderr

@@ -10,7 +10,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import SLOW_HANG_GUARD_S, Job, job_env, run_command, run_train, store_uri, train_command
+from helpers import (
+    SLOW_HANG_GUARD_S,
+    Job,
+    job_env,
+    run_command,
+    run_train,
+    store_uri,
+    train_command,
+    train_in_process,
+)
 
 from lenbench.data.synthetic import make_trig
 
@@ -112,7 +121,7 @@ def test_selected_folds_only(tmp_path: Path) -> None:
     ],
 )
 def test_bad_config_is_one_clear_line(tmp_path: Path, override: str, needle: str) -> None:
-    proc = run_train(tmp_path, "data=xor", "method=tree", override, "tracking.enabled=false")
+    proc = train_in_process(tmp_path, "data=xor", "method=tree", override, "tracking.enabled=false")
     assert proc.returncode != 0
     assert needle in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -121,7 +130,7 @@ def test_bad_config_is_one_clear_line(tmp_path: Path, override: str, needle: str
 
 @pytest.mark.e2e
 def test_missing_data_offline_is_one_clear_line(tmp_path: Path) -> None:
-    proc = run_train(
+    proc = train_in_process(
         tmp_path,
         "data=mimic",
         f"data.root={tmp_path / 'nowhere'}",
@@ -135,7 +144,7 @@ def test_missing_data_offline_is_one_clear_line(tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 def test_unreachable_tracking_server_fails_before_training(tmp_path: Path) -> None:
-    proc = run_train(tmp_path, "data=xor", "method=tree", uri="http://127.0.0.1:9")
+    proc = train_in_process(tmp_path, "data=xor", "method=tree", uri="http://127.0.0.1:9")
     assert proc.returncode == 2
     assert "unreachable" in proc.stderr
     assert "Traceback" not in proc.stderr
