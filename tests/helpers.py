@@ -176,32 +176,40 @@ def main_in_process(
     return CompletedProcess(argv, status, out.getvalue(), err.getvalue())
 
 
-def _train_main(argv: list[str]) -> None:
-    """What ``python -m train`` runs (src/train.py's ``__main__`` block), Hydra's global state cleared around it."""
+def hydra_in_process(
+    main: Callable[[], object], config_name: str, argv: list[str], env: dict[str, str]
+) -> CompletedProcess:
+    """A Hydra command line (``python -m train``, ``python -m lenbench.tune``) as its ``__main__`` block runs it:
+    ``-m`` first, the checks before Hydra, then ``main``, in this process (:func:`main_in_process`); Hydra's global
+    state and ``sys.argv`` are put back afterwards. HYDRA_MAIN_MODULE: Hydra looks for the configs beside the entry
+    point's file, as for ``python -m`` (whose module is ``__main__``)."""
     from hydra.core.global_hydra import GlobalHydra
 
-    import train
     from lenbench.config import check_before_hydra, multirun_flag_first
 
-    sys.argv = multirun_flag_first(["train", *argv])
-    check_before_hydra(sys.argv[1:], REPO / "conf", "train")
-    GlobalHydra.instance().clear()
-    try:
-        train.main()
-    finally:
+    def run(args: list[str]) -> None:
+        sys.argv = multirun_flag_first([config_name, *args])
+        check_before_hydra(sys.argv[1:], REPO / "conf", config_name)
         GlobalHydra.instance().clear()
+        try:
+            main()
+        finally:
+            GlobalHydra.instance().clear()
+
+    saved = sys.argv
+    try:
+        return main_in_process(run, argv, {**env, "HYDRA_MAIN_MODULE": "__main__"})
+    finally:
+        sys.argv = saved
 
 
 def train_in_process(tmp_path: Path, *overrides: str, uri: str | None = None) -> CompletedProcess:
-    """:func:`run_train` through train's entry point in this process (:func:`main_in_process`): for bad inputs,
+    """:func:`run_train` through train's entry point in this process (:func:`hydra_in_process`): for bad inputs,
     which end before training, where a process of its own would spend seconds on imports."""
-    argv = sys.argv
-    try:
-        # HYDRA_MAIN_MODULE: Hydra finds conf/ beside src/train.py as for `python -m train` (its module is __main__)
-        env = job_env(tmp_path, uri, HYDRA_MAIN_MODULE="__main__")
-        return main_in_process(_train_main, [f"hydra.run.dir={tmp_path / 'job'}", *overrides], env)
-    finally:
-        sys.argv = argv
+    import train
+
+    argv = [f"hydra.run.dir={tmp_path / 'job'}", *overrides]
+    return hydra_in_process(train.main, "train", argv, job_env(tmp_path, uri))
 
 
 def run_report(tmp_path: Path, experiment: str, out: Path, *args: str) -> subprocess.CompletedProcess:

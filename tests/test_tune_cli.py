@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import Job, job_env, run_command, run_report, store_uri
+from helpers import Job, hydra_in_process, job_env, run_command, run_report, store_uri
 from test_tracking_record import start_server
 from ui_helpers import kill_group
 
@@ -24,6 +25,15 @@ SMALL = ("data=xor", "data.n_samples=300", "cv.n_splits=3")
 def tune(tmp_path: Path, folder: str, *overrides: str, uri: str | None = None):  # noqa: ANN201
     cmd = [sys.executable, "-m", "lenbench.tune", f"hydra.run.dir={tmp_path / folder}", *SMALL, *overrides]
     return run_command(cmd, job_env(tmp_path, uri))
+
+
+def tune_in_process(tmp_path: Path, folder: str, *overrides: str) -> subprocess.CompletedProcess:
+    """:func:`tune` through its entry point in this process (helpers.hydra_in_process): for bad inputs, which end
+    before any trial, where a process of its own would spend seconds on imports."""
+    from lenbench.tune import __main__ as tune_cli
+
+    argv = [f"hydra.run.dir={tmp_path / folder}", *SMALL, *overrides]
+    return hydra_in_process(tune_cli.main, "tune", argv, job_env(tmp_path))
 
 
 def _runs(uri: str, experiment: str = "xor") -> list:
@@ -126,7 +136,7 @@ def test_parallel_trial_processes_share_the_study(tmp_path: Path) -> None:
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, overrides: tuple[str, ...], message: str) -> None:
-    proc = tune(tmp_path, "bad", *overrides)
+    proc = tune_in_process(tmp_path, "bad", *overrides)
     assert proc.returncode == 2, proc.stderr[-3000:]
     errors = [line for line in proc.stderr.splitlines() if "ERROR" in line]
     assert len(errors) == 1 and message in errors[0], proc.stderr[-3000:]
