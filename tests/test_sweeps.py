@@ -162,6 +162,7 @@ def test_interrupted_sweep_completes_on_rerun(tmp_path: Path) -> None:
         "data=dnf",
         "method=psi",
         "method.explainer.epochs=300",
+        "method.explainer.callbacks.1.epoch=100",  # fan-in 2: a small read-out
         "cv.n_splits=3",
         "cv.n_jobs=1",
         "seed=0,1,2,3",
