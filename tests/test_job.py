@@ -134,7 +134,7 @@ def test_console_summary_lists_every_headline_metric_by_its_label(tmp_path: Path
     assert text.splitlines()[0] == "tree: mean +- sem over 3 fold(s)"
     for metric in METRICS:
         assert (metric.label in text) == metric.headline, metric.name
-    assert str(tmp_path / "results.csv") in text
+    assert text.splitlines()[-1].endswith(f"; whole formulas: {tmp_path / 'explanations.json'}")
     for m in per_data_set:  # a data set with them: shown beside the headline metrics
         summary[f"{m.name}_mean"] = summary[f"{m.name}_sem"] = 0.5
     text = format_summary("tree", summary, tmp_path)

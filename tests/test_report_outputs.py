@@ -215,7 +215,7 @@ def test_end_of_sweep_summary(tmp_path: Path) -> None:
     (sweep / "1-psi-s0" / "resumed.json").write_text(json.dumps({"run_id": "abc", "run_name": "psi-s0"}))
     (sweep / "2-rf-s0" / "job.json").write_text(json.dumps({"experiment": "mimic"}))
     lines = sweep_summary(sweep, None, "mimic").splitlines()
-    assert lines[0] == f"sweep {sweep}: 4 job(s)"
+    assert lines[0] == f"sweep {sweep}: 4 job(s) (whole formulas: explanations.json in each folder)"
     assert lines[1].startswith("  0-tree-s0: model accuracy 0.810 ± 0.010; consistency 0.500 (n=3 folds) -> ")
     assert "training time" not in lines[1]
     assert lines[2] == "  1-psi-s0: already finished, not run again: metrics in MLflow -> MLflow run abc"

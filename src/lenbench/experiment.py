@@ -137,13 +137,8 @@ def run_experiment(
             raise JobInterrupted(len(loop.done), total, out_dir) from exc
         raise
     tracker.finish_job(summary, list(files.values()), record.texts, results)
-    return ExperimentResult(
-        results=results,
-        summary=summary,
-        folds=sorted(loop.done, key=lambda r: r.fold),
-        files=files,
-        companion_folds=loop.companion_folds,
-    )
+    folds = sorted(loop.done, key=lambda r: r.fold)
+    return ExperimentResult(results, summary, folds, files, companion_folds=loop.companion_folds)
 
 
 @dataclass
@@ -273,15 +268,9 @@ class _ResultWriter:
         summary = summarize(done, self.metrics)
         job_values = {x.name: summary[x.name] for x in self.metrics.at("job")}
         results = results_table(self.method, done, job_values, self.metrics)
-        full_summary = {
-            "method": self.method,
-            "data": self.dataset.name,
-            "label": self.dataset.label,
-            "complete": not partial,
-            "folds": [r.fold for r in done],
-            **self.summary_extra,
-            **summary,
-        }
+        folds_done = {"complete": not partial, "folds": [r.fold for r in done]}
+        full_summary = {"method": self.method, "data": self.dataset.name, "label": self.dataset.label}
+        full_summary |= {**folds_done, **self.summary_extra, **summary}
         explanations = {
             "target_formula": self.dataset.ground_truth,
             "folds": [{"fold": r.fold, "formula": str(r.formula), "info": _jsonable(r.info)} for r in done],
@@ -291,17 +280,13 @@ class _ResultWriter:
 
 def _log_fold(method: str, result: FoldResult, position: int, total: int) -> None:
     note = f" reused from run {result.reused_from}" if result.reused_from else _training_note(result)
-    shown = ("model_accuracy", "explanation_accuracy", "explanation_fidelity", "explanation_complexity")
-    log.info(
-        "%s fold %d (%d/%d)%s: model %.4f | explanation %.4f | fidelity %.4f | complexity %.0f | %s",
-        method,
-        result.fold,
-        position,
-        total,
-        note,
-        *(result.metrics.get(name, float("nan")) for name in shown),
-        _short(str(result.formula)),
-    )
+    model, explanation, fidelity, complexity = (result.metrics.get(name, float("nan")) for name in _SHOWN)
+    head = f"{method} fold {result.fold} ({position}/{total}){note}"
+    scores = f"model {model:.4f} | explanation {explanation:.4f} | fidelity {fidelity:.4f}"
+    log.info("%s: %s | complexity %.0f | %s", head, scores, complexity, _short(str(result.formula)))
+
+
+_SHOWN = ("model_accuracy", "explanation_accuracy", "explanation_fidelity", "explanation_complexity")
 
 
 # Settings an explainer echoes in its info: already the job's params, so not measurements of the fold (the thread
@@ -332,4 +317,5 @@ def _training_note(result: FoldResult) -> str:
 
 
 def _short(text: str, width: int = 80) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."
+    """The formula, cut after ``width`` characters with a pointer to the whole one (in the job's folder)."""
+    return text if len(text) <= width else text[:width] + " ... [whole: explanations.json]"

@@ -404,7 +404,7 @@ def format_summary(
             mean, sem = summary[f"{metric.name}_mean"], summary[f"{metric.name}_sem"]
             spread = "+- n/a (one fold)" if sem != sem and mean == mean else f"+- {sem:.4f}"
             lines.append(f"  {metric.label:<{width}} {mean:>10.4f} {spread}")
-    lines.append(f"  results: {out_dir / 'results.csv'}")
+    lines.append(f"  results: {out_dir / 'results.csv'}; whole formulas: {out_dir / 'explanations.json'}")
     return "\n".join(lines)
 
 

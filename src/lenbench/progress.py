@@ -2,9 +2,10 @@
 
 On a terminal (stderr is a TTY) each running fold has one live line, redrawn in place at most ten times a second, also
 when folds train in parallel processes (their progress reaches the job's process as events). Anywhere else (a log
-file, CI, a pipe) the same information becomes plain log lines, one per fold at 25 %, 50 % and 75 % of its epochs,
-so logs stay short and readable. Methods that do not train epochs (trees, rule lists) show no progress line: their
-folds take milliseconds.
+file, CI, a pipe) the same information becomes plain log lines, one per fold as it passes 25 %, 50 % and 75 % of its
+epochs, and again when it trains on well past the ETA last logged: logs stay short and promise no end that does not
+come. The ETA: the epochs left at the rate of the fold's last ten reports (start-up is left out, a busier machine
+shows). Methods that do not train epochs (trees, rule lists) show no progress line: their folds take milliseconds.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TextIO
 
 log = logging.getLogger("lenbench.progress")
@@ -25,12 +27,13 @@ _BAR = 20
 @dataclass(frozen=True)
 class TrainingProgress:
     """``epochs_done`` of ``epochs_total``; ``losses``: the (epoch, loss) points recorded since the last report
-    (one every ``trainer.log_every_n_epochs`` epochs, and the last epoch's). Reported by the training's callback
-    (:class:`lenbench.callbacks.progress.ProgressReporter`) to a sink the fold loop provides."""
+    (one every ``trainer.log_every_n_epochs`` epochs, and the last epoch's); ``loss``: the latest checked epoch's (the
+    console's). Reported by the training's callback (:class:`lenbench.callbacks.progress.ProgressReporter`)."""
 
     epochs_done: int
     epochs_total: int
     losses: tuple[tuple[int, float], ...] = ()
+    loss: float | None = None
 
 
 ProgressSink = Callable[[TrainingProgress], None]
@@ -42,12 +45,15 @@ class _Fold:
     done: int = 0
     total: int = 0
     loss: float | None = None
+    reports: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=10))  # (time, epochs done)
     marks: int = 0  # quarter marks already logged (plain mode)
+    overdue: float = float("inf")  # plain mode: when the last logged ETA has clearly passed
 
     def eta(self, now: float) -> float | None:
-        if self.done <= 0 or self.total <= 0:
+        at, base = self.reports[0] if self.reports and self.done > self.reports[0][1] else (self.started, 0)
+        if self.done <= base or self.total <= 0:
             return None
-        return (now - self.started) / self.done * (self.total - self.done)
+        return (now - at) / (self.done - base) * (self.total - self.done)
 
 
 def _seconds(value: float | None) -> str:
@@ -71,14 +77,15 @@ class FoldProgressConsole:
         self.running[fold] = _Fold(started=time.time() if at is None else at)
 
     def training(self, fold: int, progress: TrainingProgress) -> None:
-        state = self.running.setdefault(fold, _Fold(started=time.time()))
+        now = time.time()
+        state = self.running.setdefault(fold, _Fold(started=now))
+        state.reports.append((now, progress.epochs_done))
         state.done, state.total = progress.epochs_done, progress.epochs_total
-        if progress.losses:
-            state.loss = progress.losses[-1][1]
+        state.loss = state.loss if progress.loss is None else progress.loss
         if self.live:
             self._draw()
         else:
-            self._log_marks(fold, state)
+            self._log_plain(fold, state, now)
 
     def finished(self, fold: int) -> None:
         self.running.pop(fold, None)
@@ -87,13 +94,16 @@ class FoldProgressConsole:
         share = state.done / state.total if state.total else 0.0
         bar = "#" * round(share * _BAR) + "-" * (_BAR - round(share * _BAR))
         loss = "" if state.loss is None else f"  loss {state.loss:.4f}"
-        return f"{self.method} fold {fold} [{bar}] {state.done}/{state.total} epochs{loss}  {_seconds(state.eta(now))}"
+        left = "trained, explaining" if 0 < state.total <= state.done else _seconds(state.eta(now))
+        return f"{self.method} fold {fold} [{bar}] {state.done}/{state.total} epochs{loss}  {left}"
 
-    def _log_marks(self, fold: int, state: _Fold) -> None:
-        share = state.done / state.total if state.total else 0.0
-        while state.marks < len(_MARKS) and share >= _MARKS[state.marks]:
-            state.marks += 1
-            log.info("%s", self.line(fold, state, time.time()))
+    def _log_plain(self, fold: int, state: _Fold, now: float) -> None:
+        """One line when the fold passes quarter marks, or when it trains on well past the ETA last logged."""
+        passed = sum(state.total > 0 and state.done >= mark * state.total for mark in _MARKS)
+        if passed > state.marks or now > state.overdue:
+            state.marks, eta = passed, state.eta(now)
+            state.overdue = float("inf") if eta is None else now + 1.25 * eta + 10.0
+            log.info("%s", self.line(fold, state, now))
 
     def clear(self) -> None:
         """Erase the live lines (before other output); the next progress event draws them again."""

@@ -2,10 +2,10 @@
 
 :class:`ProgressReporter` is a plain Lightning callback: whenever the module has checked a new stretch of epochs'
 losses (every ``SYNC_EVERY`` epochs, see :mod:`lenbench.nn.module`) it hands each network's
-:class:`TrainingProgress` to that network's *sink*, a callable the fold loop provides.
-The sink decides where it goes (the console's progress lines, the fold's MLflow run, a queue to the job's process
-when folds train in parallel); the network code never knows. Only rank 0 reports when a fit runs on several
-processes.
+:class:`TrainingProgress` (with the latest checked loss, already on the CPU) to that network's *sink*, a callable the
+fold loop provides. The sink decides where it goes (the console's progress lines, the fold's MLflow run, a queue to
+the job's process when folds train in parallel); the network code never knows. Only rank 0 reports when a fit runs
+on several processes.
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ class ProgressReporter(pl.Callback):
         self._epochs = checked
         total = int(getattr(pl_module, "last_epoch", -1)) + 1
         curves = getattr(pl_module, "loss_curves", [])
+        latest = pl_module.final_losses() if hasattr(pl_module, "final_losses") else []
         for i, sink in enumerate(self.sinks):
             curve = curves[i] if i < len(curves) else []
             new, self._sent[i] = tuple(curve[self._sent[i] :]), len(curve)
             if sink is not None:
-                sink(TrainingProgress(checked, total, new))
+                sink(TrainingProgress(checked, total, new, latest[i] if i < len(latest) else None))

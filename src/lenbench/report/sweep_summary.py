@@ -88,7 +88,7 @@ def sweep_summary(
 ) -> str:
     """The summary of the sweep in ``sweep_dir``: one line per job, then the report command for its experiment(s)."""
     folders = job_folders(Path(sweep_dir))
-    lines = [f"sweep {sweep_dir}: {len(folders)} job(s)"]
+    lines = [f"sweep {sweep_dir}: {len(folders)} job(s) (whole formulas: explanations.json in each folder)"]
     experiments: list[str] = []
     for folder in folders:
         line, found = job_line(folder, uri, metrics)
