@@ -209,6 +209,7 @@ def test_end_of_sweep_summary(tmp_path: Path) -> None:
         "model_accuracy_mean": 0.81,
         "model_accuracy_sem": 0.01,
         "training_time_mean": 2.0,
+        "majority_accuracy_mean": 0.75,
     }
     (sweep / "0-tree-s0" / "summary.json").write_text(json.dumps({**summary, "explanation_consistency": 0.5}))
     (sweep / "0-tree-s0" / "job.json").write_text(json.dumps({"experiment": "mimic"}))
@@ -216,9 +217,15 @@ def test_end_of_sweep_summary(tmp_path: Path) -> None:
     (sweep / "2-rf-s0" / "job.json").write_text(json.dumps({"experiment": "mimic"}))
     lines = sweep_summary(sweep, None, "mimic").splitlines()
     assert lines[0] == f"sweep {sweep}: 4 job(s)"
-    assert lines[1].startswith("  0-tree-s0: model accuracy 0.810 ± 0.010; consistency 0.500 (n=3 folds) -> ")
+    assert lines[1].startswith(
+        "  0-tree-s0: model accuracy 0.810 ± 0.010; consistency 0.500; majority-class accuracy 0.750 (n=3 folds) -> "
+    )
+    assert lines[1].endswith(f"full formulas {sweep / '0-tree-s0' / 'explanations.json'}")
     assert "training time" not in lines[1]
-    assert lines[2] == "  1-psi-s0: already finished, not run again: metrics in MLflow -> MLflow run abc"
+    assert lines[2] == (
+        "  1-psi-s0: already finished, not run again: metrics in MLflow -> MLflow run abc "
+        "(full formulas: its explanations.json)"
+    )
     assert lines[3].startswith("  2-rf-s0: did not finish")
     assert lines[4].startswith("  10-brl-s0: did not start")  # job order, 10 after 2
     # The interpreter that ran the sweep, pasteable (a bare `python` is often one without lenbench).
