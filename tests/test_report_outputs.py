@@ -3,6 +3,7 @@ they show, the end-of-sweep summary, and README tables equal to what the committ
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -17,7 +18,7 @@ import pandas as pd
 import pytest
 from helpers import REPO
 
-from lenbench.report import build, compare, figures, readme, render
+from lenbench.report import build, compare, figures, latex, readme, render
 from lenbench.report.sweep_summary import sweep_summary
 from lenbench.scoring import METRICS
 from lenbench.tracking.plots import fold_metrics_figure
@@ -25,8 +26,11 @@ from lenbench.tracking.plots import fold_metrics_figure
 FIGURES = REPO / "outputs" / "test-artifacts" / "report-figures"  # kept for a look after the run
 
 
-def _runs_and_folds(studies: tuple[str, ...] = ("d1",), rows: tuple[str, ...] = ("a_1", "b%2", "c&3")):
-    """Three rows (names with LaTeX specials) on each study, 5 test folds x 2 seeds; row c has no explanation."""
+def _runs_and_folds(
+    studies: tuple[str, ...] = ("d1",), rows: tuple[str, ...] = ("a_1", "b%2", "c&3"), n_splits: int = 5
+):
+    """Three rows (names with LaTeX specials) on each study, 5 test folds (of ``n_splits``) x 2 seeds; row c has no
+    explanation."""
     rng = np.random.default_rng(7)
     folds, runs = [], []
     for s, study in enumerate(studies):
@@ -44,7 +48,7 @@ def _runs_and_folds(studies: tuple[str, ...] = ("d1",), rows: tuple[str, ...] = 
                         "data_checksum": f"sum{s}",
                         "config_hash": "",
                         "run_name": f"{row}-s{seed}",
-                        "params": {"cv.n_splits": 5, "method.explainer.seed": seed},
+                        "params": {"cv.n_splits": n_splits, "method.explainer.seed": seed},
                     }
                 )
                 for fold in range(5):
@@ -59,6 +63,7 @@ def _runs_and_folds(studies: tuple[str, ...] = ("d1",), rows: tuple[str, ...] = 
                             "model_accuracy": accuracy,
                             "explanation_accuracy": float("nan") if row.startswith("c") else accuracy - 0.01,
                             "explanation_fidelity": float("nan") if row.startswith("c") else 0.95,
+                            "truth_agreement": float("nan"),  # no known formula: a column of nothing
                             "explanation_complexity": float("nan") if row.startswith("c") else 1.0 + fold,
                             "training_time": rng.random(),
                             "elapsed_time": float("nan") if row.startswith("c") else 0.001,
@@ -68,25 +73,38 @@ def _runs_and_folds(studies: tuple[str, ...] = ("d1",), rows: tuple[str, ...] = 
     return pd.DataFrame(folds), pd.DataFrame(runs)
 
 
-def _analysis(studies: tuple[str, ...] = ("d1",)) -> build.Analysis:
-    folds, runs = _runs_and_folds(studies)
+# A long row name, five rows and two studies: tables wider than a page and longer than one.
+WIDE_ROWS = ("a_1", "b%2", "c&3", "rulelist (max_depth=1, min_support=0.05)", "e")
+
+
+@functools.cache  # tests only read it: one analysis per set of arguments
+def _analysis(studies: tuple[str, ...] = ("d1",), **kwargs) -> build.Analysis:  # noqa: ANN003
+    folds, runs = _runs_and_folds(studies, **kwargs)
     return build.analyse(folds, runs)
 
 
 def test_latex_escapes_text_and_writes_math_as_math() -> None:
-    assert render.latex_escape("max_depth=1 & 5% #2 {x} ~y ^z \\") == (
+    assert latex.escape("max_depth=1 & 5% #2 {x} ~y ^z \\") == (
         r"max\_depth=1 \& 5\% \#2 \{x\} \textasciitilde{}y \textasciicircum{}z \textbackslash{}"
     )
-    assert render.latex_escape("0.5 ± 0.1") == r"0.5 $\pm$ 0.1"
-    assert render.p_text(0.0001, render.LATEX) == r"$<0.001$"
+    assert latex.escape("0.5 ± 0.1 – n=…") == r"0.5 $\pm$ 0.1 -- n=\dots{}"
+    assert latex.escape("<0.001") == r"\textless{}0.001"
     assert render.p_text(0.0001) == "<0.001" and render.p_text(float("nan")) == "n/a"
-    texts = build.report_texts(_analysis(("d1", "d2")))
-    for name in ("summary_by_experiment.tex", "paired_tests.tex", "ranks_across_studies.tex"):
+    texts = build.report_texts(_analysis(("d1", "d2"), rows=WIDE_ROWS))
+    for name in (
+        "summary_by_experiment.tex",
+        "summary_headline.tex",
+        "paired_tests.tex",
+        "ranks_across_studies.tex",
+    ):
         tex = texts[name]
-        assert tex.startswith("\\begin{tabular}") and "\\toprule" in tex and "\\bottomrule" in tex
-        unescaped = [line for line in tex.splitlines() if "_" in line.replace("\\_", "")]
+        assert tex.startswith(latex.PREAMBLE) and "\\toprule" in tex and "\\bottomrule" in tex
+        assert f"\\label{{tab:{name[:-4]}}}" in tex, name
+        assert tex.count("\\caption{") == tex.count("\\begin{longtable}"), name  # every part has a caption
+        bare = re.sub(r"\\(label|ref)\{[^}]*\}", "", tex).replace("\\_", "")  # a label may hold _
+        unescaped = [line for line in bare.splitlines() if "_" in line]
         assert not unescaped, (name, unescaped[:2])
-        assert "<0.001" not in tex.replace("$<0.001$", "")
+        assert "<" not in tex and "±" not in tex, name
 
 
 def _pdflatex() -> str:
@@ -100,28 +118,40 @@ def _pdflatex() -> str:
     return binary
 
 
-def test_every_latex_table_compiles(tmp_path: Path) -> None:
+def test_every_latex_table_fits_the_pages_of_a_standard_article(tmp_path: Path) -> None:
+    """Every table, in the standard article class with its default margins and no font size set, on A4 and on
+    letter paper: it compiles, and nothing runs over the text block (no overfull box, no float taller than a page;
+    such a float left the first page blank)."""
     pdflatex = _pdflatex()
-    texts = build.report_texts(_analysis(("d1", "d2")))
+    texts = {
+        **build.report_texts(_analysis(("d1", "d2"), rows=WIDE_ROWS)),
+        "small.tex": build.report_texts(_analysis())["summary_headline.tex"].replace(
+            "tab:summary", "tab:small"
+        ),
+    }
     tables = {name: text for name, text in texts.items() if name.endswith(".tex")}
-    assert {"summary_by_experiment.tex", "summary_by_experiment_seed.tex", "paired_tests.tex"} <= set(tables)
+    assert {"summary_by_experiment.tex", "summary_headline.tex", "paired_tests.tex"} <= set(tables)
+    assert "\\caption{(continued)}" in tables["summary_by_experiment.tex"]  # cut into parts by columns
     for name, table in tables.items():
         (tmp_path / name).write_text(table)
-        document = tmp_path / f"doc-{name}"
+    inputs = "".join(f"\\input{{{name}}}\n" for name in tables)
+    for paper in ("a4paper", "letterpaper"):
+        document = tmp_path / f"{paper}.tex"
         document.write_text(
-            "\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage{booktabs}\n"
-            "\\usepackage[landscape,margin=1cm]{geometry}\n\\begin{document}\n\\tiny\n"
-            f"\\input{{{name}}}\n\\end{{document}}\n"
+            f"\\documentclass[{paper}]{{article}}\n\\usepackage[T1]{{fontenc}}\n\\usepackage{{booktabs,longtable}}\n"
+            f"\\begin{{document}}\n{inputs}\\end{{document}}\n"
         )
-        proc = subprocess.run(
-            [pdflatex, "-interaction=nonstopmode", "-halt-on-error", document.name],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=600,  # hang guard only
-        )
-        assert proc.returncode == 0, (name, proc.stdout[-2000:])
-        assert document.with_suffix(".pdf").stat().st_size > 0
+        for _ in range(2):  # the second run settles longtable's widths and the references
+            proc = subprocess.run(
+                [pdflatex, "-interaction=nonstopmode", "-halt-on-error", document.name],
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=600,  # hang guard only
+            )
+            assert proc.returncode == 0, (paper, proc.stdout[-2000:])
+        log = document.with_suffix(".log").read_text(errors="replace")
+        assert "Overfull" not in log and "Float too large" not in log, (paper, re.findall(r"Overfull.*", log))
 
 
 def test_csv_and_markdown_have_readable_headers() -> None:
@@ -137,6 +167,28 @@ def test_csv_and_markdown_have_readable_headers() -> None:
     assert not [key for key in METRICS.names if key in markdown.split("\n\n")[0]]
 
 
+def test_every_table_has_its_legend_and_no_p_value_that_cannot_decide() -> None:
+    """5 test folds: no Wilcoxon test can reach 0.05 (its smallest p is 2/2^5 = 0.0625, twice that after Holm over
+    a column's 2 comparisons), so none prints a p-value; the legends say so, say how the best row was chosen and
+    which folds ran; a metric no row has is no column, a pair without a common fold no row."""
+    texts = build.report_texts(_analysis(n_splits=10))
+    for name, text in texts.items():
+        if name.endswith(".md"):
+            legend = text.split("\n\n", 1)[1]
+            assert legend.strip() and "|" not in legend, name
+    headline = texts["summary_headline.md"]
+    assert "Study: d1 / y / 10-fold: 5 of 10 folds ran." in headline and "(p_t/p_w)" in headline
+    assert "not held out" in headline and "n=5: 0.0625, n=5: 0.125" in headline
+    cells = [cell.strip() for cell in headline.split("\n\n")[0].split("|") if "(" in cell and "/" in cell]
+    assert cells and all(cell.endswith(f"/{render.NOT_SHOWN})") for cell in cells), cells
+    for name in ("summary_by_experiment.md", "summary_by_experiment.tex", "summary_headline.tex"):
+        assert METRICS["truth_agreement"].label not in texts[name], name  # n/a on every row: no column
+    pairs = pd.read_csv(io.StringIO(texts["paired_tests.csv"]))
+    assert len(pairs) and (pairs["n (test folds)"] > 0).all()  # c has no explanation: no pair on those
+    assert (pairs["smallest attainable p Wilcoxon (Holm)"] > 0.05).all()
+    assert render.NOT_SHOWN in texts["paired_tests.md"] and "0.0625" in texts["paired_tests.md"]
+
+
 def _save(name: str, figure) -> None:  # noqa: ANN001
     FIGURES.mkdir(parents=True, exist_ok=True)
     figure.savefig(FIGURES / name, dpi=80)
@@ -145,17 +197,19 @@ def _save(name: str, figure) -> None:  # noqa: ANN001
 def test_figures_say_what_they_show() -> None:
     import matplotlib.pyplot as plt
 
-    analysis = _analysis(("d1", "d2"))
+    analysis = _analysis(("d1", "d2"), n_splits=10)  # 5 of the 10 folds ran
     drawn = figures.figures(analysis.folds, analysis.by_row, analysis.ranks)
     assert {"accuracy_vs_complexity.png", "fold_metrics.png", "concept_frequency.png"} <= set(drawn)
     assert "critical_difference_model_accuracy.png" in drawn  # two studies: ranks, Friedman, CD
     for name, figure in drawn.items():
         texts = [figure._suptitle.get_text() if figure._suptitle else ""]
+        _save(name, figure)  # drawn: the legends have their place
         for ax in figure.axes:
             texts += [ax.get_title(), ax.get_xlabel(), *(t.get_text() for t in ax.get_xticklabels())]
-            texts += [t.get_text() for t in ax.texts]
+            texts += [t.get_text() for t in [*ax.texts, *ax.get_yticklabels()]]
             legend = ax.get_legend()
             texts += [t.get_text() for t in legend.get_texts()] if legend else []
+            assert not legend or not legend.get_window_extent().overlaps(ax.get_window_extent()), name
         joined = " ".join(texts)
         assert joined.strip(), name
         if name != "concept_frequency.png":
@@ -164,7 +218,9 @@ def test_figures_say_what_they_show() -> None:
             assert "majority-class accuracy: 0.750" in joined, name  # the baseline wherever an accuracy is
         if name == "concept_frequency.png":
             assert "left out (no explanations): c&3" in joined
-        _save(name, figure)
+            assert "~x3" in joined and "x3" not in joined.replace("~x3", "")  # x2 | ~x3: the literal's sign
+        if not name.startswith("critical_difference"):
+            assert "d1 / y / 10-fold: 5 of 10 folds ran" in joined, name
         plt.close(figure)
 
 
@@ -209,16 +265,23 @@ def test_end_of_sweep_summary(tmp_path: Path) -> None:
         "model_accuracy_mean": 0.81,
         "model_accuracy_sem": 0.01,
         "training_time_mean": 2.0,
+        "majority_accuracy_mean": 0.75,
     }
     (sweep / "0-tree-s0" / "summary.json").write_text(json.dumps({**summary, "explanation_consistency": 0.5}))
     (sweep / "0-tree-s0" / "job.json").write_text(json.dumps({"experiment": "mimic"}))
     (sweep / "1-psi-s0" / "resumed.json").write_text(json.dumps({"run_id": "abc", "run_name": "psi-s0"}))
     (sweep / "2-rf-s0" / "job.json").write_text(json.dumps({"experiment": "mimic"}))
     lines = sweep_summary(sweep, None, "mimic").splitlines()
-    assert lines[0] == f"sweep {sweep}: 4 job(s) (whole formulas: explanations.json in each folder)"
-    assert lines[1].startswith("  0-tree-s0: model accuracy 0.810 ± 0.010; consistency 0.500 (n=3 folds) -> ")
+    assert lines[0] == f"sweep {sweep}: 4 job(s)"
+    assert lines[1].startswith(
+        "  0-tree-s0: model accuracy 0.810 ± 0.010; consistency 0.500; majority-class accuracy 0.750 (n=3 folds) -> "
+    )
+    assert lines[1].endswith(f"full formulas {sweep / '0-tree-s0' / 'explanations.json'}")
     assert "training time" not in lines[1]
-    assert lines[2] == "  1-psi-s0: already finished, not run again: metrics in MLflow -> MLflow run abc"
+    assert lines[2] == (
+        "  1-psi-s0: already finished, not run again: metrics in MLflow -> MLflow run abc "
+        "(full formulas: its explanations.json)"
+    )
     assert lines[3].startswith("  2-rf-s0: did not finish")
     assert lines[4].startswith("  10-brl-s0: did not start")  # job order, 10 after 2
     # The interpreter that ran the sweep, pasteable (a bare `python` is often one without lenbench).

@@ -116,6 +116,22 @@ def test_holm() -> None:
     assert np.all(np.diff(holm[order]) >= 0)
 
 
+def test_the_smallest_wilcoxon_p_at_n_before_and_after_holm() -> None:
+    """2/2^n is what the test gives when every difference has one sign (5 folds: 0.0625, never below 0.05), and no
+    Holm-adjusted p of a family falls below its floor: 3 comparisons on 5 folds, at best 0.1875."""
+    for n in range(2, 12):
+        assert sig.wilcoxon_p(np.arange(1.0, n + 1)) == pytest.approx(sig.wilcoxon_floor(n))
+    assert sig.wilcoxon_floor(5) == 0.0625 and math.isnan(sig.wilcoxon_floor(1))
+    assert sig.holm_floor([0.0625] * 3) == pytest.approx([0.1875] * 3)
+    floors = sig.holm_floor([sig.wilcoxon_floor(n) for n in (10, 10, 5)] + [float("nan")])
+    assert floors[:3] == pytest.approx([3 * 2 / 2**10, 3 * 2 / 2**10, 0.0625]) and math.isnan(floors[3])
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        ns = rng.integers(3, 9, size=4)
+        p = [sig.wilcoxon_p(rng.normal(1.5, 1.0, size=n)) for n in ns]
+        assert np.all(sig.holm(p) >= sig.holm_floor([sig.wilcoxon_floor(n) for n in ns]) - 1e-12)
+
+
 def test_wilcoxon_with_ties_or_zeros_equals_scipys_permutation_test_bit_for_bit() -> None:
     """lenbench computes scipy's small-sample permutation test (zeros or ties, n <= 13) in one step: the same float."""
     import warnings

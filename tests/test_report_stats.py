@@ -263,9 +263,9 @@ def test_summary_table_and_compare_with_best() -> None:
     assert a["model_accuracy_p_corrected_t_holm"] >= a["model_accuracy_p_corrected_t"]
     pretty = human_table(by_row.merge(versus, on=["study", "row"]), ["row"]).set_index("method")
     assert pretty.loc["b", "model accuracy"].endswith("(best)")
-    assert pretty.loc["a", "model accuracy"].endswith(
-        f"(<0.001/{render.p_text(a['model_accuracy_p_wilcoxon_holm'])})"
-    )
+    # 6 folds, 2 comparisons: the Wilcoxon test can at best give 2 x 2/2^6 = 0.0625, so it shows no p-value.
+    assert a["model_accuracy_p_wilcoxon_floor"] == pytest.approx(0.0625)
+    assert pretty.loc["a", "model accuracy"].endswith(f"(<0.001/{render.NOT_SHOWN})")
     assert pretty.loc["c", "explanation F1"] == "n/a"
     assert (pretty["n (folds × seeds)"] == f"{K} × 2").all()
 
@@ -391,7 +391,7 @@ def test_report_shows_every_method_with_new_metrics_and_paired_tests(tmp_path: P
     pairs = pd.read_csv(out / "paired_tests.csv")
     assert set(pairs["metric"]) == {label[name] for name in compared_names(METRICS)}
     assert (pairs.loc[pairs["metric"] == label["model_accuracy"], "n (test folds)"] == 4).all()
-    assert set(pairs["n (test folds)"]) == {0, 4}  # 0: rf has no formula to pair
+    assert set(pairs["n (test folds)"]) == {4}  # rf has no formula to pair: no row for those pairs
     printed = report.stdout
     for text in (
         label["model_accuracy"],
@@ -399,11 +399,13 @@ def test_report_shows_every_method_with_new_metrics_and_paired_tests(tmp_path: P
         "(best)",
         "n (folds × seeds)",
         "rulelist",
+        "not held out",  # the console table's legend
+        "Study: dnf / y / 4-fold.",
     ):
         assert text in printed, text
     assert "elapsed_time" not in printed and "model_accuracy" not in printed  # labels only
     assert "%|" not in report.stderr  # no tqdm progress bar from artifact downloads
-    for name in ("paired_tests.md", "paired_tests.tex", "summary_by_experiment.tex", "provenance.json"):
+    for name in ("paired_tests.md", "paired_tests.tex", "summary_headline.tex", "provenance.json"):
         assert (out / name).stat().st_size > 0
         assert (out / name).stat().st_mode & 0o777 == 0o644, name
 

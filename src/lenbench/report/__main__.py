@@ -16,22 +16,16 @@ from lenbench.tracking.store import default_tracking_uri
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lenbench.report", description=__doc__)
-    parser.add_argument(
-        "--experiment", default="mimic", help="MLflow experiment (default: mimic, the data set name)"
-    )
-    parser.add_argument(
+    add = parser.add_argument
+    add("--experiment", default="mimic", help="MLflow experiment (default: mimic, the data set name)")
+    add(
         "--sweep-id",
-        default=None,
-        help="only the jobs of this sweep (its multirun folder, the tag sweep_id), with the runs it resumed",
+        help="only the jobs of this sweep (its multirun folder, tag sweep_id), with those it resumed",
     )
-    parser.add_argument("--filter", default="", help="extra MLflow filter, e.g. \"tags.method = 'psi'\"")
-    parser.add_argument(
-        "--uri", default=os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(Path.cwd())
-    )
-    parser.add_argument(
-        "--out", type=Path, default=None, help="output folder (default outputs/report/<time>)"
-    )
-    parser.add_argument("--no-mlflow", action="store_true", help="do not log the report as an MLflow run")
+    add("--filter", default="", help="extra MLflow filter, e.g. \"tags.method = 'psi'\"")
+    add("--uri", default=os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(Path.cwd()))
+    add("--out", type=Path, default=None, help="output folder (default outputs/report/<time>)")
+    add("--no-mlflow", action="store_true", help="do not log the report as an MLflow run")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(message)s")
     out = args.out or Path("outputs") / "report" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")

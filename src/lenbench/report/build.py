@@ -1,10 +1,6 @@
-"""One report, start to end: read the jobs from MLflow, group them into rows, compute the statistics, render, draw
-and publish.
-
-Each step lives in its own module (reading in :mod:`lenbench.tracking.mlflow_read`, then :mod:`.rows`,
-:mod:`.stats`, :mod:`.compare`, :mod:`.render`, :mod:`.figures`, :mod:`.publish`); this one only wires them,
-passing the same metric set to all. :func:`analyse` is the part shared with the README tables
-(:mod:`lenbench.report.readme`), which read committed result files instead of MLflow.
+"""One report, start to end: read the jobs from MLflow (:mod:`lenbench.tracking.mlflow_read`), then :mod:`.rows`,
+:mod:`.stats`, :mod:`.compare`, :mod:`.render`, :mod:`.figures`, :mod:`.publish`; this module only wires them, with
+one metric set. :func:`analyse` is shared with the README tables (:mod:`.readme`), which read committed results.
 """
 
 from __future__ import annotations
@@ -44,16 +40,11 @@ def analyse(folds: pd.DataFrame, runs: pd.DataFrame, metrics: MetricSet = METRIC
     folds = stats.blank_missing_explanations(stats.attach_rows(folds, runs), metrics)
     by_row = stats.summary_table(folds, stats.ROW, metrics, runs)
     by_row = by_row.merge(stats.seed_consistency(folds, metrics), on=list(stats.ROW), how="left")
-    by_row = by_row.merge(compare.compare_with_best(folds, metrics), on=list(stats.ROW), how="left")
+    # .copy(): one block per dtype, not one per merged column (pandas warns of a fragmented frame).
+    by_row = by_row.merge(compare.compare_with_best(folds, metrics), on=list(stats.ROW), how="left").copy()
     by_row_seed = stats.summary_table(folds, [*stats.ROW, "seed"], metrics, runs)
-    return Analysis(
-        folds=folds,
-        runs=runs,
-        by_row=by_row,
-        by_row_seed=by_row_seed,
-        pairs=compare.paired_tests(folds, metrics),
-        ranks=compare.across_studies(by_row, metrics),
-    )
+    pairs, ranks = compare.paired_tests(folds, metrics), compare.across_studies(by_row, metrics)
+    return Analysis(folds, runs, by_row, by_row_seed, pairs, ranks)
 
 
 def keys(table: pd.DataFrame, extra: tuple[str, ...] = ()) -> list[str]:
@@ -62,14 +53,17 @@ def keys(table: pd.DataFrame, extra: tuple[str, ...] = ()) -> list[str]:
 
 
 def report_texts(analysis: Analysis, metrics: MetricSet = METRICS) -> dict[str, str]:
-    """Every table of a report by file name."""
+    """Every table of a report by file name; ``summary_headline`` (the headline metrics) is the one for a paper."""
     by_row, by_seed = analysis.by_row, analysis.by_row_seed
+    headline = render.summary_texts(
+        "summary_headline", by_row, keys(by_row), MetricSet([m for m in metrics if m.headline])
+    )
     return {
-        **render.summary_texts("summary_by_experiment", by_row, keys(by_row), metrics, with_note=True),
+        **render.summary_texts("summary_by_experiment", by_row, keys(by_row), metrics),
         **render.summary_texts("summary_by_experiment_seed", by_seed, keys(by_seed, ("seed",)), metrics),
-        "summary_headline.md": render.to_markdown(
-            render.human_table(by_row, keys(by_row), MetricSet([m for m in metrics if m.headline]))
-        ),
+        **{
+            name: text for name, text in headline.items() if not name.endswith(".csv")
+        },  # the CSV is the above
         **render.pairs_texts(analysis.pairs, metrics),
         **render.ranks_texts(compare.ranks_table(analysis.ranks, metrics), metrics),
         "folds.csv": analysis.folds.to_csv(index=False),

@@ -1,18 +1,11 @@
 """Comparisons between rows (experiments) of one study, and across studies: pure functions over the fold table.
 
-- The unit of pairing is the test fold ``(split_seed, fold)``; several model seeds on the same test fold are
-  averaged first (:func:`lenbench.report.stats.unit_values`), never counted as more pairs.
-- Each pair of rows is tested on the test folds both have, with the corrected resampled t-test (Nadeau and
-  Bengio 2003; ``n_test/n_train = 1/(k - 1)`` for k-fold CV) and the Wilcoxon signed-rank test; the p-values are
-  Holm-adjusted over each family of comparisons: a metric's comparisons within a study, i.e. each column of a
-  summary table (``*_holm`` columns; :data:`HOLM_FAMILY`). A family spanning every metric would adjust for
-  questions no reader asks jointly, and some metrics coincide by construction (a formula's AUROC is its balanced
-  accuracy).
-- The target each row is compared with, the column's best row, is chosen on the test folds *every* compared
-  row has, so rows run on different folds never win on an easier sample; a row sharing no fold with the others
-  is left out of the comparison (and says so) rather than leaving every row without one.
-- Only metrics the registry marks ``compared`` (scores of the method) are tested: never a time or a baseline.
-- Across studies (several data sets): average ranks, the Friedman test and the Nemenyi critical difference.
+Pairs are test folds (seeds averaged first); each pair of rows is tested on the folds both have with the corrected
+resampled t-test (Nadeau and Bengio 2003) and the Wilcoxon signed-rank test, Holm-adjusted over one metric's
+comparisons in one study (:data:`HOLM_FAMILY`: a column of a summary table; some metrics coincide by construction,
+so a family over all metrics would adjust for questions no reader asks jointly). The best row is chosen on the folds
+*every* compared row has, so no row wins on an easier sample. Only the registry's ``compared`` scores are tested.
+Across studies: average ranks, the Friedman test and the Nemenyi critical difference.
 """
 
 from __future__ import annotations
@@ -27,22 +20,12 @@ from lenbench.report import significance as sig
 from lenbench.report.stats import unit_values
 from lenbench.scoring import METRICS, MetricSet
 
-PAIR_COLUMNS = (
-    "study",
-    "metric",
-    "row_a",
-    "row_b",
-    "n_pairs",
-    "mean_a",
-    "mean_b",
-    "mean_diff",
-    "t_corrected",
-    "p_corrected_t",
-    "p_wilcoxon",
-    "p_corrected_t_holm",
-    "p_wilcoxon_holm",
-)
+TESTS = ("p_corrected_t", "p_wilcoxon", "p_corrected_t_holm", "p_wilcoxon_holm", "p_wilcoxon_floor")
+PAIR_KEYS = ("study", "metric", "row_a", "row_b")
+PAIR_COLUMNS = (*PAIR_KEYS, "n_pairs", "mean_a", "mean_b", "mean_diff", "t_corrected", *TESTS)
 NAN = float("nan")
+#: The level a reader judges significance at: a Wilcoxon test whose floor is above it is not shown as a p-value.
+ALPHA = 0.05
 #: The comparisons one Holm adjustment covers: those of one metric in one study (a column of a summary table,
 #: or all pairs of rows on one metric).
 HOLM_FAMILY = ("study", "metric")
@@ -57,9 +40,8 @@ def compared_names(metrics: MetricSet | Sequence[str]) -> list[str]:
 
 
 def holdout_ratio(folds: pd.DataFrame, study: str) -> float:
-    """``n_test / n_train`` of a study's k-fold CV: ``1 / (k - 1)`` (train+validation rows are the training rows);
-    0 when k is unknown (then the t-test is the plain paired one, which the caller should not report as
-    corrected)."""
+    """``n_test / n_train`` of a study's k-fold CV, ``1 / (k - 1)`` (train+validation rows are the training rows);
+    NaN when k is unknown, and then no t-test is computed."""
     k = folds.loc[folds["study"] == study, "n_splits"].max() if "n_splits" in folds else 0
     return 1.0 / (k - 1) if k and k > 1 else NAN
 
@@ -91,16 +73,16 @@ def _series(values: pd.DataFrame, study: str, row: str, metric: str) -> pd.Serie
 
 def add_holm(table: pd.DataFrame, family: Sequence[str] = HOLM_FAMILY) -> pd.DataFrame:
     """``p_corrected_t_holm`` and ``p_wilcoxon_holm``: each test's p-values Holm-adjusted within each family of
-    comparisons, the rows of ``table`` sharing the ``family`` columns (default: one metric of one study, i.e. a
-    column of a summary table; ``()`` adjusts over the whole table)."""
-    table = table.copy()
-    for column in ("p_corrected_t", "p_wilcoxon"):
-        adjusted = pd.Series(float("nan"), index=table.index)
-        groups = table.groupby(list(family), sort=False) if family else [((), table)]
-        for _, group in groups:
-            adjusted[group.index] = sig.holm(group[column].to_numpy(dtype=float))
-        table[f"{column}_holm"] = adjusted
-    return table
+    comparisons, the rows of ``table`` sharing the ``family`` columns (one metric of one study: a column of a summary
+    table); ``p_wilcoxon_floor``: the smallest adjusted Wilcoxon p the test could reach at its n in its family."""
+    pairs = zip(table["n_pairs"], table["p_wilcoxon"], strict=True)
+    table = table.assign(_floor=[sig.wilcoxon_floor(int(n)) if p == p else NAN for n, p in pairs])
+    adjust = {"p_corrected_t_holm": ("p_corrected_t", sig.holm), "p_wilcoxon_holm": ("p_wilcoxon", sig.holm)}
+    adjust["p_wilcoxon_floor"] = ("_floor", sig.holm_floor)
+    groups = table.groupby(list(family), sort=False)
+    for name, (column, function) in adjust.items():
+        table[name] = groups[column].transform(lambda v, f=function: f(v.to_numpy(dtype=float)))
+    return table.drop(columns="_floor")
 
 
 def paired_tests(folds: pd.DataFrame, metrics: MetricSet | Sequence[str] = METRICS) -> pd.DataFrame:
@@ -118,7 +100,7 @@ def paired_tests(folds: pd.DataFrame, metrics: MetricSet | Sequence[str] = METRI
             for a, b in combinations(_rows_of(values, study), 2):
                 test = pair_test(_series(values, study, a, metric), _series(values, study, b, metric), ratio)
                 records.append({"study": study, "metric": metric, "row_a": a, "row_b": b, **test})
-    return add_holm(pd.DataFrame(records, columns=list(PAIR_COLUMNS[:-2])))[list(PAIR_COLUMNS)]
+    return add_holm(pd.DataFrame(records, columns=list(PAIR_COLUMNS[:-3])))[list(PAIR_COLUMNS)]
 
 
 def best_on_common_folds(
@@ -144,8 +126,8 @@ def compare_with_best(folds: pd.DataFrame, metrics: MetricSet = METRICS) -> pd.D
     """Per row and tested metric: the study's best row on it (:func:`best_on_common_folds`), the number of test
     folds it was chosen on, whether this row took part (``<metric>_compared``: False for a row run on other
     folds), and this row's tests against it (``<metric>_best``, ``<metric>_best_n``, ``<metric>_n_pairs``,
-    ``<metric>_p_corrected_t``, ``<metric>_p_wilcoxon``, and both ``*_holm``, adjusted over the column's
-    comparisons). NaN for the best row itself and rows not compared."""
+    ``<metric>_p_corrected_t``, ``<metric>_p_wilcoxon``, both ``*_holm``, adjusted over the column's
+    comparisons, and ``<metric>_p_wilcoxon_floor``). NaN for the best row itself and rows not compared."""
     names = compared_names(metrics)
     keys = folds[["study", "row"]].drop_duplicates().sort_values(["study", "row"]).reset_index(drop=True)
     if folds.empty or not names:
@@ -169,14 +151,13 @@ def compare_with_best(folds: pd.DataFrame, metrics: MetricSet = METRICS) -> pd.D
 
 
 def _wide(long: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
-    out = keys.copy()
-    # best, best_n, compared, n_pairs and the four p-values: what compare_with_best adds per metric.
-    fields = (*LONG_KEYS[3:], "n_pairs", *PAIR_COLUMNS[-4:])
-    for metric, group in long.groupby("metric", sort=False):
-        part = group.set_index(["study", "row"])[list(fields)]
-        part.columns = [f"{metric}_{field}" for field in fields]
-        out = out.merge(part, left_on=["study", "row"], right_index=True, how="left")
-    return out
+    # best, best_n, compared, n_pairs and the tests: what compare_with_best adds per metric, joined once.
+    fields = [*LONG_KEYS[3:], "n_pairs", *TESTS]
+    by_metric = long.groupby("metric", sort=False)
+    parts = [
+        group.set_index(["study", "row"])[fields].add_prefix(f"{metric}_") for metric, group in by_metric
+    ]
+    return keys.merge(pd.concat(parts, axis=1), left_on=["study", "row"], right_index=True, how="left")
 
 
 def across_studies(by_row: pd.DataFrame, metrics: MetricSet = METRICS) -> dict[str, Any]:

@@ -1,17 +1,9 @@
-"""The report's figures, comparing rows (experiments); matplotlib, Agg backend. Returned, saved by ``publish``.
+"""The report's figures comparing rows (experiments), matplotlib; returned, saved by ``publish``: explanation
+accuracy against complexity, the per-fold values, literal frequencies, and critical-difference diagrams across studies.
 
-- ``accuracy_vs_complexity.png``: the paper's trade-off, explanation accuracy against complexity, one point per
-  row (mean ± sem over test folds), one panel per study;
-- ``fold_metrics.png``: the per-test-fold values (seeds averaged) of every headline tested metric, per row;
-- ``concept_frequency.png``: which concepts each row's formulas mention, and how often (every row with
-  explanations is a column; a row without any is left out and named in the figure);
-- ``critical_difference_<metric>.png``: when the report holds several studies (data sets), Demšar's
-  critical-difference diagram of the rows' average ranks.
-
-Every figure has a title and says its n (test folds x seeds per row); an accuracy is always drawn with its
-registry ``baseline`` (the majority-class accuracy of the same test folds); axes are linear, or logarithmic with
-log ticks, or say that they are symmetric-log. The per-job figure logged with each run is
-:mod:`lenbench.tracking.plots`.
+Every figure has a title (the study and, when fewer ran than its CV has, its folds) and says its n (test folds x
+seeds per row); an accuracy is drawn with its registry ``baseline``; no legend covers data; axes are linear, log with
+log ticks, or say that they are symmetric-log. The per-job figure is :mod:`lenbench.tracking.plots`.
 """
 
 from __future__ import annotations
@@ -22,8 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lenbench.logic.formula import Formula
 from lenbench.report.compare import compared_names
-from lenbench.report.stats import UNIT, parse_formula
+from lenbench.report.stats import UNIT, parse_formula, study_titles
 from lenbench.scoring import METRICS, Metric, MetricSet
 from lenbench.tracking.pareto_plots import pyplot
 
@@ -33,10 +26,8 @@ MAX_CONCEPTS = 30
 
 
 def _axis_label(metrics: MetricSet, name: str) -> str:
-    metric = metrics[name]
-    return (
-        f"{metric.label} ({metric.unit})" if metric.unit and metric.unit not in metric.label else metric.label
-    )
+    label, unit = metrics[name].label, metrics[name].unit
+    return f"{label} ({unit})" if unit and unit not in label else label
 
 
 def _n(row: pd.Series) -> str:
@@ -55,11 +46,13 @@ def baseline_value(folds: pd.DataFrame, study: str, metric: Metric) -> float | N
     return float(values.mean()) if len(values) else None
 
 
-def _draw_baseline(ax: Any, value: float | None, metrics: MetricSet, metric: Metric) -> None:
+def _draw_baseline(ax: Any, value: float | None, metrics: MetricSet, metric: Metric) -> str:
+    """The baseline as a dashed line; returns its label ("" when there is none)."""
     if value is None:
-        return
+        return ""
     label = f"{metrics[metric.baseline].label}: {value:.3f}" if metric.baseline in metrics else f"{value:.3f}"
     ax.axhline(value, color="0.3", linestyle="--", linewidth=1, label=label, zorder=0)
+    return label
 
 
 def _complexity_axis(ax: Any, values: np.ndarray) -> str:
@@ -120,7 +113,7 @@ def _study_grid(n_studies: int, width: float, height: float) -> tuple[Any, list[
 def accuracy_vs_complexity(by_row: pd.DataFrame, folds: pd.DataFrame, metrics: MetricSet = METRICS) -> Any:
     """Mean ± sem of explanation accuracy against complexity, one point per row, one panel per study; the
     majority-class accuracy of the study's test folds as a dashed line."""
-    studies = sorted(by_row["study"].unique())
+    studies, titles = sorted(by_row["study"].unique()), study_titles(by_row)
     fig, axes = _study_grid(len(studies), 6.5, 7.0)
     for ax, study in zip(axes, studies, strict=False):
         table = by_row[(by_row["study"] == study) & by_row[f"{ACCURACY}_mean"].notna()]
@@ -136,7 +129,7 @@ def accuracy_vs_complexity(by_row: pd.DataFrame, folds: pd.DataFrame, metrics: M
         _draw_baseline(ax, baseline_value(folds, study, metrics[ACCURACY]), metrics, metrics[ACCURACY])
         ax.set_xlabel(f"{_axis_label(metrics, COMPLEXITY)}, {scale}")
         ax.set_ylabel(_axis_label(metrics, ACCURACY))
-        ax.set_title(f"{study}\nmean ± sem over test folds (n = folds × seeds)", fontsize=9)
+        ax.set_title(f"{titles[study]}\nmean ± sem over test folds (n = folds × seeds)", fontsize=9)
         # Below the panel, long row names wrapped: beside it, a report's long settings ran into the next panel.
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1)
     fig.suptitle("Explanation accuracy against complexity")
@@ -145,11 +138,12 @@ def accuracy_vs_complexity(by_row: pd.DataFrame, folds: pd.DataFrame, metrics: M
 
 def fold_spread(folds: pd.DataFrame, by_row: pd.DataFrame, metrics: MetricSet = METRICS) -> Any:
     """Per study and headline tested metric: a box plot per row of its per-test-fold values (seeds averaged on
-    each fold), the folds as dots, the baseline where the metric has one."""
+    each fold), the folds as dots, the baseline where the metric has one, named in the title (a legend in the
+    panel covered a fold)."""
     shown = [
         m for m in metrics.at("fold") if m.headline and m.name in compared_names(metrics) and m.name in folds
     ]
-    studies = sorted(folds["study"].unique())
+    studies, titles = sorted(folds["study"].unique()), study_titles(by_row)
     n_rows = max(by_row.groupby("study").size().max(), 1)
     n_cols = max(len(shown), 1)
     size = (max(3.2, 0.55 * n_rows + 1.2) * n_cols, 4.4 * len(studies))
@@ -171,19 +165,23 @@ def fold_spread(folds: pd.DataFrame, by_row: pd.DataFrame, metrics: MetricSet = 
                 )
                 if values.empty:  # e.g. a formula metric of a method without formulas
                     ax.text(i, 0.5, "n/a", ha="center", transform=ax.get_xaxis_transform(), fontsize=8)
-            _draw_baseline(ax, baseline_value(folds, study, metric), metrics, metric)
+            baseline = _draw_baseline(ax, baseline_value(folds, study, metric), metrics, metric)
             ax.set_ylabel(_value_axis(ax, pd.concat(data).to_numpy(dtype=float) if data else np.array([])))
-            ax.set_title(f"{_axis_label(metrics, metric.name)}\n{study}", fontsize=9)
+            below = f"\ndashed line: {baseline}" if baseline else ""
+            ax.set_title(f"{_axis_label(metrics, metric.name)}\n{titles[study]}{below}", fontsize=9)
             ax.tick_params(axis="x", labelsize=7, labelrotation=90)
-            if metric.baseline:
-                ax.legend(fontsize=7, loc="lower left")
     fig.suptitle("Per test fold (model seeds averaged on each fold); n = test folds × seeds")
     return fig
 
 
+def _literals(formula: Formula) -> set[str]:
+    """The literals a formula uses, with their sign (``~stroke_flg`` is not ``stroke_flg``)."""
+    return {f"~{name}" if negated else name for term in formula.terms for name, negated in term}
+
+
 def _frequencies(folds: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float], int]:
-    """Per row: the fraction of its formulas (folds x seeds) that mention each concept, the mean number of
-    concepts a formula mentions, and the number of formulas (rows without any formula are not columns)."""
+    """Per row: the fraction of its formulas (folds x seeds) that use each literal, the mean number of distinct
+    literals a formula uses, and the number of formulas (rows without any formula are not columns)."""
     columns, sizes, counts = {}, {}, {}
     for row, group in folds.groupby("row"):
         formulas = [parse_formula(f) for f in group["formula"].dropna()]
@@ -193,8 +191,8 @@ def _frequencies(folds: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float], i
             ]
         if not formulas:
             continue
-        columns[row] = pd.Series([c for f in formulas for c in f.concepts]).value_counts() / len(formulas)
-        sizes[row] = float(np.mean([len(f.concepts) for f in formulas]))
+        columns[row] = pd.Series([c for f in formulas for c in _literals(f)]).value_counts() / len(formulas)
+        sizes[row] = float(np.mean([len(_literals(f)) for f in formulas]))
         counts[row] = len(formulas)
     return pd.DataFrame(columns).fillna(0.0), sizes, counts
 
@@ -211,11 +209,11 @@ def _chosen_concepts(table: pd.DataFrame) -> list[str]:
     return sorted(unique, key=lambda c: -overall[c])[:MAX_CONCEPTS]
 
 
-def concept_frequency(folds: pd.DataFrame) -> Any:
-    """Per study, a heat map: concepts (each row's most frequent ones) x rows, the fraction of the row's
-    formulas mentioning the concept; column headers give the formula count and the mean concepts per formula,
-    so a method that mentions nearly every concept (the tree) shows as such. Rows without explanations are
-    named below the panel."""
+def concept_frequency(folds: pd.DataFrame, titles: dict[str, str]) -> Any:
+    """Per study, a heat map: literals (each row's most frequent ones, ``~`` for a negated concept) x rows, the
+    fraction of the row's formulas using the literal; column headers give the formula count and the mean literals
+    per formula, so a method that uses nearly every concept (the tree) shows as such. Rows without explanations
+    are named below the panel."""
     studies = sorted(folds["study"].unique())
     fig, axes = _study_grid(len(studies), max(6.0, 1.1 * folds["row"].nunique() + 3), 9)
     for ax, study in zip(axes, studies, strict=False):
@@ -234,16 +232,16 @@ def concept_frequency(folds: pd.DataFrame) -> Any:
             ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=6, color=color)
         ax.set_yticks(range(len(concepts)), concepts, fontsize=7)
         headers = [
-            _wrap(f"{r} ({counts[r]} formula{'s' * (counts[r] != 1)}, {sizes[r]:.1f} concepts each)", 13)
+            _wrap(f"{r} ({counts[r]} formula{'s' * (counts[r] != 1)}, {sizes[r]:.1f} literals each)", 13)
             for r in shown.columns
         ]
         ax.set_xticks(range(len(shown.columns)), headers, fontsize=7)
-        ax.set_title(study, fontsize=9)
+        ax.set_title(titles.get(study, study), fontsize=9)
         if left_out:
             ax.set_xlabel("left out (no explanations): " + ", ".join(left_out), fontsize=8)
-        fig.colorbar(image, ax=ax, shrink=0.6, label="fraction of the row's formulas mentioning the concept")
+        fig.colorbar(image, ax=ax, shrink=0.6, label="fraction of the row's formulas using the literal")
     fig.suptitle(
-        "Concepts in the explanations (each row's most frequent; all formulas of its folds and seeds)"
+        "Literals in the explanations (each row's most frequent; all formulas of its folds and seeds)"
     )
     return fig
 
@@ -289,7 +287,7 @@ def figures(
     if ACCURACY in metrics and COMPLEXITY in metrics and f"{ACCURACY}_mean" in by_row:
         figs["accuracy_vs_complexity.png"] = accuracy_vs_complexity(by_row, folds, metrics)
     figs["fold_metrics.png"] = fold_spread(folds, by_row, metrics)
-    figs["concept_frequency.png"] = concept_frequency(folds)
+    figs["concept_frequency.png"] = concept_frequency(folds, study_titles(by_row))
     for name, result in ranks.items():
         f = result["friedman"]
         title = (

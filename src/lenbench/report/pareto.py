@@ -1,11 +1,7 @@
-"""The report's view of tuning studies: every study's front overlaid per data set, and one hypervolume per front.
-
-Studies are read from MLflow (:func:`lenbench.tracking.tune_runs.load_fronts`: each FINISHED study run's
-``pareto.csv`` and ``study.json``). The figure ``pareto_fronts.png`` draws each front's members at their test-fold
-means (their validation values where a study did not score the test folds), one panel per data set, with the
-majority-class accuracy; ``pareto_hypervolume.{csv,md}`` list each study's hypervolumes with the fixed reference
-point they were measured against, so fronts of one data set compare as single numbers.
-"""
+"""The report's view of tuning studies (:func:`lenbench.tracking.tune_runs.load_fronts`): ``pareto_fronts.png``
+overlays every study's front per data set at its test-fold means (validation values where a study did not score the
+test folds) with the majority-class accuracy; ``pareto_hypervolume.{csv,md}`` give each front's hypervolume against
+its fixed reference point, so fronts of one data set compare as single numbers."""
 
 from __future__ import annotations
 

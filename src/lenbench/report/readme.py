@@ -1,20 +1,9 @@
 """``make readme-tables``: every results table of the README and of docs/, regenerated from the committed snapshot.
 
-README.md and the pages under docs/ hold each generated table between ``<!-- BEGIN table:<name> -->`` and
-``<!-- END table:<name> -->``, each table in exactly one file; this module computes the tables with the report's own
-pipeline (:func:`lenbench.report.build.analyse` over :func:`lenbench.report.snapshot.load`) and rewrites those
-blocks, nothing else. Published figures the tables set beside lenbench's (the notebook's summary, the papers'
-tables) are files under ``results/reference/``, each with its source. ``--check`` only compares, and fails when a
-file is not what the snapshot gives.
-
-Tables: ``reproduction`` (the notebook's four methods, notebook in brackets), ``every_method_model`` and
-``every_method_explanation`` (every method of ``results/mimic``: metrics without and with a formula),
-``entropy_paper`` (the entropy LEN paper beside lenbench's runs), ``entropy_paper_more`` (lenbench's other
-metrics on that study) and ``brl_paper`` (the LEN paper's BRL beside lenbench's); with a ``results/suite``
-snapshot (``experiment=suite``), ``suite`` (every task and method) and ``suite_ranks`` (ranks across the tasks).
-
-The Performance and Numerics pages' tables come from the committed ``benchmarks/results/`` files
-(:mod:`lenbench.report.readme_performance`).
+Each table sits between ``<!-- BEGIN table:<name> -->`` and ``<!-- END table:<name> -->`` in exactly one file; the
+report's own pipeline (:func:`~lenbench.report.build.analyse` over :func:`~lenbench.report.snapshot.load`) computes
+them, beside the published figures under ``results/reference/`` (each with its source). ``--check`` only compares.
+The Performance and Numerics pages' tables come from ``benchmarks/results/`` (:mod:`.readme_performance`).
 """
 
 from __future__ import annotations
@@ -100,21 +89,9 @@ def reproduction(analysis: Analysis, notebook: pd.DataFrame, metrics: MetricSet 
     )
 
 
-def with_values(analysis: Analysis, metrics: MetricSet) -> MetricSet:
-    """The metrics some row of the study has a value for: a metric no row can have (the truth metrics on a data set
-    without a known formula, concept accuracy without a concept encoder) is no column of a README table."""
-    rows = analysis.by_row
-    kept = []
-    for metric in metrics:
-        column = f"{metric.name}_mean" if metric.level == "fold" else metric.name
-        if column not in rows or rows[column].notna().any():
-            kept.append(metric)
-    return MetricSet(kept)
-
-
 def study_table(analysis: Analysis, keep: Callable[[Metric], bool], metrics: MetricSet = METRICS) -> str:
     """All rows of the study, in job order, on the metrics ``keep`` picks (those some row has a value for)."""
-    shown = with_values(analysis, MetricSet([m for m in metrics if keep(m)]))
+    shown = MetricSet([m for m in metrics if keep(m)])
     return render.to_markdown(render.human_table(ordered(analysis), ["row"], shown))
 
 
@@ -176,7 +153,7 @@ def suite_tables(root: Path, metrics: MetricSet = METRICS) -> dict[str, str]:
     suite = analyse(*snapshot.load(folder, metrics), metrics)
     shown = MetricSet([m for m in metrics if m.headline or m.name in SUITE_EXTRA])
     by_row = suite.by_row.sort_values(["study", "row"], kind="stable")
-    table = render.human_table(by_row, ["study", "row"], with_values(suite, shown))
+    table = render.human_table(by_row, ["study", "row"], shown)
     ranks = render.ranks_texts(compare.ranks_table(suite.ranks, metrics), metrics)
     return {"suite": render.to_markdown(table), "suite_ranks": ranks.get("ranks_across_studies.md", "")}
 
@@ -197,14 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m lenbench.report.readme", description=__doc__.split("\n")[0]
     )
-    parser.add_argument(
-        "--results", type=Path, default=Path("results"), help="the snapshot (default results/)"
-    )
-    parser.add_argument(
-        "--bench", type=Path, default=BENCH_RESULTS, help="benchmark results (default benchmarks/results/)"
-    )
-    parser.add_argument("files", nargs="*", type=Path, help="default: README.md and docs/*.md")
-    parser.add_argument("--check", action="store_true", help="only compare; exit 1 when a file differs")
+    add = parser.add_argument
+    add("--results", type=Path, default=Path("results"), help="the snapshot (default results/)")
+    add("--bench", type=Path, default=BENCH_RESULTS, help="benchmark results (default benchmarks/results/)")
+    add("files", nargs="*", type=Path, help="default: README.md and docs/*.md")
+    add("--check", action="store_true", help="only compare; exit 1 when a file differs")
     args = parser.parse_args(argv)
     files = args.files or [Path("README.md"), *sorted(Path("docs").glob("*.md"))]
     current = {path: path.read_text() for path in files}

@@ -1,16 +1,11 @@
 """Rows are experiments, not method names: which runs a report may pool, and what each row is called.
 
-A row is one configuration (method, data, label and every hyper-parameter of the resolved config the runs were
-logged with) run with one or more model seeds: runs that differ only in their seed are pooled, runs that differ
-in anything else never are. The comparison across rows happens inside a *study*: the rows sharing the test folds
-(data set, label, number of folds, data checksum); a test fold is then ``(split_seed, fold)``, so repeated
-cross-validation with several split seeds pools into one row.
-
-Code version and data: runs of one configuration whose ``git_commit`` differs are *split* into one row per code
-version (the row name says ``code <commit>``), and runs whose data checksum differs land in different studies;
-both with a warning. Everything here is pure: input is the report's runs table (one row per job run, with its
-flattened ``params``), output the same table with ``row``, ``study``, ``settings``, ``split_seed`` and
-``n_splits`` columns.
+A row is one configuration (method, data, label and every hyper-parameter of the logged resolved config) with any
+number of model seeds: runs that differ in anything but the seed are never pooled. Rows are compared inside a *study*,
+the rows sharing test folds (data set, label, number of folds, data checksum); repeated CV pools into a row. Runs of
+one configuration from different code versions are split into rows (``code <commit>``), different data checksums
+make different studies, both with a warning. Pure: the runs table in, with ``row``, ``study``, ``settings``,
+``split_seed`` and ``n_splits`` added.
 """
 
 from __future__ import annotations
@@ -156,22 +151,15 @@ def _row_name(method: str, settings: str, commit: str) -> str:
 
 def _warn_split(group: pd.DataFrame) -> None:
     for config, runs in group.groupby("config"):
-        log.warning(
-            "%s%s: runs from %d code versions (%s) are kept apart as separate rows, not pooled",
-            runs["method"].iloc[0],
-            f" [{config}]" if config else "",
-            runs["git_commit"].nunique(),
-            ", ".join(sorted(c[:7] for c in runs["git_commit"].unique())),
-        )
+        commits = sorted(runs["git_commit"].unique())
+        what = f"{runs['method'].iloc[0]}{f' [{config}]' if config else ''}"
+        message = "%s: runs from %d code versions (%s) are kept apart as separate rows, not pooled"
+        log.warning(message, what, len(commits), ", ".join(c[:7] for c in commits))
 
 
 def _warn_checksums(runs: pd.DataFrame) -> None:
     for (data, label), group in runs.groupby(["data", "label"]):
-        if group["data_checksum"].nunique() > 1:
-            log.warning(
-                "%s / %s: runs used %d different data files (checksums %s); each is its own study, never pooled",
-                data,
-                label,
-                group["data_checksum"].nunique(),
-                ", ".join(sorted(c[:8] for c in group["data_checksum"].unique())),
-            )
+        sums = sorted(group["data_checksum"].unique())
+        if len(sums) > 1:
+            message = "%s / %s: runs used %d different data files (checksums %s); each is its own study, never pooled"
+            log.warning(message, data, label, len(sums), ", ".join(c[:8] for c in sums))

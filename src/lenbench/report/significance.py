@@ -1,16 +1,8 @@
 """Significance tests for cross-validated comparisons: pure functions over numbers (numpy/scipy, no pandas).
 
-- :func:`corrected_resampled_ttest`: the corrected resampled t-test of Nadeau and Bengio (2003, Machine Learning
-  52:239-281), as Bouckaert and Frank (2004) apply it to (repeated) k-fold cross-validation: the variance of the
-  per-fold differences is inflated by ``1/J + n_test/n_train`` instead of ``1/J``, because folds share training
-  rows and their differences are not independent (the plain paired t-test is too liberal there);
-- :func:`wilcoxon_p`: the Wilcoxon signed-rank test over the same differences (scipy);
-- :func:`holm`: Holm's (1979) step-down adjustment of a family of p-values;
-- across data sets (Demšar 2006, JMLR 7:1-30): :func:`average_ranks`, :func:`friedman` (with the Iman-Davenport
-  F form) and :func:`nemenyi_cd`, the critical difference of the Nemenyi post-hoc test.
-
-The differences given to the two paired tests are one per *test fold*: several model seeds on the same fold are
-averaged by the caller first (:mod:`lenbench.report.stats`), never counted as more pairs.
+The corrected resampled t-test (Nadeau and Bengio 2003), the Wilcoxon signed-rank test and the smallest p it can give
+at its n, Holm's (1979) adjustment, and across data sets Demšar's (2006) average ranks, Friedman test and Nemenyi
+critical difference. The paired tests take one difference per *test fold*: the caller averages seeds first.
 """
 
 from __future__ import annotations
@@ -35,13 +27,10 @@ class TTest:
 
 
 def corrected_resampled_ttest(differences: Sequence[float], test_train_ratio: float) -> TTest:
-    """Nadeau-Bengio corrected resampled t-test of ``differences`` (one per test fold) against 0.
-
-    ``t = mean(d) / sqrt((1/J + n_test/n_train) * var(d))`` with ``var`` the sample variance (ddof=1), J the number
-    of differences and ``J - 1`` degrees of freedom. For k-fold cross-validation ``n_test/n_train = 1/(k - 1)``.
-    With ``test_train_ratio=0`` it is the plain paired t-test (scipy's ``ttest_rel``). NaN with fewer than two
-    differences; p = 1 when every difference is 0, p = 0 when they are all the same non-zero value.
-    """
+    """Nadeau-Bengio corrected resampled t-test of ``differences`` (one per test fold) against 0: ``t = mean(d) /
+    sqrt((1/J + n_test/n_train) var(d))``, ``var`` with ddof=1, J differences, ``J - 1`` degrees of freedom; for k-fold
+    CV ``n_test/n_train = 1/(k - 1)``, with 0 the plain paired t-test (scipy's ``ttest_rel``). NaN with fewer than two
+    differences; p = 1 when every difference is 0, p = 0 when they are all the same non-zero value."""
     d = np.asarray(differences, dtype=float).reshape(-1)
     if d.size < 2 or test_train_ratio < 0:
         return TTest(NAN, max(d.size - 1, 0), NAN)
@@ -76,9 +65,8 @@ def wilcoxon_p(differences: Sequence[float]) -> float:
             return NAN
 
 
-# scipy's wilcoxon (method "auto") runs a permutation test over all 2**n sign flips when the differences hold zeros
-# or ties and n <= 13; it calls its statistic in batches and takes about 0.15 s a test, the README's suite tables
-# run thousands of them.
+# scipy's wilcoxon ("auto") runs a permutation test over all 2**n sign flips when the differences hold zeros or ties
+# and n <= 13, about 0.15 s a test; the README's suite tables run thousands of them.
 SIGN_FLIP_MAX_N = 13
 
 
@@ -113,6 +101,23 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
     m = order.size
     scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
     out[order] = np.maximum.accumulate(scaled)
+    return out
+
+
+def wilcoxon_floor(n: int) -> float:
+    """The smallest two-sided p-value the Wilcoxon signed-rank test of ``n`` differences can give, ``2 / 2**n`` (all
+    of one sign): with 5 test folds 0.0625, so no 5-fold comparison can be significant at 0.05. NaN below 2."""
+    return 2.0 / 2**n if n >= 2 else NAN
+
+
+def holm_floor(floors: Sequence[float]) -> np.ndarray:
+    """The smallest Holm-adjusted p-value each test of a family can reach, from each test's own smallest p (NaN:
+    not in the family): at least its own, and at least m times the family's smallest (Holm's first step)."""
+    f = np.asarray(floors, dtype=float).reshape(-1)
+    out = np.full(f.shape, NAN)
+    valid = ~np.isnan(f)
+    if valid.any():
+        out[valid] = np.minimum(1.0, np.maximum(f[valid], valid.sum() * f[valid].min()))
     return out
 
 

@@ -1,10 +1,6 @@
-"""Committed result snapshots: job folders copied under ``results/<study>/`` and read back as the report reads
-MLflow, so the README's tables can be regenerated from files in the repository (``make readme-tables``).
-
-A snapshot job folder holds the job's own ``results.csv`` (one row per fold) and ``summary.json``, and a
-``job.json`` with its tags and flattened resolved config (``params``) minus the keys that only say where it ran
-(tracking, the data folder). :func:`collect` copies finished Hydra job folders in; :func:`load` returns
-``(folds, runs)`` tables shaped like :func:`lenbench.tracking.mlflow_read.load_jobs`'s.
+"""Committed result snapshots: job folders copied under ``results/<study>/`` (``results.csv``, ``summary.json``, and
+``job.json`` with tags and params minus where it ran) and read back as the report reads MLflow, so the README's
+tables are regenerated from the repository (``make readme-tables``).
 
 ``python -m lenbench.report.snapshot <job or sweep folder>... --into results/<study>``
 """
@@ -57,20 +53,15 @@ def collect(paths: Iterable[Path], into: Path) -> list[Path]:
     return written
 
 
+IDENTITY = ("method", "seed", "data", "label", "run_id", "git_commit", "data_checksum", "config_hash")
+
+
 def _run_row(folder: Path, metrics: MetricSet) -> dict[str, Any]:
     job = json.loads((folder / "job.json").read_text())
     summary = json.loads((folder / "summary.json").read_text())
     tags = job["tags"]
-    identity = {
-        "method": tags.get("method", "?"),
-        "seed": int(tags.get("seed", -1)),
-        "data": tags.get("data", ""),
-        "label": tags.get("label", ""),
-        "run_id": folder.name,
-        "git_commit": tags.get("git_commit", ""),
-        "data_checksum": tags.get("data_checksum", ""),
-        "config_hash": tags.get("config_hash", ""),
-    }
+    identity = {key: tags.get(key, "") for key in IDENTITY} | {"run_id": folder.name}
+    identity |= {"method": tags.get("method", "?"), "seed": int(tags.get("seed", -1))}
     numbers = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     kept = {m.name: numbers.get(m.name, float("nan")) for m in metrics.at("job")}
     return {
@@ -89,9 +80,7 @@ def _fold_rows(folder: Path, identity: dict[str, Any], metrics: MetricSet) -> pd
     )
     for name in metrics.fold_names:
         folds[name] = pd.to_numeric(results[name], errors="coerce") if name in results else float("nan")
-    for key in ("method", "seed", "data", "label", "run_id", "git_commit", "data_checksum", "config_hash"):
-        folds[key] = identity[key]
-    return folds
+    return folds.assign(**{key: identity[key] for key in IDENTITY})
 
 
 def _natural(path: Path) -> tuple[Any, ...]:

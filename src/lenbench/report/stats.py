@@ -1,14 +1,9 @@
-"""The report's summaries: pure functions over the per-fold table (no MLflow, no files, no figures).
+"""The report's summaries: pure functions over the per-fold table (no MLflow, no files, no figures): one row per fold
+run (``study``, ``row``, ``method``, ``seed``, ``split_seed``, ``fold``, ``run_id``, ``formula``, the fold metrics).
 
-Input is one row per fold run (``study``, ``row``, ``method``, ``seed``, ``split_seed``, ``fold``, ``run_id``,
-``formula`` and one column per fold metric): :func:`lenbench.tracking.mlflow_read.load_jobs`'s folds with the rows
-of :func:`lenbench.report.rows.assign_rows` attached by :func:`attach_rows`.
-
-The unit of a summary is the *test fold* ``(split_seed, fold)``: several model seeds (or repeated runs) on the same
-test fold are averaged first, then the mean and standard error are taken over test folds, so three seeds on three
-folds are n = 3, not 9. The spread across seeds is reported apart (``<metric>_seed_sd``). Which metrics are
-summarised, minimised, or blanked when a fold has no explanation, all comes from the registry
-(:class:`~lenbench.scoring.MetricSet`). Comparisons between rows are :mod:`lenbench.report.compare`.
+The unit of a summary is the *test fold* ``(split_seed, fold)``: seeds (or repeated runs) on one test fold are
+averaged first, then mean and standard error are taken over test folds, so three seeds on three folds are n = 3, not
+9; the spread across seeds is apart (``<metric>_seed_sd``). Which metrics, and how, comes from the registry.
 """
 
 from __future__ import annotations
@@ -153,3 +148,13 @@ def seed_consistency(
             record[f"{metric}_seed_sd"] = float(per_seed.std(ddof=1)) if len(per_seed) > 1 else float("nan")
         records.append(record)
     return pd.DataFrame(records)
+
+
+def study_titles(by_row: pd.DataFrame) -> dict[str, str]:
+    """Each study's name for a title, saying how many test folds ran when its rows ran fewer than its CV has
+    (``mimic / y / 10-fold: 5 of 10 folds ran``), so a partial run never reads as the full cross-validation."""
+    titles = {}
+    for study, rows in by_row.groupby("study"):
+        ran, planned = int(rows["n_folds"].max()), int(rows.get("n_splits", pd.Series([0])).max())
+        titles[study] = f"{study}: {ran} of {planned} folds ran" if ran < planned else study
+    return titles

@@ -1,12 +1,9 @@
-"""The end-of-sweep summary: one console line per job of a sweep (its name, headline metrics, where its results
-are), and the ``python -m lenbench.report --sweep-id ...`` command that compares them.
+"""The end-of-sweep summary: one console line per job (its headline metrics with the majority-class baseline, where
+its results and full formulas are), then the ``python -m lenbench.report --sweep-id ...`` command comparing them.
 
-A job folder of the sweep says what happened to the job: ``summary.json`` (it ran; its metrics), ``resumed.json``
-(it was skipped because a FINISHED run had its configuration: its metrics are read from that run), ``job.json``
-alone (it started but did not finish: failed or interrupted), nothing (it stopped before starting: see its log).
-
-:class:`SweepSummary` is the Hydra callback printing it (``conf/train.yaml``, ``hydra.callbacks``); it keeps
-Hydra's callback interface by name only, so this package never imports Hydra.
+A job folder says what happened: ``summary.json`` (it ran), ``resumed.json`` (skipped: a FINISHED run had its
+configuration; metrics from that run), ``job.json`` alone (failed or interrupted), nothing (it did not start).
+:class:`SweepSummary` is the Hydra callback printing it; it keeps Hydra's interface by name, never importing Hydra.
 """
 
 from __future__ import annotations
@@ -27,10 +24,11 @@ log = logging.getLogger(__name__)
 
 
 def metrics_text(values: dict[str, float], metrics: MetricSet = METRICS) -> str:
-    """The headline scores as ``label mean ± sem`` (job-level ones as ``label value``), ``; ``-separated."""
+    """The headline scores as ``label mean ± sem`` (job-level ones as ``label value``), ``; ``-separated, and the
+    majority-class baseline to read the accuracies against; no times."""
     parts = []
     for metric in metrics:
-        if not metric.headline or metric.higher_is_better is None or metric.unit == "s":
+        if not metric.headline or metric.unit == "s":
             continue
         if metric.level == "job":
             if metric.name in values:
@@ -66,7 +64,8 @@ def job_line(folder: Path, uri: str | None, metrics: MetricSet = METRICS) -> tup
     if (folder / "summary.json").is_file():
         values = json.loads((folder / "summary.json").read_text())
         return (
-            f"{folder.name}: {metrics_text(values, metrics)}{_folds_text(values)} -> {folder / 'results.csv'}",
+            f"{folder.name}: {metrics_text(values, metrics)}{_folds_text(values)} -> {folder / 'results.csv'}, "
+            f"full formulas {folder / 'explanations.json'}",
             experiment,
         )
     if (folder / RESUMED_FILE).is_file():
@@ -75,7 +74,7 @@ def job_line(folder: Path, uri: str | None, metrics: MetricSet = METRICS) -> tup
         shown = metrics_text(values, metrics) or "metrics in MLflow"
         return (
             f"{folder.name}: already finished, not run again: {shown}{_folds_text(values)} -> "
-            f"MLflow run {resumed['run_id']}",
+            f"MLflow run {resumed['run_id']} (full formulas: its explanations.json)",
             experiment,
         )
     if job:
@@ -88,7 +87,7 @@ def sweep_summary(
 ) -> str:
     """The summary of the sweep in ``sweep_dir``: one line per job, then the report command for its experiment(s)."""
     folders = job_folders(Path(sweep_dir))
-    lines = [f"sweep {sweep_dir}: {len(folders)} job(s) (whole formulas: explanations.json in each folder)"]
+    lines = [f"sweep {sweep_dir}: {len(folders)} job(s)"]
     experiments: list[str] = []
     for folder in folders:
         line, found = job_line(folder, uri, metrics)
