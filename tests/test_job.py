@@ -139,6 +139,9 @@ def test_console_summary_lists_every_headline_metric_by_its_label(tmp_path: Path
         summary[f"{m.name}_mean"] = summary[f"{m.name}_sem"] = 0.5
     text = format_summary("tree", summary, tmp_path)
     assert all(m.label in text for m in per_data_set)
+    summary["training_time_mean"] = summary["training_time_sem"] = float("nan")  # seed batching: a later seed
+    shown = [line.split() for line in format_summary("tree", summary, tmp_path).splitlines()]
+    assert ["training", "time", "(s)", "n/a"] in shown  # not "nan +- nan"
 
 
 @pytest.mark.e2e

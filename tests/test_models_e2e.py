@@ -67,7 +67,11 @@ def test_every_fold_run_has_a_model_the_parent_names(job: dict) -> None:
     runs = [parent.info.run_id, *(r.info.run_id for r in folds.values())]  # the parent's: the folds' vote
     assert sorted(m.source_run_id for m in models) == sorted(runs)
     assert parent.data.tags["lenbench.model_id"] in [m.model_id for m in models]
-    assert all(m.name == "model" and str(m.status) in ("READY", "LoggedModelStatus.READY") for m in models)
+    assert all(str(m.status) in ("READY", "LoggedModelStatus.READY") for m in models)
+    # the Models tab: each model named as its run (the vote as the job), with the job's params and its metrics
+    names = {m.source_run_id: m.name for m in models}
+    assert names == {r.info.run_id: r.info.run_name for r in [parent, *folds.values()]}
+    assert all(m.params == parent.data.params and m.metrics for m in models)
     for fold, run in folds.items():
         model_id = run.data.tags["lenbench.model_id"]
         assert parent.data.tags[f"lenbench.model.fold{fold}"] == f"models:/{model_id}"
@@ -91,7 +95,7 @@ def test_explain_and_mlflow_models_predict_give_the_same_numbers(job: dict) -> N
         "models",
         "predict",
         "-m",
-        f"runs:/{fold_run.info.run_id}/model",
+        f"runs:/{fold_run.info.run_id}/{fold_run.info.run_name}",  # a model is named as its run
     ]
     cmd += ["-i", str(job["tmp"] / "new.csv"), "-t", "csv", "--env-manager", "local", "-o", str(pred)]
     done = run_command(cmd, job_env(job["tmp"]))
@@ -125,7 +129,7 @@ def test_the_parent_run_explains_with_the_folds_majority(job: dict) -> None:
         patch.setenv("MLFLOW_TRACKING_URI", job["client"].tracking_uri)
         import mlflow.pyfunc
 
-        model = mlflow.pyfunc.load_model(f"runs:/{job['parent'].info.run_id}/model")
+        model = mlflow.pyfunc.load_model(f"runs:/{job['parent'].info.run_id}/{job['parent'].info.run_name}")
         served = model.predict(job["new"].drop(columns=["y"]))
     for column in served.columns:
         assert list(served[column]) == list(ensemble[column]), column
@@ -229,7 +233,8 @@ def test_mlflow_models_serve_answers_a_request(job: dict) -> None:
     run = job["folds"][2]
     port = _free_port()
     mlflow_cli = str(Path(sys.executable).parent / "mlflow")
-    cmd = [mlflow_cli, "models", "serve", "-m", f"runs:/{run.info.run_id}/model", "-h", "127.0.0.1"]
+    model = f"runs:/{run.info.run_id}/{run.info.run_name}"
+    cmd = [mlflow_cli, "models", "serve", "-m", model, "-h", "127.0.0.1"]
     cmd += ["-p", str(port), "--env-manager", "local", "-w", "1"]
     log = (job["tmp"] / "serve.log").open("w")
     bin_dir = str(
@@ -272,7 +277,7 @@ def test_mlflow_models_serve_answers_a_request(job: dict) -> None:
         patch.setenv("MLFLOW_TRACKING_URI", job["client"].tracking_uri)
         import mlflow.pyfunc
 
-        local = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(rows)
+        local = mlflow.pyfunc.load_model(model).predict(rows)
     assert list(served.columns) == ANSWER
     assert np.array_equal(served["predicted_class"], local["predicted_class"])
     assert np.array_equal(served["score"].to_numpy(float), local["score"].to_numpy(float))

@@ -156,7 +156,7 @@ def test_its_model_predicts_and_explains_new_rows(plugin: dict) -> None:
         "models",
         "predict",
         "-m",
-        f"runs:/{run.info.run_id}/model",
+        f"runs:/{run.info.run_id}/{run.info.run_name}",
     ]
     done = run_command(
         [*mlflow, "-i", str(tmp / "new.csv"), "-t", "csv", "--env-manager", "local", "-o", str(pred)], env

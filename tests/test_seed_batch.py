@@ -101,6 +101,16 @@ def _job_tags(tmp_path: Path) -> dict[str, dict[str, str]]:
     }
 
 
+def _fold_metrics(tmp_path: Path) -> dict[str, dict[str, float]]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(store_uri(tmp_path))
+    runs = client.search_runs([client.get_experiment_by_name("xor").experiment_id], max_results=1000)
+    return {
+        r.data.tags["mlflow.runName"]: r.data.metrics for r in runs if "mlflow.parentRunId" in r.data.tags
+    }
+
+
 @pytest.mark.e2e
 def test_a_seed_sweep_trains_together_and_equals_the_jobs_alone(tmp_path: Path) -> None:
     proc = run_train(tmp_path / "sweep", *PSI, "seed=0,1,2", multirun=True, uri=store_uri(tmp_path))
@@ -114,6 +124,15 @@ def test_a_seed_sweep_trains_together_and_equals_the_jobs_alone(tmp_path: Path) 
     assert tags["psi-s0"]["seed_batch"] == "0,1,2"
     assert tags["psi-s1"]["seed_batch_trained_by"] == "psi-s0"
     assert tags["psi-s2"]["seed_batch_trained_by"] == "psi-s0"
+    # What happened, as the UI shows it: psi-s0's fold runs hold the time that trained the three seeds' networks
+    # (tagged seed_batch), the later seeds' fold runs none, and each parent's description says so first.
+    folds = _fold_metrics(tmp_path)
+    assert all(folds[f"psi-s0-fold{k}"]["training_time"] > 0 for k in range(3))
+    assert not [n for n, m in folds.items() if "training_time" in m and not n.startswith("psi-s0-")]
+    assert "trained the networks of seeds 0, 1, 2 together" in tags["psi-s0"]["mlflow.note.content"]
+    assert "**psi-s0** trained this seed's networks" in tags["psi-s2"]["mlflow.note.content"].split("\n- ")[0]
+    later = pd.read_csv(tmp_path / "sweep" / "sweep" / "1-psi-s1" / "results.csv")
+    assert later["training_time"].isna().all()  # also in results.csv: not a copy of psi-s0's
     for seed in (1, 2):
         alone = run_train(tmp_path / f"alone{seed}", *PSI, f"seed={seed}", "tracking.enabled=false")
         assert alone.returncode == 0, alone.stderr[-3000:]
@@ -164,6 +183,23 @@ def test_when_another_seed_fails_the_job_trains_its_folds_alone(caplog: pytest.L
     alone = list(iter_folds(data, FoldPlan.alone(_pruning(1), cv)))  # one network: never poisoned
     for a, b in zip(together, alone, strict=True):
         assert str(a.formula) == str(b.formula) and a.metrics["model_accuracy"] == b.metrics["model_accuracy"]
+
+
+def test_the_jobs_own_fold_holds_the_training_time_of_every_seed_once() -> None:
+    def plain(seed: int) -> Callable[[], ReluNetExplainer]:
+        return lambda: ReluNetExplainer(seed=seed, epochs=30, lr=1e-2)
+
+    cv = CVConfig(n_splits=3, folds=[0, 1], n_jobs=1)
+    plan = FoldPlan(plain(1), cv, together=True, companions=[Companion(2, plain(2)), Companion(3, plain(3))])
+    results = list(iter_folds(make_dnf(n_samples=300, seed=0), plan))
+    own, theirs = [r for r in results if not r.member], [r for r in results if r.member]
+    assert [r.fold for r in own] == [0, 1] and len(theirs) == 4
+    assert all(r.info["networks_trained_together"] == 6 for r in results)
+    assert all(r.metrics["training_time"] > 0 for r in own)  # the fold's time, its three seeds' networks
+    assert all(
+        r.metrics["training_time"] != r.metrics["training_time"] for r in theirs
+    )  # NaN: not trained alone
+    assert all("training_time" not in r.info for r in results)  # one figure, the metric
 
 
 def test_the_first_job_plans_the_later_seeds_and_the_later_jobs_take_their_folds() -> None:

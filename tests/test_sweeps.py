@@ -131,7 +131,9 @@ def test_seed_sweep_resume_and_report(tmp_path: Path) -> None:
         assert (out / name).stat().st_size > 0, name
     assert "model accuracy" in (out / "summary_by_experiment.md").read_text()  # labels head the human tables
     assert "\\begin{tabular}" in (out / "summary_by_experiment.tex").read_text()
-    assert (runs(tmp_path, "dnf")["kind"] == "report").sum() == 1
+    # the report's run lives in an experiment of its own: the jobs' list holds jobs only
+    assert (runs(tmp_path, "dnf-reports")["kind"] == "report").sum() == 1
+    assert (runs(tmp_path, "dnf")["kind"] != "report").all()
 
 
 @pytest.mark.e2e

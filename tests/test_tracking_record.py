@@ -8,6 +8,7 @@ entry point needs no particular working directory), so anything written "under t
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -90,6 +91,28 @@ def test_sqlite_store_keeps_artifacts_beside_it_and_the_parent_reads_clearly(tmp
         assert needle in note, note
     assert f"complexity: {summary['explanation_complexity_mean']:.1f}" in note, note
     assert f"model accuracy: {summary['model_accuracy_mean']:.3f}" in note, note
+
+    # The Models tab: each fold's model named as its run, the folds' vote as the job, each with the job's params
+    # and its metrics, measured on the data its run lists (the fold's test rows, the job's whole data set); the
+    # fold runs carry the job's params too, so the UI compares folds on them.
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    models = {m.name: m for m in client.search_logged_models([experiment.experiment_id])}
+    assert sorted(models) == sorted(runs) == ["tree-s42", "tree-s42-fold0", "tree-s42-fold1"]
+    for name, model in models.items():
+        run = runs[name]
+        assert model.source_run_id == run.info.run_id
+        assert model.params == run.data.params == parent.data.params and "seed" in model.params
+        inputs = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
+        measured = inputs["test"] if "fold" in name else inputs["cross-validation"]
+        linked = {m.key: m for m in model.metrics}
+        key = "model_accuracy" if "fold" in name else "model_accuracy_mean"
+        assert linked[key].value == run.data.metrics[key]
+        assert (linked[key].dataset_name, linked[key].dataset_digest) == (measured.name, measured.digest)
+    split_rows = [
+        json.loads(i.dataset.profile)["num_rows"] for i in runs["tree-s42-fold0"].inputs.dataset_inputs
+    ]
+    (job_input,) = runs["tree-s42"].inputs.dataset_inputs  # the job's data set: every row of a fold's splits
+    assert json.loads(job_input.dataset.profile)["num_rows"] == sum(split_rows) and len(split_rows) == 3
 
 
 def test_job_params_are_the_resolved_config_once(tmp_path: Path) -> None:
@@ -267,6 +290,34 @@ def test_fold_inputs_are_logged_with_their_context(tmp_path: Path) -> None:
     assert len({d.digest for d in inputs[0].values()}) == 3  # the digest follows the rows
     assert inputs[1]["train"].digest == inputs[0]["train"].digest
     assert inputs[1]["test"].digest != inputs[0]["test"].digest
+    # the job's run lists its data set once: every row of the first fold's splits
+    (job,) = client.get_run(tracker.run_id).inputs.dataset_inputs
+    assert job.tags[0].value == "cross-validation" and job.dataset.name == "xor"
+    assert '"num_rows": 6' in job.dataset.profile and job.dataset.digest not in {
+        d.digest for d in inputs[0].values()
+    }
+
+
+def test_the_report_run_lives_in_an_experiment_of_its_own(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    from lenbench.tracking.mlflow import log_report_run
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    jobs = MlflowTracker(uri, "xor")
+    table = tmp_path / "summary.md"
+    table.write_text("| method |\n")
+    run_id = log_report_run(uri, "xor", [table], sweep_id="sweep-1")
+    client = MlflowClient(uri)
+    assert client.search_runs([jobs.experiment_id]) == []  # the jobs' list holds jobs only
+    run = client.get_run(run_id)
+    reports = client.get_experiment(run.info.experiment_id)
+    assert (
+        reports.name == "xor-reports" and reports.tags["mlflow.experimentKind"] == "custom_model_development"
+    )
+    assert run.info.status == "FINISHED" and run.data.tags["kind"] == "report"
+    assert run.data.tags["report_of"] == "xor" and run.data.tags["sweep_id"] == "sweep-1"
+    assert [a.path for a in client.list_artifacts(run_id)] == ["summary.md"]
 
 
 # ---- 4. every store or configuration problem: one line, exit 2 ---------------------------------------------------

@@ -1,13 +1,13 @@
 """End to end: `make ui` serves the project's MLflow store, and a browser sees the parent runs and their metrics.
 
-The test builds a small store shaped like lenbench's (parent runs `{method}-s{seed}` with summary metrics, two
-fold child runs each), starts `mlflow ui` exactly as the Makefile's `ui` target does but on a free loopback
-port, and opens it in headless Chromium.
+The test builds a small store with lenbench's own tracker (parent runs `{method}-s{seed}` with summary metrics and
+their data set, two fold child runs each with the job's params and their splits), starts `mlflow ui` exactly as the
+Makefile's `ui` target does but on a free loopback port, and opens it in headless Chromium.
 
 The view is the experiment's runs table (`#/experiments/<id>/runs`), the page a user of `make ui` works in.
 By default that table shows no metric columns ("Show more columns"), so the test stores a shared view the way
 the UI's own "Share" button does: an experiment tag `mlflow.sharedViewState.<key>` holding the UI state
-(selected columns: the two summary metrics and the method/seed/data tags), opened with
+(selected columns: the data set, the two summary metrics and the method/seed/data tags), opened with
 `?viewStateShareKey=<key>`. The table then renders one row per parent run (children folded under it) whose
 cells hold the run's name and metric values; the test reads them from the rendered DOM (`--dump-dom`) by
 ag-grid's row id (the run id) and column id, and saves a screenshot of that same page.
@@ -21,6 +21,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import HANG_GUARD_S
 from ui_helpers import (
@@ -54,6 +55,7 @@ PARENTS = {
 FOLDS = 2
 
 NAME_COLUMN = "attributes.`Run Name`"
+DATASET_COLUMN = "attributes.`Dataset`"
 # Virtual time for the single-page app, raised when it was not enough. Virtual time stands still while requests are
 # in flight, so it does not run out because the machine is slow; wall-clock limits are hang guards only.
 BUDGETS_MS = (5_000, 15_000, 40_000)
@@ -88,7 +90,8 @@ def chromium() -> str:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    """A small lenbench-shaped store in SQLite, plus the shared runs-table view that shows its metrics."""
+    """A small lenbench-shaped store in SQLite, written by lenbench's tracker, plus the shared runs-table view that
+    shows its metrics."""
     from mlflow.tracking import MlflowClient
 
     root = tmp_path / "mlruns"
@@ -96,33 +99,31 @@ def store(tmp_path: Path) -> Store:
     artifact_root.mkdir(parents=True)
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
-    # The experiment as lenbench creates it (artifacts beside the store, the UI's machine-learning view).
-    experiment_id = MlflowTracker(uri, EXPERIMENT).experiment_id
-
     parent_ids = {}
+    rows = np.arange(12)
     for name, metrics in PARENTS.items():
+        # The experiment as lenbench creates it (artifacts beside the store, the UI's machine-learning view).
+        tracker = MlflowTracker(uri, EXPERIMENT)
         method, seed = name.rsplit("-s", 1)
-        tags = {"method": method, "seed": seed, "data": "mimic"}
-        parent = client.create_run(experiment_id, run_name=name, tags=tags)
-        run_id = parent.info.run_id
-        parent_ids[name] = run_id
+        tracker.start_job(name, {"method": method, "seed": seed, "data": "mimic"}, {"seed": seed, "lr": 0.01})
+        parent_ids[name] = str(tracker.run_id)
         for fold in range(FOLDS):
-            child = client.create_run(
-                experiment_id,
-                run_name=f"{name}-fold{fold}",
-                tags={**tags, "mlflow.parentRunId": run_id, "fold": str(fold)},  # as lenbench tags folds
+            test = rows[fold::FOLDS]
+            splits = {
+                "train": np.setdiff1d(rows, test)[2:],
+                "validation": np.setdiff1d(rows, test)[:2],
+                "test": test,
+            }
+            tracker.log_fold_inputs(fold, "mimic", "abc123", splits)
+            tracker.log_fold(
+                fold, {"model_accuracy": metrics["model_accuracy_mean"] + 0.01 * fold}, "a & b", []
             )
-            client.log_metric(
-                child.info.run_id, "model_accuracy", metrics["model_accuracy_mean"] + 0.01 * fold
-            )
-            client.set_terminated(child.info.run_id, "FINISHED")
-        for key, value in metrics.items():
-            client.log_metric(run_id, key, value)
-        client.set_terminated(run_id, "FINISHED")
+        tracker.finish_job({**metrics, "n_folds": float(FOLDS)}, [], {}, None)
+    experiment_id = tracker.experiment_id
 
     # What the UI's "Share" button stores (it also accepts the state as plain JSON): the columns to show.
     view_state = {
-        "selectedColumns": [metric_column(k) for k in SUMMARY_METRICS]
+        "selectedColumns": [DATASET_COLUMN, *(metric_column(k) for k in SUMMARY_METRICS)]
         + ["tags.`method`", "tags.`seed`", "tags.`data`"],
         "orderByKey": "attributes.start_time",
         "orderByAsc": False,
@@ -149,6 +150,8 @@ def missing_from_table(page: RenderedPage, store: Store) -> list[str]:
     for name, run_id in store.parent_ids.items():
         if name not in (page.cell(run_id, NAME_COLUMN) or ""):
             missing.append(f"row of {name} ({run_id}) with its name")
+        if "mimic" not in (page.cell(run_id, DATASET_COLUMN) or ""):  # the job's data set, on its parent run
+            missing.append(f"{name}: its data set (shown: {page.cell(run_id, DATASET_COLUMN)!r})")
         for key, value in PARENTS[name].items():
             if page.cell(run_id, metric_column(key)) != displayed(value):
                 shown = page.cell(run_id, metric_column(key))

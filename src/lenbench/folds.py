@@ -22,7 +22,7 @@ from lenbench.explainers.base import Explainer
 from lenbench.logic.formula import Formula
 from lenbench.logic.metrics import concept_accuracies
 from lenbench.logic.truth import concept_differences
-from lenbench.models.export import export_model
+from lenbench.models import export
 from lenbench.progress import ProgressSink
 from lenbench.scoring import METRICS, FoldEvidence, MetricSet
 
@@ -161,12 +161,18 @@ def run_folds(
     networks of the folds train in one module), then predicted, explained and scored one by one. ``members``: one
     explainer factory per member (:attr:`FoldPlan.members`: the job's own, then other seeds of a sweep) whose
     networks of every fold train in that module; results come member after member, ``member`` numbering them
-    (only the first member's training reports to ``progress``)."""
+    (only the first member's training reports to ``progress``); the job's own fold records the training time of
+    every member's network of that fold, the others' folds none (NaN: their jobs did not train)."""
     folds = [cv.fold(dataset, fold_index) for fold_index in fold_indices]
     sinks = list(progress) if progress is not None else [None] * len(folds)
     explainers = [make().observe(None if m else sink) for m, make in enumerate(members) for sink in sinks]
     copies = len(members)
     seconds = type(explainers[0]).fit_many(explainers, folds * copies)
+    seconds = [e.info().get("training_time", s) for e, s in zip(explainers, seconds, strict=True)]
+    if (
+        copies > 1
+    ):  # other seeds trained with each fold: the job's own fold holds their time once, theirs has none
+        seconds = [sum(seconds[i :: len(folds)]) if i < len(folds) else np.nan for i in range(len(seconds))]
     numbers = [m for m in range(copies) for _ in folds]
     return [
         replace(
@@ -195,7 +201,7 @@ def _evaluate(
     formula = explainer.explain(fold, target_class)
     extraction_time = time.perf_counter() - start
 
-    info = dict(explainer.info())
+    info = {k: v for k, v in explainer.info().items() if k != "training_time"}  # run_folds read it
     if getattr(
         fold, "preprocessing", None
     ):  # what was fitted on this fold's rows (bin edges, imputed values)
@@ -214,7 +220,7 @@ def _evaluate(
         target_class=target_class,
         formula=formula if explained else None,
         scores=explainer.scores(fold.x_test),
-        timings={"training": float(info.pop("training_time", training_time)), "extraction": extraction_time},
+        timings={"training": float(training_time), "extraction": extraction_time},
         ground_truth=truth,
         concepts_true=concepts_true,
     )
@@ -226,14 +232,8 @@ def _evaluate(
         info=info,
         explained=explained,
         splits={"train": fold.train_index, "validation": fold.val_index, "test": fold.test_index},
-        model=_export(explainer, fold, formula, target_class, dataset) if export_model else None,
+        model=export.export_model(explainer, fold, formula, target_class, dataset) if export_model else None,
     )
-
-
-def _export(
-    explainer: Explainer, fold: Any, formula: Formula, target_class: int, dataset: ConceptDataset
-) -> Any:
-    return export_model(explainer, fold, formula, target_class, dataset)
 
 
 def target_truth(dataset: ConceptDataset, target_class: int) -> Formula | None:

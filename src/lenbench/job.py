@@ -402,8 +402,10 @@ def format_summary(
             lines.append(f"  {metric.label:<{width}} {summary[metric.name]:>10.4f}")
         else:
             mean, sem = summary[f"{metric.name}_mean"], summary[f"{metric.name}_sem"]
-            spread = "+- n/a (one fold)" if sem != sem and mean == mean else f"+- {sem:.4f}"
-            lines.append(f"  {metric.label:<{width}} {mean:>10.4f} {spread}")
+            spread = "+- n/a (one fold)" if sem != sem else f"+- {sem:.4f}"
+            # n/a: a later seed's training time (the seed batch's first job recorded it)
+            shown = f"{mean:>10.4f} {spread}" if mean == mean else f"{'n/a':>10}"
+            lines.append(f"  {metric.label:<{width}} {shown}")
     lines.append(f"  results: {out_dir / 'results.csv'}; whole formulas: {out_dir / 'explanations.json'}")
     return "\n".join(lines)
 

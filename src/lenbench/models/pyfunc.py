@@ -1,6 +1,6 @@
 """The MLflow face of a fold's model: :class:`LenbenchModel`, an ``mlflow.pyfunc.PythonModel``, and its signature.
 
-``mlflow.pyfunc.load_model("runs:/<fold run>/model").predict(frame)`` (or ``mlflow models predict``/``serve``) returns
+``mlflow.pyfunc.load_model("runs:/<fold run>/<its name>").predict(frame)`` (or ``mlflow models predict``/``serve``) returns
 the columns of :func:`lenbench.models.frames.explain_frame`. The model object holds the
 :class:`~lenbench.models.export.ModelExport` only (plain data); the network or estimator is rebuilt in
 :meth:`LenbenchModel.load_context`, after the lenbench version that logged it has been checked.

@@ -3,8 +3,8 @@
 :func:`log_model` does what ``mlflow.pyfunc.log_model(name="model")`` does inside an active run (a LoggedModel
 linked to the fold's run as its output, its MLmodel and pickled :class:`~lenbench.models.pyfunc.LenbenchModel`
 uploaded, the model READY), through an explicit ``MlflowClient``: lenbench never sets MLflow's global tracking
-URI or active run. ``runs:/<fold run>/model`` and ``models:/<model id>`` both load it. Cheap on purpose: the
-requirements are the installed versions of what the model imports (no inference by importing the model in a
+URI or active run. ``runs:/<fold run>/<model name>`` and ``models:/<model id>`` both load it. Cheap on purpose:
+the requirements are the installed versions of what the model imports (no inference by importing the model in a
 subprocess), no input example, so a fold's model costs a few hundred milliseconds (``benchmarks/bench_log_model.py``).
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 
 from lenbench.models.export import ModelExport
 
-MODEL_NAME = "model"  # runs:/<fold run>/model
+MODEL_NAME = "model"  # runs:/<run>/model when not named otherwise (a job names its models after its runs)
 MODEL_ID_TAG = "lenbench.model_id"  # on a fold run: its LoggedModel's id (lenbench.tracking.mlflow sets it)
 PARENT_MODEL_TAG = "lenbench.model.fold{fold}"  # on a parent run: each fold's model URI
 HASHES_KEY = "lenbench_sha256"  # in the MLmodel's metadata: the SHA-256 of each other file of the model
@@ -81,36 +81,33 @@ def requirements(export: ModelExport) -> list[str]:
     return [p for p in (_pinned(name) for name in dict.fromkeys(packages)) if p is not None]
 
 
-def log_model(client: Any, experiment_id: str, run_id: str, export: ModelExport) -> str:
-    """Log ``export`` as the pyfunc model ``model`` of the run ``run_id``; returns its ``models:/<id>`` URI. The
-    tags naming it (:data:`MODEL_ID_TAG`, :data:`PARENT_MODEL_TAG`) are the caller's, batched with its others:
+def log_model(client: Any, experiment_id: str, run_id: str, export: ModelExport, **named: Any) -> str:
+    """Log ``export`` as a pyfunc model of the run ``run_id``; returns its ``models:/<id>`` URI. ``named``: its
+    ``name`` (default ``model``; ``runs:/<run id>/<name>`` loads it) and ``params``. The tags naming it
+    (:data:`MODEL_ID_TAG`, :data:`PARENT_MODEL_TAG`) and its metrics are the caller's, batched with its others:
     each SQLite write is a commit, the largest part of this call's cost."""
     from lenbench.models.pyfunc import LenbenchModel, signature  # deferred: it imports mlflow.pyfunc
 
-    tags = {"method": export.method, "fold": str(export.fold)}
+    named = {"tags": {"method": export.method, "fold": str(export.fold)}, **named}
+    model, model_signature = LenbenchModel(export), signature(export)
     return _log_pyfunc(
-        client,
-        experiment_id,
-        run_id,
-        LenbenchModel(export),
-        signature(export),
-        export.metadata(),
-        export,
-        tags,
+        client, experiment_id, run_id, model, model_signature, export.metadata(), export, named
     )
 
 
-def log_ensemble(client: Any, experiment_id: str, run_id: str, exports: dict[int, ModelExport]) -> str:
-    """Log the folds' models as one pyfunc model ``model`` of the job's parent run: their majority vote
-    (:class:`~lenbench.models.pyfunc.LenbenchEnsemble`); returns its ``models:/<id>`` URI."""
+def log_ensemble(
+    client: Any, experiment_id: str, run_id: str, exports: dict[int, ModelExport], **named: Any
+) -> str:
+    """Log the folds' models as one pyfunc model of the job's parent run (``named`` as for :func:`log_model`):
+    their majority vote (:class:`~lenbench.models.pyfunc.LenbenchEnsemble`); returns its ``models:/<id>`` URI."""
     from lenbench.models.pyfunc import LenbenchEnsemble, signature  # deferred: it imports mlflow.pyfunc
 
     first = next(iter(exports.values()))
     metadata = {**first.metadata(), "fold": -1, "folds": sorted(exports), "ensemble": True}
-    tags = {"method": first.method, "folds": ",".join(map(str, sorted(exports)))}
+    named = {"tags": {"method": first.method, "folds": ",".join(map(str, sorted(exports)))}, **named}
     model = LenbenchEnsemble(exports)
     return _log_pyfunc(
-        client, experiment_id, run_id, model, signature(first, ensemble=True), metadata, first, tags
+        client, experiment_id, run_id, model, signature(first, ensemble=True), metadata, first, named
     )
 
 
@@ -122,15 +119,14 @@ def _log_pyfunc(
     model_signature: Any,
     metadata: dict[str, Any],
     export: ModelExport,
-    tags: dict[str, str],
+    named: dict[str, Any],
 ) -> str:
     import mlflow.pyfunc
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus
     from mlflow.models import Model
 
-    logged = client.create_logged_model(
-        experiment_id, name=MODEL_NAME, source_run_id=run_id, tags=tags, model_type="lenbench"
-    )
+    named = {"name": MODEL_NAME, **named}  # and its tags, params
+    logged = client.create_logged_model(experiment_id, source_run_id=run_id, model_type="lenbench", **named)
     try:
         client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
         with tempfile.TemporaryDirectory(prefix="lenbench-model-") as tmp:

@@ -73,10 +73,6 @@ TRACKER_CALLS = frozenset(name for name in vars(Tracker) if not name.startswith(
 """The calls of :class:`Tracker`: what :class:`NullTracker` ignores and :class:`ResilientTracker` forwards."""
 
 
-def _ignore(*args: Any, **kwargs: Any) -> None:
-    return None
-
-
 class NullTracker:
     """Tracking switched off (``tracking.enabled=false``): every :class:`Tracker` call does nothing; results still
     land in the job folder."""
@@ -86,7 +82,7 @@ class NullTracker:
     def __getattr__(self, name: str) -> Callable[..., None]:
         if name not in TRACKER_CALLS:
             raise AttributeError(name)
-        return _ignore
+        return lambda *args, **kwargs: None
 
 
 class ResilientTracker:

@@ -24,7 +24,7 @@ import pandas as pd
 from lenbench.tracking.cleanup import process_tags
 from lenbench.tracking.describe import KIND_TAG, PARENT_RUN_ID_TAG
 from lenbench.tracking.errors import TrackingError
-from lenbench.tracking.mlflow import MlflowTracker, metric_entries
+from lenbench.tracking.mlflow import MlflowTracker, log_params, metric_entries
 from lenbench.tracking.store import short_error, store_lock
 
 log = logging.getLogger(__name__)
@@ -71,8 +71,6 @@ class StudyRecorder:
     @_store_call
     def open_study(self, tags: Mapping[str, str], params: Mapping[str, Any]) -> str:
         """The study's parent run: reopened (RUNNING, this process's tags) when it exists, else created."""
-        from mlflow.entities import Param
-
         with store_lock(self.uri):  # two commands starting the same study create one parent run
             found = self._study_runs(STUDY_KIND)
             mine = {**tags, **process_tags(), KIND_TAG: STUDY_KIND, STUDY_TAG: self.study_name}
@@ -84,15 +82,11 @@ class StudyRecorder:
                 return run_id
             mine["mlflow.runName"] = f"tune-{self.study_name}"
             run_id = self.client.create_run(self.experiment_id, tags=mine).info.run_id
-        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
-        for start in range(0, len(items), 100):
-            self.client.log_batch(run_id, params=items[start : start + 100])
+        log_params(self.client, run_id, params)
         return run_id
 
     @_store_call
     def start_trial(self, parent: str, number: int, params: Mapping[str, Any]) -> str:
-        from mlflow.entities import Param
-
         tags = {
             **process_tags(),
             PARENT_RUN_ID_TAG: parent,
@@ -102,7 +96,7 @@ class StudyRecorder:
             "mlflow.runName": f"{self.study_name}-t{number}",
         }
         run_id = self.client.create_run(self.experiment_id, tags=tags).info.run_id
-        self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        log_params(self.client, run_id, params)
         return run_id
 
     @_store_call
