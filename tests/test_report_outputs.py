@@ -83,6 +83,15 @@ def _analysis(studies: tuple[str, ...] = ("d1",), **kwargs) -> build.Analysis:  
     return build.analyse(folds, runs)
 
 
+def test_a_latex_table_with_no_rows_is_its_caption_and_header() -> None:
+    """A study of one row has no pairs to test: its paired_tests table is empty, grouped or not."""
+    empty = pd.DataFrame({"study": [], "method": [], "p": []})
+    for group in ((), ("study",)):
+        tex = latex.table(empty, "No pairs.", "tab:none", group=group)
+        assert r"\caption{No pairs.}\label{tab:none}" in tex
+        assert r"\toprule method & p \\" in tex if group else r"\toprule study & method & p \\" in tex
+
+
 def test_latex_escapes_text_and_writes_math_as_math() -> None:
     assert latex.escape("max_depth=1 & 5% #2 {x} ~y ^z \\") == (
         r"max\_depth=1 \& 5\% \#2 \{x\} \textasciitilde{}y \textasciicircum{}z \textbackslash{}"

@@ -27,8 +27,10 @@ from lenbench.data.synthetic import make_trig
 def mlflow_runs(tmp_path: Path, experiment: str) -> pd.DataFrame:
     import mlflow
 
-    mlflow.set_tracking_uri(store_uri(tmp_path))
-    return mlflow.search_runs(experiment_names=[experiment])
+    # Not mlflow.set_tracking_uri: it would stay for the next tests of this process.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", store_uri(tmp_path))
+        return mlflow.search_runs(experiment_names=[experiment])
 
 
 @pytest.mark.e2e  # a whole `python -m train` job as a process (about 11 s of CPU): not in make test-fast

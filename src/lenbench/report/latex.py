@@ -73,7 +73,7 @@ def table(frame: pd.DataFrame, caption: str, label: str, text: int = 1, group: S
     """``frame`` (plain text; ``\\n`` breaks a line) as LaTeX that fits a page: its first ``text`` columns
     left-aligned and wrapped, they and the next one in every part, and a heading row wherever the values of the
     ``group`` columns (not shown as columns) change."""
-    heads = frame[list(group)].astype(str).agg(", ".join, axis=1).tolist() if group else [""] * len(frame)
+    heads = [", ".join(map(str, values)) for values in frame[list(group)].itertuples(index=False)]
     frame = frame.drop(columns=list(group))
     align = ["l" if i < text else "r" for i in range(len(frame.columns))]
     cells = [
@@ -85,7 +85,7 @@ def table(frame: pd.DataFrame, caption: str, label: str, text: int = 1, group: S
     for k, part in enumerate(_parts(widths, text + 1)):
         wrap = int(sum(widths[c] for c in part) / 4.3)
         rows = []
-        for r, previous in enumerate([None, *heads[:-1]]):
+        for r, previous in enumerate([None, *heads][: len(heads)]):  # no rows: none
             if heads[r] and heads[r] != previous:
                 rows += [r"\addlinespace"] * (previous is not None)
                 rows.append(
