@@ -20,7 +20,7 @@ from hydra.experimental.callback import Callback
 from hydra.utils import get_original_cwd
 from omegaconf import DictConfig
 
-from lenbench.config import check_before_hydra, multirun_flag_first, register_schema
+from lenbench.config import register_schema, run_command_line
 from lenbench.errors import UserError, exit_with
 from lenbench.seed_batch import current_batch
 
@@ -93,9 +93,7 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    sys.argv = multirun_flag_first(sys.argv)
-    check_before_hydra(sys.argv[1:], Path(__file__).resolve().parent.parent / "conf", "train")
     try:
-        main()
+        run_command_line(main, Path(__file__).resolve().parent.parent / "conf", "train")
     finally:
         gc.freeze()  # the exit's garbage collections then skip the module heap (torch, Lightning, MLflow)

@@ -82,8 +82,9 @@ def mimic(mimic_root: Path) -> ConceptDataset:
 
 # -- scheduling: the longest tests first, one share per worker ------------------------------------------------------
 
-# The longest tests, with their seconds in a full `make test` (pytest --durations; only their order counts): each worker starts with its share of them, so that none of them begins near
-# the end while the other workers have run dry. pytest-xdist's worksteal first hands each worker one contiguous
+# The longest tests, with their seconds in a full `make test` (pytest --durations; only their order counts): each
+# worker starts with its share of them, so that none of them begins near the end while the other workers have run
+# dry. pytest-xdist's worksteal first hands each worker one contiguous
 # slice of the collection and later steals from the ends of the queues: a test at the front of a slice runs first,
 # on that worker. Tests on a module-scoped fixture stay with their module (moved apart, they would set it up twice).
 LONGEST: dict[str, float] = {  # wall seconds in an idle `make test` at 2e1ecbe

@@ -179,20 +179,19 @@ def main_in_process(
 def hydra_in_process(
     main: Callable[[], object], config_name: str, argv: list[str], env: dict[str, str]
 ) -> CompletedProcess:
-    """A Hydra command line (``python -m train``, ``python -m lenbench.tune``) as its ``__main__`` block runs it:
-    ``-m`` first, the checks before Hydra, then ``main``, in this process (:func:`main_in_process`); Hydra's global
-    state and ``sys.argv`` are put back afterwards. HYDRA_MAIN_MODULE: Hydra looks for the configs beside the entry
-    point's file, as for ``python -m`` (whose module is ``__main__``)."""
+    """A Hydra command line (``python -m train``, ``python -m lenbench.tune``) as its ``__main__`` block runs it
+    (:func:`lenbench.config.run_command_line`), in this process (:func:`main_in_process`); Hydra's global state and
+    ``sys.argv`` are put back afterwards. HYDRA_MAIN_MODULE: Hydra looks for the configs beside the entry point's
+    file, as for ``python -m`` (whose module is ``__main__``)."""
     from hydra.core.global_hydra import GlobalHydra
 
-    from lenbench.config import check_before_hydra, multirun_flag_first
+    from lenbench.config import run_command_line
 
     def run(args: list[str]) -> None:
-        sys.argv = multirun_flag_first([config_name, *args])
-        check_before_hydra(sys.argv[1:], REPO / "conf", config_name)
+        sys.argv = [config_name, *args]
         GlobalHydra.instance().clear()
         try:
-            main()
+            run_command_line(main, REPO / "conf", config_name)
         finally:
             GlobalHydra.instance().clear()
 

@@ -14,8 +14,9 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Optional  # noqa: UP035 - OmegaConf schemas need typing forms
@@ -207,13 +208,16 @@ def multirun_flag_first(argv: list[str]) -> list[str]:
     return argv[:1] + flags[:1] + [a for a in argv[1:] if a not in ("-m", "--multirun")] if flags else argv
 
 
-def check_before_hydra(argv: list[str], config_dir: Path, config_name: str) -> None:
-    """:func:`check_command_line` for an entry point: a problem is one line and exit status 2 (Hydra would print
-    its own report, or a traceback, and exit 1)."""
+def run_command_line(main: Callable[[], Any], config_dir: Path, config_name: str) -> None:
+    """What ``python -m train`` and ``python -m lenbench.tune`` run: ``-m`` moved first, :func:`check_command_line`
+    (a problem is one line and exit status 2; Hydra would print its own report, or a traceback, and exit 1), then
+    the Hydra ``main``."""
+    sys.argv = multirun_flag_first(sys.argv)
     try:
-        check_command_line(argv, config_dir, config_name)
+        check_command_line(sys.argv[1:], config_dir, config_name)
     except UserError as exc:
         exit_with(exc)
+    main()
 
 
 def _compose(config_dir: Path, config_name: str, overrides: list[str], multirun: bool) -> tuple[Any, bool]:

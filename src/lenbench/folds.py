@@ -169,9 +169,8 @@ def run_folds(
     copies = len(members)
     seconds = type(explainers[0]).fit_many(explainers, folds * copies)
     seconds = [e.info().get("training_time", s) for e, s in zip(explainers, seconds, strict=True)]
-    if (
-        copies > 1
-    ):  # other seeds trained with each fold: the job's own fold holds their time once, theirs has none
+    # Other seeds trained with each fold: the job's own fold holds their time once, theirs has none.
+    if copies > 1:
         seconds = [sum(seconds[i :: len(folds)]) if i < len(folds) else np.nan for i in range(len(seconds))]
     numbers = [m for m in range(copies) for _ in folds]
     return [

@@ -21,7 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_original_cwd
 from omegaconf import DictConfig
 
-from lenbench.config import check_before_hydra, multirun_flag_first, register_schema
+from lenbench.config import register_schema, run_command_line
 from lenbench.errors import UserError
 from lenbench.tune.settings import TuneSchema
 
@@ -63,6 +63,4 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    sys.argv = multirun_flag_first(sys.argv)
-    check_before_hydra(sys.argv[1:], CONF, "tune")
-    main()
+    run_command_line(main, CONF, "tune")
