@@ -7,6 +7,10 @@ on the fold's train+validation rows only (the rows every model of the fold may s
 the concepts of every row, and the explainer is trained, explained and scored on those predicted, thresholded
 concepts. The true concepts stay in ``ConceptDataset.x`` for concept accuracy (``concepts_predicted=True``).
 
+A method that predicts concepts itself (a concept bottleneck model, ``Explainer.reads_inputs``) is given the data set
+without this encoder (:func:`raw_input_dataset`): its folds carry the raw inputs and the true concepts, whatever
+``data.concepts_from`` says.
+
 The encoder is a :data:`~lenbench.data.base.Refit`: the data module calls it with the fold's train+validation rows,
 exactly as it refits MIMIC-II's binning with ``data.fit_scope=train``, and the fold's record (``preprocessing``)
 says how the encoder was trained. Torch is imported only when an encoder trains, so loading and validating data
@@ -90,9 +94,27 @@ def concepts_from(
             f"data.concepts_from=encoder: {dataset.name} already refits its concepts per fold; use "
             "data.concepts_from=truth"
         )
-    inputs = np.asarray(dataset.inputs, dtype=np.float32).reshape(len(dataset.y), -1)
-    refit = EncoderRefit(inputs=inputs, concepts=dataset.x, settings=settings)
+    refit = EncoderRefit(inputs=dataset.input_rows, concepts=dataset.x, settings=settings)
     return replace(dataset, refit=refit, concepts_predicted=True)
+
+
+def raw_input_dataset(dataset: ConceptDataset, method: str) -> ConceptDataset:
+    """The data set a method that reads raw inputs (``Explainer.reads_inputs``) is given: its true concepts beside
+    its raw inputs, without the concept encoder of ``data.concepts_from=encoder`` (the method predicts concepts
+    itself, from each fold's training rows). A data set without raw inputs is a :class:`ConfigError`."""
+    if dataset.inputs is None:
+        raise ConfigError(
+            f"method={method} reads raw inputs, which {dataset.name} does not have; use a data set with raw "
+            "inputs (digits_parity, trig, dot) or a method on concepts"
+        )
+    if isinstance(dataset.refit, EncoderRefit):
+        return replace(dataset, refit=None, concepts_predicted=False)
+    if dataset.refit is not None:
+        raise ConfigError(
+            f"method={method} reads raw inputs, but {dataset.name} refits its concepts per fold; use a data set "
+            "with fixed concepts"
+        )
+    return dataset
 
 
 @dataclass(frozen=True)

@@ -101,7 +101,8 @@ def build_fold(
 ) -> Fold:
     """The :class:`Fold` whose model rows are ``trainval_index`` (split into train/validation as the notebook
     splits ``x_trainval``: over positions within it) and whose scored rows are ``test_index``, with the data set's
-    refit (imputer, binner, encoder) fitted on the model rows only."""
+    refit (imputer, binner, encoder) fitted on the model rows only, and the raw inputs of each split when the data
+    set has them."""
     train_pos, val_pos = train_test_split(
         np.arange(trainval_index.shape[0]), test_size=val_size, random_state=inner_split_seed
     )
@@ -111,7 +112,9 @@ def build_fold(
         refitted = dataset.refit(trainval_index)
         refitted, preprocessing = refitted if isinstance(refitted, Refitted) else (refitted, {})
         x = np.asarray(refitted, dtype=np.float32)
-    y = dataset.y
+    y, inputs = dataset.y, dataset.input_rows
+    splits = {"trainval": trainval_index, "train": train_index, "val": val_index, "test": test_index}
+    raw = {} if inputs is None else {f"inputs_{name}": inputs[rows] for name, rows in splits.items()}
     return Fold(
         index=index,
         concept_names=list(dataset.concept_names),
@@ -128,4 +131,5 @@ def build_fold(
         val_index=val_index,
         test_index=test_index,
         preprocessing=dict(preprocessing),
+        **raw,
     )
