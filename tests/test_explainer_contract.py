@@ -12,6 +12,8 @@ from lenbench.callbacks.l1 import L1Regularization
 from lenbench.callbacks.pruning import FanInPruning, FeaturePruning
 from lenbench.errors import ConfigError
 from lenbench.explainers.base import declared_settings
+from lenbench.explainers.blackbox import BlackBoxExplainer
+from lenbench.explainers.cbm import ConceptBottleneckExplainer
 from lenbench.explainers.entropy_net import EntropyNetExplainer
 from lenbench.explainers.psi_net import PsiNetExplainer
 from lenbench.explainers.relu_net import ReluNetExplainer
@@ -31,6 +33,8 @@ METHODS = [
     GreedyRuleListExplainer,
     BayesianRuleListExplainer,
     RandomForestExplainer,
+    ConceptBottleneckExplainer,
+    BlackBoxExplainer,
 ]
 
 

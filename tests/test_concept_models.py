@@ -1,0 +1,169 @@
+"""Methods on raw inputs (issue 27, phase 1): the contract (the fold of true concepts with raw inputs, predicted
+concepts scored), the concept bottleneck model in its three trainings, the black box, and their bad inputs."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from helpers import fold_of, run_train, train_in_process
+
+from lenbench.data.encoded import raw_input_dataset
+from lenbench.data.synthetic import TRIG_FORMULA, make_trig, make_xor
+from lenbench.errors import ConfigError
+from lenbench.explainers.blackbox import BlackBoxExplainer
+from lenbench.explainers.cbm import ConceptBottleneckExplainer
+from lenbench.folds import CVConfig, run_fold
+from lenbench.logic.extract.truth_table import distinct_assignments, truth_table_formula
+from lenbench.logic.formula import Formula
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+CV = CVConfig(n_splits=5)
+
+
+def _trig() -> object:
+    """trig as its config loads it: concepts from an encoder, which a method on raw inputs must not use."""
+    return make_trig(n_samples=600, seed=0, concepts_from="encoder", encoder={"epochs": 30})
+
+
+# -- the pure pieces ---------------------------------------------------------------------------------------------------
+
+
+def test_the_truth_table_formula_is_the_head_on_every_assignment_shown() -> None:
+    rows = np.array([[1, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 0, 0]], dtype=np.float32)
+    assignments = distinct_assignments(rows)
+    assert assignments.tolist() == [[0, 0, 0], [0, 0, 1], [1, 0, 1], [1, 1, 0]]  # distinct, sorted
+    decisions = assignments.sum(axis=1) >= 2  # a majority head
+    formula = truth_table_formula(assignments, decisions, ["a", "b", "c"])
+    assert formula == Formula.parse("(a & ~b & c) | (a & b & ~c)")
+    assert (formula.evaluate(assignments.astype(np.float32), ["a", "b", "c"]) == decisions).all()
+    assert truth_table_formula(assignments, np.zeros(4, bool), ["a", "b", "c"]) == Formula.false()
+    with pytest.raises(ValueError, match="do not fit 2 concept names"):
+        truth_table_formula(assignments, decisions, ["a", "b"])
+
+
+def test_a_method_on_raw_inputs_gets_the_true_concepts_and_each_splits_raw_inputs() -> None:
+    data = _trig()
+    raw = raw_input_dataset(data, "cbm")
+    assert raw.refit is None and not raw.concepts_predicted and raw_input_dataset(raw, "cbm") is raw
+    fold = fold_of(raw, fold=1, n_splits=5)
+    for split in ("trainval", "train", "val", "test"):
+        index = getattr(fold, "trainval_index" if split == "trainval" else f"{split}_index")
+        assert np.array_equal(getattr(fold, f"inputs_{split}"), data.input_rows[index])
+        assert np.array_equal(getattr(fold, f"x_{split}"), data.x[index])  # the true concepts
+    with pytest.raises(
+        ConfigError, match="method=cbm reads raw inputs, which xor does not have; use a data set"
+    ):
+        raw_input_dataset(make_xor(n_samples=50), "cbm")
+
+
+# -- cbm ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("training", ["joint", "sequential"])
+def test_cbm_learns_the_concepts_and_the_task_and_its_head_recovers_the_formula(training: str) -> None:
+    result = run_fold(_trig(), 0, CV, lambda: ConceptBottleneckExplainer(seed=0, training=training))
+    m = result.metrics
+    assert m["concept_accuracy"] > 0.97 and m["model_accuracy"] > 0.95  # measured 0.988/0.98 joint, 0.99/0.99
+    assert result.formula == Formula.parse(TRIG_FORMULA) and m["truth_exact"] == 1.0
+    assert m["explanation_fidelity"] > 0.95 and m["explanation_complexity"] == 6
+    assert {f"concept_accuracy.h{i}_pos" for i in (1, 2, 3)} <= set(result.info)
+    assert result.info["head_assignments"] == 8 and result.info["simplify_exact"]
+
+
+def test_cbm_predicts_concepts_and_answers_interventions() -> None:
+    data = raw_input_dataset(_trig(), "cbm")
+    fold = fold_of(data, fold=0, n_splits=5)
+    cbm = ConceptBottleneckExplainer(seed=0, training="joint").fit(fold)
+    x, truth = fold.inputs_test, fold.x_test
+    probabilities = cbm.concept_probabilities(x)
+    assert probabilities.shape == truth.shape and (probabilities >= 0).all() and (probabilities <= 1).all()
+    assert np.array_equal(cbm.predict_concepts(x), (probabilities > 0.5).astype(np.float32))
+    nothing, everything = np.zeros(truth.shape, bool), np.ones(truth.shape, bool)
+    assert np.array_equal(cbm.predict_with_concepts(x, truth, nothing), cbm.predict(x))
+    intervened = cbm.predict_with_concepts(x, truth, everything)
+    assert np.mean(intervened == fold.y_test) == 1.0  # the head on the true concepts: the true majority
+
+
+def test_independent_trains_the_head_on_the_true_concepts() -> None:
+    """Inputs that carry nothing: the independent head is the same network as with informative inputs (it never
+    reads the encoder) and, given the true concepts, still predicts the task; the sequential head learnt from the
+    blind encoder's constant concepts and cannot."""
+    data = raw_input_dataset(_trig(), "cbm")
+    blind = replace(data, inputs=np.zeros_like(data.inputs))
+    fold, blind_fold = fold_of(data, n_splits=5), fold_of(blind, n_splits=5)
+    heads = {}
+    for training in ("independent", "sequential"):
+        seen = ConceptBottleneckExplainer(seed=0, training=training).fit(fold)
+        unseen = ConceptBottleneckExplainer(seed=0, training=training).fit(blind_fold)
+        same = all(
+            torch.equal(a, b)
+            for a, b in zip(
+                seen.network.head.state_dict().values(),
+                unseen.network.head.state_dict().values(),
+                strict=True,
+            )
+        )
+        everything = np.ones(fold.x_test.shape, bool)
+        accuracy = np.mean(
+            unseen.predict_with_concepts(blind_fold.inputs_test, fold.x_test, everything) == fold.y_test
+        )
+        heads[training] = (same, accuracy)
+    assert heads["independent"][0] and heads["independent"][1] > 0.95
+    assert not heads["sequential"][0] and heads["sequential"][1] < 0.8
+
+
+@pytest.mark.parametrize(
+    "settings,match",
+    [
+        ({"training": "end2end"}, r"training='end2end'.*one of 'independent', 'sequential', 'joint'"),
+        ({"head": "tree"}, r"head='tree'.*one of 'linear', 'mlp'"),
+        ({"concept_loss_weight": -1}, r"concept_loss_weight=-1: must be a number >= 0"),
+        (
+            {"trainer": {"validate": True}},
+            r"trainer.validate=true: this method trains on the fold's train\+val",
+        ),
+    ],
+)
+def test_bad_cbm_settings_are_refused_when_built(settings: dict, match: str) -> None:
+    with pytest.raises((ConfigError, ValueError), match=match):
+        ConceptBottleneckExplainer(seed=0, **settings)
+
+
+# -- blackbox ----------------------------------------------------------------------------------------------------------
+
+
+def test_the_black_box_predicts_from_raw_inputs_without_concepts_or_formula() -> None:
+    result = run_fold(_trig(), 0, CV, lambda: BlackBoxExplainer(seed=0))
+    assert result.metrics["model_accuracy"] > 0.95  # measured 0.975
+    assert not result.explained
+    for name in ("explanation_accuracy", "explanation_fidelity", "truth_exact", "concept_accuracy"):
+        assert math.isnan(result.metrics[name])
+
+
+# -- python -m train ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_a_method_on_raw_inputs_on_a_data_set_without_them_is_one_line(tmp_path: Path) -> None:
+    result = train_in_process(tmp_path, "data=xor", "method=cbm")
+    assert result.returncode == 2
+    assert "method=cbm reads raw inputs, which xor does not have" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "job" / "results.csv").exists()
+
+
+@pytest.mark.e2e
+def test_cbm_on_trig_end_to_end(tmp_path: Path) -> None:
+    result = run_train(tmp_path, "method=cbm", "data=trig", "cv.n_splits=3", "method.explainer.epochs=150")
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = pd.read_csv(tmp_path / "job" / "results.csv")
+    assert list(results["split"]) == [0, 1, 2]
+    assert results["concept_accuracy"].min() > 0.95
+    assert results["model_accuracy"].min() > 0.9
+    assert results["explanation_accuracy"].notna().all() and results["explanation_fidelity"].min() > 0.9
+    assert results["truth_agreement"].notna().all() and results["explanation_complexity"].notna().all()
