@@ -96,6 +96,15 @@ LISTED: dict[str, tuple[str, str | None]] = {
     ),
     ".venv/bin/python -m train data=digits_parity": ("10 folds with a concept encoder each", COMPOSE),
     ".venv/bin/python -m train data=digits_parity data.concepts_from=truth": (MINUTES, COMPOSE),
+    ".venv/bin/python -m train method=cbm data=trig": (
+        "10 folds of a concept bottleneck model (a shorter run: test_concept_models.py)",
+        COMPOSE,
+    ),
+    ".venv/bin/python -m train method=cbm data=dot method.explainer.training=sequential method.explainer.head=mlp": (
+        "10 folds of a concept bottleneck model",
+        COMPOSE,
+    ),
+    ".venv/bin/python -m train method=blackbox data=trig": ("10 folds of an MLP", COMPOSE),
     ".venv/bin/python -m train data=trig method=entropy data.encoder.epochs=500 'data.encoder.hidden=[64,32]'": (
         MINUTES,
         COMPOSE,
