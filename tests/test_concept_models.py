@@ -21,6 +21,7 @@ from lenbench.explainers.cbm import ConceptBottleneckExplainer
 from lenbench.folds import CVConfig, run_fold
 from lenbench.logic.extract.truth_table import distinct_assignments, truth_table_formula
 from lenbench.logic.formula import Formula
+from lenbench.tune.inner import inner_fold, score_on_validation
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CV = CVConfig(n_splits=5)
@@ -133,6 +134,14 @@ def test_independent_trains_the_head_on_the_true_concepts() -> None:
 def test_bad_cbm_settings_are_refused_when_built(settings: dict, match: str) -> None:
     with pytest.raises((ConfigError, ValueError), match=match):
         ConceptBottleneckExplainer(seed=0, **settings)
+
+
+def test_tuning_scores_cbm_on_the_concepts_it_predicts_for_the_validation_rows() -> None:
+    """The tuner's inner folds (lenbench.tune.inner) read the same raw-input fold and score the same evidence."""
+    fold = inner_fold(raw_input_dataset(_trig(), "cbm"), CV, 0)
+    scores = score_on_validation(fold, lambda: ConceptBottleneckExplainer(seed=0, epochs=150))
+    assert scores["concept_accuracy"] > 0.9 and scores["model_accuracy"] > 0.9
+    assert scores["explanation_fidelity"] > 0.9
 
 
 # -- blackbox ----------------------------------------------------------------------------------------------------------

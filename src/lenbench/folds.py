@@ -201,9 +201,8 @@ def _evaluate(
 ) -> FoldResult:
     """Predict, explain and score one fold with its fitted explainer (on the test rows' raw inputs when it reads
     them: its formula is then scored on the concepts it predicts there)."""
-    rows = fold.inputs_test if explainer.reads_inputs else fold.x_test
+    rows, predicted = scored_rows(explainer, fold)
     y_pred = explainer.predict(rows)
-    predicted = explainer.predict_concepts(rows) if explainer.reads_inputs else None
     start = time.perf_counter()
     formula = explainer.explain(fold, target_class)
     extraction_time = time.perf_counter() - start
@@ -241,6 +240,14 @@ def _evaluate(
         splits={"train": fold.train_index, "validation": fold.val_index, "test": fold.test_index},
         model=export.export_model(explainer, fold, formula, target_class, dataset) if export_model else None,
     )
+
+
+def scored_rows(explainer: Explainer, fold: Fold) -> tuple[np.ndarray, np.ndarray | None]:
+    """(the test rows a fitted explainer reads: raw inputs when it reads them, else concepts; the concepts it
+    predicts for them, on which its formula is scored: None for a method on concept rows, which are scored)."""
+    if not explainer.reads_inputs:
+        return fold.x_test, None
+    return fold.inputs_test, explainer.predict_concepts(fold.inputs_test)
 
 
 def target_truth(dataset: ConceptDataset, target_class: int) -> Formula | None:
