@@ -100,7 +100,7 @@ LISTED: dict[str, tuple[str, str | None]] = {
         "10 folds of a concept bottleneck model (a shorter run: test_concept_models.py)",
         COMPOSE,
     ),
-    ".venv/bin/python -m train method=cbm data=dot method.explainer.training=sequential method.explainer.head=mlp": (
+    ".venv/bin/python -m train method=cbm data=dot method.explainer.training=sequential": (
         "10 folds of a concept bottleneck model",
         COMPOSE,
     ),

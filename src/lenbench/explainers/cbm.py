@@ -83,7 +83,7 @@ class ConceptBottleneckExplainer(RawInputsExplainer):
         self,
         *,
         training: str = "joint",
-        head: str = "linear",
+        head: str = "mlp",
         hidden: Sequence[int] = (32,),
         head_hidden: Sequence[int] = (16,),
         concept_loss_weight: float = 1.0,
