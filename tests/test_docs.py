@@ -96,6 +96,10 @@ LISTED: dict[str, tuple[str, str | None]] = {
     ),
     ".venv/bin/python -m train data=digits_parity": ("10 folds with a concept encoder each", COMPOSE),
     ".venv/bin/python -m train data=digits_parity data.concepts_from=truth": (MINUTES, COMPOSE),
+    ".venv/bin/python -m train data=digits_addition method=entropy": (
+        "10 folds with a concept encoder each, about a minute",
+        COMPOSE,
+    ),
     ".venv/bin/python -m train data=trig method=entropy data.encoder.epochs=500 'data.encoder.hidden=[64,32]'": (
         MINUTES,
         COMPOSE,
