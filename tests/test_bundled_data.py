@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers import REPO, doc_section, run_train, train_in_process
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 
 from lenbench.data.bundled import (
     DIGIT_NAMES,
@@ -131,9 +133,16 @@ def test_digits_addition_is_deterministic_per_seed_and_checks_its_size() -> None
     for bad in (9, 899, 2.5):
         with pytest.raises(ConfigError, match=r"n_samples must be an integer in \[10, 898\]"):
             load_digits_addition(n_samples=bad)
-    encoded = load_digits_addition(concepts_from="encoder", encoder={"hidden": [8]})
-    assert encoded.concepts_predicted and encoded.refit.inputs.shape == (898, 128)
-    np.testing.assert_array_equal(encoded.x, first.x)  # the true concepts stay for concept accuracy
+    # The shipped config: concepts from the 128 pixels by its encoder, the true ones kept for concept accuracy.
+    import train  # noqa: F401  (registers the train_schema config)
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["task=digits_addition", "seed=3"])
+    encoded = instantiate(cfg.data)
+    assert encoded.concepts_predicted and encoded.refit.inputs.shape == (898, 128) and cfg.cv.n_splits == 5
+    assert encoded.refit.settings.hidden == (64,) and encoded.refit.settings.weight_decay == 1e-3
+    assert encoded.refit.settings.seed == 3  # the job's seed
+    np.testing.assert_array_equal(encoded.x, first.x)
 
 
 # -- python -m train end to end --------------------------------------------------------------------------------------
