@@ -105,6 +105,10 @@ LISTED: dict[str, tuple[str, str | None]] = {
         COMPOSE,
     ),
     ".venv/bin/python -m train method=blackbox data=trig": ("10 folds of an MLP", COMPOSE),
+    ".venv/bin/python -m train data=digits_addition method=entropy": (
+        "10 folds with a concept encoder each, about a minute",
+        COMPOSE,
+    ),
     ".venv/bin/python -m train data=trig method=entropy data.encoder.epochs=500 'data.encoder.hidden=[64,32]'": (
         MINUTES,
         COMPOSE,

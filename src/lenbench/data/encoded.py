@@ -1,11 +1,12 @@
 """Where an explainer's concepts come from: the data set's true concepts, or a concept encoder (x -> c -> y).
 
 ``data.concepts_from=truth`` keeps the data set as it is. ``data.concepts_from=encoder`` (a data set with raw
-``inputs``: ``digits_parity``, ``trig``, ``dot``) turns it into the concept-bottleneck pipeline of the LEN paper:
-for each fold a concept encoder (:mod:`lenbench.nn.encoder`, an MLP with sigmoid outputs and a BCE loss) is trained
-on the fold's train+validation rows only (the rows every model of the fold may see; never its test rows), predicts
-the concepts of every row, and the explainer is trained, explained and scored on those predicted, thresholded
-concepts. The true concepts stay in ``ConceptDataset.x`` for concept accuracy (``concepts_predicted=True``).
+``inputs``: ``digits_parity``, ``digits_addition``, ``trig``, ``dot``) turns it into the concept-bottleneck
+pipeline of the LEN paper: for each fold a concept encoder (:mod:`lenbench.nn.encoder`, an MLP with sigmoid
+outputs and a BCE loss) is trained on the fold's train+validation rows only (the rows every model of the fold may
+see; never its test rows), predicts the concepts of every row, and the explainer is trained, explained and scored on
+those predicted, thresholded concepts. The true concepts stay in ``ConceptDataset.x`` for concept accuracy
+(``concepts_predicted=True``).
 
 A method that predicts concepts itself (a concept bottleneck model, ``Explainer.reads_inputs``) is given the data set
 without this encoder (:func:`raw_input_dataset`): its folds carry the raw inputs and the true concepts, whatever
