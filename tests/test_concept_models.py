@@ -3,6 +3,7 @@ concepts scored), the concept bottleneck model in its three trainings, the black
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -11,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import fold_of, run_train, train_in_process
+from helpers import fold_of, run_train, store_uri, train_in_process
 
 from lenbench.data.encoded import raw_input_dataset
 from lenbench.data.synthetic import TRIG_FORMULA, make_trig, make_xor
@@ -75,6 +76,12 @@ def test_cbm_learns_the_concepts_and_the_task_and_its_head_recovers_the_formula(
     assert m["explanation_fidelity"] > 0.95 and m["explanation_complexity"] == 6
     assert {f"concept_accuracy.h{i}_pos" for i in (1, 2, 3)} <= set(result.info)
     assert result.info["head_assignments"] == 8 and result.info["simplify_exact"]
+    # interventions through predict_with_concepts: 0 % is the model, 100 % the head on the true concepts
+    assert m["intervention_accuracy_0"] == m["model_accuracy"]
+    assert (
+        m["intervention_accuracy_100"] >= 0.99
+        and m["intervention_accuracy_uncertain_50"] >= m["model_accuracy"]
+    )
 
 
 def test_cbm_predicts_concepts_and_answers_interventions() -> None:
@@ -153,6 +160,7 @@ def test_the_black_box_predicts_from_raw_inputs_without_concepts_or_formula() ->
     assert not result.explained
     for name in ("explanation_accuracy", "explanation_fidelity", "truth_exact", "concept_accuracy"):
         assert math.isnan(result.metrics[name])
+    assert all(math.isnan(v) for k, v in result.metrics.items() if k.startswith("intervention_"))
 
 
 # -- python -m train ---------------------------------------------------------------------------------------------------
@@ -176,3 +184,22 @@ def test_cbm_on_trig_end_to_end(tmp_path: Path) -> None:
     assert results["model_accuracy"].min() > 0.9
     assert results["explanation_accuracy"].notna().all() and results["explanation_fidelity"].min() > 0.9
     assert results["truth_agreement"].notna().all() and results["explanation_complexity"].notna().all()
+    # the intervention family, per fold in results.csv, means in summary.json, on the MLflow fold runs
+    interventions = [c for c in results if c.startswith("intervention_accuracy_")]
+    assert len(interventions) == 8 and results[interventions].notna().all(axis=None)
+    assert (results["intervention_accuracy_0"] == results["model_accuracy"]).all()
+    assert results["intervention_accuracy_100"].min() >= 0.95
+    summary = json.loads((tmp_path / "job" / "summary.json").read_text())
+    assert summary["intervention_accuracy_100_mean"] == pytest.approx(
+        results["intervention_accuracy_100"].mean()
+    )
+    from mlflow import MlflowClient  # only this test reads the store
+
+    from lenbench.tracking.mlflow import PARENT_RUN_ID_TAG
+
+    client = MlflowClient(store_uri(tmp_path))
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    folds = [r.data.metrics for r in client.search_runs(experiments) if PARENT_RUN_ID_TAG in r.data.tags]
+    assert sorted(f["intervention_accuracy_uncertain_50"] for f in folds) == sorted(
+        results["intervention_accuracy_uncertain_50"]
+    )

@@ -25,7 +25,7 @@ from lenbench.logic.metrics import concept_accuracies
 from lenbench.logic.truth import concept_differences
 from lenbench.models import export
 from lenbench.progress import ProgressSink
-from lenbench.scoring import METRICS, FoldEvidence, MetricSet
+from lenbench.scoring import METRICS, FoldEvidence, Interventions, MetricSet
 
 
 @dataclass(frozen=True)
@@ -229,6 +229,7 @@ def _evaluate(
         timings={"training": float(training_time), "extraction": extraction_time},
         ground_truth=truth,
         concepts_true=concepts_true,
+        interventions=intervention_evidence(explainer, fold, rows, concepts_true),
     )
     return FoldResult(
         fold=fold_index,
@@ -248,6 +249,32 @@ def scored_rows(explainer: Explainer, fold: Fold) -> tuple[np.ndarray, np.ndarra
     if not explainer.reads_inputs:
         return fold.x_test, None
     return fold.inputs_test, explainer.predict_concepts(fold.inputs_test)
+
+
+def intervention_evidence(
+    explainer: Explainer, fold: Fold, rows: np.ndarray, concepts_true: np.ndarray | None
+) -> Interventions | None:
+    """What the intervention metrics read for a fitted explainer scored on ``rows`` (:func:`scored_rows`) whose
+    true concepts are ``concepts_true``; None (their values NaN) when it reads no predicted concepts (true concepts,
+    a black box) or cannot be intervened on. A method on raw inputs intervenes itself (``predict_with_concepts``,
+    ordered by its ``concept_probabilities``); a method on an encoder's concepts predicts its scored rows again with
+    the intervened columns set to the true concepts, ordered by the encoder's probabilities. The random order's
+    seed is the method's (``seed``, 0 for a method without one)."""
+    if concepts_true is None:
+        return None
+    truth = (np.asarray(concepts_true) > 0.5).astype(np.float32)
+    seed = int(explainer.get_params().get("seed") or 0)
+    if not explainer.reads_inputs:
+        if fold.concept_probabilities_test is None:
+            return None
+        return Interventions(
+            fold.concept_probabilities_test, lambda mask: explainer.predict(np.where(mask, truth, rows)), seed
+        )
+    probabilities = explainer.concept_probabilities(rows)
+    nothing = np.zeros(truth.shape, dtype=bool)
+    if probabilities is None or explainer.predict_with_concepts(rows, truth, nothing) is None:
+        return None
+    return Interventions(probabilities, lambda mask: explainer.predict_with_concepts(rows, truth, mask), seed)
 
 
 def target_truth(dataset: ConceptDataset, target_class: int) -> Formula | None:

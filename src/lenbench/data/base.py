@@ -11,10 +11,13 @@ import numpy as np
 
 class Refitted(NamedTuple):
     """What a refit may return instead of a bare matrix: x of all rows and what was fitted (JSON-friendly plain
-    values, e.g. ``{"bin_edges": {"age": [18.0, 52.5, 67.0, 91.0]}}``), which the fold then carries."""
+    values, e.g. ``{"bin_edges": {"age": [18.0, 52.5, 67.0, 91.0]}}``), which the fold then carries; a concept
+    encoder also gives the probabilities it thresholded into x (float [n, k]: the uncertainty-first order of
+    concept interventions reads them)."""
 
     x: np.ndarray
     preprocessing: dict[str, Any]
+    probabilities: np.ndarray | None = None
 
 
 def row_positions(train_index: np.ndarray, n_rows: int) -> np.ndarray:
@@ -101,6 +104,10 @@ class Fold:
     when the data set has none. A method that reads raw inputs (``Explainer.reads_inputs``: a concept bottleneck, a
     black box) is given the fold of the true concepts (:func:`lenbench.data.encoded.raw_input_dataset`): its ``x_*``
     are then the true concepts it learns and is scored against.
+
+    ``concept_probabilities_test``: when ``x_*`` are concepts a concept encoder predicted (its refit's
+    :class:`Refitted` ``probabilities``), its probabilities for the test rows (float [n, k]), from which the
+    uncertainty-first concept interventions pick the concepts least sure; None otherwise.
     """
 
     index: int
@@ -122,3 +129,4 @@ class Fold:
     inputs_train: np.ndarray | None = field(default=None, repr=False)
     inputs_val: np.ndarray | None = field(default=None, repr=False)
     inputs_test: np.ndarray | None = field(default=None, repr=False)
+    concept_probabilities_test: np.ndarray | None = field(default=None, repr=False)

@@ -5,8 +5,9 @@
 pipeline of the LEN paper: for each fold a concept encoder (:mod:`lenbench.nn.encoder`, an MLP with sigmoid
 outputs and a BCE loss) is trained on the fold's train+validation rows only (the rows every model of the fold may
 see; never its test rows), predicts the concepts of every row, and the explainer is trained, explained and scored on
-those predicted, thresholded concepts. The true concepts stay in ``ConceptDataset.x`` for concept accuracy
-(``concepts_predicted=True``).
+those predicted, thresholded concepts. The true concepts stay in ``ConceptDataset.x`` for concept accuracy and
+concept interventions (``concepts_predicted=True``); the fold carries the encoder's probabilities of its test rows
+(``Fold.concept_probabilities_test``), which order the uncertainty-first interventions.
 
 A method that predicts concepts itself (a concept bottleneck model, ``Explainer.reads_inputs``) is given the data set
 without this encoder (:func:`raw_input_dataset`): its folds carry the raw inputs and the true concepts, whatever
@@ -128,7 +129,7 @@ class EncoderRefit:
 
     def __call__(self, fit_rows: np.ndarray) -> Refitted:
         # deferred: torch and Lightning, only when an encoder is trained
-        from lenbench.nn.encoder import predict_concepts, train_encoder
+        from lenbench.nn.encoder import concept_probabilities, train_encoder
         from lenbench.nn.trainer import TrainingConfig
 
         s = self.settings
@@ -143,7 +144,8 @@ class EncoderRefit:
         )
         fit_rows = np.asarray(fit_rows)
         trained = train_encoder(self.inputs[fit_rows], self.concepts[fit_rows], s.hidden, config)
-        predicted = predict_concepts(trained.module, self.inputs)
+        probabilities = concept_probabilities(trained.module, self.inputs)
+        predicted = (probabilities > 0.5).astype(np.float32)
         fit_accuracy = float(np.mean((predicted[fit_rows] > 0.5) == (self.concepts[fit_rows] > 0.5)))
         record = {
             **asdict(s),
@@ -156,4 +158,4 @@ class EncoderRefit:
         logger.debug(
             "concept encoder on %d rows: concept accuracy %.4f there", fit_rows.shape[0], fit_accuracy
         )
-        return Refitted(predicted, {"concept_encoder": record})
+        return Refitted(predicted, {"concept_encoder": record}, probabilities)

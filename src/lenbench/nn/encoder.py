@@ -6,7 +6,7 @@ one-step epochs and divergence check) whose network standardises its inputs with
 rows it is trained on, then maps them through ReLU hidden layers to one logit per concept; its output is the sigmoid
 of those logits, its loss binary cross-entropy (``BCEWithLogitsLoss``: sigmoid and BCE in one stable step).
 :func:`train_encoder` trains one on given rows only (the fold's training rows; the caller picks them) and
-:func:`predict_concepts` thresholds its probabilities at 0.5 into boolean concepts. :func:`train_full_batch` trains
+:func:`predict_concepts` thresholds its probabilities (:func:`concept_probabilities`) at 0.5 into boolean concepts. :func:`train_full_batch` trains
 any other network on raw inputs the same way (the concept-bottleneck and black-box methods).
 """
 
@@ -135,10 +135,14 @@ def _trained(
 
 
 @torch.no_grad()
-def predict_concepts(module: FullBatchModule, inputs: np.ndarray) -> np.ndarray:
-    """The encoder's concepts for ``inputs``: its probabilities (in its own dtype) thresholded at 0.5, as float32
-    0/1 [n, k]."""
+def concept_probabilities(module: FullBatchModule, inputs: np.ndarray) -> np.ndarray:
+    """The encoder's probability of each concept for ``inputs`` (float64 [n, k]; exactly its own dtype's values)."""
     x = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)).to(
         module.device, module.dtype_of_networks()
     )
-    return (module(x) > 0.5).cpu().numpy().astype(np.float32)
+    return module(x).cpu().to(torch.float64).numpy()
+
+
+def predict_concepts(module: FullBatchModule, inputs: np.ndarray) -> np.ndarray:
+    """The encoder's concepts for ``inputs``: its probabilities thresholded at 0.5, as float32 0/1 [n, k]."""
+    return (concept_probabilities(module, inputs) > 0.5).astype(np.float32)

@@ -18,7 +18,7 @@ import numpy as np
 from lenbench.data.base import ConceptDataset, Fold
 from lenbench.data.split import build_fold
 from lenbench.explainers.base import Explainer
-from lenbench.folds import CVConfig, FoldFailed, scored_rows
+from lenbench.folds import CVConfig, FoldFailed, intervention_evidence, scored_rows
 from lenbench.scoring import METRICS, FoldEvidence, MetricSet
 
 
@@ -48,6 +48,7 @@ def score_on_validation(
     except Exception as exc:  # noqa: BLE001 - named by fold, kept as the cause; the trial fails, the study goes on
         raise FoldFailed(fold.index, exc) from exc
     info = dict(explainer.info())
+    concepts_true = None if predicted is None else fold.x_test
     evidence = FoldEvidence(
         y_true=fold.y_test,
         y_pred=y_pred,
@@ -57,7 +58,8 @@ def score_on_validation(
         formula=formula if explainer.provides_explanations else None,
         scores=explainer.scores(rows),
         timings={"training": float(info.get("training_time", training)), "extraction": extraction},
-        concepts_true=None if predicted is None else fold.x_test,
+        concepts_true=concepts_true,
+        interventions=intervention_evidence(explainer, fold, rows, concepts_true),
     )
     return metrics.score_fold(evidence)
 
