@@ -280,7 +280,7 @@ def test_the_intervention_curves_of_a_study_with_interventions() -> None:
         "random order"
     )
     for ax, order in ((random, "random"), (uncertain, "uncertain")):
-        assert [t.get_text() for t in ax.get_xticklabels()] == ["0 %", "10 %", "25 %", "50 %", "100 %"]
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["0%", "10%", "25%", "50%", "100%"]
         legend = [t.get_text() for t in figure.legends[0].get_texts()]  # one, below both panels
         assert {"cbm (n=3×2)", "tree (n=3×2)"} <= set(legend)  # a line per row with interventions
         assert "ceiling: blackbox (n=3×2): 0.950" in legend  # the accuracy reference, not a curve
@@ -292,6 +292,7 @@ def test_the_intervention_curves_of_a_study_with_interventions() -> None:
             1.0
         ]
         assert list(cbm) == pytest.approx(expected)
+        assert list(ax.containers[0].lines[0].get_xdata()) < [0, 10, 25, 50, 100]  # nudged apart
         tree_100 = analysis.by_row.set_index("row").loc["tree", "intervention_accuracy_100_mean"]
         assert ax.containers[1].lines[0].get_ydata()[-1] == pytest.approx(tree_100) == 0.86
         assert not figure.legends[0].get_window_extent().overlaps(ax.get_window_extent())

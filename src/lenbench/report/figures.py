@@ -281,6 +281,7 @@ def critical_difference(result: dict[str, Any], title: str) -> Any:
     return fig
 
 
+MARKERS = "osD^v<>pX*"
 ORDER_TITLES = {"random": "random order (one per seed)", "uncertain": "uncertain first (per row)"}
 
 
@@ -313,24 +314,27 @@ def intervention_curves(by_row: pd.DataFrame, folds: pd.DataFrame, study: str, m
     table = by_row[by_row["study"] == study]
     shown = table[table[[f"{n}_mean" for n in names]].notna().any(axis=1)]
     fig, axes = pyplot().subplots(
-        1, len(curves), figsize=(5.2 * len(curves), 6.2), sharey=True, constrained_layout=True, squeeze=False
+        1, len(curves), figsize=(5.6 * len(curves), 6.2), sharey=True, constrained_layout=True, squeeze=False
     )
     for ax, (order, points) in zip(axes[0], curves.items(), strict=True):
-        x = [p for p, _ in points]
-        for _, row in shown.iterrows():
+        percents = [p for p, _ in points]
+        x = np.array(percents, dtype=float)
+        for i, (_, row) in enumerate(shown.iterrows()):
             y = [row[f"{n}_mean"] for _, n in points]
             err = [row[f"{n}_sem"] for _, n in points]
             label = textwrap.fill(f"{row['row']} ({_n(row)})", LEGEND_WIDTH // 2)
-            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label)
+            # Rows often end on the same accuracies: each its own marker, and nudged sideways, stays visible.
+            nudge = (i - (len(shown) - 1) / 2) * min(1.5, 6.0 / max(len(shown), 1))
+            ax.errorbar(x + nudge, y, yerr=err, marker=MARKERS[i % len(MARKERS)], capsize=3, label=label)
         for _, ref in _references(table, names, metrics).iterrows():
             value = ref["model_accuracy_mean"]
             label = textwrap.fill(f"ceiling: {ref['row']} ({_n(ref)}): {value:.3f}", LEGEND_WIDTH // 2)
             ax.axhline(value, color="0.1", linestyle=":", linewidth=1.2, label=label, zorder=0)
         metric = metrics[points[0][1]]
         _draw_baseline(ax, baseline_value(folds, study, metric), metrics, metric)
-        ax.set_xticks(x, [f"{p} %" for p in x])
+        ax.set_xticks(x, [f"{p}%" for p in percents], fontsize=8)
         ax.set_xlabel(
-            "concepts set to their true values\n(share of the concepts, to the nearest whole concept)"
+            "share of concepts set to their true values\n(nearest whole concept; lines nudged apart)"
         )
         ax.set_title(ORDER_TITLES.get(order, order), fontsize=9)
     axes[0][0].set_ylabel("task accuracy on the test rows")
