@@ -106,6 +106,7 @@ def test_the_family_is_declared_once_in_the_registry() -> None:
     for name in NAMES:
         metric = BUILTIN_METRICS[name]
         assert metric.needs == {"interventions"} and metric.higher_is_better and not metric.headline
+        assert not metric.compared  # read as a curve; at 0 % it is model_accuracy, which is tested
         assert metric.baseline == "majority_accuracy"
     assert len({BUILTIN_METRICS[name].label for name in NAMES}) == len(NAMES)
 
