@@ -81,6 +81,7 @@ def test_cbm_learns_the_concepts_and_the_task_and_its_head_recovers_the_formula(
 
 
 def test_cbm_predicts_concepts_and_answers_interventions() -> None:
+    """Joint cbm on trig: its concepts and interventions; beside it, cem and the sequential cbm on the same fold."""
     data = raw_input_dataset(_trig(), "cbm")
     fold = fold_of(data, fold=0, n_splits=5)
     cbm = ConceptBottleneckExplainer(seed=0, training="joint").fit(fold)
@@ -92,6 +93,15 @@ def test_cbm_predicts_concepts_and_answers_interventions() -> None:
     assert np.array_equal(cbm.predict_with_concepts(x, truth, nothing), cbm.predict(x))
     intervened = cbm.predict_with_concepts(x, truth, everything)
     assert np.mean(intervened == fold.y_test) == 1.0  # the head on the true concepts: the true majority
+    # Issue 27's checks against the papers (docs/methods.md gives 10 folds x 3 seeds): CEM's task accuracy without
+    # interventions is at least the joint CBM's; with every concept true the sequential CBM (and CEM) reach 0.95.
+    cem = ConceptEmbeddingExplainer(seed=0).fit(fold)
+    sequential = ConceptBottleneckExplainer(seed=0, training="sequential").fit(fold)
+    y = fold.y_test
+    assert np.mean(cem.predict(x) == y) >= np.mean(cbm.predict(x) == y)  # measured 0.983 and 0.958
+    assert np.mean(sequential.predict_with_concepts(x, truth, everything) == y) >= 0.95  # measured 1.0
+    assert np.mean(cem.predict_with_concepts(x, truth, everything) == y) >= 0.95  # measured 1.0
+    assert np.mean(cem.predict_concepts(x) == truth) > 0.95
 
 
 def test_independent_trains_the_head_on_the_true_concepts() -> None:
@@ -169,22 +179,6 @@ def test_a_reasoner_rule_reads_back_over_concept_names() -> None:
     )  # every concept filtered out: the class's rule holds always
 
 
-def test_cem_matches_joint_cbm_and_interventions_bring_the_sequential_cbm_to_the_truth() -> None:
-    """Issue 27's checks against the papers on trig (fold 0, seed 0; docs/methods.md gives more seeds): CEM's task
-    accuracy without interventions is at least the joint CBM's, and with every concept set to its true value the
-    sequential CBM (and CEM) reach at least 0.95."""
-    fold = fold_of(raw_input_dataset(_trig(), "cem"), fold=0, n_splits=5)
-    x, truth, y = fold.inputs_test, fold.x_test, fold.y_test
-    everything = np.ones(truth.shape, bool)
-    cem = ConceptEmbeddingExplainer(seed=0).fit(fold)
-    joint = ConceptBottleneckExplainer(seed=0, training="joint").fit(fold)
-    sequential = ConceptBottleneckExplainer(seed=0, training="sequential").fit(fold)
-    assert np.mean(cem.predict(x) == y) >= np.mean(joint.predict(x) == y)  # measured 0.983 and 0.958
-    assert np.mean(sequential.predict_with_concepts(x, truth, everything) == y) >= 0.95  # measured 1.0
-    assert np.mean(cem.predict_with_concepts(x, truth, everything) == y) >= 0.95  # measured 1.0
-    assert np.mean((cem.concept_probabilities(x) > 0.5) == (truth > 0.5)) > 0.95
-
-
 @pytest.mark.parametrize(
     "make",
     [
@@ -212,10 +206,9 @@ def test_interventions_go_row_by_row_through_the_concept_embedding(make: object)
 
 def test_dcr_rules_are_faithful_to_its_predictions_on_the_test_rows() -> None:
     """DCR's per-row rule for a class it predicts holds on that row's predicted concepts (the Goedel AND is a
-    minimum); the global formula (the most frequent rules, OR-ed) agrees with its predictions on the test rows, is
-    the true formula on trig, and the fold records that fidelity."""
-    data = raw_input_dataset(_trig(), "dcr")
-    fold = fold_of(data, fold=0, n_splits=5)
+    minimum); the global formula (the most frequent rules, OR-ed) agrees with its predictions on the test rows (the
+    fold's explanation_fidelity: 0.999 over trig's 10 folds, docs/methods.md) and is the true formula on trig."""
+    fold = fold_of(raw_input_dataset(_trig(), "dcr"), fold=0, n_splits=5)
     dcr = DeepConceptReasonerExplainer(seed=0).fit(fold)
     x, names = fold.inputs_test, fold.concept_names
     concepts, labels = dcr.predict_concepts(x), dcr.predict(x)
@@ -226,9 +219,8 @@ def test_dcr_rules_are_faithful_to_its_predictions_on_the_test_rows() -> None:
     formula = dcr.explain(fold, 1)
     fidelity = np.mean(formula.evaluate(concepts, names) == (labels == 1))
     assert fidelity > 0.95 and formula == Formula.parse(TRIG_FORMULA)  # measured 1.0
-    result = run_fold(data, 0, CV, lambda: DeepConceptReasonerExplainer(seed=0))
-    assert result.metrics["explanation_fidelity"] == pytest.approx(fidelity)
-    assert 0 < result.info["rules_kept"] <= 10 and result.info["rows_covered_by_kept"] > 0
+    record = dcr.info()
+    assert 0 < record["rules_kept"] <= 10 and record["rows_covered_by_kept"] <= record["rows_with_rule"]
 
 
 @pytest.mark.parametrize(
