@@ -24,6 +24,7 @@ the same embeddings with a deep concept reasoner instead.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -140,9 +141,9 @@ class EmbeddingExplainer(RawInputsExplainer):
         )
         super().__init__(**settings)
 
+    @abstractmethod
     def reader(self, n_concepts: int, classes: int) -> nn.Module:
-        """The module reading ``(embeddings, probabilities)`` into the task output (seeded, in :attr:`dtype`)."""
-        raise NotImplementedError
+        """The module reading ``(embeddings, probabilities)`` into the task output (built after the seed is set)."""
 
     def trained_network(self, fold: Fold) -> nn.Module:
         inputs, concepts, y = fold.inputs_trainval, fold.x_trainval, fold.y_trainval
