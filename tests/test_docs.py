@@ -105,6 +105,14 @@ LISTED: dict[str, tuple[str, str | None]] = {
         COMPOSE,
     ),
     ".venv/bin/python -m train method=blackbox data=trig": ("10 folds of an MLP", COMPOSE),
+    ".venv/bin/python -m train method=cem data=trig": (
+        "10 folds of a concept embedding model (in process, one fold: test_concept_models.py)",
+        COMPOSE,
+    ),
+    ".venv/bin/python -m train method=dcr data=dot": (
+        "10 folds of a deep concept reasoner (in process, one fold on trig: test_concept_models.py)",
+        COMPOSE,
+    ),
     ".venv/bin/python -m train data=digits_addition method=entropy": (
         "10 folds with a concept encoder each, about a minute",
         COMPOSE,

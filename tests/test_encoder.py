@@ -20,6 +20,8 @@ from lenbench.data.synthetic import make_dot, make_trig, make_xor
 from lenbench.errors import ConfigError
 from lenbench.explainers.blackbox import BlackBoxExplainer
 from lenbench.explainers.cbm import ConceptBottleneckExplainer
+from lenbench.explainers.cem import ConceptEmbeddingExplainer
+from lenbench.explainers.dcr import DeepConceptReasonerExplainer
 from lenbench.explainers.psi_net import PsiNetExplainer
 from lenbench.explainers.tree import TreeExplainer
 from lenbench.folds import CVConfig, run_fold
@@ -66,13 +68,16 @@ def test_the_encoder_sees_only_the_folds_training_rows() -> None:
     [
         lambda: ConceptBottleneckExplainer(seed=0, training="joint", epochs=40),
         lambda: ConceptBottleneckExplainer(seed=0, training="sequential", epochs=40),
+        lambda: ConceptEmbeddingExplainer(seed=0, epochs=40),
+        lambda: DeepConceptReasonerExplainer(seed=0, epochs=40),
         lambda: BlackBoxExplainer(seed=0, epochs=40),
     ],
-    ids=["cbm-joint", "cbm-sequential", "blackbox"],
+    ids=["cbm-joint", "cbm-sequential", "cem", "dcr", "blackbox"],
 )
 def test_a_method_on_raw_inputs_sees_only_the_folds_training_rows(make: object) -> None:
     """The leakage check above for the methods that learn from raw inputs themselves: scrambling the test rows'
-    inputs and concepts leaves their trained network identical; scrambling one training row does not."""
+    inputs and concepts leaves their trained network identical; scrambling one training row does not. (cem trains
+    on the true concepts too, for its random interventions: of the training rows only.)"""
     data = raw_input_dataset(_trig(), "test")
     assert data.refit is None and not data.concepts_predicted  # no concept encoder runs for them
     fold = fold_of(data, fold=0, n_splits=5)

@@ -14,6 +14,8 @@ from lenbench.errors import ConfigError
 from lenbench.explainers.base import declared_settings
 from lenbench.explainers.blackbox import BlackBoxExplainer
 from lenbench.explainers.cbm import ConceptBottleneckExplainer
+from lenbench.explainers.cem import ConceptEmbeddingExplainer
+from lenbench.explainers.dcr import DeepConceptReasonerExplainer
 from lenbench.explainers.entropy_net import EntropyNetExplainer
 from lenbench.explainers.psi_net import PsiNetExplainer
 from lenbench.explainers.relu_net import ReluNetExplainer
@@ -34,6 +36,8 @@ METHODS = [
     BayesianRuleListExplainer,
     RandomForestExplainer,
     ConceptBottleneckExplainer,
+    ConceptEmbeddingExplainer,
+    DeepConceptReasonerExplainer,
     BlackBoxExplainer,
 ]
 
@@ -57,6 +61,8 @@ def test_every_method_reads_its_settings_back_by_name(cls: type) -> None:
         (PsiNetExplainer, {}),
         (GreedyRuleListExplainer, {}),
         (BayesianRuleListExplainer, {}),
+        (ConceptEmbeddingExplainer, {"hidden": [32], "training_intervention_prob": 0.25}),
+        (DeepConceptReasonerExplainer, {"hidden": [32], "training_intervention_prob": 0.0}),
     ],
     ids=lambda c: getattr(c, "__name__", ""),
 )

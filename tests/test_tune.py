@@ -80,7 +80,19 @@ def _cfg(method: str = "tree") -> OmegaConf:
 
 def test_every_network_and_rule_method_declares_a_valid_space() -> None:
     conf = Path(__file__).resolve().parents[1] / "conf"
-    for method in ("pruning", "weights", "psi", "entropy", "tree", "brl", "rulelist"):
+    for method in (
+        "pruning",
+        "weights",
+        "psi",
+        "entropy",
+        "tree",
+        "brl",
+        "rulelist",
+        "cbm",
+        "cem",
+        "dcr",
+        "blackbox",
+    ):
         space = parse_space(
             OmegaConf.to_container(OmegaConf.load(conf / "search" / f"{method}.yaml")), _cfg(method), method
         )

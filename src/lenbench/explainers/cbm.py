@@ -22,7 +22,7 @@ rows where the head's decision on probabilities differs from its decision on the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -61,17 +61,43 @@ class Bottleneck(nn.Module):
 
 
 class JointLoss(nn.Module):
-    """Task cross-entropy + ``weight`` x concept BCE, on a :class:`Bottleneck`'s output and targets [n, k + 1]
-    (the true concepts, then the label)."""
+    """Task loss + ``weight`` x concept loss, on an output [n, k + task outputs] (the concepts first, as a
+    :class:`Bottleneck`'s) and targets [n, k + 1] (the true concepts, then the label). By default the task loss is
+    cross-entropy on logits and the concept loss BCE on logits; concept models whose outputs are probabilities
+    (:mod:`lenbench.explainers.cem`) give their own."""
 
-    def __init__(self, n_concepts: int, weight: float) -> None:
+    def __init__(
+        self,
+        n_concepts: int,
+        weight: float,
+        concept_loss: Callable[
+            [torch.Tensor, torch.Tensor], torch.Tensor
+        ] = F.binary_cross_entropy_with_logits,
+        task_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+    ) -> None:
         super().__init__()
         self.n_concepts, self.weight = n_concepts, weight
+        self.concept_loss, self.task_loss = concept_loss, task_loss
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         k = self.n_concepts
-        task = F.cross_entropy(output[:, k:], target[:, k].long())
-        return task + self.weight * F.binary_cross_entropy_with_logits(output[:, :k], target[:, :k])
+        task = self.task_loss(output[:, k:], target[:, k].long())
+        return task + self.weight * self.concept_loss(output[:, :k], target[:, :k])
+
+
+def truth_table_reading(
+    assignments: np.ndarray, decisions: np.ndarray, names: Sequence[str], budget: tuple[int, int]
+) -> tuple[Formula, dict[str, Any]]:
+    """(the OR of the ``assignments`` decided for the target class, minimised within ``budget`` (variables,
+    terms); what the fold's record says about it): the read-out of every concept model explained by its truth
+    table on the validation rows' predicted concepts (cbm, cem)."""
+    result = simplify(truth_table_formula(assignments, decisions, names), *budget)
+    record = {
+        "head_assignments": int(assignments.shape[0]),
+        "simplify_exact": result.exact,
+        "simplify_method": result.method,
+    }
+    return result.formula, record
 
 
 class ConceptBottleneckExplainer(RawInputsExplainer):
@@ -155,11 +181,7 @@ class ConceptBottleneckExplainer(RawInputsExplainer):
         """The head's truth table on the validation rows' predicted concept assignments (module docstring)."""
         assignments = distinct_assignments(self.predict_concepts(fold.inputs_val))
         decisions = self.network.head(self.tensor(assignments)).argmax(dim=1).numpy() == target_class
-        table = truth_table_formula(assignments, decisions, fold.concept_names)
-        result = simplify(table, self.max_simplify_variables, self.max_simplify_terms)
-        self._info |= {
-            "head_assignments": int(assignments.shape[0]),
-            "simplify_exact": result.exact,
-            "simplify_method": result.method,
-        }
-        return result.formula
+        budget = (self.max_simplify_variables, self.max_simplify_terms)
+        formula, record = truth_table_reading(assignments, decisions, fold.concept_names, budget)
+        self._info |= record
+        return formula

@@ -36,3 +36,18 @@ def truth_table_formula(assignments: np.ndarray, decisions: np.ndarray, names: S
         for row in assignments[decisions]
     ]
     return Formula.disjunction(terms) if terms else Formula.false()
+
+
+def majority_decisions(concepts: np.ndarray, decided: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct assignments of the rows ``concepts`` [n, k], sorted as :func:`distinct_assignments`; for each,
+    whether most rows showing it are ``decided`` [n] (a tie is not)): the truth table of a model whose decision is
+    not a function of the concepts alone (a concept embedding model), read from its decisions on rows."""
+    rows = np.asarray(concepts) > 0.5
+    if rows.ndim != 2 or np.shape(decided) != (rows.shape[0],):
+        raise ValueError(
+            f"concepts {rows.shape} and decisions {np.shape(decided)} do not describe the same rows"
+        )
+    assignments, inverse = np.unique(rows, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    votes = np.bincount(inverse, weights=np.asarray(decided, dtype=float), minlength=len(assignments))
+    return assignments, 2 * votes > np.bincount(inverse, minlength=len(assignments))
