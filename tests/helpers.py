@@ -152,9 +152,12 @@ def main_in_process(
     """A command line's ``main(argv)`` run in this process, in the repository root with ``env``: its exit status,
     stdout and stderr as a process's. The cheap way to try many bad inputs (a process of its own costs seconds of
     imports). What a command changes process-wide is put back afterwards: the environment, the working folder, the
-    SIGTERM handler, the levels and handlers of the root and ``lenbench`` loggers (Hydra configures logging)."""
+    SIGTERM handler, the levels and handlers of the root and ``lenbench`` loggers (Hydra configures logging). The
+    loggers start without handlers, as in a new process (else ``logging.basicConfig`` would keep pytest's)."""
     loggers = [logging.getLogger(), logging.getLogger("lenbench")]
     saved = [(log, log.handlers[:], log.propagate, log.level) for log in loggers]
+    for log in loggers:
+        log.handlers[:] = []
     environment, cwd, sigterm = dict(os.environ), os.getcwd(), signal.getsignal(signal.SIGTERM)
     out, err = io.StringIO(), io.StringIO()
     os.environ.clear()
