@@ -35,7 +35,7 @@ def mlflow_runs(tmp_path: Path, experiment: str) -> pd.DataFrame:
 
 @pytest.mark.e2e  # a whole `python -m train` job as a process (about 11 s of CPU): not in make test-fast
 def test_tree_on_xor_end_to_end(tmp_path: Path) -> None:
-    proc = run_train(tmp_path, "data=xor", "method=tree", "cv.n_splits=3", "seed=0")
+    proc = train_in_process(tmp_path, "data=xor", "method=tree", "cv.n_splits=3", "seed=0")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "tree: mean +- sem over 3 fold(s)" in proc.stdout
 
@@ -105,7 +105,7 @@ def test_tree_on_xor_end_to_end(tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 def test_selected_folds_only(tmp_path: Path) -> None:
-    proc = run_train(
+    proc = train_in_process(
         tmp_path, "data=dnf", "method=tree", "cv.n_splits=4", "cv.folds=[1,3]", "tracking.enabled=false"
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -156,7 +156,7 @@ def test_unreachable_tracking_server_fails_before_training(tmp_path: Path) -> No
 @pytest.mark.slow
 def test_tree_reproduces_notebook_row(tmp_path: Path, mimic_root: Path) -> None:
     """The notebook's tree row exactly, from the real job: model accuracy 0.795575 and complexity 1342.6."""
-    proc = run_train(tmp_path, "method=tree", f"data.root={mimic_root}", timeout=SLOW_HANG_GUARD_S)
+    proc = train_in_process(tmp_path, "method=tree", f"data.root={mimic_root}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / "job" / "summary.json").read_text())
     assert summary["model_accuracy_mean"] == pytest.approx(0.795575, abs=1e-6)
