@@ -244,10 +244,17 @@ def test_same_seed_same_results_across_processes(tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 def test_sigterm_mid_job_closes_runs_killed_and_keeps_done_folds(tmp_path: Path) -> None:
-    overrides = ("data=dnf", "method=psi", "method.explainer.epochs=3000", "cv.n_splits=6", "cv.n_jobs=1")
+    overrides = (
+        "data=dnf",
+        "method=psi",
+        "method.explainer.epochs=1000",
+        "method.explainer.callbacks.1.epoch=500",
+    )
+    overrides += ("cv.n_splits=6", "cv.n_jobs=1")
     with Job(train_command(tmp_path, *overrides), job_env(tmp_path)) as job:
-        # The event: the log line of the second finished fold ("psi fold 1 (2/6): model ..."). Folds run one
-        # after another, so the first fold's child run is FINISHED by then.
+        # The event: the log line of the second finished fold ("psi fold 1 (2/6): model ..."). The six folds train
+        # together in this one process, then are scored and recorded one after another: the first fold's child run
+        # is FINISHED by then and four folds are still to record, whatever the epochs.
         job.wait_for_line(r" fold \d+ \(2/6\)")
         job.proc.send_signal(signal.SIGTERM)
         job.finish()
