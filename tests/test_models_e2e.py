@@ -30,6 +30,7 @@ from tests.helpers import (
     run_command,
     run_train,
     store_uri,
+    train_in_process,
     wait_until,
 )
 
@@ -204,9 +205,9 @@ def test_bad_input_is_one_line_and_exit_2(job: dict, tmp_path: Path) -> None:
 
 
 def test_log_model_false_logs_none_and_does_not_change_the_job(job: dict) -> None:
-    done = run_train(job["tmp"], *JOB, "method.log_model=false")
+    done = train_in_process(job["tmp"], *JOB, "method.log_model=false")
     assert done.returncode == 0 and "skipped, run" in done.stderr  # not part of the job's identity
-    done = run_train(
+    done = train_in_process(
         job["tmp"], *JOB, "method.log_model=false", "resume=false", "tracking.experiment=nomodel"
     )
     assert done.returncode == 0, done.stderr[-2000:]
