@@ -89,12 +89,16 @@ cleanup: install  ## close runs left RUNNING by a process that died (kill -9, po
 
 # One pytest worker per core (at most 4: each end-to-end test runs jobs that use every core themselves).
 PYTEST_WORKERS ?= -n auto --maxprocesses 4 --dist worksteal
+# Only the plugins the suite uses (xdist, hypothesis): pytest rewrites the asserts of every module of each autoloaded
+# plugin's distribution (all of hydra, anyio, platformdirs) as they are imported, from source wherever byte code is
+# not written (PYTHONDONTWRITEBYTECODE): about 6 s of CPU per worker.
+PYTEST = PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 $(PY) -m pytest -p xdist.plugin -p _hypothesis_pytestplugin
 
 test: install  ## every test, the slow real-protocol ones included
-	$(PY) -m pytest -q $(PYTEST_WORKERS) $(ARGS)
+	$(PYTEST) -q $(PYTEST_WORKERS) $(ARGS)
 
 test-fast: install  ## the quick loop (about a minute): no real-protocol or end-to-end job tests
-	$(PY) -m pytest -q $(PYTEST_WORKERS) -m "not slow and not e2e" $(ARGS)
+	$(PYTEST) -q $(PYTEST_WORKERS) -m "not slow and not e2e" $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

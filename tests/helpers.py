@@ -155,9 +155,12 @@ def main_in_process(
     """A command line's ``main(argv)`` run in this process, in the repository root with ``env``: its exit status,
     stdout and stderr as a process's. The cheap way to try many bad inputs (a process of its own costs seconds of
     imports). What a command changes process-wide is put back afterwards: the environment, the working folder, the
-    SIGTERM handler, the levels and handlers of the root and ``lenbench`` loggers (Hydra configures logging)."""
+    SIGTERM handler, the levels and handlers of the root and ``lenbench`` loggers (Hydra configures logging). The
+    loggers start without handlers, as in a new process (else ``logging.basicConfig`` would keep pytest's)."""
     loggers = [logging.getLogger(), logging.getLogger("lenbench")]
     saved = [(log, log.handlers[:], log.propagate, log.level) for log in loggers]
+    for log in loggers:
+        log.handlers[:] = []
     environment, cwd, sigterm = dict(os.environ), os.getcwd(), signal.getsignal(signal.SIGTERM)
     out, err = io.StringIO(), io.StringIO()
     os.environ.clear()
@@ -205,19 +208,25 @@ def hydra_in_process(
         sys.argv = saved
 
 
-def train_in_process(tmp_path: Path, *overrides: str, uri: str | None = None) -> CompletedProcess:
-    """:func:`run_train` through train's entry point in this process (:func:`hydra_in_process`): for bad inputs,
-    which end before training, where a process of its own would spend seconds on imports."""
+def train_in_process(
+    tmp_path: Path, *overrides: str, uri: str | None = None, **extra: str
+) -> CompletedProcess:
+    """:func:`run_train` through train's entry point in this process (:func:`hydra_in_process`), ``extra`` added to
+    its environment: for bad inputs and short single jobs whose outputs a test reads, where a process of its own
+    would spend seconds on imports (tests of signals, threads, exits and sweeps keep their processes)."""
     import train
 
     argv = [f"hydra.run.dir={tmp_path / 'job'}", *overrides]
-    return hydra_in_process(train.main, "train", argv, job_env(tmp_path, uri))
+    return hydra_in_process(train.main, "train", argv, job_env(tmp_path, uri, **extra))
 
 
-def run_report(tmp_path: Path, experiment: str, out: Path, *args: str) -> subprocess.CompletedProcess:
-    """``python -m lenbench.report`` over the test's store, writing into ``out``."""
-    cmd = [sys.executable, "-m", "lenbench.report", "--experiment", experiment, "--out", str(out), *args]
-    return run_command(cmd, job_env(tmp_path))
+def run_report(tmp_path: Path, experiment: str, out: Path, *args: str) -> CompletedProcess:
+    """``python -m lenbench.report`` over the test's store, writing into ``out``, run in this process (its main:
+    a process would spend seconds on imports; test_plugin runs the report as a process)."""
+    from lenbench.report.__main__ import main
+
+    argv = ["--experiment", experiment, "--out", str(out), *args]
+    return main_in_process(lambda argv: sys.exit(main(argv)), argv, job_env(tmp_path))
 
 
 # -- waiting for events ----------------------------------------------------------------------------------------------

@@ -149,7 +149,7 @@ def test_digits_addition_is_deterministic_per_seed_and_checks_its_size() -> None
 
 
 def _summary(tmp_path: Path, *overrides: str) -> dict:
-    result = run_train(tmp_path, *overrides, "method=tree", "cv.n_splits=3")
+    result = train_in_process(tmp_path, *overrides, "method=tree", "cv.n_splits=3")
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads((tmp_path / "job" / "summary.json").read_text())
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from helpers import boolean_rows, run_train
+from helpers import boolean_rows, train_in_process
 
 from lenbench.callbacks import FanInPruning, FeaturePruning, L1Regularization
 from lenbench.callbacks.base import training_networks
@@ -101,7 +101,7 @@ def test_the_fold_loop_names_the_fold(n_jobs: int) -> None:
 
 @pytest.mark.e2e
 def test_the_command_line_reports_the_diverged_fold(tmp_path: Path) -> None:
-    proc = run_train(
+    proc = train_in_process(
         tmp_path,
         *("data=dnf", "method=pruning", "cv.n_splits=3", "cv.folds=[0]"),
         *("method.explainer.lr=1e30", "method.explainer.epochs=50"),

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import fold_of, run_train, train_in_process
+from helpers import fold_of, train_in_process
 
 from lenbench.data.bundled import DIGIT_NAMES, DIGITS_PARITY_FORMULA, load_digits_parity
 from lenbench.data.encoded import EncoderRefit, EncoderSettings, concepts_from, raw_input_dataset
@@ -194,7 +194,7 @@ def test_a_data_set_without_raw_inputs_cannot_use_an_encoder() -> None:
 
 @pytest.mark.e2e
 def test_digits_parity_runs_through_the_encoder_by_default(tmp_path: Path) -> None:
-    result = run_train(tmp_path, "data=digits_parity", "method=tree", "cv.n_splits=3", "seed=0")
+    result = train_in_process(tmp_path, "data=digits_parity", "method=tree", "cv.n_splits=3", "seed=0")
     assert result.returncode == 0, result.stderr[-3000:]
     results = pd.read_csv(tmp_path / "job" / "results.csv")
     assert results["concept_accuracy"].min() > 0.98

@@ -113,14 +113,9 @@ def test_a_bug_during_the_job_keeps_its_traceback(tmp_path: Path) -> None:
 def test_a_bug_in_a_methods_own_code_keeps_its_traceback(tmp_path: Path) -> None:
     """A fold failing on a bug in the method's code (not a diverged training): exit 1, the fold named in one line,
     and the bug's traceback, which a method's author needs (a diverged training stays one line: test_divergence)."""
-    target = "bug_targets.tree_with_a_bug_in_explain"
-    proc = run_train(
-        tmp_path,
-        "data=xor",
-        "method=tree",
-        f"method.explainer._target_={target}",
-        "cv.n_jobs=1",
-        env=job_env(tmp_path, **TEST_TARGETS),
+    target = "bug_targets.tree_with_a_bug_in_explain"  # in tests/, which this process imports from
+    proc = train_in_process(
+        tmp_path, "data=xor", "method=tree", f"method.explainer._target_={target}", "cv.n_jobs=1"
     )
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "fold 0 failed: ZeroDivisionError: division by zero (method tree)" in proc.stderr
@@ -158,23 +153,23 @@ def test_the_record_names_the_data_and_an_edited_table_is_a_new_job(tmp_path: Pa
     table = tmp_path / "t.csv"
     table.write_text("a,b,y\n" + "".join(f"{i % 2},{(i // 2) % 2},{i % 2}\n" for i in range(40)))
     args = ("data=csv", f"data.path={table}", "data.label=y", "method=tree", "cv.n_splits=2")
-    first = run_train(tmp_path, *args)
+    first = train_in_process(tmp_path, *args)
     assert first.returncode == 0, first.stderr[-2000:]
     record = json.loads((tmp_path / "job" / "job.json").read_text())
     data = json.loads(record["texts"]["data.json"])
     assert data["name"] == "t" and data["rows"] == 40 and data["class_counts"] == {"0": 20, "1": 20}
     assert data["concepts"] and data["checksum"]
-    again = run_train(tmp_path, *args)
+    again = train_in_process(tmp_path, *args)
     assert "already FINISHED" in again.stderr
     table.write_text(table.read_text() + "1,1,1\n0,0,0\n")
-    edited = run_train(tmp_path, *args)
+    edited = train_in_process(tmp_path, *args)
     assert edited.returncode == 0 and "already FINISHED" not in edited.stderr, edited.stderr[-2000:]
 
 
 @pytest.mark.e2e
 def test_psi_whose_fan_in_pruning_never_happens_is_refused_before_training(tmp_path: Path) -> None:
     """With more concepts than the read-out takes (max_fan_in 16), psi needs its pruning (epoch 2001) to happen."""
-    proc = run_train(
+    proc = train_in_process(
         tmp_path,
         "data=dnf",
         "data.n_concepts=20",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
-from helpers import boolean_rows, run_train
+from helpers import boolean_rows, train_in_process
 from pytorch_lightning.callbacks import EarlyStopping
 
 from lenbench.callbacks import FanInPruning, FeaturePruning, L1Regularization
@@ -127,7 +127,7 @@ def test_trainer_callbacks_must_be_callbacks() -> None:
 
 @pytest.mark.e2e
 def test_the_early_stopping_trainer_runs_from_the_command_line(tmp_path: Path) -> None:
-    proc = run_train(
+    proc = train_in_process(
         tmp_path,
         *("data=dnf", "method=entropy", "trainer=early_stopping", "cv.n_splits=3", "cv.folds=[0,1]"),
         *("trainer.callbacks.0.patience=3", "trainer.callbacks.0.min_delta=0.01"),

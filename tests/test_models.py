@@ -19,9 +19,10 @@ from lenbench.data import load_breast_cancer, make_xor
 from lenbench.errors import UserError
 from lenbench.folds import CVConfig, run_fold
 from lenbench.logic.formula import Formula
+from lenbench.models.export import ModelExport
 from lenbench.models.frames import concept_rows
 from lenbench.models.preprocess import encode_raw, raw_encoding
-from lenbench.models.store import log_model
+from lenbench.models.store import log_model, requirements
 from lenbench.tracking.store import check_store
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -350,3 +351,16 @@ def test_a_damaged_model_is_refused_before_it_is_unpickled(store, damage, messag
     assert text.startswith(f"run damaged: the model {uri}") and message in text, text
     assert "\n" not in text and "fix: train the run again" in text
     assert not marker.exists(), "the planted pickle ran"
+
+
+def test_a_model_pins_lenbench_its_libraries_and_the_distribution_defining_its_class() -> None:
+    """lenbench's own model classes need no search of the installed distributions; a class from another one (a
+    plugin's, here PyYAML's ``yaml.YAMLObject``) pins the distribution that installs its module."""
+    import yaml
+
+    def export(model: object) -> ModelExport:
+        return ModelExport(method="m", concept_names=("a",), target_class=1, formula=None, model=model)
+
+    own = [r.split("==")[0] for r in requirements(export(Formula.true()))]
+    assert own == ["lenbench", "mlflow", "numpy", "pandas", "scikit-learn", "torch"]
+    assert requirements(export(yaml.YAMLObject()))[-1] == f"PyYAML=={yaml.__version__}"

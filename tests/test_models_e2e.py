@@ -28,6 +28,7 @@ from helpers import (
     run_command,
     run_train,
     store_uri,
+    train_in_process,
     wait_until,
 )
 from mlflow import MlflowClient
@@ -57,7 +58,12 @@ def job(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def explain(job: dict, *args: str) -> subprocess.CompletedProcess:
-    return run_command([sys.executable, "-m", "lenbench.explain", *args], job_env(job["tmp"]))
+    """``python -m lenbench.explain`` over the job's store, run in this process (its main): a process of its own
+    costs seconds of imports; the README example and test_log_model_false_logs_none_and_does_not_change_the_job
+    run it as one."""
+    from lenbench.explain import main
+
+    return main_in_process(main, list(args), job_env(job["tmp"]))
 
 
 def test_every_fold_run_has_a_model_the_parent_names(job: dict) -> None:
@@ -198,9 +204,9 @@ def test_bad_input_is_one_line_and_exit_2(job: dict, tmp_path: Path) -> None:
 
 
 def test_log_model_false_logs_none_and_does_not_change_the_job(job: dict) -> None:
-    done = run_train(job["tmp"], *JOB, "method.log_model=false")
+    done = train_in_process(job["tmp"], *JOB, "method.log_model=false")
     assert done.returncode == 0 and "skipped, run" in done.stderr  # not part of the job's identity
-    done = run_train(
+    done = train_in_process(
         job["tmp"], *JOB, "method.log_model=false", "resume=false", "tracking.experiment=nomodel"
     )
     assert done.returncode == 0, done.stderr[-2000:]
@@ -208,9 +214,8 @@ def test_log_model_false_logs_none_and_does_not_change_the_job(job: dict) -> Non
     experiment = client.get_experiment_by_name("nomodel").experiment_id
     assert client.search_logged_models([experiment]) == []
     # By name, the most recent run of that name: the job just run, without models.
-    done = explain(
-        job, "run=tree-s42", f"data.path={job['tmp'] / 'new.csv'}", f"tracking.uri={client.tracking_uri}"
-    )
+    args = ["run=tree-s42", f"data.path={job['tmp'] / 'new.csv'}", f"tracking.uri={client.tracking_uri}"]
+    done = run_command([sys.executable, "-m", "lenbench.explain", *args], job_env(job["tmp"]))
     assert done.returncode == 2 and "has no model" in done.stderr and "method.log_model=true" in done.stderr
 
 
@@ -360,8 +365,10 @@ def test_explain_checks_raw_values_and_the_model_files(tmp_path: Path) -> None:
         frame.to_csv(tmp_path / name, index=False)
     env = job_env(tmp_path)
 
-    def explain_rows(*args: str) -> subprocess.CompletedProcess:
-        return run_command([sys.executable, "-m", "lenbench.explain", "run=tree-s42", *args], env)
+    def explain_rows(*args: str) -> subprocess.CompletedProcess:  # in this process, as explain() above
+        from lenbench.explain import main
+
+        return main_in_process(main, ["run=tree-s42", *args], env)
 
     done = explain_rows(f"data.path={tmp_path / 'far.csv'}", f"out={tmp_path / 'far-out.csv'}")
     assert done.returncode == 0, done.stderr[-2000:]

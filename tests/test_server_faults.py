@@ -21,13 +21,15 @@ TINY = ("data=xor", "data.n_samples=300", "method=tree", "cv.n_splits=3", "cv.n_
 
 @pytest.mark.e2e
 def test_a_server_killed_mid_job_costs_seconds_and_the_job_says_once_how_to_import(tmp_path: Path) -> None:
-    """The issue's case: a 3-fold psi job, cv.n_jobs=1, its folds trained one after another (each takes seconds,
-    so fold 1 is still training when the server dies after fold 0)."""
+    """The issue's case: a 3-fold psi job, cv.n_jobs=1, its folds trained one after another; the job is stopped at
+    fold 0's line, so fold 1 is still training when the server dies, however short its training."""
     uri, server = start_server(tmp_path / "server")
     psi = (
         "data=xor",
         "data.n_samples=300",
         "method=psi",
+        "method.explainer.epochs=1000",
+        "method.explainer.callbacks.1.epoch=500",
         "cv.n_splits=3",
         "cv.n_jobs=1",
         "trainer.batching=off",

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import HANG_GUARD_S, REPO, TEST_TARGETS, job_env, run_train, train_in_process, wait_until
+from helpers import HANG_GUARD_S, REPO, job_env, train_in_process, wait_until
 from omegaconf import OmegaConf
 from ui_helpers import free_port, kill_group
 
@@ -378,9 +378,8 @@ def test_sweep_problems_are_one_line_exit_2(tmp_path: Path, overrides: tuple[str
 
 @pytest.mark.e2e
 def test_store_deleted_mid_job_is_one_line_and_the_results_stay(tmp_path: Path) -> None:
-    target = "method.explainer._target_=store_targets.DeletesStoreOnFold1"  # in tests/ (helpers.TEST_TARGETS)
-    env = job_env(tmp_path, **TEST_TARGETS)
-    proc = run_train(tmp_path, "data=xor", "method=tree", "cv.n_splits=3", "cv.n_jobs=1", target, env=env)
+    target = "method.explainer._target_=store_targets.DeletesStoreOnFold1"  # in tests/, imported from here
+    proc = train_in_process(tmp_path, "data=xor", "method=tree", "cv.n_splits=3", "cv.n_jobs=1", target)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and "[SQL:" not in proc.stderr, proc.stderr[-3000:]
     errors = [line for line in proc.stderr.splitlines() if "[ERROR]" in line]

@@ -35,7 +35,7 @@ def mlflow_runs(tmp_path: Path, experiment: str) -> pd.DataFrame:
 
 @pytest.mark.e2e  # a whole `python -m train` job as a process (about 11 s of CPU): not in make test-fast
 def test_tree_on_xor_end_to_end(tmp_path: Path) -> None:
-    proc = run_train(tmp_path, "data=xor", "method=tree", "cv.n_splits=3", "seed=0")
+    proc = train_in_process(tmp_path, "data=xor", "method=tree", "cv.n_splits=3", "seed=0")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "tree: mean +- sem over 3 fold(s)" in proc.stdout
 
@@ -105,7 +105,7 @@ def test_tree_on_xor_end_to_end(tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 def test_selected_folds_only(tmp_path: Path) -> None:
-    proc = run_train(
+    proc = train_in_process(
         tmp_path, "data=dnf", "method=tree", "cv.n_splits=4", "cv.folds=[1,3]", "tracking.enabled=false"
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -156,7 +156,7 @@ def test_unreachable_tracking_server_fails_before_training(tmp_path: Path) -> No
 @pytest.mark.slow
 def test_tree_reproduces_notebook_row(tmp_path: Path, mimic_root: Path) -> None:
     """The notebook's tree row exactly, from the real job: model accuracy 0.795575 and complexity 1342.6."""
-    proc = run_train(tmp_path, "method=tree", f"data.root={mimic_root}", timeout=SLOW_HANG_GUARD_S)
+    proc = train_in_process(tmp_path, "method=tree", f"data.root={mimic_root}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / "job" / "summary.json").read_text())
     assert summary["model_accuracy_mean"] == pytest.approx(0.795575, abs=1e-6)
@@ -191,7 +191,10 @@ MAX_COMPLEXITY = {"pruning": 8, "psi": 4}
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["pruning", "psi", "weights"])
 def test_network_reproduces_notebook_band(tmp_path: Path, mimic_root: Path, method: str) -> None:
-    proc = run_train(tmp_path, f"method={method}", f"data.root={mimic_root}", timeout=SLOW_HANG_GUARD_S)
+    # cv.n_jobs=1: the 10 folds train together in one process, as bit-identical as in two
+    # (test_parallel_folds_equal_sequential_folds_bit_for_bit); the suite saves a second process and its imports.
+    overrides = (f"method={method}", f"data.root={mimic_root}", "cv.n_jobs=1")
+    proc = run_train(tmp_path, *overrides, timeout=SLOW_HANG_GUARD_S)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / "job" / "summary.json").read_text())
     assert summary["n_folds"] == 10
@@ -241,10 +244,17 @@ def test_same_seed_same_results_across_processes(tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 def test_sigterm_mid_job_closes_runs_killed_and_keeps_done_folds(tmp_path: Path) -> None:
-    overrides = ("data=dnf", "method=psi", "method.explainer.epochs=3000", "cv.n_splits=6", "cv.n_jobs=1")
+    overrides = (
+        "data=dnf",
+        "method=psi",
+        "method.explainer.epochs=1000",
+        "method.explainer.callbacks.1.epoch=500",
+    )
+    overrides += ("cv.n_splits=6", "cv.n_jobs=1")
     with Job(train_command(tmp_path, *overrides), job_env(tmp_path)) as job:
-        # The event: the log line of the second finished fold ("psi fold 1 (2/6): model ..."). Folds run one
-        # after another, so the first fold's child run is FINISHED by then.
+        # The event: the log line of the second finished fold ("psi fold 1 (2/6): model ..."). The six folds train
+        # together in this one process, then are scored and recorded one after another: the first fold's child run
+        # is FINISHED by then and four folds are still to record, whatever the epochs.
         job.wait_for_line(r" fold \d+ \(2/6\)")
         job.proc.send_signal(signal.SIGTERM)
         job.finish()

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sympy
-from helpers import run_train
+from helpers import train_in_process
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -200,7 +200,7 @@ def test_what_a_tree_recovers_on_xor(tmp_path: Path) -> None:
     accuracy. And since xor's rows are uniform over the 10-concept cube and the formula mentions all 10 concepts,
     test accuracy (labels without noise) estimates the same thing as truth_agreement.
     """
-    result = run_train(tmp_path, "data=xor", "method=tree", "seed=0")
+    result = train_in_process(tmp_path, "data=xor", "method=tree", "seed=0")
     assert result.returncode == 0, result.stderr[-3000:]
     results = pd.read_csv(tmp_path / "job" / "results.csv")
     folds = json.loads((tmp_path / "job" / "explanations.json").read_text())["folds"]

@@ -29,7 +29,7 @@ def tune(tmp_path: Path, folder: str, *overrides: str, uri: str | None = None): 
 
 def tune_in_process(tmp_path: Path, folder: str, *overrides: str) -> subprocess.CompletedProcess:
     """:func:`tune` through its entry point in this process (helpers.hydra_in_process): for bad inputs, which end
-    before any trial, where a process of its own would spend seconds on imports."""
+    before any trial, and a study's second run, where a process of its own would spend seconds on imports."""
     from lenbench.tune import __main__ as tune_cli
 
     argv = [f"hydra.run.dir={tmp_path / folder}", *SMALL, *overrides]
@@ -85,7 +85,9 @@ def test_a_study_writes_its_front_and_records_every_trial(tmp_path: Path) -> Non
         folds = [r for r in runs if r.data.tags.get(PARENT_RUN_ID_TAG) == row.test_run_id]
         assert len(folds) == 3
 
-    again = tune(tmp_path, "again", "method=tree", "tune.n_trials=8")  # the same study, two more trials
+    again = tune_in_process(
+        tmp_path, "again", "method=tree", "tune.n_trials=8"
+    )  # the same study, 2 more trials
     assert again.returncode == 0, again.stderr[-4000:]
     assert "resuming study" in again.stderr
     assert len(pd.read_csv(tmp_path / "again" / "trials.csv")) == 8
@@ -149,7 +151,7 @@ def test_a_study_name_taken_by_other_objectives_is_refused(tmp_path: Path) -> No
         tmp_path, "first", "method=tree", "tune.n_trials=1", "tune.score_test=false", "tune.study_name=s1"
     )
     assert first.returncode == 0, first.stderr[-3000:]
-    proc = tune(
+    proc = tune_in_process(
         tmp_path,
         "second",
         "method=tree",

@@ -77,7 +77,10 @@ def requirements(export: ModelExport) -> list[str]:
     """What the model needs installed, at the logging versions: lenbench, the libraries every model uses, the
     distributions its method declares (``Explainer.requires``) and the one that defines its model class."""
     packages = ["lenbench", "mlflow", "numpy", "pandas", "scikit-learn", "torch", *export.requires]
-    packages += _distributions(type(export.model).__module__.split(".")[0])
+    defined_in = type(export.model).__module__.split(".")[0]
+    # Reading every distribution's file list costs a second of CPU: only a class from elsewhere (a plugin's) pays it.
+    if defined_in not in packages:
+        packages += _distributions(defined_in)
     return [p for p in (_pinned(name) for name in dict.fromkeys(packages)) if p is not None]
 
 
