@@ -342,7 +342,11 @@ def one_error_line(proc: subprocess.CompletedProcess) -> str:
         ((), "sqlite:////proc/mlflow.db", ("/proc", "not writable", "MLFLOW_TRACKING_URI")),
         ((), "sqlite:////proc/forbidden/mlflow.db", ("/proc/forbidden",)),
         (("hydra.run.dir=/proc/forbidden",), None, ("hydra.run.dir=/proc/forbidden", "cannot create")),
-        (("method=nonsense",), None, ("method/nonsense", "Available options in 'method': brl, entropy")),
+        (
+            ("method=nonsense",),
+            None,
+            ("method/nonsense", "Available options in 'method': blackbox, brl, cbm, cem, dcr, entropy"),
+        ),
         (("cv.nfolds=3",), None, ("Key 'nfolds' not in 'CVSchema'", "cv.nfolds")),
         (("seed=abc",), None, ("Value 'abc' of type 'str' could not be converted to Integer", "seed")),
     ],
