@@ -149,7 +149,6 @@ def test_the_parent_run_explains_with_the_folds_majority(job: dict) -> None:
 def test_bad_input_is_one_line_and_exit_2(job: dict, tmp_path: Path) -> None:
     """Each bad input as ``python -m lenbench.explain`` would meet it, run in this process (its main, its exit
     status, its stderr); test_log_model_false_logs_none_and_does_not_change_the_job runs one as a process."""
-    from lenbench.explain import main
     from lenbench.models.store import log_model
 
     client, parent, folds = job["client"], job["parent"], job["folds"]
@@ -202,7 +201,7 @@ def test_bad_input_is_one_line_and_exit_2(job: dict, tmp_path: Path) -> None:
         ((good,), "run is not set"),
     ]
     for args, message in cases:
-        done = main_in_process(main, list(args), job_env(job["tmp"]))
+        done = explain(job, *args)
         assert done.returncode == 2, (args, done.stderr[-2000:])
         errors = [line for line in done.stderr.splitlines() if "ERROR" in line]
         assert len(errors) == 1 and message in errors[0], (args, done.stderr[-2000:])
