@@ -208,16 +208,14 @@ def hydra_in_process(
         sys.argv = saved
 
 
-def train_in_process(
-    tmp_path: Path, *overrides: str, uri: str | None = None, **extra: str
-) -> CompletedProcess:
-    """:func:`run_train` through train's entry point in this process (:func:`hydra_in_process`), ``extra`` added to
-    its environment: for bad inputs and short single jobs whose outputs a test reads, where a process of its own
-    would spend seconds on imports (tests of signals, threads, exits and sweeps keep their processes)."""
+def train_in_process(tmp_path: Path, *overrides: str, uri: str | None = None) -> CompletedProcess:
+    """:func:`run_train` through train's entry point in this process (:func:`hydra_in_process`): for bad inputs and
+    short single jobs whose outputs a test reads, where a process of its own would spend seconds on imports (tests of
+    signals, threads, exits and sweeps keep their processes)."""
     import train
 
     argv = [f"hydra.run.dir={tmp_path / 'job'}", *overrides]
-    return hydra_in_process(train.main, "train", argv, job_env(tmp_path, uri, **extra))
+    return hydra_in_process(train.main, "train", argv, job_env(tmp_path, uri))
 
 
 def run_report(tmp_path: Path, experiment: str, out: Path, *args: str) -> CompletedProcess:

@@ -57,13 +57,18 @@ def job(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"tmp": tmp, "client": client, "parent": parent, "folds": folds, "new": new}
 
 
-def explain(job: dict, *args: str) -> subprocess.CompletedProcess:
-    """``python -m lenbench.explain`` over the job's store, run in this process (its main): a process of its own
-    costs seconds of imports; the README example and test_log_model_false_logs_none_and_does_not_change_the_job
-    run it as one."""
+def explain_in_process(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """``python -m lenbench.explain`` with ``env``, run in this process (its main): a process of its own costs
+    seconds of imports; the README example and test_log_model_false_logs_none_and_does_not_change_the_job run it as
+    one."""
     from lenbench.explain import main
 
-    return main_in_process(main, list(args), job_env(job["tmp"]))
+    return main_in_process(main, list(args), env)
+
+
+def explain(job: dict, *args: str) -> subprocess.CompletedProcess:
+    """:func:`explain_in_process` over the job's store."""
+    return explain_in_process(job_env(job["tmp"]), *args)
 
 
 def test_every_fold_run_has_a_model_the_parent_names(job: dict) -> None:
@@ -143,7 +148,6 @@ def test_the_parent_run_explains_with_the_folds_majority(job: dict) -> None:
 def test_bad_input_is_one_line_and_exit_2(job: dict, tmp_path: Path) -> None:
     """Each bad input as ``python -m lenbench.explain`` would meet it, run in this process (its main, its exit
     status, its stderr); test_log_model_false_logs_none_and_does_not_change_the_job runs one as a process."""
-    from lenbench.explain import main
     from lenbench.models.store import log_model
 
     client, parent, folds = job["client"], job["parent"], job["folds"]
@@ -196,7 +200,7 @@ def test_bad_input_is_one_line_and_exit_2(job: dict, tmp_path: Path) -> None:
         ((good,), "run is not set"),
     ]
     for args, message in cases:
-        done = main_in_process(main, list(args), job_env(job["tmp"]))
+        done = explain(job, *args)
         assert done.returncode == 2, (args, done.stderr[-2000:])
         errors = [line for line in done.stderr.splitlines() if "ERROR" in line]
         assert len(errors) == 1 and message in errors[0], (args, done.stderr[-2000:])
@@ -365,10 +369,8 @@ def test_explain_checks_raw_values_and_the_model_files(tmp_path: Path) -> None:
         frame.to_csv(tmp_path / name, index=False)
     env = job_env(tmp_path)
 
-    def explain_rows(*args: str) -> subprocess.CompletedProcess:  # in this process, as explain() above
-        from lenbench.explain import main
-
-        return main_in_process(main, ["run=tree-s42", *args], env)
+    def explain_rows(*args: str) -> subprocess.CompletedProcess:
+        return explain_in_process(env, "run=tree-s42", *args)
 
     done = explain_rows(f"data.path={tmp_path / 'far.csv'}", f"out={tmp_path / 'far-out.csv'}")
     assert done.returncode == 0, done.stderr[-2000:]

@@ -249,8 +249,9 @@ def test_sigterm_mid_job_closes_runs_killed_and_keeps_done_folds(tmp_path: Path)
         "method=psi",
         "method.explainer.epochs=1000",
         "method.explainer.callbacks.1.epoch=500",
+        "cv.n_splits=6",
+        "cv.n_jobs=1",
     )
-    overrides += ("cv.n_splits=6", "cv.n_jobs=1")
     with Job(train_command(tmp_path, *overrides), job_env(tmp_path)) as job:
         # The event: the log line of the second finished fold ("psi fold 1 (2/6): model ..."). The six folds train
         # together in this one process, then are scored and recorded one after another: the first fold's child run

@@ -85,9 +85,8 @@ def test_a_study_writes_its_front_and_records_every_trial(tmp_path: Path) -> Non
         folds = [r for r in runs if r.data.tags.get(PARENT_RUN_ID_TAG) == row.test_run_id]
         assert len(folds) == 3
 
-    again = tune_in_process(
-        tmp_path, "again", "method=tree", "tune.n_trials=8"
-    )  # the same study, 2 more trials
+    # The same study, two more trials.
+    again = tune_in_process(tmp_path, "again", "method=tree", "tune.n_trials=8")
     assert again.returncode == 0, again.stderr[-4000:]
     assert "resuming study" in again.stderr
     assert len(pd.read_csv(tmp_path / "again" / "trials.csv")) == 8
