@@ -66,6 +66,7 @@ LISTED: dict[str, tuple[str, str | None]] = {
     ),
     'make tune ARGS="method=entropy data=mimic"': ("20 trials of 10 folds, minutes", COMPOSE),
     ".venv/bin/python -m train -m experiment=suite": ("192 jobs, about half an hour", COMPOSE),
+    ".venv/bin/python -m train -m experiment=concept_suite": ("96 jobs, about a quarter of an hour", COMPOSE),
     ".venv/bin/python -m lenbench.explain run=<run> data.path=new.csv": (
         "needs a trained run; the example of docs/models.md is run by tests/test_models_e2e.py",
         None,

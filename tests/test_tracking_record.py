@@ -345,7 +345,10 @@ def one_error_line(proc: subprocess.CompletedProcess) -> str:
         (
             ("method=nonsense",),
             None,
-            ("method/nonsense", "Available options in 'method': blackbox, brl, cbm, cem, dcr, entropy"),
+            (
+                "method/nonsense",
+                "Available options in 'method': blackbox, brl, cbm, cbm_sequential, cem, dcr, entropy",
+            ),
         ),
         (("cv.nfolds=3",), None, ("Key 'nfolds' not in 'CVSchema'", "cv.nfolds")),
         (("seed=abc",), None, ("Value 'abc' of type 'str' could not be converted to Integer", "seed")),

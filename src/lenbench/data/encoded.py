@@ -107,7 +107,7 @@ def raw_input_dataset(dataset: ConceptDataset, method: str) -> ConceptDataset:
     if dataset.inputs is None:
         raise ConfigError(
             f"method={method} reads raw inputs, which {dataset.name} does not have; use a data set with raw "
-            "inputs (digits_parity, trig, dot) or a method on concepts"
+            "inputs (digits_parity, digits_addition, trig, dot) or a method on concepts"
         )
     if isinstance(dataset.refit, EncoderRefit):
         return replace(dataset, refit=None, concepts_predicted=False)

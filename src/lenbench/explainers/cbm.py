@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from lenbench.data.base import Fold
-from lenbench.explainers.raw_inputs import RawInputsExplainer, n_classes
+from lenbench.explainers.raw_inputs import ConceptModelExplainer, n_classes
 from lenbench.logic.extract.truth_table import distinct_assignments, truth_table_formula
 from lenbench.logic.formula import Formula
 from lenbench.logic.simplify import check_budget, simplify
@@ -100,7 +100,7 @@ def truth_table_reading(
     return result.formula, record
 
 
-class ConceptBottleneckExplainer(RawInputsExplainer):
+class ConceptBottleneckExplainer(ConceptModelExplainer):
     """A concept bottleneck model on raw inputs, explained by its head's truth table (module docstring)."""
 
     name = "cbm"
@@ -167,14 +167,6 @@ class ConceptBottleneckExplainer(RawInputsExplainer):
     @torch.no_grad()
     def concept_probabilities(self, x: np.ndarray) -> np.ndarray:
         return torch.sigmoid(self.network.concepts(self.tensor(x))).numpy().astype(np.float64)
-
-    @torch.no_grad()
-    def predict_with_concepts(self, x: np.ndarray, concepts: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        values, chosen = (
-            self.tensor(np.asarray(concepts) > 0.5),
-            torch.from_numpy(np.asarray(mask, dtype=bool)),
-        )
-        return self.network.intervened(self.tensor(x), values, chosen).argmax(dim=1).numpy().astype(np.int64)
 
     @torch.no_grad()
     def explain(self, fold: Fold, target_class: int = 1) -> Formula:

@@ -36,7 +36,7 @@ from torch_explain.nn import ConceptEmbedding
 
 from lenbench.data.base import Fold
 from lenbench.explainers.cbm import JointLoss, truth_table_reading
-from lenbench.explainers.raw_inputs import RawInputsExplainer, n_classes
+from lenbench.explainers.raw_inputs import ConceptModelExplainer, n_classes
 from lenbench.logic.extract.truth_table import majority_decisions
 from lenbench.logic.formula import Formula
 from lenbench.logic.simplify import check_budget
@@ -109,7 +109,7 @@ class WithTruth(nn.Module):
         return torch.cat([probabilities, model.reader(embeddings, probabilities)], dim=1)
 
 
-class EmbeddingExplainer(RawInputsExplainer):
+class EmbeddingExplainer(ConceptModelExplainer):
     """What the concept models on ConceptEmbedding share (cem, dcr): the network, its training, the concepts and
     interventions; subclasses give the reader of the embeddings (:meth:`reader`), its task loss and ``explain``."""
 
@@ -168,14 +168,6 @@ class EmbeddingExplainer(RawInputsExplainer):
     @torch.no_grad()
     def concept_probabilities(self, x: np.ndarray) -> np.ndarray:
         return self.network.concepts(self.tensor(x))[1].numpy().astype(np.float64)
-
-    @torch.no_grad()
-    def predict_with_concepts(self, x: np.ndarray, concepts: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        values, chosen = (
-            self.tensor(np.asarray(concepts) > 0.5),
-            torch.from_numpy(np.asarray(mask, dtype=bool)),
-        )
-        return self.network.intervened(self.tensor(x), values, chosen).argmax(dim=1).numpy().astype(np.int64)
 
     @property
     def budget(self) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""The base of the methods whose torch network reads raw inputs: concept models (``cbm``) and the black box.
+"""The base of the methods whose torch network reads raw inputs: the concept models (cbm, cem, dcr), the black box.
 
 Such a method keeps the explainer contract with ``reads_inputs = True`` (:mod:`lenbench.explainers.base`): it fits
 on a fold's raw inputs ``inputs_trainval`` with the true concepts and labels, and predicts, scores and explains from
@@ -120,3 +120,17 @@ class RawInputsExplainer(Explainer):
 
     def info(self) -> dict[str, Any]:
         return dict(self._info)
+
+
+class ConceptModelExplainer(RawInputsExplainer):
+    """A network on raw inputs through concepts it predicts (cbm, cem, dcr): its ``network.intervened(x, values,
+    mask)`` gives the task logits when the concepts where ``mask`` is True take ``values``, which makes every such
+    method one that concept interventions ask again."""
+
+    @torch.no_grad()
+    def predict_with_concepts(self, x: np.ndarray, concepts: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        values, chosen = (
+            self.tensor(np.asarray(concepts) > 0.5),
+            torch.from_numpy(np.asarray(mask, dtype=bool)),
+        )
+        return self.network.intervened(self.tensor(x), values, chosen).argmax(dim=1).numpy().astype(np.int64)
