@@ -31,6 +31,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
+# A job's environment for Hydra targets defined in tests/ (bug_targets, store_targets), named by their bare module
+# names: torch-explain (a dependency) installs a top-level package ``tests`` that shadows this folder as ``tests``.
+TEST_TARGETS = {"PYTHONPATH": str(REPO / "tests")}
 # The documentation: the README and the site's pages (mkdocs.yml), whose commands tests run as written.
 DOC_PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 

@@ -66,6 +66,7 @@ LISTED: dict[str, tuple[str, str | None]] = {
     ),
     'make tune ARGS="method=entropy data=mimic"': ("20 trials of 10 folds, minutes", COMPOSE),
     ".venv/bin/python -m train -m experiment=suite": ("192 jobs, about half an hour", COMPOSE),
+    ".venv/bin/python -m train -m experiment=concept_suite": ("96 jobs, about a quarter of an hour", COMPOSE),
     ".venv/bin/python -m lenbench.explain run=<run> data.path=new.csv": (
         "needs a trained run; the example of docs/models.md is run by tests/test_models_e2e.py",
         None,
@@ -96,6 +97,27 @@ LISTED: dict[str, tuple[str, str | None]] = {
     ),
     ".venv/bin/python -m train data=digits_parity": ("10 folds with a concept encoder each", COMPOSE),
     ".venv/bin/python -m train data=digits_parity data.concepts_from=truth": (MINUTES, COMPOSE),
+    ".venv/bin/python -m train method=cbm data=trig": (
+        "10 folds of a concept bottleneck model (a shorter run: test_concept_models.py)",
+        COMPOSE,
+    ),
+    ".venv/bin/python -m train method=cbm data=dot method.explainer.training=sequential": (
+        "10 folds of a concept bottleneck model",
+        COMPOSE,
+    ),
+    ".venv/bin/python -m train method=blackbox data=trig": ("10 folds of an MLP", COMPOSE),
+    ".venv/bin/python -m train method=cem data=trig": (
+        "10 folds of a concept embedding model (in process, one fold: test_concept_models.py)",
+        COMPOSE,
+    ),
+    ".venv/bin/python -m train method=dcr data=dot": (
+        "10 folds of a deep concept reasoner (in process, one fold on trig: test_concept_models.py)",
+        COMPOSE,
+    ),
+    ".venv/bin/python -m train data=digits_addition method=entropy": (
+        "10 folds with a concept encoder each, about a minute",
+        COMPOSE,
+    ),
     ".venv/bin/python -m train data=trig method=entropy data.encoder.epochs=500 'data.encoder.hidden=[64,32]'": (
         MINUTES,
         COMPOSE,

@@ -15,9 +15,13 @@ import torch
 from helpers import fold_of, train_in_process
 
 from lenbench.data.bundled import DIGIT_NAMES, DIGITS_PARITY_FORMULA, load_digits_parity
-from lenbench.data.encoded import EncoderRefit, EncoderSettings, concepts_from
+from lenbench.data.encoded import EncoderRefit, EncoderSettings, concepts_from, raw_input_dataset
 from lenbench.data.synthetic import make_dot, make_trig, make_xor
 from lenbench.errors import ConfigError
+from lenbench.explainers.blackbox import BlackBoxExplainer
+from lenbench.explainers.cbm import ConceptBottleneckExplainer
+from lenbench.explainers.cem import ConceptEmbeddingExplainer
+from lenbench.explainers.dcr import DeepConceptReasonerExplainer
 from lenbench.explainers.psi_net import PsiNetExplainer
 from lenbench.explainers.tree import TreeExplainer
 from lenbench.folds import CVConfig, run_fold
@@ -56,6 +60,38 @@ def test_the_encoder_sees_only_the_folds_training_rows() -> None:
     assert mine["final_loss"] == theirs["final_loss"]
     leaked = fold_of(scrambled(fold.trainval_index[:1]), fold=0, n_splits=5)
     assert leaked.preprocessing["concept_encoder"]["final_loss"] != mine["final_loss"]
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ConceptBottleneckExplainer(seed=0, training="joint", epochs=40),
+        lambda: ConceptBottleneckExplainer(seed=0, training="sequential", epochs=40),
+        lambda: ConceptEmbeddingExplainer(seed=0, epochs=40),
+        lambda: DeepConceptReasonerExplainer(seed=0, epochs=40),
+        lambda: BlackBoxExplainer(seed=0, epochs=40),
+    ],
+    ids=["cbm-joint", "cbm-sequential", "cem", "dcr", "blackbox"],
+)
+def test_a_method_on_raw_inputs_sees_only_the_folds_training_rows(make: object) -> None:
+    """The leakage check above for the methods that learn from raw inputs themselves: scrambling the test rows'
+    inputs and concepts leaves their trained network identical; scrambling one training row does not. (cem trains
+    on the true concepts too, for its random interventions: of the training rows only.)"""
+    data = raw_input_dataset(_trig(), "test")
+    assert data.refit is None and not data.concepts_predicted  # no concept encoder runs for them
+    fold = fold_of(data, fold=0, n_splits=5)
+
+    def trained(rows: np.ndarray) -> dict[str, torch.Tensor]:
+        inputs, x = data.inputs.copy(), data.x.copy()
+        inputs[rows] = np.random.default_rng(0).normal(0, 50, size=inputs[rows].shape)
+        x[rows] = 1.0 - x[rows]
+        return make().fit(fold_of(replace(data, inputs=inputs, x=x), fold=0, n_splits=5)).network.state_dict()
+
+    mine, theirs = make().fit(fold).network.state_dict(), trained(fold.test_index)
+    assert all(torch.equal(mine[key], theirs[key]) for key in mine)
+    leaked = trained(fold.trainval_index[:1])
+    assert not all(torch.equal(mine[key], leaked[key]) for key in mine)
 
 
 def test_the_explainer_reads_the_predicted_concepts_and_the_truth_stays_for_scoring() -> None:

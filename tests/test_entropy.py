@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch_explain
 from helpers import CONF, SLOW_HANG_GUARD_S, fold_of, job_env, run_train
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
@@ -90,6 +91,76 @@ def test_penalty_callback_equals_the_penalty_in_the_loss() -> None:
     EntropyPenalty(1e-2).apply_gradient(net_b)
     torch.testing.assert_close(net_a[0].weight.grad, net_b[0].weight.grad)
     assert EntropyPenalty(1e-2).penalty(net_a) == pytest.approx(1e-2 * float(net_a[0].entropy()))
+
+
+class TorchExplainAttention(EntropyLinear):
+    """lenbench's layer computing as torch_explain 1.5.1's does (its forward, its alpha, its entropy loss)."""
+
+    has_bias, remove_attention = True, False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch_explain.nn.EntropyLinear.forward(self, x)
+        del self.__dict__[
+            "concept_mask"
+        ]  # torch_explain stores the mask as an attribute; lenbench's is a method
+        return out
+
+    def gamma(self) -> torch.Tensor:
+        return self.weight.norm(dim=1, p=1)
+
+    def attention(self) -> torch.Tensor:
+        scaled = torch.exp(self.gamma() / self.temperature)
+        return scaled / torch.sum(scaled, dim=1, keepdim=True)
+
+    def entropy(self) -> torch.Tensor:
+        alpha = self.attention()
+        return -torch.sum(alpha * torch.log(alpha))
+
+
+def test_torch_explains_entropy_layer_starts_alike_but_computes_its_attention_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Why lenbench keeps its own layer (nn/layers.py, docs/methods.md): torch_explain 1.5.1's EntropyLinear has the
+    same parameters, initialisation and output shape, but takes gamma with ``norm(p=1)`` and alpha as
+    ``exp / sum exp`` instead of a softmax, which differ in the last bits (and overflow), so it does not train
+    bit-identically. On MIMIC-II fold 0 (200 epochs) the trained weights differed by up to 0.094."""
+    torch.manual_seed(0)
+    mine = EntropyLinear(90, 20, 2, 0.7)
+    torch.manual_seed(0)
+    theirs = torch_explain.nn.EntropyLinear(90, 20, 2, temperature=0.7)
+    assert torch.equal(mine.weight, theirs.weight) and torch.equal(mine.bias, theirs.bias)
+    assert theirs.alpha is None  # its attention exists only after a forward, and is that forward's
+    x = (torch.rand(64, 90, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    with torch.no_grad():
+        out_mine, out_theirs = mine(x), theirs(x)
+        weight = mine.weight
+        assert out_mine.shape == out_theirs.shape == (64, 2, 20)
+        torch.testing.assert_close(out_theirs, out_mine, rtol=1e-5, atol=1e-6)
+        assert not torch.equal(out_theirs, out_mine)
+        assert not torch.equal(weight.norm(dim=1, p=1), mine.gamma())  # another reduction: last bits differ
+        torch.testing.assert_close(theirs.alpha, mine.attention())
+        assert not torch.equal(theirs.alpha, mine.attention())  # exp / sum exp is not softmax's arithmetic
+        assert not torch.equal(TorchExplainAttention.attention(mine), mine.attention())
+        # Its alpha is the last forward's: new weights leave it as it was until the next forward.
+        theirs.weight.zero_()
+        theirs.weight[:, :, 0] = 70.0 / 20  # gamma = 70 for input 0, gamma / T = 100 > 88.7
+        assert not torch.isnan(theirs.alpha).any()
+        theirs(x)
+        assert torch.isnan(theirs.alpha[:, 0]).all()  # exp overflows in float32: inf / inf
+        assert not theirs.concept_mask.any()  # and the mask loses the one concept the layer attends to
+        mine.weight.copy_(theirs.weight)
+        assert torch.isfinite(mine.attention()).all() and mine.concept_mask()[:, 0].all()  # softmax does not
+    # The difference grows in training: the same network, seed and rows, trained with either attention.
+    fold = fold_of(make_dnf(n_samples=300, n_concepts=6, seed=2), n_splits=3)
+
+    def trained(layer: type[EntropyLinear]) -> dict[str, torch.Tensor]:
+        monkeypatch.setattr("lenbench.explainers.entropy_net.EntropyLinear", layer)
+        settings = {"seed": 5, "epochs": 30, "callbacks": [EntropyPenalty(1e-3)], "trainer": TRAINER}
+        return EntropyNetExplainer(**settings).fit(fold).network.state_dict()
+
+    lenbench, torch_explain_like = trained(EntropyLinear), trained(TorchExplainAttention)
+    assert torch.equal(lenbench["0.weight"], trained(EntropyLinear)["0.weight"])  # deterministic itself
+    assert not torch.equal(lenbench["0.weight"], torch_explain_like["0.weight"])
 
 
 def test_simplify_term_drops_literals_that_do_not_help() -> None:

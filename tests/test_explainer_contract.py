@@ -12,6 +12,10 @@ from lenbench.callbacks.l1 import L1Regularization
 from lenbench.callbacks.pruning import FanInPruning, FeaturePruning
 from lenbench.errors import ConfigError
 from lenbench.explainers.base import declared_settings
+from lenbench.explainers.blackbox import BlackBoxExplainer
+from lenbench.explainers.cbm import ConceptBottleneckExplainer
+from lenbench.explainers.cem import ConceptEmbeddingExplainer
+from lenbench.explainers.dcr import DeepConceptReasonerExplainer
 from lenbench.explainers.entropy_net import EntropyNetExplainer
 from lenbench.explainers.psi_net import PsiNetExplainer
 from lenbench.explainers.relu_net import ReluNetExplainer
@@ -31,6 +35,10 @@ METHODS = [
     GreedyRuleListExplainer,
     BayesianRuleListExplainer,
     RandomForestExplainer,
+    ConceptBottleneckExplainer,
+    ConceptEmbeddingExplainer,
+    DeepConceptReasonerExplainer,
+    BlackBoxExplainer,
 ]
 
 
@@ -53,6 +61,8 @@ def test_every_method_reads_its_settings_back_by_name(cls: type) -> None:
         (PsiNetExplainer, {}),
         (GreedyRuleListExplainer, {}),
         (BayesianRuleListExplainer, {}),
+        (ConceptEmbeddingExplainer, {"hidden": [32], "training_intervention_prob": 0.25}),
+        (DeepConceptReasonerExplainer, {"hidden": [32], "training_intervention_prob": 0.0}),
     ],
     ids=lambda c: getattr(c, "__name__", ""),
 )

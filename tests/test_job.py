@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import job_env, run_train, train_in_process
+from helpers import TEST_TARGETS, job_env, run_train, train_in_process
 from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
@@ -14,11 +14,11 @@ from lenbench.errors import ConfigError, UserError
 from lenbench.job import format_summary, instantiate
 from lenbench.scoring import METRICS
 
-BUG = "tests.bug_targets.bug"
+BUG = "bug_targets.bug"  # a module of tests/, by its bare name (helpers.TEST_TARGETS says why)
 
 
 def test_bad_value_in_a_constructor_is_a_config_error_naming_the_key() -> None:
-    node = OmegaConf.create({"_target_": "tests.bug_targets.value_error"})
+    node = OmegaConf.create({"_target_": "bug_targets.value_error"})
     with pytest.raises(ConfigError, match=r"^method.explainer: depth=-1: must be at least 1$"):
         instantiate(node, "method.explainer")
 
@@ -102,7 +102,7 @@ def test_a_bug_during_the_job_keeps_its_traceback(tmp_path: Path) -> None:
         "data=xor",
         "method=tree",
         f"method.explainer._target_={BUG}",
-        env=job_env(tmp_path, HYDRA_FULL_ERROR="1"),
+        env=job_env(tmp_path, HYDRA_FULL_ERROR="1", **TEST_TARGETS),
     )
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "Traceback" in proc.stderr
@@ -113,7 +113,7 @@ def test_a_bug_during_the_job_keeps_its_traceback(tmp_path: Path) -> None:
 def test_a_bug_in_a_methods_own_code_keeps_its_traceback(tmp_path: Path) -> None:
     """A fold failing on a bug in the method's code (not a diverged training): exit 1, the fold named in one line,
     and the bug's traceback, which a method's author needs (a diverged training stays one line: test_divergence)."""
-    target = "tests.bug_targets.tree_with_a_bug_in_explain"
+    target = "bug_targets.tree_with_a_bug_in_explain"  # in tests/, which this process imports from
     proc = train_in_process(
         tmp_path, "data=xor", "method=tree", f"method.explainer._target_={target}", "cv.n_jobs=1"
     )

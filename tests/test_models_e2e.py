@@ -19,9 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
-
-from tests.helpers import (
+from helpers import (
     HANG_GUARD_S,
     REPO,
     doc_section,
@@ -33,6 +31,7 @@ from tests.helpers import (
     train_in_process,
     wait_until,
 )
+from mlflow import MlflowClient
 
 pytestmark = pytest.mark.e2e
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import REPO, doc_section, job_env, run_command, store_uri
 from mlflow import MlflowClient
 
 from lenbench.config import default_data_root
-from tests.helpers import REPO, doc_section, job_env, run_command, store_uri
 
 pytestmark = pytest.mark.e2e
 

@@ -20,7 +20,7 @@ from helpers import REPO
 
 from lenbench.report import build, compare, figures, latex, readme, render
 from lenbench.report.sweep_summary import sweep_summary
-from lenbench.scoring import METRICS
+from lenbench.scoring import METRICS, intervention_points
 from lenbench.tracking.plots import fold_metrics_figure
 
 FIGURES = REPO / "outputs" / "test-artifacts" / "report-figures"  # kept for a look after the run
@@ -210,6 +210,7 @@ def test_figures_say_what_they_show() -> None:
     drawn = figures.figures(analysis.folds, analysis.by_row, analysis.ranks)
     assert {"accuracy_vs_complexity.png", "fold_metrics.png", "concept_frequency.png"} <= set(drawn)
     assert "critical_difference_model_accuracy.png" in drawn  # two studies: ranks, Friedman, CD
+    assert not any(name.startswith("intervention_curves") for name in drawn)  # no intervention values
     for name, figure in drawn.items():
         texts = [figure._suptitle.get_text() if figure._suptitle else ""]
         _save(name, figure)  # drawn: the legends have their place
@@ -231,6 +232,71 @@ def test_figures_say_what_they_show() -> None:
         if not name.startswith("critical_difference"):
             assert "d1 / y / 10-fold: 5 of 10 folds ran" in joined, name
         plt.close(figure)
+
+
+def _intervention_study() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Study trig, 3 folds x 2 seeds: cbm and tree intervened on (cbm reaches 1.0 at 100 %), a black box (model
+    accuracy only), and psi on the true concepts in another study (no intervention values)."""
+    folds, runs = [], []
+    rows = {"cbm": 0.90, "tree": 0.80, "blackbox": 0.95}
+    for method, data, base in [*((m, "trig", b) for m, b in rows.items()), ("psi", "mimic", 0.8)]:
+        for seed in (0, 1):
+            run_id = f"{method}-{seed}"
+            params = {"cv.n_splits": 3, "method.explainer.seed": seed}
+            runs.append({"run_id": run_id, "method": method, "seed": seed, "data": data, "label": "y"})
+            runs[-1] |= {"git_commit": "abc", "data_checksum": data, "config_hash": "", "params": params}
+            for fold in range(3):
+                record = {"run_id": run_id, "method": method, "seed": seed, "fold": fold}
+                record |= {"model_accuracy": base, "majority_accuracy": 0.5, "training_time": 1.0}
+                record["formula"] = "" if method == "blackbox" else "h1_pos & h2_pos"
+                for m in METRICS.at("fold"):
+                    if "formula" in m.needs and method != "blackbox":
+                        record.setdefault(m.name, 0.9)
+                if method in ("cbm", "tree"):
+                    for order, points in intervention_points(METRICS).items():
+                        for percent, name in points:
+                            record[name] = base + (1.0 - base) * percent / 100 * (
+                                1 if order == "uncertain" else 0.5
+                            )
+                    record["intervention_accuracy_100"] = 1.0 if method == "cbm" else 0.85 + 0.01 * fold
+                folds.append(record)
+    return pd.DataFrame(folds), pd.DataFrame(runs)
+
+
+def test_the_intervention_curves_of_a_study_with_interventions() -> None:
+    import matplotlib.pyplot as plt
+
+    analysis = build.analyse(*_intervention_study())
+    drawn = figures.figures(analysis.folds, analysis.by_row, analysis.ranks)
+    assert [n for n in drawn if n.startswith("intervention_curves")] == [
+        "intervention_curves_trig_y_3-fold.png"
+    ]
+    figure = drawn["intervention_curves_trig_y_3-fold.png"]
+    _save("intervention_curves.png", figure)  # drawn: the legend has its place
+    assert "Concept interventions: trig / y / 3-fold" in figure._suptitle.get_text()
+    assert "n = folds × seeds" in figure._suptitle.get_text()
+    random, uncertain = figure.axes
+    assert uncertain.get_title() == "uncertain first (per row)" and random.get_title().startswith(
+        "random order"
+    )
+    for ax, order in ((random, "random"), (uncertain, "uncertain")):
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["0%", "10%", "25%", "50%", "100%"]
+        legend = [t.get_text() for t in figure.legends[0].get_texts()]  # one, below both panels
+        assert {"cbm (n=3×2)", "tree (n=3×2)"} <= set(legend)  # a line per row with interventions
+        assert "ceiling: blackbox (n=3×2): 0.950" in legend  # the accuracy reference, not a curve
+        assert "majority-class accuracy: 0.500" in legend
+        assert not any("psi" in text for text in legend)  # another study
+        assert [c.get_label() for c in ax.containers] == ["cbm (n=3×2)", "tree (n=3×2)"]
+        cbm = ax.containers[0].lines[0].get_ydata()  # the errorbar's data line
+        expected = [0.9 + 0.1 * p / 100 * (1 if order == "uncertain" else 0.5) for p in (0, 10, 25, 50)] + [
+            1.0
+        ]
+        assert list(cbm) == pytest.approx(expected)
+        assert list(ax.containers[0].lines[0].get_xdata()) < [0, 10, 25, 50, 100]  # nudged apart
+        tree_100 = analysis.by_row.set_index("row").loc["tree", "intervention_accuracy_100_mean"]
+        assert ax.containers[1].lines[0].get_ydata()[-1] == pytest.approx(tree_100) == 0.86
+        assert not figure.legends[0].get_window_extent().overlaps(ax.get_window_extent())
+    plt.close(figure)
 
 
 def test_the_per_job_figure_names_its_seed_and_ticks_whole_folds() -> None:

@@ -342,7 +342,14 @@ def one_error_line(proc: subprocess.CompletedProcess) -> str:
         ((), "sqlite:////proc/mlflow.db", ("/proc", "not writable", "MLFLOW_TRACKING_URI")),
         ((), "sqlite:////proc/forbidden/mlflow.db", ("/proc/forbidden",)),
         (("hydra.run.dir=/proc/forbidden",), None, ("hydra.run.dir=/proc/forbidden", "cannot create")),
-        (("method=nonsense",), None, ("method/nonsense", "Available options in 'method': brl, entropy")),
+        (
+            ("method=nonsense",),
+            None,
+            (
+                "method/nonsense",
+                "Available options in 'method': blackbox, brl, cbm, cbm_sequential, cem, dcr, entropy",
+            ),
+        ),
         (("cv.nfolds=3",), None, ("Key 'nfolds' not in 'CVSchema'", "cv.nfolds")),
         (("seed=abc",), None, ("Value 'abc' of type 'str' could not be converted to Integer", "seed")),
     ],
@@ -378,7 +385,7 @@ def test_sweep_problems_are_one_line_exit_2(tmp_path: Path, overrides: tuple[str
 
 @pytest.mark.e2e
 def test_store_deleted_mid_job_is_one_line_and_the_results_stay(tmp_path: Path) -> None:
-    target = "method.explainer._target_=tests.store_targets.DeletesStoreOnFold1"
+    target = "method.explainer._target_=store_targets.DeletesStoreOnFold1"  # in tests/, imported from here
     proc = train_in_process(tmp_path, "data=xor", "method=tree", "cv.n_splits=3", "cv.n_jobs=1", target)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and "[SQL:" not in proc.stderr, proc.stderr[-3000:]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from lenbench.data.synthetic import make_xor
 from lenbench.errors import ConfigError
@@ -66,11 +66,17 @@ def test_hypervolume_in_three_objectives_counts_overlaps_once() -> None:
 # -- search spaces --------------------------------------------------------------------------------------------------
 
 
+def _method_config(method: str) -> DictConfig:
+    """conf/method/<method>.yaml over the method configs its defaults list extends (cbm_sequential: cbm)."""
+    own = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "method" / f"{method}.yaml")
+    bases = [_method_config(base) for base in own.pop("defaults", []) if base != "_self_"]
+    return OmegaConf.merge(*bases, own)
+
+
 def _cfg(method: str = "tree") -> OmegaConf:
-    conf = Path(__file__).resolve().parents[1] / "conf"
     return OmegaConf.create(
         {
-            "method": OmegaConf.load(conf / "method" / f"{method}.yaml"),
+            "method": _method_config(method),
             "seed": 0,
             "trainer": {},
             "target_class": 1,
@@ -80,7 +86,20 @@ def _cfg(method: str = "tree") -> OmegaConf:
 
 def test_every_network_and_rule_method_declares_a_valid_space() -> None:
     conf = Path(__file__).resolve().parents[1] / "conf"
-    for method in ("pruning", "weights", "psi", "entropy", "tree", "brl", "rulelist"):
+    for method in (
+        "pruning",
+        "weights",
+        "psi",
+        "entropy",
+        "tree",
+        "brl",
+        "rulelist",
+        "cbm",
+        "cbm_sequential",
+        "cem",
+        "dcr",
+        "blackbox",
+    ):
         space = parse_space(
             OmegaConf.to_container(OmegaConf.load(conf / "search" / f"{method}.yaml")), _cfg(method), method
         )

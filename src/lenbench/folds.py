@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from lenbench.data.base import ConceptDataset, Fold
+from lenbench.data.encoded import raw_input_dataset
 from lenbench.data.split import check_split, split_fold
 from lenbench.errors import ConfigError
 from lenbench.explainers.base import Explainer
@@ -24,7 +25,7 @@ from lenbench.logic.metrics import concept_accuracies
 from lenbench.logic.truth import concept_differences
 from lenbench.models import export
 from lenbench.progress import ProgressSink
-from lenbench.scoring import METRICS, FoldEvidence, MetricSet
+from lenbench.scoring import METRICS, FoldEvidence, Interventions, MetricSet
 
 
 @dataclass(frozen=True)
@@ -163,9 +164,13 @@ def run_folds(
     networks of every fold train in that module; results come member after member, ``member`` numbering them
     (only the first member's training reports to ``progress``); the job's own fold records the training time of
     every member's network of that fold, the others' folds none (NaN: their jobs did not train)."""
-    folds = [cv.fold(dataset, fold_index) for fold_index in fold_indices]
-    sinks = list(progress) if progress is not None else [None] * len(folds)
+    sinks = list(progress) if progress is not None else [None] * len(fold_indices)
     explainers = [make().observe(None if m else sink) for m, make in enumerate(members) for sink in sinks]
+    if explainers[
+        0
+    ].reads_inputs:  # the true concepts and raw inputs, no concept encoder (lenbench.data.encoded)
+        dataset = raw_input_dataset(dataset, explainers[0].name)
+    folds = [cv.fold(dataset, fold_index) for fold_index in fold_indices]
     copies = len(members)
     seconds = type(explainers[0]).fit_many(explainers, folds * copies)
     seconds = [e.info().get("training_time", s) for e, s in zip(explainers, seconds, strict=True)]
@@ -194,8 +199,10 @@ def _evaluate(
     metrics: MetricSet,
     export_model: bool,
 ) -> FoldResult:
-    """Predict, explain and score one fold with its fitted explainer."""
-    y_pred = explainer.predict(fold.x_test)
+    """Predict, explain and score one fold with its fitted explainer (on the test rows' raw inputs when it reads
+    them: its formula is then scored on the concepts it predicts there)."""
+    rows, predicted = scored_rows(explainer, fold)
+    y_pred = explainer.predict(rows)
     start = time.perf_counter()
     formula = explainer.explain(fold, target_class)
     extraction_time = time.perf_counter() - start
@@ -208,20 +215,21 @@ def _evaluate(
     loss_curve = [(int(e), float(v)) for e, v in info.pop("loss_curve", [])]
     explained = explainer.provides_explanations
     truth, concepts_true, recovery = recovery_evidence(
-        dataset, fold, formula if explained else None, target_class
+        dataset, fold, formula if explained else None, target_class, predicted
     )
     info.update(recovery)  # concepts wrongly used / missed, accuracy per predicted concept
     evidence = FoldEvidence(
         y_true=fold.y_test,
         y_pred=y_pred,
-        x=fold.x_test,
+        x=fold.x_test if predicted is None else predicted,
         concept_names=fold.concept_names,
         target_class=target_class,
         formula=formula if explained else None,
-        scores=explainer.scores(fold.x_test),
+        scores=explainer.scores(rows),
         timings={"training": float(training_time), "extraction": extraction_time},
         ground_truth=truth,
         concepts_true=concepts_true,
+        interventions=intervention_evidence(explainer, fold, rows, concepts_true),
     )
     return FoldResult(
         fold=fold_index,
@@ -233,6 +241,40 @@ def _evaluate(
         splits={"train": fold.train_index, "validation": fold.val_index, "test": fold.test_index},
         model=export.export_model(explainer, fold, formula, target_class, dataset) if export_model else None,
     )
+
+
+def scored_rows(explainer: Explainer, fold: Fold) -> tuple[np.ndarray, np.ndarray | None]:
+    """(the test rows a fitted explainer reads: raw inputs when it reads them, else concepts; the concepts it
+    predicts for them, on which its formula is scored: None for a method on concept rows, which are scored)."""
+    if not explainer.reads_inputs:
+        return fold.x_test, None
+    return fold.inputs_test, explainer.predict_concepts(fold.inputs_test)
+
+
+def intervention_evidence(
+    explainer: Explainer, fold: Fold, rows: np.ndarray, concepts_true: np.ndarray | None
+) -> Interventions | None:
+    """What the intervention metrics read for a fitted explainer scored on ``rows`` (:func:`scored_rows`) whose
+    true concepts are ``concepts_true``; None (their values NaN) when it reads no predicted concepts (true concepts,
+    a black box) or cannot be intervened on. A method on raw inputs intervenes itself (``predict_with_concepts``,
+    ordered by its ``concept_probabilities``); a method on an encoder's concepts predicts its scored rows again with
+    the intervened columns set to the true concepts, ordered by the encoder's probabilities. The random order's
+    seed is the method's (``seed``, 0 for a method without one)."""
+    if concepts_true is None:
+        return None
+    truth = (np.asarray(concepts_true) > 0.5).astype(np.float32)
+    seed = int(explainer.get_params().get("seed") or 0)
+    if not explainer.reads_inputs:
+        if fold.concept_probabilities_test is None:
+            return None
+        return Interventions(
+            fold.concept_probabilities_test, lambda mask: explainer.predict(np.where(mask, truth, rows)), seed
+        )
+    probabilities = explainer.concept_probabilities(rows)
+    nothing = np.zeros(truth.shape, dtype=bool)
+    if probabilities is None or explainer.predict_with_concepts(rows, truth, nothing) is None:
+        return None
+    return Interventions(probabilities, lambda mask: explainer.predict_with_concepts(rows, truth, mask), seed)
 
 
 def target_truth(dataset: ConceptDataset, target_class: int) -> Formula | None:
@@ -247,20 +289,32 @@ def target_truth(dataset: ConceptDataset, target_class: int) -> Formula | None:
 
 
 def recovery_evidence(
-    dataset: ConceptDataset, fold: Fold, formula: Formula | None, target_class: int
+    dataset: ConceptDataset,
+    fold: Fold,
+    formula: Formula | None,
+    target_class: int,
+    predicted: np.ndarray | None = None,
 ) -> tuple[Formula | None, np.ndarray | None, dict[str, Any]]:
-    """(the true formula of the target class, the true concepts of the test rows when the fold's concepts were
-    predicted by a concept encoder, what the fold's record says about both): the concepts the formula wrongly uses
-    and misses, and the accuracy of each predicted concept on the test rows (``concept_accuracy.<name>``)."""
+    """(the true formula of the target class, the true concepts of the test rows when the concepts scored were
+    predicted, what the fold's record says about both): the concepts the formula wrongly uses and misses, and the
+    accuracy of each predicted concept on the test rows (``concept_accuracy.<name>``). ``predicted``: the test rows'
+    concepts a concept model predicted (its fold's ``x_test`` are then the true ones); None: the fold's ``x_test``
+    are the concepts scored, predicted by a concept encoder when ``dataset.concepts_predicted``."""
     truth = target_truth(dataset, target_class)
     info: dict[str, Any] = {}
     if truth is not None and formula is not None:
         wrong, missed = concept_differences(formula, truth)
         info |= {"truth_wrongly_used": wrong, "truth_missed": missed}
         info |= {"truth_wrongly_used_count": len(wrong), "truth_missed_count": len(missed)}
-    concepts_true = dataset.x[fold.test_index] if dataset.concepts_predicted else None
+    if predicted is not None:
+        concepts_true, scored = fold.x_test, predicted
+    else:
+        concepts_true, scored = (
+            (dataset.x[fold.test_index] if dataset.concepts_predicted else None),
+            fold.x_test,
+        )
     if concepts_true is not None:
-        accuracies = concept_accuracies(concepts_true, fold.x_test)
+        accuracies = concept_accuracies(concepts_true, scored)
         info |= {
             f"concept_accuracy.{n}": float(a) for n, a in zip(fold.concept_names, accuracies, strict=True)
         }

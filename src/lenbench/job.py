@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lenbench.config import config_hash, fold_slots, job_params, resolve_n_jobs
 from lenbench.data.base import ConceptDataset
+from lenbench.data.encoded import raw_input_dataset
 from lenbench.errors import ConfigError, UserError
 from lenbench.experiment import ExperimentResult, JobRecord, run_experiment
 from lenbench.folds import Companion, CVConfig, FoldPlan, FoldResult, check_cv
@@ -83,7 +84,10 @@ def run_job(cfg: DictConfig, context: JobContext, metrics: MetricSet = METRICS) 
     check_cv(dataset, cv)
     make_explainer = partial(instantiate, cfg.method.explainer, "method.explainer")
     plan = FoldPlan.alone(make_explainer, cv)  # its one explainer checks the hyper-parameters before training
-    make_explainer().check_inputs(dataset.n_concepts)
+    explainer = make_explainer()
+    explainer.check_inputs(dataset.n_concepts)
+    if explainer.reads_inputs:  # raw inputs and true concepts, or one line before training
+        dataset = raw_input_dataset(dataset, explainer.name)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     record = job_record(cfg, resolved, dataset, context)
     experiment = experiment_name(cfg, dataset)

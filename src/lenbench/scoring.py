@@ -23,9 +23,26 @@ from lenbench.logic import metrics as m
 from lenbench.logic import truth
 from lenbench.logic.formula import Formula
 
-Need = Literal["formula", "scores", "truth", "concepts"]
+Need = Literal["formula", "scores", "truth", "concepts", "interventions"]
 Level = Literal["fold", "job"]
 NAN = float("nan")
+
+
+@dataclass(frozen=True)
+class Interventions:
+    """What a fold offers to the intervention metrics of a method that reads predicted concepts: the predicted
+    probabilities of the test rows' concepts ([n, k], which order the uncertainty-first interventions), the labels
+    the model gives when the concepts where a mask [n, k] is True take their true values (``labels(mask)``), and
+    the seed of the random order (the method's)."""
+
+    probabilities: np.ndarray
+    labels: Callable[[np.ndarray], np.ndarray]
+    seed: int
+
+    def accuracy(self, y_true: np.ndarray, percent: int, order: str) -> float:
+        """Task accuracy with ``percent`` % of each row's concepts, in ``order``, set to their true values."""
+        mask = m.intervention_mask(self.probabilities, percent, order, self.seed)
+        return m.model_accuracy(y_true, self.labels(mask))
 
 
 @dataclass(frozen=True)
@@ -35,7 +52,8 @@ class FoldEvidence:
 
     ``ground_truth`` is the true formula of the target class when the data set knows it (``truth``);
     ``concepts_true`` the true concepts of the test rows when ``x`` holds concepts a concept encoder predicted
-    (``concepts``), else None."""
+    (``concepts``), else None; ``interventions`` what concept interventions need when the method reads predicted
+    concepts and can be intervened on (``interventions``), else None."""
 
     y_true: np.ndarray
     y_pred: np.ndarray
@@ -47,6 +65,7 @@ class FoldEvidence:
     timings: Mapping[str, float] = field(default_factory=dict)
     ground_truth: Formula | None = None
     concepts_true: np.ndarray | None = None
+    interventions: Interventions | None = None
 
     def has(self, need: Need) -> bool:
         # "formula" and "scores" are fields of that name.
@@ -159,6 +178,59 @@ def _formula_args(e: FoldEvidence, y: np.ndarray) -> tuple:
 
 FORMULA = frozenset({"formula"})
 TRUTH = frozenset({"formula", "truth"})
+
+#: How much of the concepts the intervention metrics set to their true values, in percent of them.
+INTERVENTION_PERCENTS = (0, 10, 25, 50, 100)
+
+
+def intervention_metric_name(order: str, percent: int) -> str:
+    """The metric of ``percent`` % interventions in ``order`` (:data:`lenbench.logic.metrics.INTERVENTION_ORDERS`):
+    ``intervention_accuracy_<order>_<percent>``; 0 % and 100 % are the same in every order, so they have one
+    metric each, ``intervention_accuracy_0`` and ``intervention_accuracy_100``."""
+    return (
+        f"intervention_accuracy_{percent}"
+        if percent in (0, 100)
+        else f"intervention_accuracy_{order}_{percent}"
+    )
+
+
+def intervention_points(metrics: MetricSet) -> dict[str, list[tuple[int, str]]]:
+    """Per order, the points (percent, metric name) of its intervention curve that ``metrics`` holds, 0 % and 100 %
+    in both orders' curves; {} for a set without the family. What the report's intervention figure draws."""
+    curves = {
+        order: [
+            (p, intervention_metric_name(order, p))
+            for p in INTERVENTION_PERCENTS
+            if intervention_metric_name(order, p) in metrics
+        ]
+        for order in m.INTERVENTION_ORDERS
+    }
+    return {order: points for order, points in curves.items() if points}
+
+
+def _intervention_metrics() -> list[Metric]:
+    """The intervention family, declared once: task accuracy on the test rows with each share of the concepts set
+    to their true values, in each order (NaN for a method that reads no predicted concepts). Read as a curve, not
+    tested pairwise (at 0 % it is the model accuracy, which is)."""
+    points = {
+        intervention_metric_name(order, percent): (order, percent)
+        for percent in INTERVENTION_PERCENTS
+        for order in m.INTERVENTION_ORDERS
+    }
+    names = {"random": "random order", "uncertain": "uncertain first"}
+    return [
+        Metric(
+            name,
+            f"accuracy, {percent} % of concepts intervened"
+            + ("" if percent in (0, 100) else f" ({names[order]})"),
+            lambda e, order=order, percent=percent: e.interventions.accuracy(e.y_true, percent, order),
+            needs=frozenset({"interventions"}),
+            compared=False,
+            baseline="majority_accuracy",
+        )
+        for name, (order, percent) in points.items()
+    ]
+
 
 #: The metrics of every job, in ``results.csv``'s column order (the notebook's first, then lenbench's).
 BUILTIN_METRICS = MetricSet(
@@ -283,6 +355,7 @@ BUILTIN_METRICS = MetricSet(
             needs=frozenset({"concepts"}),
             compared=False,
         ),
+        *_intervention_metrics(),
     ]
 )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from lenbench.data.base import ConceptDataset, Fold, Refit, Refitted
-from lenbench.data.bundled import load_breast_cancer, load_digits_parity
+from lenbench.data.bundled import load_breast_cancer, load_digits_addition, load_digits_parity
 from lenbench.data.encoded import CONCEPT_SOURCES, EncoderSettings, concepts_from
 from lenbench.data.errors import DataError
 from lenbench.data.mimic import (
@@ -47,6 +47,7 @@ __all__ = [
     "download_mimic",
     "fold_indices",
     "load_breast_cancer",
+    "load_digits_addition",
     "load_digits_parity",
     "load_mimic",
     "load_table",

@@ -11,10 +11,13 @@ import numpy as np
 
 class Refitted(NamedTuple):
     """What a refit may return instead of a bare matrix: x of all rows and what was fitted (JSON-friendly plain
-    values, e.g. ``{"bin_edges": {"age": [18.0, 52.5, 67.0, 91.0]}}``), which the fold then carries."""
+    values, e.g. ``{"bin_edges": {"age": [18.0, 52.5, 67.0, 91.0]}}``), which the fold then carries; a concept
+    encoder also gives the probabilities it thresholded into x (float [n, k]: the uncertainty-first order of
+    concept interventions reads them)."""
 
     x: np.ndarray
     preprocessing: dict[str, Any]
+    probabilities: np.ndarray | None = None
 
 
 def row_positions(train_index: np.ndarray, n_rows: int) -> np.ndarray:
@@ -71,6 +74,13 @@ class ConceptDataset:
             raise ValueError(f"x has {self.x.shape[1]} columns but {len(self.concept_names)} concept names")
 
     @property
+    def input_rows(self) -> np.ndarray | None:
+        """The raw inputs as float32 rows [n, d] (an image flattened), None when the data set has none."""
+        if self.inputs is None:
+            return None
+        return np.asarray(self.inputs, dtype=np.float32).reshape(len(self.y), -1)
+
+    @property
     def n_concepts(self) -> int:
         return self.x.shape[1]
 
@@ -89,6 +99,15 @@ class Fold:
 
     ``preprocessing`` is what was fitted to build this fold's concepts, for the fold's record: the data set's refit's
     when it returns :class:`Refitted`, the data set's own when it has no refit, else empty.
+
+    ``inputs_*`` are the raw input rows of each split (float32 [n, d], the rows of ``x_*`` in the same order), None
+    when the data set has none. A method that reads raw inputs (``Explainer.reads_inputs``: a concept bottleneck, a
+    black box) is given the fold of the true concepts (:func:`lenbench.data.encoded.raw_input_dataset`): its ``x_*``
+    are then the true concepts it learns and is scored against.
+
+    ``concept_probabilities_test``: when ``x_*`` are concepts a concept encoder predicted (its refit's
+    :class:`Refitted` ``probabilities``), its probabilities for the test rows (float [n, k]), from which the
+    uncertainty-first concept interventions pick the concepts least sure; None otherwise.
     """
 
     index: int
@@ -106,3 +125,8 @@ class Fold:
     val_index: np.ndarray
     test_index: np.ndarray
     preprocessing: dict[str, Any] = field(default_factory=dict)
+    inputs_trainval: np.ndarray | None = field(default=None, repr=False)
+    inputs_train: np.ndarray | None = field(default=None, repr=False)
+    inputs_val: np.ndarray | None = field(default=None, repr=False)
+    inputs_test: np.ndarray | None = field(default=None, repr=False)
+    concept_probabilities_test: np.ndarray | None = field(default=None, repr=False)

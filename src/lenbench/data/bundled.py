@@ -1,5 +1,5 @@
-"""Public data sets that install with scikit-learn (nothing is downloaded): ``data=breast_cancer`` and
-``data=digits_parity``.
+"""Public data sets that install with scikit-learn (nothing is downloaded): ``data=breast_cancer``,
+``data=digits_parity`` and ``data=digits_addition``.
 
 - Breast cancer: scikit-learn's copy of the UCI Wisconsin Diagnostic Breast Cancer data (569 tumours, 30 cell
   nucleus measurements; original: UCI, CC BY 4.0; the bundled copy: scikit-learn, BSD-3-Clause). The measurements
@@ -9,6 +9,11 @@
   (1797 8x8 images; original: UCI, CC BY 4.0). Concepts are the digit's identity one-hot (``zero`` .. ``nine``),
   the label is ``even``, so the true formula is ``zero | two | four | six | eight`` (``ground_truth``). The
   pixels are kept as ``inputs`` [1797, 8, 8] for pipelines that learn the concepts from them.
+- Digits addition: the same digits, two side by side (MNIST-addition's setting, in 8x8): a seeded permutation of
+  the 1797 images cut into pairs, so every image is in at most one row and no image can be in both the training
+  and the test rows of any fold. Concepts are each digit's identity one-hot (``a_zero`` .. ``a_nine``, ``b_zero``
+  .. ``b_nine``), the label is the carry, a + b >= 10 (``ground_truth``: 9 terms, ``a_i`` and any ``b_j`` with
+  j >= 10 - i; 45 terms of two literals in DNF).
 
 The checksum of each is the SHA-256 of the file scikit-learn ships.
 """
@@ -30,11 +35,14 @@ from lenbench.data.base import ConceptDataset
 from lenbench.data.encoded import concepts_from as with_concepts_from
 from lenbench.data.table import TableOptions
 from lenbench.data.table_file import table_dataset
+from lenbench.validation import is_int, refuse
 
 logger = logging.getLogger(__name__)
 
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 DIGITS_PARITY_FORMULA = "zero | two | four | six | eight"
+DIGITS_ADDITION_PAIRS = 898  # 1797 images, each in at most one pair
+CARRY = 10  # label of digits_addition: a + b >= CARRY
 BREAST_CANCER_LABEL = "diagnosis"
 BREAST_CANCER_POSITIVE = "malignant"
 
@@ -96,6 +104,63 @@ def load_digits_parity(
         ground_truth=DIGITS_PARITY_FORMULA,
         checksum=_bundled_sha256("digits.csv.gz"),
         inputs=np.asarray(bunch.images, dtype=np.float32),
+    )
+    return with_concepts_from(dataset, concepts_from, encoder)
+
+
+def carry_formula(threshold: int = CARRY) -> str:
+    """a + b >= ``threshold`` over the one-hot concepts: ``(a_i & (b_j | ...))`` for each i, the b_j with
+    j >= threshold - i (a term per first digit that can reach it; 9 terms for 10, 45 pairs once expanded)."""
+    terms = []
+    for i, first in enumerate(DIGIT_NAMES):
+        seconds = [f"b_{name}" for j, name in enumerate(DIGIT_NAMES) if i + j >= threshold]
+        if len(seconds) == 1:
+            terms.append(f"(a_{first} & {seconds[0]})")
+        elif seconds:
+            terms.append(f"(a_{first} & ({' | '.join(seconds)}))")
+    return " | ".join(terms)
+
+
+def load_digits_addition(
+    name: str = "digits_addition",
+    n_samples: int = DIGITS_ADDITION_PAIRS,
+    seed: int = 0,
+    concepts_from: str = "truth",
+    encoder: Mapping[str, Any] | None = None,
+) -> ConceptDataset:
+    """``n_samples`` pairs of digits side by side (inputs [n, 8, 16]), concepts ``a_zero`` .. ``b_nine`` (each
+    digit's identity, one-hot), label ``sum_ge_10`` (the carry of a + b).
+
+    Pair i is images 2i and 2i + 1 of a permutation seeded by ``seed`` (fewer pairs: a prefix): no image is used
+    twice, so a fold's test rows never show an image its encoder trained on (reused images would let the
+    encoder recognise memorised pixels). ``concepts_from``, ``encoder``: as :func:`load_digits_parity`."""
+    if not is_int(n_samples) or not 10 <= n_samples <= DIGITS_ADDITION_PAIRS:
+        refuse(
+            None,
+            "n_samples",
+            n_samples,
+            f"an integer in [10, {DIGITS_ADDITION_PAIRS}] (each image in one pair)",
+        )
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    order = np.random.default_rng(seed).permutation(len(bunch.target))
+    first, second = order[0 : 2 * n_samples : 2], order[1 : 2 * n_samples : 2]
+    digits = np.asarray(bunch.target, dtype=np.intp)
+    one_hot = np.eye(len(DIGIT_NAMES), dtype=np.float32)
+    x = np.hstack([one_hot[digits[first]], one_hot[digits[second]]])
+    y = (digits[first] + digits[second] >= CARRY).astype(np.int64)
+    images = np.asarray(bunch.images, dtype=np.float32)
+    logger.info("Loaded %s: %d pairs, label sum_ge_10 with %d positives", name, y.size, int(y.sum()))
+    dataset = ConceptDataset(
+        name=name,
+        x=x,
+        y=y,
+        concept_names=[f"{side}_{n}" for side in "ab" for n in DIGIT_NAMES],
+        label="sum_ge_10",
+        ground_truth=carry_formula(),
+        checksum=_bundled_sha256("digits.csv.gz"),
+        inputs=np.concatenate([images[first], images[second]], axis=2),
     )
     return with_concepts_from(dataset, concepts_from, encoder)
 

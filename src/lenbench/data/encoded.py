@@ -1,11 +1,17 @@
 """Where an explainer's concepts come from: the data set's true concepts, or a concept encoder (x -> c -> y).
 
 ``data.concepts_from=truth`` keeps the data set as it is. ``data.concepts_from=encoder`` (a data set with raw
-``inputs``: ``digits_parity``, ``trig``, ``dot``) turns it into the concept-bottleneck pipeline of the LEN paper:
-for each fold a concept encoder (:mod:`lenbench.nn.encoder`, an MLP with sigmoid outputs and a BCE loss) is trained
-on the fold's train+validation rows only (the rows every model of the fold may see; never its test rows), predicts
-the concepts of every row, and the explainer is trained, explained and scored on those predicted, thresholded
-concepts. The true concepts stay in ``ConceptDataset.x`` for concept accuracy (``concepts_predicted=True``).
+``inputs``: ``digits_parity``, ``digits_addition``, ``trig``, ``dot``) turns it into the concept-bottleneck
+pipeline of the LEN paper: for each fold a concept encoder (:mod:`lenbench.nn.encoder`, an MLP with sigmoid
+outputs and a BCE loss) is trained on the fold's train+validation rows only (the rows every model of the fold may
+see; never its test rows), predicts the concepts of every row, and the explainer is trained, explained and scored on
+those predicted, thresholded concepts. The true concepts stay in ``ConceptDataset.x`` for concept accuracy and
+concept interventions (``concepts_predicted=True``); the fold carries the encoder's probabilities of its test rows
+(``Fold.concept_probabilities_test``), which order the uncertainty-first interventions.
+
+A method that predicts concepts itself (a concept bottleneck model, ``Explainer.reads_inputs``) is given the data set
+without this encoder (:func:`raw_input_dataset`): its folds carry the raw inputs and the true concepts, whatever
+``data.concepts_from`` says.
 
 The encoder is a :data:`~lenbench.data.base.Refit`: the data module calls it with the fold's train+validation rows,
 exactly as it refits MIMIC-II's binning with ``data.fit_scope=train``, and the fold's record (``preprocessing``)
@@ -90,9 +96,27 @@ def concepts_from(
             f"data.concepts_from=encoder: {dataset.name} already refits its concepts per fold; use "
             "data.concepts_from=truth"
         )
-    inputs = np.asarray(dataset.inputs, dtype=np.float32).reshape(len(dataset.y), -1)
-    refit = EncoderRefit(inputs=inputs, concepts=dataset.x, settings=settings)
+    refit = EncoderRefit(inputs=dataset.input_rows, concepts=dataset.x, settings=settings)
     return replace(dataset, refit=refit, concepts_predicted=True)
+
+
+def raw_input_dataset(dataset: ConceptDataset, method: str) -> ConceptDataset:
+    """The data set a method that reads raw inputs (``Explainer.reads_inputs``) is given: its true concepts beside
+    its raw inputs, without the concept encoder of ``data.concepts_from=encoder`` (the method predicts concepts
+    itself, from each fold's training rows). A data set without raw inputs is a :class:`ConfigError`."""
+    if dataset.inputs is None:
+        raise ConfigError(
+            f"method={method} reads raw inputs, which {dataset.name} does not have; use a data set with raw "
+            "inputs (digits_parity, digits_addition, trig, dot) or a method on concepts"
+        )
+    if isinstance(dataset.refit, EncoderRefit):
+        return replace(dataset, refit=None, concepts_predicted=False)
+    if dataset.refit is not None:
+        raise ConfigError(
+            f"method={method} reads raw inputs, but {dataset.name} refits its concepts per fold; use a data set "
+            "with fixed concepts"
+        )
+    return dataset
 
 
 @dataclass(frozen=True)
@@ -105,7 +129,7 @@ class EncoderRefit:
 
     def __call__(self, fit_rows: np.ndarray) -> Refitted:
         # deferred: torch and Lightning, only when an encoder is trained
-        from lenbench.nn.encoder import predict_concepts, train_encoder
+        from lenbench.nn.encoder import concept_probabilities, train_encoder
         from lenbench.nn.trainer import TrainingConfig
 
         s = self.settings
@@ -120,7 +144,8 @@ class EncoderRefit:
         )
         fit_rows = np.asarray(fit_rows)
         trained = train_encoder(self.inputs[fit_rows], self.concepts[fit_rows], s.hidden, config)
-        predicted = predict_concepts(trained.module, self.inputs)
+        probabilities = concept_probabilities(trained.module, self.inputs)
+        predicted = (probabilities > 0.5).astype(np.float32)
         fit_accuracy = float(np.mean((predicted[fit_rows] > 0.5) == (self.concepts[fit_rows] > 0.5)))
         record = {
             **asdict(s),
@@ -133,4 +158,4 @@ class EncoderRefit:
         logger.debug(
             "concept encoder on %d rows: concept accuracy %.4f there", fit_rows.shape[0], fit_accuracy
         )
-        return Refitted(predicted, {"concept_encoder": record})
+        return Refitted(predicted, {"concept_encoder": record}, probabilities)

@@ -101,17 +101,21 @@ def build_fold(
 ) -> Fold:
     """The :class:`Fold` whose model rows are ``trainval_index`` (split into train/validation as the notebook
     splits ``x_trainval``: over positions within it) and whose scored rows are ``test_index``, with the data set's
-    refit (imputer, binner, encoder) fitted on the model rows only."""
+    refit (imputer, binner, encoder) fitted on the model rows only, the raw inputs of each split when the data
+    set has them, and an encoder's probabilities of the scored rows' concepts."""
     train_pos, val_pos = train_test_split(
         np.arange(trainval_index.shape[0]), test_size=val_size, random_state=inner_split_seed
     )
     train_index, val_index = trainval_index[train_pos], trainval_index[val_pos]
-    x, preprocessing = dataset.x, dataset.preprocessing or {}
+    refitted = Refitted(dataset.x, dataset.preprocessing or {})
     if dataset.refit is not None:
-        refitted = dataset.refit(trainval_index)
-        refitted, preprocessing = refitted if isinstance(refitted, Refitted) else (refitted, {})
-        x = np.asarray(refitted, dtype=np.float32)
-    y = dataset.y
+        refit = dataset.refit(trainval_index)
+        refit = refit if isinstance(refit, Refitted) else Refitted(refit, {})
+        refitted = refit._replace(x=np.asarray(refit.x, dtype=np.float32))
+    x, probabilities = refitted.x, refitted.probabilities
+    y, inputs = dataset.y, dataset.input_rows
+    splits = {"trainval": trainval_index, "train": train_index, "val": val_index, "test": test_index}
+    raw = {} if inputs is None else {f"inputs_{name}": inputs[rows] for name, rows in splits.items()}
     return Fold(
         index=index,
         concept_names=list(dataset.concept_names),
@@ -127,5 +131,7 @@ def build_fold(
         train_index=train_index,
         val_index=val_index,
         test_index=test_index,
-        preprocessing=dict(preprocessing),
+        preprocessing=dict(refitted.preprocessing),
+        concept_probabilities_test=None if probabilities is None else probabilities[test_index],
+        **raw,
     )

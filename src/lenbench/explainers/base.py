@@ -32,8 +32,22 @@ explanation metrics NaN), ``requires`` (the distribution defining the model's cl
 (JSON). Settings are checked with :mod:`lenbench.validation` (``check_int``, ``check_positive``, ``check_choice``,
 ``check_seed``, ...): a bad value is one line, exit 2.
 
+Methods on raw inputs (concept models: CBM, ...; a black box): a class with ``reads_inputs = True`` is given the
+fold of the data set's *true* concepts beside its raw inputs (``Fold.inputs_*``, float32 [n, d];
+:func:`lenbench.data.encoded.raw_input_dataset`: no concept encoder runs, whatever ``data.concepts_from`` says, and a
+data set without raw inputs is one line, exit 2, before training). It fits on ``inputs_trainval`` with the true
+concepts ``x_trainval`` and labels ``y_trainval``; ``predict``, ``scores`` and ``concept_probabilities`` take raw
+input rows; ``explain`` reads ``fold.inputs_val`` (its formula is still over concept names). A concept model says
+what concepts it predicts with ``concept_probabilities(inputs)`` ([n, k] in [0, 1]; None: it has none, as a black
+box): lenbench thresholds them at 0.5 (:meth:`Explainer.predict_concepts`) and scores the formula and the concept
+accuracy on the test rows' *predicted* concepts against the true ones, as for a LEN on an encoder's concepts.
+``predict_with_concepts(inputs, concepts, mask)`` gives the task labels when the concepts where ``mask`` is True are
+replaced by ``concepts`` (a concept intervention; None: the method cannot be intervened on). Its model is not
+exported yet (``exported()`` is None: a logged model reads concept columns).
+
 Network methods subclass :class:`~lenbench.explainers.network.NetworkExplainer`, which implements all of the above
-from a network, a loss and a head. ``examples/plugin/`` is a complete method in one file, outside this package.
+from a network, a loss and a head; networks on raw inputs subclass
+:class:`~lenbench.explainers.raw_inputs.RawInputsExplainer`. ``examples/plugin/`` is a complete method in one file, outside this package.
 """
 
 from __future__ import annotations
@@ -76,6 +90,9 @@ class Explainer(ABC):
     requires: ClassVar[tuple[str, ...]] = ()
     # False for methods that never compute with torch: their jobs set no torch threads and do not import it.
     uses_torch: ClassVar[bool] = True
+    # True for methods on raw inputs (concept models, a black box): given the fold of the true concepts with its raw
+    # inputs (``Fold.inputs_*``), they predict, score and explain from raw input rows (module docstring).
+    reads_inputs: ClassVar[bool] = False
     # Where training progress goes while ``fit`` runs (set by the fold loop with :meth:`observe`); methods that do
     # not train in epochs ignore it.
     progress: ProgressSink | None = None
@@ -117,6 +134,24 @@ class Explainer(ABC):
         """
         return None
 
+    def concept_probabilities(self, x: np.ndarray) -> np.ndarray | None:
+        """The probability of each concept per row of raw inputs ``x`` ([n, k]); None when the method predicts no
+        concepts of its own (it reads concept rows, or it is a black box)."""
+        return None
+
+    def predict_concepts(self, x: np.ndarray) -> np.ndarray | None:
+        """The concepts the method predicts for raw input rows ``x``: :meth:`concept_probabilities` above 0.5, as
+        float32 0/1 [n, k] (what its formula and concept accuracy are scored on); None when it predicts none."""
+        probabilities = self.concept_probabilities(x)
+        return None if probabilities is None else (np.asarray(probabilities) > 0.5).astype(np.float32)
+
+    def predict_with_concepts(
+        self, x: np.ndarray, concepts: np.ndarray, mask: np.ndarray
+    ) -> np.ndarray | None:
+        """Labels of raw input rows ``x`` when the concepts where ``mask`` [n, k] is True take the values of
+        ``concepts`` [n, k] instead of the predicted ones (a concept intervention); None: no intervention."""
+        return None
+
     def info(self) -> dict[str, Any]:
         return {}
 
@@ -131,8 +166,9 @@ class Explainer(ABC):
         return declared_settings(self)
 
     def exported(self) -> FittedModel | None:
-        """The fitted model to log and to predict and explain new rows with (see the module docstring)."""
-        return self
+        """The fitted model to log and to predict and explain new rows with (see the module docstring); None for
+        a method on raw inputs: a logged model reads concept columns."""
+        return None if self.reads_inputs else self
 
     def predict_and_score(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(labels int64 [n], class-1 scores float64 [n], 0 where the method has none): the exported model's face."""

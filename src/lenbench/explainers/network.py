@@ -16,7 +16,6 @@ alone is the same path with one network. What the callbacks did is what they rep
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -120,11 +119,7 @@ class NetworkExplainer(Explainer):
 
     def get_params(self) -> dict[str, Any]:
         """The method's declared settings and the training ones (``seed``, ``epochs``, ``trainer``, ...)."""
-        training = {
-            f.name: getattr(self.training, f.name) for f in dataclasses.fields(self.training) if f.init
-        }
-        training.pop("owner")
-        return {**super().get_params(), **training}
+        return {**super().get_params(), **self.training.settings()}
 
     def fit(self, fold: Fold) -> NetworkExplainer:
         self.fit_many([self], [fold])

@@ -209,6 +209,39 @@ def concept_accuracy(concepts_true: np.ndarray, concepts_pred: np.ndarray) -> fl
     return float(concept_accuracies(concepts_true, concepts_pred).mean())
 
 
+# The orders in which concepts are intervened on (set to their true values): see :func:`intervention_mask`.
+INTERVENTION_ORDERS = ("random", "uncertain")
+
+
+def intervened_count(n_concepts: int, percent: int) -> int:
+    """How many of ``n_concepts`` concepts an intervention on ``percent`` % of them replaces: the nearest whole
+    number, halves up, in integer arithmetic (no 0.1 x 10 surprise): of 3 concepts 10 % is 0, 25 % is 1, 50 % is 2."""
+    if not 0 <= percent <= 100:
+        raise ValueError(f"percent={percent}: must lie in [0, 100]")
+    return (int(percent) * int(n_concepts) + 50) // 100
+
+
+def intervention_mask(probabilities: np.ndarray, percent: int, order: str, seed: int) -> np.ndarray:
+    """Which concepts of each row an intervention on ``percent`` % of them replaces (bool [n, k]), given the
+    predicted probabilities [n, k]. ``random``: the first concepts of one random order, numpy's
+    ``default_rng(seed).permutation(k)``, the same in every row and fold of a seed (so the methods of one seed are
+    intervened on the same concepts, and seeds average over orders); ``uncertain``: per row, the concepts whose
+    probability is closest to 0.5 first (the ones the model is least sure of; ties: lower concept index first)."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    if p.ndim != 2:
+        raise ValueError(f"probabilities must be [rows, concepts], got shape {p.shape}")
+    n, k = p.shape
+    if order == "random":
+        first = np.broadcast_to(np.random.default_rng(seed).permutation(k), (n, k))
+    elif order == "uncertain":
+        first = np.argsort(np.abs(p - 0.5), axis=1, kind="stable")
+    else:
+        raise ValueError(f"order={order!r}: one of {', '.join(INTERVENTION_ORDERS)}")
+    mask = np.zeros((n, k), dtype=bool)
+    np.put_along_axis(mask, first[:, : intervened_count(k, percent)], True, axis=1)
+    return mask
+
+
 def complexity(formula: Formula | str) -> int:
     """Number of literal occurrences in the DNF (``(a & b) | ~a`` has 3); 0 for True/False and the empty formula.
 

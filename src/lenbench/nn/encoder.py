@@ -6,7 +6,8 @@ one-step epochs and divergence check) whose network standardises its inputs with
 rows it is trained on, then maps them through ReLU hidden layers to one logit per concept; its output is the sigmoid
 of those logits, its loss binary cross-entropy (``BCEWithLogitsLoss``: sigmoid and BCE in one stable step).
 :func:`train_encoder` trains one on given rows only (the fold's training rows; the caller picks them) and
-:func:`predict_concepts` thresholds its probabilities at 0.5 into boolean concepts.
+:func:`predict_concepts` thresholds its probabilities (:func:`concept_probabilities`) at 0.5 into boolean concepts. :func:`train_full_batch` trains
+any other network on raw inputs the same way (the concept-bottleneck and black-box methods).
 """
 
 from __future__ import annotations
@@ -37,6 +38,15 @@ class Standardise(nn.Module):
         return (x - self.mean) / self.std
 
 
+def perceptron(width: int, n_outputs: int, hidden: Sequence[int]) -> list[nn.Module]:
+    """Linear+ReLU per hidden width, then a Linear to ``n_outputs`` (no hidden width: one Linear layer)."""
+    layers: list[nn.Module] = []
+    for size in hidden:
+        layers += [nn.Linear(width, int(size)), nn.ReLU()]
+        width = int(size)
+    return [*layers, nn.Linear(width, n_outputs)]
+
+
 def mlp(
     inputs: np.ndarray, n_concepts: int, hidden: Sequence[int], dtype: torch.dtype = torch.float32
 ) -> nn.Sequential:
@@ -44,13 +54,8 @@ def mlp(
     ``dtype`` (``trainer.precision``), statistics included."""
     x = torch.from_numpy(np.ascontiguousarray(inputs)).to(dtype)
     std = x.std(dim=0, unbiased=False)
-    layers: list[nn.Module] = [Standardise(x.mean(dim=0), torch.where(std > 0, std, torch.ones_like(std)))]
-    width = x.shape[1]
-    for size in hidden:
-        layers += [nn.Linear(width, int(size)), nn.ReLU()]
-        width = int(size)
-    layers.append(nn.Linear(width, n_concepts))
-    return nn.Sequential(*layers).to(dtype)
+    standardise = Standardise(x.mean(dim=0), torch.where(std > 0, std, torch.ones_like(std)))
+    return nn.Sequential(standardise, *perceptron(x.shape[1], n_concepts, hidden)).to(dtype)
 
 
 class ConceptEncoder(FullBatchModule):
@@ -73,9 +78,9 @@ class ConceptEncoder(FullBatchModule):
 
 @dataclass(frozen=True)
 class TrainedEncoder:
-    """A trained encoder and what its fit leaves for the fold's record."""
+    """A trained encoder (or any network of :func:`train_full_batch`) and what its fit leaves for the record."""
 
-    module: ConceptEncoder
+    module: FullBatchModule
     seconds: float
     final_loss: float | None
 
@@ -91,13 +96,37 @@ def train_encoder(
         raise ValueError(f"inputs {inputs.shape} and concepts {targets.shape} do not describe the same rows")
     set_seed(config.seed)
     module = ConceptEncoder(mlp(inputs, targets.shape[1], hidden, config.dtype), config)
-    module.set_data(torch.from_numpy(np.ascontiguousarray(inputs)), torch.from_numpy(targets), config.epochs)
+    return _trained(module, torch.from_numpy(np.ascontiguousarray(inputs)), torch.from_numpy(targets), config)
+
+
+def train_full_batch(
+    net: nn.Module, criterion: nn.Module, x: torch.Tensor, targets: torch.Tensor, config: TrainingConfig
+) -> TrainedEncoder:
+    """``net`` (built and seeded by the caller, in ``config.dtype``) trained full-batch on these rows only with
+    ``criterion`` for ``config.epochs`` epochs, by the trainer every network of lenbench trains with."""
+    module = FullBatchModule(
+        net,
+        criterion,
+        optimizer=config.optimizer,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        log_every_n_epochs=config.trainer["log_every_n_epochs"],
+        name=config.owner,
+    )
+    return _trained(module, x, targets, config)
+
+
+def _trained(
+    module: FullBatchModule, x: torch.Tensor, targets: torch.Tensor, config: TrainingConfig
+) -> TrainedEncoder:
+    module.set_data(x, targets, config.epochs)
     done = fit(module, config)
     module.release_data()
     module.eval()
     logger.debug(
-        "concept encoder: %d rows, %d epochs in %.2f s, final loss %s",
-        inputs.shape[0],
+        "%s: %d rows, %d epochs in %.2f s, final loss %s",
+        config.owner,
+        x.shape[0],
         config.epochs,
         done.seconds,
         module.final_loss,
@@ -106,10 +135,14 @@ def train_encoder(
 
 
 @torch.no_grad()
-def predict_concepts(module: ConceptEncoder, inputs: np.ndarray) -> np.ndarray:
-    """The encoder's concepts for ``inputs``: its probabilities (in its own dtype) thresholded at 0.5, as float32
-    0/1 [n, k]."""
+def concept_probabilities(module: FullBatchModule, inputs: np.ndarray) -> np.ndarray:
+    """The encoder's probability of each concept for ``inputs`` (float64 [n, k]; exactly its own dtype's values)."""
     x = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)).to(
         module.device, module.dtype_of_networks()
     )
-    return (module(x) > 0.5).cpu().numpy().astype(np.float32)
+    return module(x).cpu().to(torch.float64).numpy()
+
+
+def predict_concepts(module: FullBatchModule, inputs: np.ndarray) -> np.ndarray:
+    """The encoder's concepts for ``inputs``: its probabilities thresholded at 0.5, as float32 0/1 [n, k]."""
+    return (concept_probabilities(module, inputs) > 0.5).astype(np.float32)

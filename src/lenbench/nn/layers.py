@@ -3,6 +3,21 @@
 :class:`EntropyLinear` is the first layer of the entropy-based LEN (method ``entropy``); its penalty is the callback
 :class:`~lenbench.callbacks.entropy.EntropyPenalty` and its explanations are read by
 :mod:`lenbench.logic.extract.entropy`. The layer itself only computes: attention, mask, entropy, forward.
+
+Why not ``torch_explain.nn.EntropyLinear`` (torch-explain 1.5.1, the LEN authors' library): it has the same
+parameters, the same initialisation (bit-identical under one seed) and the same output shape, but computes the
+attention otherwise, and so does not train bit-identically to this layer (docs/methods.md has the numbers; the test
+``test_torch_explains_entropy_layer_starts_alike_but_computes_its_attention_otherwise`` pins each point):
+
+- gamma is ``weight.norm(p=1, dim=1)``, another reduction than ``abs().sum(dim=1)``: last bits differ;
+- alpha is ``exp(gamma / T) / sum(exp(gamma / T))``, not a softmax: last bits differ, and above gamma / T = 88.7
+  (float32) exp overflows, alpha is NaN and the concept mask empty, where the softmax stays exact;
+- its entropy penalty (``entropy_logic_loss``) is ``-sum(alpha * log(alpha))`` of the alpha stored by the last
+  forward; alpha, its normalisation and the mask are attributes set by ``forward``, so after an optimiser step they
+  describe the previous weights until the next forward (here they are computed from the current weights).
+
+Either of the first two alone changes the trained weights, and with them lenbench's committed results, so lenbench
+keeps this layer: the paper's softmax, in its stable form.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -177,6 +177,10 @@ class TrainingConfig:
             ("callbacks", callbacks),
         ):
             object.__setattr__(self, name, value)
+
+    def settings(self) -> dict[str, Any]:
+        """The settings it was built with, by name, ``owner`` left out (an explainer's ``get_params`` reports them)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.init and f.name != "owner"}
 
     def trainer_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of ``pl.Trainer`` that ``trainer`` sets (DDP strategies with forked ranks)."""

@@ -1,5 +1,6 @@
 """The report's figures comparing rows (experiments), matplotlib; returned, saved by ``publish``: explanation
-accuracy against complexity, the per-fold values, literal frequencies, and critical-difference diagrams across studies.
+accuracy against complexity, the per-fold values, literal frequencies, critical-difference diagrams across studies,
+and, per study with concept interventions, the intervention curves.
 
 Every figure has a title (the study and, when fewer ran than its CV has, its folds) and says its n (test folds x
 seeds per row); an accuracy is drawn with its registry ``baseline``; no legend covers data; axes are linear, log with
@@ -8,6 +9,7 @@ log ticks, or say that they are symmetric-log. The per-job figure is :mod:`lenbe
 
 from __future__ import annotations
 
+import re
 import textwrap
 from typing import Any
 
@@ -17,7 +19,7 @@ import pandas as pd
 from lenbench.logic.formula import Formula
 from lenbench.report.compare import compared_names
 from lenbench.report.stats import UNIT, parse_formula, study_titles
-from lenbench.scoring import METRICS, Metric, MetricSet
+from lenbench.scoring import METRICS, Metric, MetricSet, intervention_points
 from lenbench.tracking.pareto_plots import pyplot
 
 ACCURACY, COMPLEXITY = "explanation_accuracy", "explanation_complexity"
@@ -279,10 +281,82 @@ def critical_difference(result: dict[str, Any], title: str) -> Any:
     return fig
 
 
+MARKERS = "osD^v<>pX*"
+ORDER_TITLES = {"random": "random order (one per seed)", "uncertain": "uncertain first (per row)"}
+
+
+def intervention_columns(by_row: pd.DataFrame, metrics: MetricSet) -> dict[str, list[tuple[int, str]]]:
+    """Per order, the (percent, metric) points of its curve (:func:`~lenbench.scoring.intervention_points`) that
+    ``by_row`` has; {} when none."""
+    curves = {
+        order: [(p, name) for p, name in points if f"{name}_mean" in by_row]
+        for order, points in intervention_points(metrics).items()
+    }
+    return {order: points for order, points in curves.items() if points}
+
+
+def _references(table: pd.DataFrame, names: list[str], metrics: MetricSet) -> pd.DataFrame:
+    """The study's accuracy references: rows with a model accuracy, no intervention value and no explanation (a
+    black box on raw inputs): its ceiling lines."""
+    scores = [f"{m.name}_mean" for m in metrics.at("fold") if "formula" in m.needs and m.higher_is_better]
+    empty = [c for c in [*(f"{n}_mean" for n in names), *scores] if c in table]
+    if "model_accuracy_mean" not in table:
+        return table.iloc[:0]
+    return table[table[empty].isna().all(axis=1) & table["model_accuracy_mean"].notna()]
+
+
+def intervention_curves(by_row: pd.DataFrame, folds: pd.DataFrame, study: str, metrics: MetricSet) -> Any:
+    """One study's intervention curves, a panel per order: task accuracy (mean ± sem over test folds) against the
+    share of concepts set to their true values, a line per row that can be intervened on; the accuracy references
+    (black box) as dotted ceiling lines, the majority class dashed; one legend below both."""
+    curves = intervention_columns(by_row, metrics)
+    names = sorted({name for points in curves.values() for _, name in points})
+    table = by_row[by_row["study"] == study]
+    shown = table[table[[f"{n}_mean" for n in names]].notna().any(axis=1)]
+    fig, axes = pyplot().subplots(
+        1, len(curves), figsize=(5.6 * len(curves), 6.2), sharey=True, constrained_layout=True, squeeze=False
+    )
+    for ax, (order, points) in zip(axes[0], curves.items(), strict=True):
+        percents = [p for p, _ in points]
+        x = np.array(percents, dtype=float)
+        for i, (_, row) in enumerate(shown.iterrows()):
+            y = [row[f"{n}_mean"] for _, n in points]
+            err = [row[f"{n}_sem"] for _, n in points]
+            label = textwrap.fill(f"{row['row']} ({_n(row)})", LEGEND_WIDTH // 2)
+            # Rows often end on the same accuracies: each its own marker, and nudged sideways, stays visible.
+            nudge = (i - (len(shown) - 1) / 2) * min(1.5, 6.0 / max(len(shown), 1))
+            ax.errorbar(x + nudge, y, yerr=err, marker=MARKERS[i % len(MARKERS)], capsize=3, label=label)
+        for _, ref in _references(table, names, metrics).iterrows():
+            value = ref["model_accuracy_mean"]
+            label = textwrap.fill(f"ceiling: {ref['row']} ({_n(ref)}): {value:.3f}", LEGEND_WIDTH // 2)
+            ax.axhline(value, color="0.1", linestyle=":", linewidth=1.2, label=label, zorder=0)
+        metric = metrics[points[0][1]]
+        _draw_baseline(ax, baseline_value(folds, study, metric), metrics, metric)
+        ax.set_xticks(x, [f"{p}%" for p in percents], fontsize=8)
+        ax.set_xlabel(
+            "share of concepts set to their true values\n(nearest whole concept; lines nudged apart)"
+        )
+        ax.set_title(ORDER_TITLES.get(order, order), fontsize=9)
+    axes[0][0].set_ylabel("task accuracy on the test rows")
+    # One legend for both panels (the same rows, colours and lines), below them: none covers a curve.
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center", fontsize=7, ncol=2)
+    fig.suptitle(
+        f"Concept interventions: {study_titles(by_row)[study]}\nmean ± sem over test folds (n = folds × seeds)",
+        fontsize=10,
+    )
+    return fig
+
+
+def file_stem(study: str) -> str:
+    """A study's name as part of a file name (``trig / y / 3-fold``: ``trig_y_3-fold``)."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", study).strip("_")
+
+
 def figures(
     folds: pd.DataFrame, by_row: pd.DataFrame, ranks: dict[str, Any], metrics: MetricSet = METRICS
 ) -> dict[str, Any]:
-    """Every report figure by file name; the trade-off plot only when the set has both of its metrics."""
+    """Every report figure by file name; the trade-off plot only when the set has both of its metrics, the
+    intervention curves of each study some row of which has intervention values."""
     figs: dict[str, Any] = {}
     if ACCURACY in metrics and COMPLEXITY in metrics and f"{ACCURACY}_mean" in by_row:
         figs["accuracy_vs_complexity.png"] = accuracy_vs_complexity(by_row, folds, metrics)
@@ -295,4 +369,10 @@ def figures(
             f"(Friedman p = {f.p_chi2:.3g}; Nemenyi CD at alpha 0.05; n = data sets)"
         )
         figs[f"critical_difference_{name}.png"] = critical_difference(result, title)
+    names = [n for points in intervention_columns(by_row, metrics).values() for _, n in points]
+    for study, table in by_row.groupby("study"):
+        if names and table[[f"{n}_mean" for n in names]].notna().any(axis=None):
+            figs[f"intervention_curves_{file_stem(study)}.png"] = intervention_curves(
+                by_row, folds, study, metrics
+            )
     return figs

@@ -25,9 +25,27 @@ BLOCK = re.compile(
     r"(<!-- BEGIN table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- END table:(?P=name) -->)", re.S
 )
 MAIN_STUDY, ENTROPY_STUDY, REFERENCE = "mimic", "mimic_entropy_paper", "reference"
-SUITE_STUDY = "suite"
-# The suite table's columns besides the headline metrics: how well formulas recover a known truth.
-SUITE_EXTRA = ("truth_agreement", "truth_exact", "concept_accuracy")
+# Each suite's table columns (a study under results/ with its table and its ranks, when it is there): the suite's
+# headline metrics and how well formulas recover a known truth; the concept suite's task, concept and explanation
+# figures and the accuracy at 0, 50 (both orders) and 100 % concept interventions.
+SUITE_COLUMNS: dict[str, Callable[[Metric], bool]] = {
+    "suite": lambda m: m.headline or m.name in ("truth_agreement", "truth_exact", "concept_accuracy"),
+    "concept_suite": lambda m: (
+        m.name
+        in (
+            "model_accuracy",
+            "concept_accuracy",
+            "explanation_accuracy",
+            "explanation_fidelity",
+            "explanation_complexity",
+            "truth_exact",
+            "intervention_accuracy_0",
+            "intervention_accuracy_random_50",
+            "intervention_accuracy_uncertain_50",
+            "intervention_accuracy_100",
+        )
+    ),
+}
 BENCH_RESULTS = Path("benchmarks") / "results"
 
 
@@ -145,17 +163,19 @@ def tables(root: Path, metrics: MetricSet = METRICS, bench: Path | None = None) 
 
 
 def suite_tables(root: Path, metrics: MetricSet = METRICS) -> dict[str, str]:
-    """``suite``: every task (study) and method on the headline and ground-truth metrics; ``suite_ranks``: the
-    methods' average ranks across the tasks, Friedman test and Nemenyi CD. Empty without a suite snapshot."""
-    folder = root / SUITE_STUDY
-    if not folder.is_dir():
-        return {}
-    suite = analyse(*snapshot.load(folder, metrics), metrics)
-    shown = MetricSet([m for m in metrics if m.headline or m.name in SUITE_EXTRA])
-    by_row = suite.by_row.sort_values(["study", "row"], kind="stable")
-    table = render.human_table(by_row, ["study", "row"], shown)
-    ranks = render.ranks_texts(compare.ranks_table(suite.ranks, metrics), metrics)
-    return {"suite": render.to_markdown(table), "suite_ranks": ranks.get("ranks_across_studies.md", "")}
+    """Per suite of :data:`SUITE_COLUMNS` with a snapshot under ``root``: ``<study>``, every task and method on its
+    columns, and ``<study>_ranks``, the methods' average ranks across the tasks, Friedman test and Nemenyi CD."""
+    generated = {}
+    for study, keep in SUITE_COLUMNS.items():
+        if not (root / study).is_dir():
+            continue
+        suite = analyse(*snapshot.load(root / study, metrics), metrics)
+        by_row = suite.by_row.sort_values(["study", "row"], kind="stable")
+        table = render.human_table(by_row, ["study", "row"], MetricSet([m for m in metrics if keep(m)]))
+        ranks = render.ranks_texts(compare.ranks_table(suite.ranks, metrics), metrics)
+        generated[study] = render.to_markdown(table)
+        generated[f"{study}_ranks"] = ranks.get("ranks_across_studies.md", "")
+    return generated
 
 
 def rewrite(texts: Mapping[Path, str], generated: Mapping[str, str]) -> dict[Path, str]:

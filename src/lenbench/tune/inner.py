@@ -18,7 +18,7 @@ import numpy as np
 from lenbench.data.base import ConceptDataset, Fold
 from lenbench.data.split import build_fold
 from lenbench.explainers.base import Explainer
-from lenbench.folds import CVConfig, FoldFailed
+from lenbench.folds import CVConfig, FoldFailed, intervention_evidence, scored_rows
 from lenbench.scoring import METRICS, FoldEvidence, MetricSet
 
 
@@ -40,22 +40,26 @@ def score_on_validation(
         start = time.perf_counter()
         explainer.fit(fold)
         training = time.perf_counter() - start
-        y_pred = explainer.predict(fold.x_test)
+        rows, predicted = scored_rows(explainer, fold)
+        y_pred = explainer.predict(rows)
         start = time.perf_counter()
         formula = explainer.explain(fold, target_class)
         extraction = time.perf_counter() - start
     except Exception as exc:  # noqa: BLE001 - named by fold, kept as the cause; the trial fails, the study goes on
         raise FoldFailed(fold.index, exc) from exc
     info = dict(explainer.info())
+    concepts_true = None if predicted is None else fold.x_test
     evidence = FoldEvidence(
         y_true=fold.y_test,
         y_pred=y_pred,
-        x=fold.x_test,
+        x=fold.x_test if predicted is None else predicted,
         concept_names=fold.concept_names,
         target_class=target_class,
         formula=formula if explainer.provides_explanations else None,
-        scores=explainer.scores(fold.x_test),
+        scores=explainer.scores(rows),
         timings={"training": float(info.get("training_time", training)), "extraction": extraction},
+        concepts_true=concepts_true,
+        interventions=intervention_evidence(explainer, fold, rows, concepts_true),
     )
     return metrics.score_fold(evidence)
 

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lenbench.config import flatten
 from lenbench.data.base import ConceptDataset, Fold
+from lenbench.data.encoded import raw_input_dataset
 from lenbench.errors import ConfigError, UserError
 from lenbench.folds import FoldFailed
 from lenbench.job import (
@@ -76,7 +77,9 @@ def run_study(cfg: DictConfig, context: JobContext, metrics: MetricSet = METRICS
     spec = study_spec(cfg, space, uri, context.project_dir, metrics)
     dataset: ConceptDataset = instantiate(cfg.data, "data")
     cv = cv_config(cfg)
-    instantiate(job_config(cfg, {}, space).method.explainer, "method.explainer")  # the base config is valid
+    base = instantiate(job_config(cfg, {}, space).method.explainer, "method.explainer")  # a valid config
+    if base.reads_inputs:  # raw inputs and true concepts, or one line before any trial
+        dataset = raw_input_dataset(dataset, base.name)
     folds = [inner_fold(dataset, cv, k) for k in cv.fold_indices()]
     recorder = StudyRecorder(uri, experiment_name(cfg, dataset), spec.name)  # checks the store first
     study = optuna_study.open_study(spec)  # a name taken by other objectives stops here
