@@ -10,8 +10,9 @@ from helpers import TEST_TARGETS, job_env, run_train, train_in_process
 from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
+from lenbench.config import instantiate
 from lenbench.errors import ConfigError, UserError
-from lenbench.job import format_summary, instantiate
+from lenbench.job import format_summary
 from lenbench.scoring import METRICS
 
 BUG = "bug_targets.bug"  # a module of tests/, by its bare name (helpers.TEST_TARGETS says why)
@@ -37,6 +38,20 @@ def test_a_bug_is_not_a_config_error() -> None:
     assert isinstance(raised.value.__cause__, ZeroDivisionError)
 
 
+def test_a_target_whose_package_is_not_installed_is_one_line_with_the_fix() -> None:
+    """A method whose package (or one it imports) is missing, as after an update that added a dependency: one line
+    naming the module and the fix. A lenbench module that does not import is a bug and keeps its traceback."""
+    node = OmegaConf.create({"_target_": "absent_package.Method"})
+    expected = (
+        r"^method.explainer: No module named 'absent_package' in this environment \(.+\): run make install"
+    )
+    with pytest.raises(UserError, match=expected):
+        instantiate(node, "method.explainer")
+    with pytest.raises(InstantiationException) as raised:
+        instantiate(OmegaConf.create({"_target_": "lenbench.explainers.absent.Method"}), "method.explainer")
+    assert not isinstance(raised.value, UserError)
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize(
     ("override", "message"),
@@ -50,6 +65,10 @@ def test_a_bug_is_not_a_config_error() -> None:
         ("method.name=../../../../escape", "method.name='../../../../escape': not usable as a file name"),
         ("data.name=a/b", "data.name='a/b': not usable as a file name"),
         ("tracking.experiment=/tmp/x", "tracking.experiment='/tmp/x': not usable as a file name"),
+        (
+            "method.explainer._target_=absent_package.Method",
+            "No module named 'absent_package' in this environment",
+        ),
         (f"method.name={'m' * 300}", f"method.name='{'m' * 37}...': not usable as a file name"),
     ],
 )

@@ -3,7 +3,8 @@ gets, and the check of a command line before Hydra runs it (:func:`check_command
 
 The schema makes a wrong type (``seed=abc``, ``cv.n_splits=1.5``) or an unknown key (``cv.nfolds=3``) fail at
 composition with Hydra's message naming the key, before anything runs. Groups whose keys depend on the choice
-(data, method, trainer) are validated by the constructors they instantiate. Registered under the name
+(data, method, trainer) are validated by the constructors they instantiate (:func:`instantiate`: a user's error
+there is one line naming the key). Registered under the name
 ``train_schema`` by :func:`register_schema` (the entry point calls it before composing).
 """
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Optional  # noqa: UP035 - OmegaConf schemas need typing forms
 
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig
 
 from lenbench.errors import ConfigError, UserError, exit_with
 
@@ -310,3 +311,47 @@ def _check_output_folder(cfg: Any, key: str) -> None:
 
 
 _ROOM_NEEDED = 1 << 20  # a job's folder holds its config, log and results: about a megabyte at most
+
+
+def instantiate(node: DictConfig, key: str) -> Any:
+    """``hydra.utils.instantiate`` whose user errors (a bad value, an unknown or missing argument) come out as
+    one :class:`ConfigError` or :class:`UserError` naming ``key``; any other error keeps its traceback."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate as hydra_instantiate
+
+    try:
+        return hydra_instantiate(node)
+    except InstantiationException as exc:
+        cause = _root_cause(exc)
+        if isinstance(cause, UserError) and not isinstance(cause, ConfigError):
+            raise cause from None  # data and store messages name their file or store themselves
+        if isinstance(cause, ValueError) or _is_signature_error(cause):
+            raise ConfigError(f"{key}: {cause}") from None
+        missing = _missing_module(cause)
+        if missing is not None and not str(missing.name).startswith("lenbench"):
+            raise UserError(
+                f"{key}: {missing} in this environment ({sys.prefix}): run make install (after an update it "
+                "installs lenbench's new dependencies), or pip install the package your method needs"
+            ) from None
+        raise
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    from hydra.errors import InstantiationException
+
+    while isinstance(exc, InstantiationException) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
+
+
+def _missing_module(exc: BaseException | None) -> ModuleNotFoundError | None:
+    """The module that could not be imported, when importing the target failed for want of one."""
+    while exc is not None and not isinstance(exc, ModuleNotFoundError):
+        exc = exc.__cause__
+    return exc
+
+
+def _is_signature_error(exc: BaseException) -> bool:
+    """A TypeError raised by the call itself (unknown or missing keyword), not from deep inside the constructor."""
+    text = str(exc)
+    return isinstance(exc, TypeError) and ("keyword argument" in text or "required positional" in text)

@@ -19,6 +19,7 @@ data and store problems): the entry point prints those as one line. Anything els
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import logging
 from collections.abc import Sequence
@@ -30,10 +31,10 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from lenbench.config import config_hash, fold_slots, job_params, resolve_n_jobs
+from lenbench.config import config_hash, fold_slots, instantiate, job_params, resolve_n_jobs
 from lenbench.data.base import ConceptDataset
 from lenbench.data.encoded import raw_input_dataset
-from lenbench.errors import ConfigError, UserError
+from lenbench.errors import ConfigError
 from lenbench.experiment import ExperimentResult, JobRecord, run_experiment
 from lenbench.folds import Companion, CVConfig, FoldPlan, FoldResult, check_cv
 from lenbench.logic.formula import Formula
@@ -143,46 +144,14 @@ def _hand_over(
         tracker.set_tags(*corrected)
 
 
-def instantiate(node: DictConfig, key: str) -> Any:
-    """``hydra.utils.instantiate`` whose user errors (a bad value, an unknown or missing argument) come out as
-    one :class:`ConfigError` or :class:`UserError` naming ``key``; any other error keeps its traceback."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate as hydra_instantiate
-
-    try:
-        return hydra_instantiate(node)
-    except InstantiationException as exc:
-        cause = _root_cause(exc)
-        if isinstance(cause, UserError) and not isinstance(cause, ConfigError):
-            raise cause from None  # data and store messages name their file or store themselves
-        if isinstance(cause, ValueError) or _is_signature_error(cause):
-            raise ConfigError(f"{key}: {cause}") from None
-        raise
-
-
-def _root_cause(exc: BaseException) -> BaseException:
-    from hydra.errors import InstantiationException
-
-    while isinstance(exc, InstantiationException) and exc.__cause__ is not None:
-        exc = exc.__cause__
-    return exc
-
-
-def _is_signature_error(exc: BaseException) -> bool:
-    """A TypeError raised by the call itself (unknown or missing keyword), not from deep inside the constructor."""
-    text = str(exc)
-    return isinstance(exc, TypeError) and ("keyword argument" in text or "required positional" in text)
-
-
 def uses_torch(cfg: DictConfig) -> bool:
     """Whether the job computes with torch: its data trains a concept encoder, or its method says so
     (``Explainer.uses_torch``; a target that does not import is left for :func:`instantiate` to report)."""
-    from hydra.utils import get_class
-
     if "encoder" in cfg.data:
         return True
-    try:
-        return bool(getattr(get_class(str(cfg.method.explainer._target_)), "uses_torch", True))
+    module, _, name = str(cfg.method.explainer._target_).rpartition(".")
+    try:  # importlib, not hydra's get_class, which logs an error of its own before the one-line message
+        return bool(getattr(getattr(importlib.import_module(module), name), "uses_torch", True))
     except Exception:  # noqa: BLE001 - any failure to find the class is reported where it is built
         return True
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from lenbench.config import flatten
+from lenbench.config import flatten, instantiate
 from lenbench.data.base import ConceptDataset, Fold
 from lenbench.data.encoded import raw_input_dataset
 from lenbench.errors import ConfigError, UserError
@@ -35,7 +35,6 @@ from lenbench.job import (
     check_names,
     cv_config,
     experiment_name,
-    instantiate,
     job_hash,
     run_job,
     tracking_uri,
