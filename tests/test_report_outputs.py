@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -261,6 +262,13 @@ def _intervention_study() -> tuple[pd.DataFrame, pd.DataFrame]:
                     record["intervention_accuracy_100"] = 1.0 if method == "cbm" else 0.85 + 0.01 * fold
                 folds.append(record)
     return pd.DataFrame(folds), pd.DataFrame(runs)
+
+
+def test_a_method_without_formulas_has_no_consistency_across_seeds() -> None:
+    """The black box's folds carry no formula: its consistency across seeds is n/a, not 0 (no concept reused)."""
+    by_row = build.analyse(*_intervention_study()).by_row.set_index("row")
+    assert math.isnan(by_row.loc["blackbox", "seed_consistency"])
+    assert by_row.loc["cbm", "seed_consistency"] == 1.0  # the same formula at both seeds
 
 
 def test_the_intervention_curves_of_a_study_with_interventions() -> None:

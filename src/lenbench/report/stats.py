@@ -128,16 +128,21 @@ def summary_table(
 def seed_consistency(
     folds: pd.DataFrame, metrics: MetricSet = METRICS, by: Sequence[str] = ROW
 ) -> pd.DataFrame:
-    """Per group: for each test fold, consistency of that fold's formulas across seeds; mean over test folds.
+    """Per group: for each test fold, consistency of that fold's formulas across seeds; mean over test folds (NaN
+    for a group whose folds have no formula scored, as a black box's).
     Also the spread across seeds of every headline compared metric: ``<metric>_seed_sd``, the standard deviation
     (ddof=1) over seeds of each seed's mean over its test folds (NaN with a single seed)."""
     spread = present(folds, [m.name for m in metrics.at("fold") if m.headline and m.compared])
+    scored = present(folds, [m.name for m in metrics.at("fold") if "formula" in m.needs])
     records = []
     for key, group in folds.groupby(list(by)):
+        explained = not scored or group[scored].notna().any(
+            axis=None
+        )  # a black box has no formulas to compare
         per_fold = [
             consistency([parse_formula(f) for f in g["formula"]])
             for _, g in group.groupby(list(UNIT))
-            if g["seed"].nunique() > 1
+            if g["seed"].nunique() > 1 and explained
         ]
         record: dict[str, Any] = {
             **dict(zip(by, key, strict=True)),
