@@ -132,6 +132,8 @@ def test_the_family_scores_the_labels_of_the_intervened_rows() -> None:
     first_two = set(np.random.default_rng(0).permutation(3)[:2])
     assert scores["intervention_accuracy_random_50"] == float(first_two == {0, 1})
     assert all(math.isnan(v) for k, v in BUILTIN_METRICS.score_fold(_evidence(y, None)).items() if k in NAMES)
+    deaf = Interventions(p, lambda mask: None, 0)  # a concept model that cannot be intervened on
+    assert all(math.isnan(v) for k, v in BUILTIN_METRICS.score_fold(_evidence(y, deaf)).items() if k in NAMES)
 
 
 # -- a method on an encoder's concepts -------------------------------------------------------------------------------

@@ -256,7 +256,7 @@ def intervention_evidence(
 ) -> Interventions | None:
     """What the intervention metrics read for a fitted explainer scored on ``rows`` (:func:`scored_rows`) whose
     true concepts are ``concepts_true``; None (their values NaN) when it reads no predicted concepts (true concepts,
-    a black box) or cannot be intervened on. A method on raw inputs intervenes itself (``predict_with_concepts``,
+    a black box); a method that cannot be intervened on scores NaN. A method on raw inputs intervenes itself (``predict_with_concepts``,
     ordered by its ``concept_probabilities``); a method on an encoder's concepts predicts its scored rows again with
     the intervened columns set to the true concepts, ordered by the encoder's probabilities. The random order's
     seed is the method's (``seed``, 0 for a method without one)."""
@@ -271,8 +271,7 @@ def intervention_evidence(
             fold.concept_probabilities_test, lambda mask: explainer.predict(np.where(mask, truth, rows)), seed
         )
     probabilities = explainer.concept_probabilities(rows)
-    nothing = np.zeros(truth.shape, dtype=bool)
-    if probabilities is None or explainer.predict_with_concepts(rows, truth, nothing) is None:
+    if probabilities is None:
         return None
     return Interventions(probabilities, lambda mask: explainer.predict_with_concepts(rows, truth, mask), seed)
 

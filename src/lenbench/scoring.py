@@ -32,17 +32,19 @@ NAN = float("nan")
 class Interventions:
     """What a fold offers to the intervention metrics of a method that reads predicted concepts: the predicted
     probabilities of the test rows' concepts ([n, k], which order the uncertainty-first interventions), the labels
-    the model gives when the concepts where a mask [n, k] is True take their true values (``labels(mask)``), and
+    the model gives when the concepts where a mask [n, k] is True take their true values (``labels(mask)``; None: it
+    cannot be intervened on), and
     the seed of the random order (the method's)."""
 
     probabilities: np.ndarray
-    labels: Callable[[np.ndarray], np.ndarray]
+    labels: Callable[[np.ndarray], np.ndarray | None]
     seed: int
 
     def accuracy(self, y_true: np.ndarray, percent: int, order: str) -> float:
-        """Task accuracy with ``percent`` % of each row's concepts, in ``order``, set to their true values."""
-        mask = m.intervention_mask(self.probabilities, percent, order, self.seed)
-        return m.model_accuracy(y_true, self.labels(mask))
+        """Task accuracy with ``percent`` % of each row's concepts, in ``order``, set to their true values; NaN when
+        the model gives no labels under interventions (``labels`` returns None)."""
+        labels = self.labels(m.intervention_mask(self.probabilities, percent, order, self.seed))
+        return NAN if labels is None else m.model_accuracy(y_true, labels)
 
 
 @dataclass(frozen=True)

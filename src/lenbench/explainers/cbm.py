@@ -34,7 +34,7 @@ from lenbench.data.base import Fold
 from lenbench.explainers.raw_inputs import ConceptModelExplainer, n_classes
 from lenbench.logic.extract.truth_table import distinct_assignments, truth_table_formula
 from lenbench.logic.formula import Formula
-from lenbench.logic.simplify import check_budget, simplify
+from lenbench.logic.simplify import simplify
 from lenbench.nn.encoder import mlp, perceptron
 from lenbench.validation import check_choice, check_positive, check_widths
 
@@ -113,8 +113,6 @@ class ConceptBottleneckExplainer(ConceptModelExplainer):
         hidden: Sequence[int] = (32,),
         head_hidden: Sequence[int] = (16,),
         concept_loss_weight: float = 1.0,
-        max_simplify_variables: int = 10,
-        max_simplify_terms: int = 64,
         **settings: Any,
     ) -> None:
         owner = type(self).__name__
@@ -124,9 +122,6 @@ class ConceptBottleneckExplainer(ConceptModelExplainer):
         self.head_hidden = check_widths(owner, "head_hidden", head_hidden)
         self.concept_loss_weight = check_positive(
             owner, "concept_loss_weight", concept_loss_weight, allow_zero=True
-        )
-        self.max_simplify_variables, self.max_simplify_terms = check_budget(
-            owner, max_simplify_variables, max_simplify_terms
         )
         super().__init__(**settings)
 
@@ -173,7 +168,6 @@ class ConceptBottleneckExplainer(ConceptModelExplainer):
         """The head's truth table on the validation rows' predicted concept assignments (module docstring)."""
         assignments = distinct_assignments(self.predict_concepts(fold.inputs_val))
         decisions = self.network.head(self.tensor(assignments)).argmax(dim=1).numpy() == target_class
-        budget = (self.max_simplify_variables, self.max_simplify_terms)
-        formula, record = truth_table_reading(assignments, decisions, fold.concept_names, budget)
+        formula, record = truth_table_reading(assignments, decisions, fold.concept_names, self.budget)
         self._info |= record
         return formula

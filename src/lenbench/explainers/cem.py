@@ -39,7 +39,6 @@ from lenbench.explainers.cbm import JointLoss, truth_table_reading
 from lenbench.explainers.raw_inputs import ConceptModelExplainer, n_classes
 from lenbench.logic.extract.truth_table import majority_decisions
 from lenbench.logic.formula import Formula
-from lenbench.logic.simplify import check_budget
 from lenbench.nn.encoder import mlp, perceptron
 from lenbench.validation import check_int, check_positive, check_unit, check_widths
 
@@ -123,8 +122,6 @@ class EmbeddingExplainer(ConceptModelExplainer):
         embedding_size: int = 16,
         concept_loss_weight: float = 1.0,
         training_intervention_prob: float = 0.25,
-        max_simplify_variables: int = 10,
-        max_simplify_terms: int = 64,
         **settings: Any,
     ) -> None:
         owner = type(self).__name__
@@ -135,9 +132,6 @@ class EmbeddingExplainer(ConceptModelExplainer):
         )
         self.training_intervention_prob = check_unit(
             owner, "training_intervention_prob", training_intervention_prob, low_open=False
-        )
-        self.max_simplify_variables, self.max_simplify_terms = check_budget(
-            owner, max_simplify_variables, max_simplify_terms
         )
         super().__init__(**settings)
 
@@ -168,11 +162,6 @@ class EmbeddingExplainer(ConceptModelExplainer):
     @torch.no_grad()
     def concept_probabilities(self, x: np.ndarray) -> np.ndarray:
         return self.network.concepts(self.tensor(x))[1].numpy().astype(np.float64)
-
-    @property
-    def budget(self) -> tuple[int, int]:
-        """The simplification budget (variables, terms) of the formula."""
-        return self.max_simplify_variables, self.max_simplify_terms
 
 
 class ConceptEmbeddingExplainer(EmbeddingExplainer):

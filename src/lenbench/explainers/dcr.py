@@ -24,6 +24,7 @@ DCR's predictions on the test rows is scored like every formula (``explanation_f
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -116,10 +117,8 @@ class DeepConceptReasonerExplainer(EmbeddingExplainer):
         rules = [
             rule for _, c, rule in self.row_rules(fold.inputs_val, fold.concept_names) if c == target_class
         ]
-        counts: dict[Formula, int] = {}
-        for rule in rules:
-            counts[rule] = counts.get(rule, 0) + 1
-        kept = sorted(counts, key=lambda rule: -counts[rule])[: self.max_rules]  # stable: ties first seen
+        counts = Counter(rules)
+        kept = [rule for rule, _ in counts.most_common(self.max_rules)]  # ties: first seen first
         result = simplify(Formula.disjunction(kept) if kept else Formula.false(), *self.budget)
         self._info |= {
             "rules_distinct": len(counts),

@@ -21,6 +21,7 @@ from torch import nn
 
 from lenbench.data.base import Fold
 from lenbench.explainers.base import Explainer
+from lenbench.logic.simplify import check_budget
 from lenbench.nn.encoder import train_full_batch
 from lenbench.nn.heads import ArgmaxHead
 from lenbench.nn.trainer import TrainingConfig, set_seed
@@ -125,7 +126,21 @@ class RawInputsExplainer(Explainer):
 class ConceptModelExplainer(RawInputsExplainer):
     """A network on raw inputs through concepts it predicts (cbm, cem, dcr): its ``network.intervened(x, values,
     mask)`` gives the task logits when the concepts where ``mask`` is True take ``values``, which makes every such
-    method one that concept interventions ask again."""
+    method one that concept interventions ask again. Its formula over the concepts is simplified within the
+    ``max_simplify_*`` budget, declared here once for all of them."""
+
+    def __init__(
+        self, *, max_simplify_variables: int = 10, max_simplify_terms: int = 64, **training: Any
+    ) -> None:
+        self.max_simplify_variables, self.max_simplify_terms = check_budget(
+            type(self).__name__, max_simplify_variables, max_simplify_terms
+        )
+        super().__init__(**training)
+
+    @property
+    def budget(self) -> tuple[int, int]:
+        """The simplification budget (variables, terms) of the formula."""
+        return self.max_simplify_variables, self.max_simplify_terms
 
     @torch.no_grad()
     def predict_with_concepts(self, x: np.ndarray, concepts: np.ndarray, mask: np.ndarray) -> np.ndarray:
