@@ -6,8 +6,8 @@ one-step epochs and divergence check) whose network standardises its inputs with
 rows it is trained on, then maps them through ReLU hidden layers to one logit per concept; its output is the sigmoid
 of those logits, its loss binary cross-entropy (``BCEWithLogitsLoss``: sigmoid and BCE in one stable step).
 :func:`train_encoder` trains one on given rows only (the fold's training rows; the caller picks them) and
-:func:`predict_concepts` thresholds its probabilities (:func:`concept_probabilities`) at 0.5 into boolean concepts. :func:`train_full_batch` trains
-any other network on raw inputs the same way (the concept-bottleneck and black-box methods).
+:func:`predict_concepts` thresholds its probabilities (:func:`concept_probabilities`) at 0.5 into boolean concepts.
+:func:`train_full_batch` trains any other network on raw inputs the same way (the concept models and the black box).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from lenbench.logic.formula import Formula
+from lenbench.names import file_name
 from lenbench.report.compare import compared_names
 from lenbench.report.stats import UNIT, parse_formula, study_titles
 from lenbench.scoring import METRICS, Metric, MetricSet, intervention_points
@@ -348,8 +349,9 @@ def intervention_curves(by_row: pd.DataFrame, folds: pd.DataFrame, study: str, m
 
 
 def file_stem(study: str) -> str:
-    """A study's name as part of a file name (``trig / y / 3-fold``: ``trig_y_3-fold``)."""
-    return re.sub(r"[^A-Za-z0-9.-]+", "_", study).strip("_")
+    """A study's name as part of a file name (``trig / y / 3-fold``: ``trig_y_3-fold``), through
+    :func:`lenbench.names.file_name` like every name lenbench writes a file under (a leading dot, a long name)."""
+    return file_name(re.sub(r"[^A-Za-z0-9.-]+", "_", study).strip("_"))
 
 
 def figures(
